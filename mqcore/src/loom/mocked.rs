@@ -1,0 +1,5 @@
+//! The loom side of the shim, used only by `cfg(all(test, loom))` builds.
+
+pub(crate) mod sync {
+    pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+}

@@ -1,0 +1,5 @@
+//! The std side of the loom shim: the same paths as `loom::sync`, backed by std.
+
+pub(crate) mod sync {
+    pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
+}

@@ -1,0 +1,143 @@
+//! Loom models of the hot path: every interleaving of 2-3 threads around one queue.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p mqcore --lib --release
+//! loom_` (`.ci/run` does, with its own target directory).
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use loom::thread;
+
+use super::store::{Never, Store, TakeFuture};
+use crate::message::Message;
+use std::sync::Arc;
+
+fn msg(body: &'static str) -> Message {
+    Message::new(body)
+}
+
+/// A send racing a blocking receive never loses the wake-up: the receiver always gets it.
+#[test]
+fn loom_send_wakes_blocked_receiver() {
+    loom::model(|| {
+        let store = Store::new();
+        let receiver = {
+            let store = store.clone();
+            thread::spawn(move || store.take_blocking(None, &Never).expect("never times out"))
+        };
+        let sent = store.lock().publish(msg("a"));
+        let got = receiver.join().unwrap();
+        assert_eq!(got, sent);
+        let s = store.lock();
+        assert_eq!(s.visible_len(), 0);
+        assert!(!s.has_waiters());
+    });
+}
+
+/// Two receivers racing for two messages each get one, never the same one.
+#[test]
+fn loom_two_receivers_never_share_a_message() {
+    loom::model(|| {
+        let store = Store::new();
+        let spawn_receiver = |tx| {
+            let store = store.clone();
+            thread::spawn(move || {
+                store
+                    .take_blocking(Some(tx), &Never)
+                    .expect("never times out")
+            })
+        };
+        let r1 = spawn_receiver(1);
+        let r2 = spawn_receiver(2);
+        {
+            let mut s = store.lock();
+            s.publish(msg("a"));
+        }
+        store.lock().publish(msg("b"));
+        let a = r1.join().unwrap();
+        let b = r2.join().unwrap();
+        assert_ne!(a, b);
+        let s = store.lock();
+        assert_eq!(s.visible_len(), 0);
+        assert_eq!(s.len(), 2, "both locked, none lost");
+    });
+}
+
+/// An abort racing a receive: the receiver gets the restored message, with its abort counted.
+#[test]
+fn loom_abort_races_receive() {
+    loom::model(|| {
+        let store = Store::new();
+        let lookup = {
+            let mut s = store.lock();
+            let l = s.publish(msg("a"));
+            let (key, _) = s.first().unwrap();
+            assert_eq!(s.lock(key, 1), l);
+            l
+        };
+        let aborter = {
+            let store = store.clone();
+            thread::spawn(move || store.lock().unlock(lookup, true))
+        };
+        let got = store
+            .take_blocking(Some(2), &Never)
+            .expect("never times out");
+        aborter.join().unwrap();
+        assert_eq!(got, lookup, "restored at its position, same lookup id");
+        let s = store.lock();
+        assert_eq!(s.locked_message(got).unwrap().abort_count(), 1);
+    });
+}
+
+/// A cancelled async receive never loses a message, whether the message was handed to it before
+/// the cancel or arrives after.
+#[test]
+fn loom_cancelled_async_receive_keeps_message() {
+    loom::model(|| {
+        let store = Store::new();
+        let mut fut = Box::pin(TakeFuture::new(store.clone(), None, Never));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(fut.as_mut().poll(&mut cx).is_pending(), "nothing sent yet");
+        let sender = {
+            let store = store.clone();
+            thread::spawn(move || {
+                store.lock().publish(msg("a"));
+            })
+        };
+        drop(fut); // races with the send and its hand-off
+        sender.join().unwrap();
+        let s = store.lock();
+        assert_eq!(s.visible_len(), 1, "the message is back in the queue");
+        assert!(!s.has_waiters());
+    });
+}
+
+/// A completed async receive races a second blocked receiver: exactly one message each.
+#[test]
+fn loom_async_and_blocking_receivers_share_fairly() {
+    loom::model(|| {
+        let store = Store::new();
+        let blocking = {
+            let store = store.clone();
+            thread::spawn(move || store.take_blocking(None, &Never).expect("never times out"))
+        };
+        let sender = {
+            let store: Arc<Store> = store.clone();
+            thread::spawn(move || {
+                store.lock().publish(msg("a"));
+                store.lock().publish(msg("b"));
+            })
+        };
+        let got = loom::future::block_on(TakeFuture::new(store.clone(), None, Never));
+        let other = blocking.join().unwrap();
+        sender.join().unwrap();
+        assert_ne!(got.unwrap(), other);
+        let mut fut = pin!(TakeFuture::new(store.clone(), None, Never));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(
+            matches!(fut.as_mut().poll(&mut cx), Poll::Pending),
+            "nothing left"
+        );
+    });
+}

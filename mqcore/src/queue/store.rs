@@ -1,0 +1,920 @@
+//! The hot path: one queue's messages, their order, their locks, and the receivers waiting on them.
+//!
+//! Everything that races lives here, behind one mutex per queue, written against the loom shim so
+//! that `queue/loom_tests.rs` can check every interleaving. The rest of the engine (transactions,
+//! journals, dead letters, acknowledgements) calls in with the lock held through [`Store::lock`].
+//!
+//! Order is (priority descending, lookup id ascending): lookup ids are handed out when a message
+//! becomes part of the queue (on commit, for transactional sends), so within a priority the order is
+//! arrival order, and for transactional queues (priority always 0) it is commit order.
+//!
+//! A waiting receiver is never woken to race for a message: the message is *handed off* to it under
+//! the lock (locked to its transaction, or held in flight for a non-transactional receive). A waiter
+//! that gives up after being handed a message (an async receive dropped, say) gives it back to its
+//! original position, which hands it to the next waiter. So no wake-up is lost, no two receivers get
+//! one message, and there is no thundering herd. Peekers and cursors are woken on every arrival and
+//! look again.
+//!
+//! The invariant that makes hand-off simple: **if a receiver is waiting, no message is visible.**
+//! Every path that makes a message visible ([`State::publish`], [`State::unlock`]) ends in
+//! [`State::dispatch`], which hands messages to waiters until one side runs out.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use crate::clock::Timestamp;
+// Only the mutex and the condition variables race; the `Arc` handles are plain std ones.
+use crate::loom::sync::{Condvar, Mutex, MutexGuard};
+use crate::message::{Message, MessageId};
+use std::sync::Arc;
+
+/// A message's per-queue 64-bit lookup identifier (`PROPID_M_LOOKUPID`).
+pub type LookupId = u64;
+
+/// A transaction's identity inside one queue manager.
+pub(crate) type TxId = u64;
+
+/// A waiter's identity inside one store.
+pub(crate) type WaiterId = u64;
+
+/// Position of a message in queue order: priority descending, then lookup id (arrival) ascending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Key {
+    /// `7 - priority`, so that a higher priority sorts first.
+    rank: u8,
+    /// The message's lookup id.
+    lookup: LookupId,
+}
+
+impl Key {
+    fn new(priority: u8, lookup: LookupId) -> Key {
+        Key {
+            rank: 7u8.saturating_sub(priority),
+            lookup,
+        }
+    }
+
+    /// The lookup id at this position.
+    pub(crate) fn lookup(self) -> LookupId {
+        self.lookup
+    }
+}
+
+/// Who holds a locked message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A transaction that received (or is moving) the message; commit removes it, abort restores it.
+    Tx(TxId),
+    /// Handed to a waiting non-transactional receiver that has not picked it up yet.
+    InFlight(WaiterId),
+}
+
+/// A message that is part of the queue but invisible, because someone holds it.
+#[derive(Debug)]
+struct Locked {
+    /// Where it goes back to on abort.
+    key: Key,
+    /// Who holds it.
+    owner: Owner,
+    /// The message itself.
+    msg: Message,
+}
+
+/// How a blocked thread or task is woken.
+#[derive(Debug)]
+pub(crate) enum Wake {
+    /// A blocked thread, waiting on its own condition variable paired with the store's mutex.
+    Thread(Arc<Condvar>),
+    /// An async task.
+    Task(Waker),
+}
+
+impl Wake {
+    fn wake(&self) {
+        match self {
+            Wake::Thread(cv) => cv.notify_one(),
+            Wake::Task(w) => w.wake_by_ref(),
+        }
+    }
+}
+
+/// A receiver waiting for a message to be handed to it.
+#[derive(Debug)]
+struct Taker {
+    id: WaiterId,
+    /// The transaction to lock the message to; `None` for a non-transactional receive.
+    tx: Option<TxId>,
+    wake: Wake,
+}
+
+/// A peeker or cursor waiting for anything to arrive.
+#[derive(Debug)]
+struct Watcher {
+    id: WaiterId,
+    wake: Wake,
+}
+
+/// What a lookup by id finds.
+#[derive(Debug)]
+pub(crate) enum Found {
+    /// Visible, at this position.
+    Visible(Key),
+    /// Part of the queue but held by a transaction or a receiver.
+    Locked(Owner),
+    /// Not in this queue.
+    Missing,
+}
+
+/// One queue's messages and waiters. Guarded by [`Store`]'s mutex.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// Visible messages in queue order.
+    visible: BTreeMap<Key, Message>,
+    /// Priority of every visible message by lookup id: finds a [`Key`] from a lookup id, and
+    /// walks messages in lookup-id order for `MQReceiveMessageByLookupId`.
+    rank_of: BTreeMap<LookupId, u8>,
+    /// Messages held by a transaction or an in-flight receive.
+    locked: HashMap<LookupId, Locked>,
+    /// Message id to lookup id, for visible and locked messages.
+    by_id: HashMap<MessageId, LookupId>,
+    /// Correlation id to the visible messages carrying it.
+    by_correlation: HashMap<MessageId, BTreeSet<Key>>,
+    /// Visible messages with a time-to-be-received, by deadline.
+    expiry: BTreeSet<(Timestamp, LookupId)>,
+    /// Messages found expired, for the queue manager to dead-letter.
+    expired: Vec<Message>,
+    /// The next lookup id to hand out; never reused.
+    next_lookup: LookupId,
+    /// Sum of body and label sizes of visible and locked messages, for the quota.
+    bytes: u64,
+    /// Receivers waiting for a hand-off, first come first served.
+    takers: VecDeque<Taker>,
+    /// Peekers and cursors waiting for an arrival.
+    watchers: Vec<Watcher>,
+    /// Messages handed to takers that have not picked them up yet: waiter id to lookup id.
+    handed: HashMap<WaiterId, LookupId>,
+    /// Source of waiter ids.
+    next_waiter: WaiterId,
+    /// The queue was deleted: waiters give up with `MQ_ERROR_QUEUE_DELETED`.
+    closed: bool,
+    /// Whether time-to-be-received applies here (user queues); journals and dead-letter queues
+    /// keep messages until someone removes them.
+    expires: bool,
+}
+
+/// The size a message counts for against quotas.
+pub(crate) fn footprint(msg: &Message) -> u64 {
+    msg.body.len() as u64 + msg.label.len() as u64
+}
+
+impl State {
+    /// Number of messages in the queue, locked ones included (what MSMQ's message count shows).
+    pub(crate) fn len(&self) -> usize {
+        self.visible.len() + self.locked.len()
+    }
+
+    /// Number of messages a receiver could take now.
+    #[cfg(test)]
+    pub(crate) fn visible_len(&self) -> usize {
+        self.visible.len()
+    }
+
+    /// Bytes counted against the quota.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Appends `msg` in queue order with a fresh lookup id and hands it to a waiter if one waits.
+    pub(crate) fn publish(&mut self, mut msg: Message) -> LookupId {
+        self.next_lookup += 1;
+        let lookup = self.next_lookup;
+        msg.lookup_id = lookup;
+        self.bytes += footprint(&msg);
+        self.by_id.insert(msg.id, lookup);
+        let key = Key::new(msg.priority, lookup);
+        self.insert_visible(key, msg);
+        self.dispatch();
+        lookup
+    }
+
+    fn insert_visible(&mut self, key: Key, msg: Message) {
+        self.rank_of.insert(key.lookup, key.rank);
+        if let Some(c) = msg.correlation_id {
+            self.by_correlation.entry(c).or_default().insert(key);
+        }
+        if let Some(deadline) = msg.expires_at().filter(|_| self.expires) {
+            self.expiry.insert((deadline, key.lookup));
+        }
+        self.visible.insert(key, msg);
+    }
+
+    fn remove_visible(&mut self, key: Key) -> Option<Message> {
+        let msg = self.visible.remove(&key)?;
+        self.rank_of.remove(&key.lookup);
+        if let Some(c) = msg.correlation_id {
+            if let Some(set) = self.by_correlation.get_mut(&c) {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.by_correlation.remove(&c);
+                }
+            }
+        }
+        if let Some(deadline) = msg.expires_at().filter(|_| self.expires) {
+            self.expiry.remove(&(deadline, key.lookup));
+        }
+        Some(msg)
+    }
+
+    /// Forgets a message that leaves the queue for good.
+    fn forget(&mut self, msg: &Message) {
+        self.bytes -= footprint(msg);
+        self.by_id.remove(&msg.id);
+    }
+
+    /// Hands visible messages to waiting receivers, in queue order, then wakes peekers if anything
+    /// is still visible. Restores the invariant "a receiver waits only while nothing is visible".
+    fn dispatch(&mut self) {
+        while !self.takers.is_empty() {
+            let Some((&key, _)) = self.visible.first_key_value() else {
+                break;
+            };
+            let Some(taker) = self.takers.pop_front() else {
+                break;
+            };
+            let owner = match taker.tx {
+                Some(tx) => Owner::Tx(tx),
+                None => Owner::InFlight(taker.id),
+            };
+            self.lock_key(key, owner);
+            self.handed.insert(taker.id, key.lookup);
+            taker.wake.wake();
+        }
+        if !self.visible.is_empty() {
+            for w in self.watchers.drain(..) {
+                w.wake.wake();
+            }
+        }
+    }
+
+    fn lock_key(&mut self, key: Key, owner: Owner) -> LookupId {
+        let msg = self
+            .remove_visible(key)
+            .expect("lock_key is only called with a visible key");
+        self.locked.insert(key.lookup, Locked { key, owner, msg });
+        key.lookup
+    }
+
+    /// The first visible message in queue order.
+    pub(crate) fn first(&self) -> Option<(Key, &Message)> {
+        self.visible.first_key_value().map(|(k, m)| (*k, m))
+    }
+
+    /// The first visible message after `key` in queue order.
+    pub(crate) fn after(&self, key: Key) -> Option<(Key, &Message)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.visible
+            .range((Excluded(key), Unbounded))
+            .next()
+            .map(|(k, m)| (*k, m))
+    }
+
+    /// The visible message with the lowest lookup id.
+    pub(crate) fn first_by_lookup(&self) -> Option<Key> {
+        self.rank_of
+            .first_key_value()
+            .map(|(&lookup, &rank)| Key { rank, lookup })
+    }
+
+    /// The visible message with the highest lookup id.
+    pub(crate) fn last_by_lookup(&self) -> Option<Key> {
+        self.rank_of
+            .last_key_value()
+            .map(|(&lookup, &rank)| Key { rank, lookup })
+    }
+
+    /// The visible message with the lowest lookup id above `lookup` (which need not exist).
+    pub(crate) fn next_by_lookup(&self, lookup: LookupId) -> Option<Key> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.rank_of
+            .range((Excluded(lookup), Unbounded))
+            .next()
+            .map(|(&lookup, &rank)| Key { rank, lookup })
+    }
+
+    /// The visible message with the highest lookup id below `lookup` (which need not exist).
+    pub(crate) fn prev_by_lookup(&self, lookup: LookupId) -> Option<Key> {
+        self.rank_of
+            .range(..lookup)
+            .next_back()
+            .map(|(&lookup, &rank)| Key { rank, lookup })
+    }
+
+    /// The message at `key`, if visible.
+    pub(crate) fn get(&self, key: Key) -> Option<&Message> {
+        self.visible.get(&key)
+    }
+
+    /// The position of a visible or locked message.
+    pub(crate) fn key_of(&self, lookup: LookupId) -> Option<Key> {
+        if let Some(&rank) = self.rank_of.get(&lookup) {
+            return Some(Key { rank, lookup });
+        }
+        self.locked.get(&lookup).map(|l| l.key)
+    }
+
+    /// Finds a message by lookup id.
+    pub(crate) fn find(&self, lookup: LookupId) -> Found {
+        if let Some(&rank) = self.rank_of.get(&lookup) {
+            return Found::Visible(Key { rank, lookup });
+        }
+        match self.locked.get(&lookup) {
+            Some(l) => Found::Locked(l.owner),
+            None => Found::Missing,
+        }
+    }
+
+    /// Finds a message by message id.
+    pub(crate) fn find_by_id(&self, id: &MessageId) -> Found {
+        match self.by_id.get(id) {
+            Some(&lookup) => self.find(lookup),
+            None => Found::Missing,
+        }
+    }
+
+    /// The first visible message with correlation id `c`.
+    pub(crate) fn first_by_correlation(&self, c: &MessageId) -> Option<(Key, &Message)> {
+        let key = *self.by_correlation.get(c)?.first()?;
+        Some((key, &self.visible[&key]))
+    }
+
+    /// Removes a visible message for good (a non-transactional receive).
+    pub(crate) fn take(&mut self, key: Key) -> Option<Message> {
+        let msg = self.remove_visible(key)?;
+        self.forget(&msg);
+        Some(msg)
+    }
+
+    /// Locks a visible message to a transaction.
+    pub(crate) fn lock(&mut self, key: Key, tx: TxId) -> LookupId {
+        self.lock_key(key, Owner::Tx(tx))
+    }
+
+    /// Reads a locked message.
+    pub(crate) fn locked_message(&self, lookup: LookupId) -> Option<&Message> {
+        self.locked.get(&lookup).map(|l| &l.msg)
+    }
+
+    /// Removes a locked message for good (its transaction committed, or its receiver picked it up).
+    pub(crate) fn remove_locked(&mut self, lookup: LookupId) -> Option<Message> {
+        let locked = self.locked.remove(&lookup)?;
+        self.forget(&locked.msg);
+        Some(locked.msg)
+    }
+
+    /// Puts a locked message back at its original position (abort, or a cancelled receive) and
+    /// hands it on if someone waits. `aborted` counts a transaction abort (`PROPID_M_ABORT_COUNT`).
+    pub(crate) fn unlock(&mut self, lookup: LookupId, aborted: bool) {
+        let Some(mut locked) = self.locked.remove(&lookup) else {
+            return;
+        };
+        if aborted {
+            locked.msg.abort_count = locked.msg.abort_count.saturating_add(1);
+        }
+        self.insert_visible(locked.key, locked.msg);
+        self.dispatch();
+    }
+
+    /// Removes every visible message (purge); locked messages stay with their transactions.
+    pub(crate) fn take_all_visible(&mut self) -> Vec<Message> {
+        let visible = std::mem::take(&mut self.visible);
+        self.rank_of.clear();
+        self.by_correlation.clear();
+        self.expiry.clear();
+        let msgs: Vec<Message> = visible.into_values().collect();
+        for m in &msgs {
+            self.forget(m);
+        }
+        msgs
+    }
+
+    /// Moves visible messages whose time-to-be-received has passed to the expired list.
+    pub(crate) fn expire(&mut self, now: Timestamp) {
+        while let Some(&(deadline, lookup)) = self.expiry.first() {
+            if deadline > now {
+                break;
+            }
+            self.expiry.pop_first();
+            if let Some(key) = self.key_of(lookup) {
+                if let Some(msg) = self.take(key) {
+                    self.expired.push(msg);
+                }
+            }
+        }
+    }
+
+    /// The earliest time-to-be-received deadline among visible messages.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn next_expiry(&self) -> Option<Timestamp> {
+        self.expiry.first().map(|&(t, _)| t)
+    }
+
+    /// Takes the messages found expired since the last call.
+    pub(crate) fn drain_expired(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.expired)
+    }
+
+    /// Every visible message in queue order (for tests, management and snapshots).
+    pub(crate) fn iter_visible(&self) -> impl Iterator<Item = &Message> {
+        self.visible.values()
+    }
+
+    fn new_waiter(&mut self) -> WaiterId {
+        self.next_waiter += 1;
+        self.next_waiter
+    }
+
+    /// One step of a receive that may wait. With `slot` empty, takes the first visible message or
+    /// registers a waiter; with `slot` holding a registration, picks up a hand-off or refreshes the
+    /// wake handle. Ready carries the lookup id of a message now locked to `tx` (or in flight).
+    pub(crate) fn poll_take(
+        &mut self,
+        slot: &mut Option<WaiterId>,
+        tx: Option<TxId>,
+        wake: impl FnOnce() -> Wake,
+    ) -> Poll<LookupId> {
+        if let Some(id) = *slot {
+            if let Some(lookup) = self.handed.remove(&id) {
+                *slot = None;
+                return Poll::Ready(lookup);
+            }
+        }
+        if let Some((key, _)) = self.first() {
+            // Only reachable with no registration of ours queued: a queued taker implies nothing
+            // is visible (see the module comment).
+            debug_assert!(slot.is_none_or(|id| !self.takers.iter().any(|t| t.id == id)));
+            *slot = None;
+            let owner = match tx {
+                Some(tx) => Owner::Tx(tx),
+                None => Owner::InFlight(0),
+            };
+            return Poll::Ready(self.lock_key(key, owner));
+        }
+        match *slot {
+            Some(id) => {
+                if let Some(t) = self.takers.iter_mut().find(|t| t.id == id) {
+                    t.wake = wake();
+                }
+            }
+            None => {
+                let id = self.new_waiter();
+                self.takers.push_back(Taker {
+                    id,
+                    tx,
+                    wake: wake(),
+                });
+                *slot = Some(id);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Withdraws a receive registration. Returns a message already handed to it, which the caller
+    /// must either keep or [`unlock`](State::unlock).
+    pub(crate) fn cancel_take(&mut self, slot: &mut Option<WaiterId>) -> Option<LookupId> {
+        let id = slot.take()?;
+        if let Some(lookup) = self.handed.remove(&id) {
+            return Some(lookup);
+        }
+        self.takers.retain(|t| t.id != id);
+        None
+    }
+
+    /// Registers (or refreshes) a watcher to be woken on the next arrival.
+    pub(crate) fn watch(&mut self, slot: &mut Option<WaiterId>, wake: Wake) {
+        if let Some(id) = *slot {
+            if let Some(w) = self.watchers.iter_mut().find(|w| w.id == id) {
+                w.wake = wake;
+                return;
+            }
+        }
+        let id = self.new_waiter();
+        self.watchers.push(Watcher { id, wake });
+        *slot = Some(id);
+    }
+
+    /// Withdraws a watcher registration.
+    pub(crate) fn unwatch(&mut self, slot: &mut Option<WaiterId>) {
+        if let Some(id) = slot.take() {
+            self.watchers.retain(|w| w.id != id);
+        }
+    }
+
+    /// Wakes one waiter, whatever it waits for, so it re-checks its deadline.
+    pub(crate) fn wake_waiter(&mut self, id: WaiterId) {
+        if let Some(t) = self.takers.iter().find(|t| t.id == id) {
+            t.wake.wake();
+        }
+        if let Some(w) = self.watchers.iter().find(|w| w.id == id) {
+            w.wake.wake();
+        }
+    }
+
+    /// Closes the queue: every waiter wakes and gives up. Returns every message, locked or not.
+    pub(crate) fn close(&mut self) -> Vec<Message> {
+        self.closed = true;
+        for t in self.takers.drain(..) {
+            t.wake.wake();
+        }
+        for w in self.watchers.drain(..) {
+            w.wake.wake();
+        }
+        let mut msgs = self.take_all_visible();
+        let mut locked: Vec<Locked> = self.locked.drain().map(|(_, l)| l).collect();
+        locked.sort_by_key(|l| l.key);
+        for l in locked {
+            self.bytes -= footprint(&l.msg);
+            msgs.push(l.msg);
+        }
+        self.by_id.clear();
+        msgs
+    }
+
+    /// Whether anything waits on this store (a subqueue is only dropped when nothing does).
+    pub(crate) fn has_waiters(&self) -> bool {
+        !self.takers.is_empty() || !self.watchers.is_empty() || !self.handed.is_empty()
+    }
+}
+
+/// One queue's state behind its mutex.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    state: Mutex<State>,
+}
+
+/// Why a wait ended without a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitError {
+    /// The deadline passed.
+    Timeout,
+    /// The queue was deleted.
+    Closed,
+}
+
+/// The deadline side of a wait: whether it has passed, and how to be woken when it does.
+pub(crate) trait Deadline {
+    /// Whether the deadline has passed.
+    fn passed(&self) -> bool;
+    /// Arranges for `waiter` of `store` to be woken at the deadline. Called once per wait.
+    fn arm(&self, store: &Arc<Store>, waiter: WaiterId);
+}
+
+/// A deadline that never comes (for the loom models).
+#[cfg(all(test, loom))]
+pub(crate) struct Never;
+
+#[cfg(all(test, loom))]
+impl Deadline for Never {
+    fn passed(&self) -> bool {
+        false
+    }
+    fn arm(&self, _store: &Arc<Store>, _waiter: WaiterId) {}
+}
+
+impl Store {
+    /// An empty store whose messages never expire (journals, dead-letter queues).
+    pub(crate) fn new() -> Arc<Store> {
+        Arc::new(Store::default())
+    }
+
+    /// An empty store for a user queue, where time-to-be-received applies.
+    pub(crate) fn new_expiring() -> Arc<Store> {
+        let store = Store::default();
+        store.lock().expires = true;
+        Arc::new(store)
+    }
+
+    /// Locks the queue state.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the state consistent at every statement boundary
+        // that can panic only through an engine bug; propagate it rather than hide it.
+        self.state
+            .lock()
+            .expect("queue state poisoned by an earlier panic")
+    }
+
+    /// Blocks until a message is locked to `tx` (or handed over, for `None`), the deadline passes,
+    /// or the queue closes. On success the caller owns the lock on the returned lookup id.
+    pub(crate) fn take_blocking(
+        self: &Arc<Self>,
+        tx: Option<TxId>,
+        deadline: &dyn Deadline,
+    ) -> Result<LookupId, WaitError> {
+        let cv = Arc::new(Condvar::new());
+        let mut slot = None;
+        let mut armed = false;
+        let mut state = self.lock();
+        loop {
+            if let Poll::Ready(lookup) = state.poll_take(&mut slot, tx, || Wake::Thread(cv.clone()))
+            {
+                return Ok(lookup);
+            }
+            if state.closed || deadline.passed() {
+                let closed = state.closed;
+                if let Some(lookup) = state.cancel_take(&mut slot) {
+                    return Ok(lookup); // handed over just as we gave up: keep it
+                }
+                return Err(if closed {
+                    WaitError::Closed
+                } else {
+                    WaitError::Timeout
+                });
+            }
+            if !armed {
+                armed = true;
+                if let Some(id) = slot {
+                    drop(state);
+                    deadline.arm(self, id);
+                    state = self.lock();
+                    continue;
+                }
+            }
+            state = cv
+                .wait(state)
+                .expect("queue state poisoned by an earlier panic");
+        }
+    }
+
+    /// Blocks until `probe` finds something, the deadline passes, or the queue closes. `probe` runs
+    /// under the lock, first at once and then after every arrival.
+    pub(crate) fn watch_blocking<R>(
+        self: &Arc<Self>,
+        deadline: &dyn Deadline,
+        mut probe: impl FnMut(&mut State) -> Option<R>,
+    ) -> Result<R, WaitError> {
+        let cv = Arc::new(Condvar::new());
+        let mut slot = None;
+        let mut armed = false;
+        let mut state = self.lock();
+        loop {
+            if let Some(r) = probe(&mut state) {
+                state.unwatch(&mut slot);
+                return Ok(r);
+            }
+            if state.closed || deadline.passed() {
+                let closed = state.closed;
+                state.unwatch(&mut slot);
+                return Err(if closed {
+                    WaitError::Closed
+                } else {
+                    WaitError::Timeout
+                });
+            }
+            state.watch(&mut slot, Wake::Thread(cv.clone()));
+            if !armed {
+                armed = true;
+                if let Some(id) = slot {
+                    drop(state);
+                    deadline.arm(self, id);
+                    state = self.lock();
+                    continue;
+                }
+            }
+            state = cv
+                .wait(state)
+                .expect("queue state poisoned by an earlier panic");
+        }
+    }
+
+    /// Wakes one waiter so it re-checks its deadline (called by the timer).
+    pub(crate) fn wake_waiter(&self, id: WaiterId) {
+        self.lock().wake_waiter(id);
+    }
+}
+
+/// An async receive: resolves to a lookup id locked for the caller.
+///
+/// Cancellation-safe: dropping it before completion withdraws the registration, and a message
+/// already handed to it goes back to its original position (and to the next waiter).
+pub(crate) struct TakeFuture<D: Deadline> {
+    store: Arc<Store>,
+    tx: Option<TxId>,
+    deadline: D,
+    slot: Option<WaiterId>,
+    armed: bool,
+    done: bool,
+}
+
+impl<D: Deadline> TakeFuture<D> {
+    pub(crate) fn new(store: Arc<Store>, tx: Option<TxId>, deadline: D) -> Self {
+        TakeFuture {
+            store,
+            tx,
+            deadline,
+            slot: None,
+            armed: false,
+            done: false,
+        }
+    }
+}
+
+impl<D: Deadline + Unpin> Future for TakeFuture<D> {
+    type Output = Result<LookupId, WaitError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        assert!(!this.done, "TakeFuture polled after completion");
+        let arm_id = {
+            let mut state = this.store.lock();
+            if let Poll::Ready(lookup) =
+                state.poll_take(&mut this.slot, this.tx, || Wake::Task(cx.waker().clone()))
+            {
+                this.done = true;
+                return Poll::Ready(Ok(lookup));
+            }
+            if state.closed || this.deadline.passed() {
+                let closed = state.closed;
+                this.done = true;
+                if let Some(lookup) = state.cancel_take(&mut this.slot) {
+                    return Poll::Ready(Ok(lookup));
+                }
+                return Poll::Ready(Err(if closed {
+                    WaitError::Closed
+                } else {
+                    WaitError::Timeout
+                }));
+            }
+            if this.armed {
+                None
+            } else {
+                this.armed = true;
+                this.slot
+            }
+        };
+        if let Some(id) = arm_id {
+            this.deadline.arm(&this.store, id);
+        }
+        Poll::Pending
+    }
+}
+
+impl<D: Deadline> Drop for TakeFuture<D> {
+    fn drop(&mut self) {
+        if self.done || self.slot.is_none() {
+            return;
+        }
+        let mut state = self.store.lock();
+        if let Some(lookup) = state.cancel_take(&mut self.slot) {
+            state.unlock(lookup, false);
+        }
+    }
+}
+
+/// An async wait for `probe` to find something (peek, cursor moves).
+pub(crate) struct WatchFuture<D: Deadline, F> {
+    store: Arc<Store>,
+    deadline: D,
+    probe: F,
+    slot: Option<WaiterId>,
+    armed: bool,
+}
+
+impl<D: Deadline, F> WatchFuture<D, F> {
+    pub(crate) fn new(store: Arc<Store>, deadline: D, probe: F) -> Self {
+        WatchFuture {
+            store,
+            deadline,
+            probe,
+            slot: None,
+            armed: false,
+        }
+    }
+}
+
+impl<D, F, R> Future for WatchFuture<D, F>
+where
+    D: Deadline + Unpin,
+    F: FnMut(&mut State) -> Option<R> + Unpin,
+{
+    type Output = Result<R, WaitError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let arm_id = {
+            let mut state = this.store.lock();
+            if let Some(r) = (this.probe)(&mut state) {
+                state.unwatch(&mut this.slot);
+                return Poll::Ready(Ok(r));
+            }
+            if state.closed || this.deadline.passed() {
+                let closed = state.closed;
+                state.unwatch(&mut this.slot);
+                return Poll::Ready(Err(if closed {
+                    WaitError::Closed
+                } else {
+                    WaitError::Timeout
+                }));
+            }
+            state.watch(&mut this.slot, Wake::Task(cx.waker().clone()));
+            if this.armed {
+                None
+            } else {
+                this.armed = true;
+                this.slot
+            }
+        };
+        if let Some(id) = arm_id {
+            this.deadline.arm(&this.store, id);
+        }
+        Poll::Pending
+    }
+}
+
+impl<D: Deadline, F> Drop for WatchFuture<D, F> {
+    fn drop(&mut self) {
+        if self.slot.is_some() {
+            self.store.lock().unwatch(&mut self.slot);
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+
+    fn msg(priority: u8, body: &str) -> Message {
+        let mut m = Message::new(body.as_bytes().to_vec());
+        m.priority = priority;
+        m
+    }
+
+    fn bodies(state: &State) -> Vec<String> {
+        state
+            .iter_visible()
+            .map(|m| String::from_utf8(m.body.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn order_is_priority_then_arrival_and_lookup_ids_increase() {
+        let store = Store::new();
+        let mut s = store.lock();
+        let a = s.publish(msg(3, "a"));
+        let b = s.publish(msg(7, "b"));
+        let c = s.publish(msg(3, "c"));
+        let d = s.publish(msg(0, "d"));
+        assert!(a < b && b < c && c < d);
+        assert_eq!(bodies(&s), ["b", "a", "c", "d"]);
+    }
+
+    #[test]
+    fn abort_restores_original_position_and_counts() {
+        let store = Store::new();
+        let mut s = store.lock();
+        for b in ["a", "b", "c"] {
+            s.publish(msg(0, b));
+        }
+        let (key, _) = s.first().unwrap();
+        let lookup = s.lock(key, 1);
+        assert_eq!(bodies(&s), ["b", "c"]);
+        assert!(matches!(s.find(lookup), Found::Locked(Owner::Tx(1))));
+        s.unlock(lookup, true);
+        assert_eq!(bodies(&s), ["a", "b", "c"]);
+        assert_eq!(s.first().unwrap().1.abort_count, 1);
+    }
+
+    #[test]
+    fn waiting_taker_gets_hand_off_and_cancel_returns_it() {
+        let store = Store::new();
+        let mut s = store.lock();
+        let mut slot = None;
+        let noop = || Wake::Task(Waker::noop().clone());
+        assert!(s.poll_take(&mut slot, None, noop).is_pending());
+        let lookup = s.publish(msg(0, "x"));
+        assert_eq!(s.visible_len(), 0, "handed off, not visible");
+        assert_eq!(s.cancel_take(&mut slot), Some(lookup));
+        s.unlock(lookup, false);
+        assert_eq!(bodies(&s), ["x"]);
+        assert_eq!(s.first().unwrap().1.abort_count, 0);
+    }
+
+    #[test]
+    fn expiry_moves_due_messages_out() {
+        let store = Store::new_expiring();
+        let mut s = store.lock();
+        let mut m = msg(0, "old");
+        m.sent_time = Timestamp(1000);
+        m.time_to_be_received = Some(std::time::Duration::from_secs(1));
+        s.publish(m);
+        s.publish(msg(0, "new"));
+        assert_eq!(s.next_expiry(), Some(Timestamp(2000)));
+        s.expire(Timestamp(1999));
+        assert_eq!(s.len(), 2);
+        s.expire(Timestamp(2000));
+        assert_eq!(bodies(&s), ["new"]);
+        assert_eq!(s.drain_expired().len(), 1);
+        assert_eq!(s.bytes(), 3);
+    }
+}

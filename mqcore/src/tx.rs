@@ -1,0 +1,274 @@
+//! Transactions: internal (`MessageQueueTransaction`), single-message, and external two-phase.
+//!
+//! A [`Transaction`] collects staged sends and holds locks on received messages. Nothing it does
+//! is visible to anyone else until [`Transaction::commit`]; [`Transaction::abort`] (or dropping it)
+//! throws the sends away and puts every received message back at its original position with its
+//! abort count raised. External transactions follow the two-phase protocol of a transaction
+//! coordinator (MSDTC in Windows): they must be prepared before they commit, and they can only
+//! begin while the coordinator is reachable.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::manager::Inner;
+use crate::message::Message;
+use crate::queue::store::{LookupId, Store, TxId};
+use crate::queue::QueueInner;
+
+/// The transaction a send or receive runs under (MSMQ's `pTransaction` argument).
+#[derive(Clone, Copy)]
+pub enum Tx<'a> {
+    /// `MQ_NO_TRANSACTION`.
+    None,
+    /// `MQ_SINGLE_MESSAGE`: this one operation is its own transaction.
+    Single,
+    /// Part of `tx`.
+    In(&'a Transaction),
+}
+
+impl<'a> From<&'a Transaction> for Tx<'a> {
+    fn from(tx: &'a Transaction) -> Tx<'a> {
+        Tx::In(tx)
+    }
+}
+
+impl Tx<'_> {
+    /// Whether this is any kind of transaction.
+    pub fn is_transactional(&self) -> bool {
+        !matches!(self, Tx::None)
+    }
+}
+
+/// Which protocol a transaction follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxKind {
+    /// MSMQ-coordinated (`MQBeginTransaction`): commit in one step.
+    Internal,
+    /// Coordinated by an external transaction manager: prepare, then commit or abort.
+    External {
+        /// The coordinator's identifier for the transaction.
+        xid: String,
+    },
+}
+
+/// The transaction coordinator (MSDTC's role). External transactions need it reachable.
+pub trait Coordinator: Send + Sync {
+    /// Whether the coordinator can be reached now.
+    fn is_available(&self) -> bool;
+}
+
+/// An in-process coordinator that tests can take offline (the cluster's DTC resource failing).
+#[derive(Debug)]
+pub struct LocalCoordinator {
+    available: AtomicBool,
+}
+
+impl LocalCoordinator {
+    /// An available coordinator.
+    pub fn new() -> Arc<LocalCoordinator> {
+        Arc::new(LocalCoordinator {
+            available: AtomicBool::new(true),
+        })
+    }
+
+    /// Takes the coordinator offline or brings it back.
+    pub fn set_available(&self, available: bool) {
+        self.available.store(available, Ordering::SeqCst);
+    }
+}
+
+impl Coordinator for LocalCoordinator {
+    fn is_available(&self) -> bool {
+        self.available.load(Ordering::SeqCst)
+    }
+}
+
+/// Where a transaction stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Active,
+    Prepared,
+    Done,
+}
+
+/// A send waiting for commit.
+pub(crate) struct StagedSend {
+    pub(crate) queue: Arc<QueueInner>,
+    pub(crate) msg: Message,
+}
+
+/// A message locked by this transaction: received, or moved to `move_to`.
+pub(crate) struct Held {
+    pub(crate) store: Arc<Store>,
+    /// The user queue it belongs to (for journaling a receive and tidying subqueues); `None` for
+    /// journals and system queues.
+    pub(crate) queue: Option<Arc<QueueInner>>,
+    pub(crate) lookup: LookupId,
+    /// For a transactional move, the store it goes to on commit.
+    pub(crate) move_to: Option<Arc<Store>>,
+}
+
+/// Everything a transaction has done so far.
+pub(crate) struct TxState {
+    pub(crate) phase: Phase,
+    pub(crate) sends: Vec<StagedSend>,
+    pub(crate) held: Vec<Held>,
+    /// Time-to-reach-queue and time-to-be-received of the first message sent, applied to all.
+    pub(crate) first_times: Option<(Option<Duration>, Option<Duration>)>,
+}
+
+pub(crate) struct TxShared {
+    pub(crate) id: TxId,
+    pub(crate) kind: TxKind,
+    pub(crate) qm: Weak<Inner>,
+    pub(crate) state: Mutex<TxState>,
+}
+
+impl TxShared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, TxState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Locks the state for a new operation: refuses once prepared or finished.
+    pub(crate) fn lock_active(&self) -> Result<MutexGuard<'_, TxState>> {
+        let state = self.lock();
+        match state.phase {
+            Phase::Active => Ok(state),
+            Phase::Prepared => Err(Error::new(
+                ErrorCode::TransactionSequence,
+                "the transaction is prepared; no more operations may join it",
+            )),
+            Phase::Done => Err(Error::new(
+                ErrorCode::TransactionSequence,
+                "the transaction has already committed or aborted",
+            )),
+        }
+    }
+}
+
+/// A transaction. Commit or abort it; dropping it unfinished aborts it.
+pub struct Transaction {
+    pub(crate) shared: Arc<TxShared>,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("id", &self.shared.id)
+            .field("kind", &self.shared.kind)
+            .field("phase", &self.shared.lock().phase)
+            .finish()
+    }
+}
+
+impl Transaction {
+    pub(crate) fn new(id: TxId, kind: TxKind, qm: Weak<Inner>) -> Transaction {
+        Transaction {
+            shared: Arc::new(TxShared {
+                id,
+                kind,
+                qm,
+                state: Mutex::new(TxState {
+                    phase: Phase::Active,
+                    sends: Vec::new(),
+                    held: Vec::new(),
+                    first_times: None,
+                }),
+            }),
+        }
+    }
+
+    /// The protocol this transaction follows.
+    pub fn kind(&self) -> &TxKind {
+        &self.shared.kind
+    }
+
+    /// Whether this is an external (two-phase) transaction.
+    pub fn is_external(&self) -> bool {
+        matches!(self.shared.kind, TxKind::External { .. })
+    }
+
+    fn qm(&self) -> Result<Arc<Inner>> {
+        self.shared.qm.upgrade().ok_or_else(|| {
+            Error::new(
+                ErrorCode::ServiceNotAvailable,
+                "the queue manager of this transaction has shut down",
+            )
+        })
+    }
+
+    /// Phase one of two-phase commit: after this, the transaction can only commit or abort.
+    ///
+    /// Only external transactions prepare (`MQ_ERROR_TRANSACTION_USAGE` otherwise), and only while
+    /// the coordinator is reachable (`MQ_ERROR_DTC_CONNECT`).
+    pub fn prepare(&self) -> Result<()> {
+        if !self.is_external() {
+            return Err(Error::new(
+                ErrorCode::TransactionUsage,
+                "only external transactions have a prepare phase",
+            ));
+        }
+        let qm = self.qm()?;
+        qm.require_coordinator()?;
+        let mut state = self.shared.lock_active()?;
+        state.phase = Phase::Prepared;
+        Ok(())
+    }
+
+    /// Commits: staged messages become visible in order, received messages are removed for good
+    /// (and journaled), and acknowledgements are sent. External transactions must be prepared
+    /// first (`MQ_ERROR_TRANSACTION_SEQUENCE`).
+    pub fn commit(self) -> Result<()> {
+        let qm = self.qm()?;
+        let mut state = self.shared.lock();
+        match (state.phase, self.is_external()) {
+            (Phase::Done, _) => {
+                return Err(Error::new(
+                    ErrorCode::TransactionSequence,
+                    "the transaction has already finished",
+                ))
+            }
+            (Phase::Active, true) => {
+                return Err(Error::new(
+                    ErrorCode::TransactionSequence,
+                    "an external transaction must be prepared before it commits",
+                ))
+            }
+            _ => {}
+        }
+        state.phase = Phase::Done;
+        let sends = std::mem::take(&mut state.sends);
+        let held = std::mem::take(&mut state.held);
+        drop(state);
+        qm.commit(sends, held);
+        Ok(())
+    }
+
+    /// Aborts: staged messages are dropped and received messages go back where they were.
+    pub fn abort(self) {
+        self.abort_in_place();
+    }
+
+    fn abort_in_place(&self) {
+        let mut state = self.shared.lock();
+        if state.phase == Phase::Done {
+            return;
+        }
+        state.phase = Phase::Done;
+        state.sends.clear();
+        let held = std::mem::take(&mut state.held);
+        drop(state);
+        // Put messages back in reverse order of locking so each lands at its original key.
+        for h in held.into_iter().rev() {
+            h.store.lock().unlock(h.lookup, true);
+        }
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        self.abort_in_place();
+    }
+}

@@ -1,0 +1,8 @@
+//! mqemu: an MSMQ-compatible message queue that runs anywhere Rust does.
+//!
+//! This facade re-exports the engine ([`mqcore`]) and adds [`testing`], the kit for using mqemu as
+//! a test double for code that talks to MSMQ.
+
+pub use mqcore::*;
+
+pub mod testing;

@@ -1,0 +1,2 @@
+//! The `mqemu` command line.
+fn main() {}
