@@ -390,7 +390,7 @@ impl Inner {
     }
 
     fn check_quota(&self, q: &QueueInner, current: u64, msg: &Message) -> Result<()> {
-        let quota = q.props().quota_kb;
+        let quota = q.read_props().quota_kb;
         if !over_quota(quota, current, footprint(msg)) {
             return Ok(());
         }
@@ -407,19 +407,24 @@ impl Inner {
     }
 
     /// A non-transactional send reaching its queue: quota check and publish under one lock.
-    fn arrive(self: &Arc<Self>, q: &Arc<QueueInner>, mut msg: Message) -> Result<()> {
-        let quota = q.props().quota_kb;
-        let mut s = q.store.lock();
-        if over_quota(quota, s.bytes(), footprint(&msg)) {
-            let current = s.bytes();
-            drop(s);
-            return self.check_quota(q, current, &msg);
-        }
+    fn arrive(self: &Arc<Self>, q: &Arc<QueueInner>, msg: Message) -> Result<()> {
+        let quota = q.read_props().quota_kb;
+        let mut msg = Box::new(msg);
         msg.arrived_time = msg.sent_time;
-        let follow_up = self.needs_arrival_follow_up(&msg).then(|| msg.clone());
+        let follow_up = self.needs_arrival_follow_up(&msg).then(|| (*msg).clone());
         let expiry = msg.expires_at();
-        s.publish(msg);
-        drop(s);
+        if quota.is_none() {
+            // No quota to check: the lock-light path.
+            q.store.send(msg);
+        } else {
+            let mut s = q.store.lock();
+            if over_quota(quota, s.bytes(), footprint(&msg)) {
+                let current = s.bytes();
+                drop(s);
+                return self.check_quota(q, current, &msg);
+            }
+            s.publish(msg);
+        }
         if let Some(at) = expiry {
             self.schedule_expiry(&q.store, at);
         }
@@ -461,6 +466,7 @@ impl Inner {
             msg.arrived_time = now;
             let follow_up = self.needs_arrival_follow_up(&msg).then(|| msg.clone());
             let expiry = msg.expires_at();
+            let msg = Box::new(msg);
             queue.store.lock().publish(msg);
             if let Some(at) = expiry {
                 self.schedule_expiry(&queue.store, at);
@@ -474,7 +480,7 @@ impl Inner {
                 continue; // its queue was deleted meanwhile
             };
             match h.move_to {
-                Some(dest) => self.publish_moved(&dest, msg),
+                Some(dest) => self.publish_moved(&dest, *msg),
                 None => self.after_receive(h.queue.as_deref(), &msg),
             }
             drop(h.store);
@@ -487,10 +493,13 @@ impl Inner {
     /// A message left a queue through a receive: journal it (target journaling) and acknowledge.
     pub(crate) fn after_receive(&self, parent: Option<&QueueInner>, msg: &Message) {
         if let Some(q) = parent {
-            let props = q.props();
-            if props.journal {
+            let (journal, journal_quota) = {
+                let p = q.read_props();
+                (p.journal, p.journal_quota_kb)
+            };
+            if journal {
                 let mut j = q.journal.lock();
-                if over_quota(props.journal_quota_kb, j.bytes(), footprint(msg)) {
+                if over_quota(journal_quota, j.bytes(), footprint(msg)) {
                     tracing::warn!(queue = %q.path, "journal quota reached; journal copy dropped");
                 } else {
                     j.publish(msg.clone());
@@ -505,6 +514,7 @@ impl Inner {
         msg.move_count = msg.move_count.saturating_add(1);
         msg.abort_count = 0;
         let expiry = msg.expires_at();
+        let msg = Box::new(msg);
         dest.lock().publish(msg);
         if let Some(at) = expiry {
             self.schedule_expiry(dest, at);
@@ -535,6 +545,7 @@ impl Inner {
             return;
         };
         msg.class = class;
+        let msg = Box::new(msg);
         store.lock().publish(msg);
     }
 
@@ -582,6 +593,7 @@ impl Inner {
             destination: Some(q.path.clone()),
             ..Message::default()
         };
+        let ack = Box::new(ack);
         q.store.lock().publish(ack);
     }
 
@@ -595,7 +607,7 @@ impl Inner {
             };
             let expired = {
                 let mut s = store.lock();
-                s.expire(qm.now());
+                s.expire(|| qm.now());
                 s.drain_expired()
             };
             qm.dead_letter_expired(expired);

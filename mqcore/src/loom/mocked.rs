@@ -3,3 +3,7 @@
 pub(crate) mod sync {
     pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 }
+
+pub(crate) mod thread {
+    pub(crate) use loom::thread::yield_now;
+}

@@ -13,11 +13,12 @@ use super::store::{Never, Store, TakeFuture};
 use crate::message::Message;
 use std::sync::Arc;
 
-fn msg(body: &'static str) -> Message {
-    Message::new(body)
+fn msg(body: &'static str) -> Box<Message> {
+    Box::new(Message::new(body))
 }
 
-/// A send racing a blocking receive never loses the wake-up: the receiver always gets it.
+/// A send racing a blocking receive never loses the wake-up: the receiver always gets it, whether
+/// the send took the inbox path (nobody registered yet) or the locked path (a waiter registered).
 #[test]
 fn loom_send_wakes_blocked_receiver() {
     loom::model(|| {
@@ -26,7 +27,7 @@ fn loom_send_wakes_blocked_receiver() {
             let store = store.clone();
             thread::spawn(move || store.take_blocking(None, &Never).expect("never times out"))
         };
-        let sent = store.lock().publish(msg("a"));
+        let sent = store.send(msg("a"));
         let got = receiver.join().unwrap();
         assert_eq!(got, sent);
         let s = store.lock();
@@ -50,11 +51,8 @@ fn loom_two_receivers_never_share_a_message() {
         };
         let r1 = spawn_receiver(1);
         let r2 = spawn_receiver(2);
-        {
-            let mut s = store.lock();
-            s.publish(msg("a"));
-        }
-        store.lock().publish(msg("b"));
+        store.lock().publish(msg("a"));
+        store.send(msg("b"));
         let a = r1.join().unwrap();
         let b = r2.join().unwrap();
         assert_ne!(a, b);
@@ -102,7 +100,7 @@ fn loom_cancelled_async_receive_keeps_message() {
         let sender = {
             let store = store.clone();
             thread::spawn(move || {
-                store.lock().publish(msg("a"));
+                store.send(msg("a"));
             })
         };
         drop(fut); // races with the send and its hand-off
@@ -125,8 +123,8 @@ fn loom_async_and_blocking_receivers_share_fairly() {
         let sender = {
             let store: Arc<Store> = store.clone();
             thread::spawn(move || {
-                store.lock().publish(msg("a"));
-                store.lock().publish(msg("b"));
+                store.send(msg("a"));
+                store.send(msg("b"));
             })
         };
         let got = loom::future::block_on(TakeFuture::new(store.clone(), None, Never));
@@ -139,5 +137,25 @@ fn loom_async_and_blocking_receivers_share_fairly() {
             matches!(fut.as_mut().poll(&mut cx), Poll::Pending),
             "nothing left"
         );
+    });
+}
+
+/// Two producers on the inbox path and a receiver that waits: lookup ids follow arrival and the
+/// receiver sees them in that order, with nothing stranded in the inbox.
+#[test]
+fn loom_inbox_keeps_arrival_order() {
+    loom::model(|| {
+        let store = Store::new();
+        let producer = {
+            let store = store.clone();
+            thread::spawn(move || store.send(msg("a")))
+        };
+        let b = store.send(msg("b"));
+        let a = producer.join().unwrap();
+        assert_ne!(a, b);
+        let first = store.take_blocking(None, &Never).unwrap();
+        let second = store.take_blocking(None, &Never).unwrap();
+        assert_eq!(first, a.min(b));
+        assert_eq!(second, a.max(b));
     });
 }

@@ -141,11 +141,13 @@ impl QueueInner {
             .clone()
     }
 
+    /// Reads the properties in place (no clone: this is on the send and receive paths).
+    pub(crate) fn read_props(&self) -> std::sync::RwLockReadGuard<'_, QueueProps> {
+        self.props.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn is_transactional(&self) -> bool {
-        self.props
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .transactional
+        self.read_props().transactional
     }
 
     pub(crate) fn subqueues(&self) -> MutexGuard<'_, HashMap<String, (String, Arc<Store>)>> {
@@ -323,7 +325,7 @@ impl Queue {
         // Fast path: one lock, no waiter registration.
         let fast = {
             let mut s = store.lock();
-            s.expire(self.qm.now());
+            s.expire(|| self.qm.now());
             let expired = s.drain_expired();
             let got = s.first().map(|(key, _)| key).map(|key| match txs {
                 Some(t) => Claim::Locked(s.lock(key, t.id)),
@@ -361,7 +363,7 @@ impl Queue {
         let store = self.store()?;
         {
             let mut s = store.lock();
-            s.expire(self.qm.now());
+            s.expire(|| self.qm.now());
             let expired = s.drain_expired();
             drop(s);
             self.qm.dead_letter_expired(expired);
@@ -396,7 +398,7 @@ impl Queue {
                 self.qm
                     .after_receive(self.journaled_parent().as_deref(), &msg);
                 self.tidy();
-                Ok(msg)
+                Ok(*msg)
             }
             (Claim::Locked(lookup), Some(t)) => {
                 let msg = store
@@ -458,7 +460,7 @@ impl Queue {
         let qm = self.qm.clone();
         let deadline = self.qm.deadline(timeout);
         let r = store.watch_blocking(&deadline, |s| {
-            s.expire(qm.now());
+            s.expire(|| qm.now());
             s.first().map(|(_, m)| m.clone())
         });
         self.after_watch(&store);
@@ -471,7 +473,7 @@ impl Queue {
         let qm = self.qm.clone();
         let deadline = self.qm.deadline(timeout);
         let r = store::WatchFuture::new(store.clone(), deadline, move |s: &mut State| {
-            s.expire(qm.now());
+            s.expire(|| qm.now());
             s.first().map(|(_, m)| m.clone())
         })
         .await;
@@ -649,7 +651,7 @@ impl Queue {
         match (claim, txs) {
             (Claim::Taken(msg), _) => {
                 drop(from);
-                self.qm.publish_moved(&dest, msg);
+                self.qm.publish_moved(&dest, *msg);
                 self.tidy();
             }
             (Claim::Locked(lookup), Some(t)) => t.lock().held.push(Held {
@@ -676,7 +678,7 @@ impl Queue {
         };
         drop(store);
         self.qm
-            .fail_message(msg, MessageClass::NACK_RECEIVE_REJECTED);
+            .fail_message(*msg, MessageClass::NACK_RECEIVE_REJECTED);
         self.tidy();
         Ok(())
     }
@@ -696,11 +698,10 @@ impl Queue {
     }
 }
 
-/// A message claimed by a receive: gone from the queue, or locked to a transaction. Lives only on
-/// the stack for the length of one call, so its size does not matter.
-#[allow(clippy::large_enum_variant)]
+/// A message claimed by a receive: gone from the queue (boxed as the queue kept it, so the box is
+/// freed outside the lock), or locked to a transaction.
 enum Claim {
-    Taken(Message),
+    Taken(Box<Message>),
     Locked(LookupId),
 }
 
@@ -778,7 +779,7 @@ impl Cursor {
         let qm = self.queue.qm.clone();
         let deadline = qm.deadline(timeout);
         let r = store.watch_blocking(&deadline, |s| {
-            s.expire(qm.now());
+            s.expire(|| qm.now());
             Cursor::probe(at, consumed, aim, s)
                 .map(|r| r.map(|k| (k, s.get(k).cloned().expect("probed keys are visible"))))
         });

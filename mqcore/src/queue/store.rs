@@ -15,18 +15,27 @@
 //! one message, and there is no thundering herd. Peekers and cursors are woken on every arrival and
 //! look again.
 //!
+//! Wake-ups are collected while the lock is held and delivered after it is released (see
+//! [`Guard`]), so a woken thread never wakes straight into a held lock, and a waiting thread spins
+//! (yielding) for a moment before it parks, so a producer and a consumer running side by side
+//! rarely pay for a futex round trip.
+//!
 //! The invariant that makes hand-off simple: **if a receiver is waiting, no message is visible.**
 //! Every path that makes a message visible ([`State::publish`], [`State::unlock`]) ends in
 //! [`State::dispatch`], which hands messages to waiters until one side runs out.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
+use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
+
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::clock::Timestamp;
 // Only the mutex and the condition variables race; the `Arc` handles are plain std ones.
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
+use crate::loom::thread::yield_now;
 use crate::message::{Message, MessageId};
 use std::sync::Arc;
 
@@ -79,23 +88,25 @@ struct Locked {
     /// Who holds it.
     owner: Owner,
     /// The message itself.
-    msg: Message,
+    msg: Box<Message>,
 }
 
 /// How a blocked thread or task is woken.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Wake {
-    /// A blocked thread, waiting on its own condition variable paired with the store's mutex.
+    /// A thread waiting on its own condition variable paired with the store's mutex. Only a
+    /// thread that has parked needs the (system-call) notification; one still spinning looks again
+    /// by itself.
     Thread(Arc<Condvar>),
     /// An async task.
     Task(Waker),
 }
 
 impl Wake {
-    fn wake(&self) {
+    fn wake(self) {
         match self {
             Wake::Thread(cv) => cv.notify_one(),
-            Wake::Task(w) => w.wake_by_ref(),
+            Wake::Task(w) => w.wake(),
         }
     }
 }
@@ -107,6 +118,8 @@ struct Taker {
     /// The transaction to lock the message to; `None` for a non-transactional receive.
     tx: Option<TxId>,
     wake: Wake,
+    /// Whether the waiting thread has parked (tasks count as parked: they must be woken).
+    parked: bool,
 }
 
 /// A peeker or cursor waiting for anything to arrive.
@@ -130,8 +143,9 @@ pub(crate) enum Found {
 /// One queue's messages and waiters. Guarded by [`Store`]'s mutex.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    /// Visible messages in queue order.
-    visible: BTreeMap<Key, Message>,
+    /// Visible messages in queue order. Boxed, so that B-tree node shifts move pointers rather
+    /// than whole messages.
+    visible: BTreeMap<Key, Box<Message>>,
     /// Priority of every visible message by lookup id: finds a [`Key`] from a lookup id, and
     /// walks messages in lookup-id order for `MQReceiveMessageByLookupId`.
     rank_of: BTreeMap<LookupId, u8>,
@@ -145,8 +159,11 @@ pub(crate) struct State {
     expiry: BTreeSet<(Timestamp, LookupId)>,
     /// Messages found expired, for the queue manager to dead-letter.
     expired: Vec<Message>,
-    /// The next lookup id to hand out; never reused.
-    next_lookup: LookupId,
+    /// What producers were last told through [`Inbox::slow`].
+    slow: bool,
+    /// An empty vector with capacity, swapped with the inbox's so neither side reallocates.
+    #[allow(clippy::vec_box)] // the boxes move into the B-tree as they are, allocated unlocked
+    spare: Vec<Box<Message>>,
     /// Sum of body and label sizes of visible and locked messages, for the quota.
     bytes: u64,
     /// Receivers waiting for a hand-off, first come first served.
@@ -162,6 +179,8 @@ pub(crate) struct State {
     /// Whether time-to-be-received applies here (user queues); journals and dead-letter queues
     /// keep messages until someone removes them.
     expires: bool,
+    /// Wake-ups decided under the lock, delivered by [`Guard`] after it is released.
+    pending: Vec<Wake>,
 }
 
 /// The size a message counts for against quotas.
@@ -186,20 +205,20 @@ impl State {
         self.bytes
     }
 
-    /// Appends `msg` in queue order with a fresh lookup id and hands it to a waiter if one waits.
-    pub(crate) fn publish(&mut self, mut msg: Message) -> LookupId {
-        self.next_lookup += 1;
-        let lookup = self.next_lookup;
-        msg.lookup_id = lookup;
+    /// Adds a message that has its lookup id to the visible set (no hand-off; callers dispatch).
+    fn insert_arrived(&mut self, msg: Box<Message>) {
         self.bytes += footprint(&msg);
-        self.by_id.insert(msg.id, lookup);
-        let key = Key::new(msg.priority, lookup);
+        self.by_id.insert(msg.id, msg.lookup_id);
+        let key = Key::new(msg.priority, msg.lookup_id);
         self.insert_visible(key, msg);
-        self.dispatch();
-        lookup
     }
 
-    fn insert_visible(&mut self, key: Key, msg: Message) {
+    /// Whether any receiver or peeker is registered (producers must then take the slow path).
+    fn wants_slow(&self) -> bool {
+        !self.takers.is_empty() || !self.watchers.is_empty()
+    }
+
+    fn insert_visible(&mut self, key: Key, msg: Box<Message>) {
         self.rank_of.insert(key.lookup, key.rank);
         if let Some(c) = msg.correlation_id {
             self.by_correlation.entry(c).or_default().insert(key);
@@ -210,7 +229,7 @@ impl State {
         self.visible.insert(key, msg);
     }
 
-    fn remove_visible(&mut self, key: Key) -> Option<Message> {
+    fn remove_visible(&mut self, key: Key) -> Option<Box<Message>> {
         let msg = self.visible.remove(&key)?;
         self.rank_of.remove(&key.lookup);
         if let Some(c) = msg.correlation_id {
@@ -249,12 +268,13 @@ impl State {
             };
             self.lock_key(key, owner);
             self.handed.insert(taker.id, key.lookup);
-            taker.wake.wake();
+            if taker.parked {
+                self.pending.push(taker.wake);
+            }
         }
         if !self.visible.is_empty() {
-            for w in self.watchers.drain(..) {
-                w.wake.wake();
-            }
+            let woken = self.watchers.drain(..).map(|w| w.wake);
+            self.pending.extend(woken);
         }
     }
 
@@ -268,7 +288,7 @@ impl State {
 
     /// The first visible message in queue order.
     pub(crate) fn first(&self) -> Option<(Key, &Message)> {
-        self.visible.first_key_value().map(|(k, m)| (*k, m))
+        self.visible.first_key_value().map(|(k, m)| (*k, &**m))
     }
 
     /// The first visible message after `key` in queue order.
@@ -277,7 +297,7 @@ impl State {
         self.visible
             .range((Excluded(key), Unbounded))
             .next()
-            .map(|(k, m)| (*k, m))
+            .map(|(k, m)| (*k, &**m))
     }
 
     /// The visible message with the lowest lookup id.
@@ -313,7 +333,7 @@ impl State {
 
     /// The message at `key`, if visible.
     pub(crate) fn get(&self, key: Key) -> Option<&Message> {
-        self.visible.get(&key)
+        self.visible.get(&key).map(|m| &**m)
     }
 
     /// The position of a visible or locked message.
@@ -346,11 +366,12 @@ impl State {
     /// The first visible message with correlation id `c`.
     pub(crate) fn first_by_correlation(&self, c: &MessageId) -> Option<(Key, &Message)> {
         let key = *self.by_correlation.get(c)?.first()?;
-        Some((key, &self.visible[&key]))
+        Some((key, &*self.visible[&key]))
     }
 
-    /// Removes a visible message for good (a non-transactional receive).
-    pub(crate) fn take(&mut self, key: Key) -> Option<Message> {
+    /// Removes a visible message for good (a non-transactional receive). Boxed, so the caller
+    /// frees the box after releasing the lock.
+    pub(crate) fn take(&mut self, key: Key) -> Option<Box<Message>> {
         let msg = self.remove_visible(key)?;
         self.forget(&msg);
         Some(msg)
@@ -363,11 +384,11 @@ impl State {
 
     /// Reads a locked message.
     pub(crate) fn locked_message(&self, lookup: LookupId) -> Option<&Message> {
-        self.locked.get(&lookup).map(|l| &l.msg)
+        self.locked.get(&lookup).map(|l| &*l.msg)
     }
 
     /// Removes a locked message for good (its transaction committed, or its receiver picked it up).
-    pub(crate) fn remove_locked(&mut self, lookup: LookupId) -> Option<Message> {
+    pub(crate) fn remove_locked(&mut self, lookup: LookupId) -> Option<Box<Message>> {
         let locked = self.locked.remove(&lookup)?;
         self.forget(&locked.msg);
         Some(locked.msg)
@@ -392,15 +413,20 @@ impl State {
         self.rank_of.clear();
         self.by_correlation.clear();
         self.expiry.clear();
-        let msgs: Vec<Message> = visible.into_values().collect();
+        let msgs: Vec<Message> = visible.into_values().map(|m| *m).collect();
         for m in &msgs {
             self.forget(m);
         }
         msgs
     }
 
-    /// Moves visible messages whose time-to-be-received has passed to the expired list.
-    pub(crate) fn expire(&mut self, now: Timestamp) {
+    /// Moves visible messages whose time-to-be-received has passed to the expired list. Reads the
+    /// clock only when some message can expire.
+    pub(crate) fn expire(&mut self, now: impl FnOnce() -> Timestamp) {
+        if self.expiry.is_empty() {
+            return;
+        }
+        let now = now();
         while let Some(&(deadline, lookup)) = self.expiry.first() {
             if deadline > now {
                 break;
@@ -408,7 +434,7 @@ impl State {
             self.expiry.pop_first();
             if let Some(key) = self.key_of(lookup) {
                 if let Some(msg) = self.take(key) {
-                    self.expired.push(msg);
+                    self.expired.push(*msg);
                 }
             }
         }
@@ -420,14 +446,17 @@ impl State {
         self.expiry.first().map(|&(t, _)| t)
     }
 
-    /// Takes the messages found expired since the last call.
+    /// Takes the messages found expired since the last call (no allocation when there are none).
     pub(crate) fn drain_expired(&mut self) -> Vec<Message> {
+        if self.expired.is_empty() {
+            return Vec::new();
+        }
         std::mem::take(&mut self.expired)
     }
 
     /// Every visible message in queue order (for tests, management and snapshots).
     pub(crate) fn iter_visible(&self) -> impl Iterator<Item = &Message> {
-        self.visible.values()
+        self.visible.values().map(|m| &**m)
     }
 
     fn new_waiter(&mut self) -> WaiterId {
@@ -464,20 +493,33 @@ impl State {
         match *slot {
             Some(id) => {
                 if let Some(t) = self.takers.iter_mut().find(|t| t.id == id) {
-                    t.wake = wake();
+                    if let Wake::Task(_) = t.wake {
+                        t.wake = wake();
+                    }
                 }
             }
             None => {
                 let id = self.new_waiter();
+                let wake = wake();
+                let parked = matches!(wake, Wake::Task(_));
                 self.takers.push_back(Taker {
                     id,
                     tx,
-                    wake: wake(),
+                    wake,
+                    parked,
                 });
                 *slot = Some(id);
             }
         }
         Poll::Pending
+    }
+
+    /// Records that the thread behind receive registration `id` is about to park, so a hand-off
+    /// must notify it.
+    fn park(&mut self, id: WaiterId) {
+        if let Some(t) = self.takers.iter_mut().find(|t| t.id == id) {
+            t.parked = true;
+        }
     }
 
     /// Withdraws a receive registration. Returns a message already handed to it, which the caller
@@ -514,28 +556,26 @@ impl State {
     /// Wakes one waiter, whatever it waits for, so it re-checks its deadline.
     pub(crate) fn wake_waiter(&mut self, id: WaiterId) {
         if let Some(t) = self.takers.iter().find(|t| t.id == id) {
-            t.wake.wake();
+            self.pending.push(t.wake.clone());
         }
         if let Some(w) = self.watchers.iter().find(|w| w.id == id) {
-            w.wake.wake();
+            self.pending.push(w.wake.clone());
         }
     }
 
     /// Closes the queue: every waiter wakes and gives up. Returns every message, locked or not.
     pub(crate) fn close(&mut self) -> Vec<Message> {
         self.closed = true;
-        for t in self.takers.drain(..) {
-            t.wake.wake();
-        }
-        for w in self.watchers.drain(..) {
-            w.wake.wake();
-        }
+        let takers = self.takers.drain(..).map(|t| t.wake);
+        self.pending.extend(takers);
+        let watchers = self.watchers.drain(..).map(|w| w.wake);
+        self.pending.extend(watchers);
         let mut msgs = self.take_all_visible();
         let mut locked: Vec<Locked> = self.locked.drain().map(|(_, l)| l).collect();
         locked.sort_by_key(|l| l.key);
         for l in locked {
             self.bytes -= footprint(&l.msg);
-            msgs.push(l.msg);
+            msgs.push(*l.msg);
         }
         self.by_id.clear();
         msgs
@@ -547,10 +587,30 @@ impl State {
     }
 }
 
-/// One queue's state behind its mutex.
+/// The producers' side of a queue: messages sent but not yet absorbed into [`State`].
+#[derive(Debug, Default)]
+struct Inbox {
+    /// Sent messages in arrival order, lookup ids assigned.
+    #[allow(clippy::vec_box)] // the boxes move into the B-tree as they are, allocated unlocked
+    msgs: Vec<Box<Message>>,
+    /// The last lookup id handed out; never reused. Assigned only under this lock, so ids follow
+    /// arrival order and no message with a smaller id can hide here while a larger one is handed
+    /// to a receiver.
+    last_lookup: LookupId,
+    /// Set while someone waits on the queue: producers must then publish under the state lock,
+    /// where hand-offs and wake-ups happen. Read and written only under this lock.
+    slow: bool,
+}
+
+/// One queue: the ordered state behind one mutex, and the producers' inbox behind another.
+///
+/// A non-transactional send takes only the inbox lock (a push), so producers and consumers do not
+/// fight over the big structure; whoever next locks the state absorbs the inbox first, so every
+/// reader sees every message sent before it locked.
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     state: Mutex<State>,
+    inbox: Mutex<Inbox>,
 }
 
 /// Why a wait ended without a message.
@@ -582,6 +642,143 @@ impl Deadline for Never {
     fn arm(&self, _store: &Arc<Store>, _waiter: WaiterId) {}
 }
 
+/// The locked state of a store. Wake-ups decided while it is held are delivered when it is
+/// dropped, after the mutex is released, so the woken thread does not wake into a held lock.
+pub(crate) struct Guard<'a> {
+    inner: Option<MutexGuard<'a, State>>,
+    store: &'a Store,
+}
+
+impl Deref for Guard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        self.inner
+            .as_ref()
+            .expect("a guard holds its lock until dropped")
+    }
+}
+
+impl DerefMut for Guard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.inner
+            .as_mut()
+            .expect("a guard holds its lock until dropped")
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if self.inner.is_some() {
+            self.sync();
+        }
+        if let Some(mut state) = self.inner.take() {
+            let pending = std::mem::take(&mut state.pending);
+            drop(state);
+            for w in pending {
+                w.wake();
+            }
+        }
+    }
+}
+
+impl Guard<'_> {
+    /// Appends `msg` in queue order with the next lookup id, and hands it to a waiter if one
+    /// waits. Hot callers box the message before taking the lock, so no allocation happens
+    /// under it.
+    pub(crate) fn publish(&mut self, msg: impl Into<Box<Message>>) -> LookupId {
+        let mut msg = msg.into();
+        let lookup = {
+            let mut inbox = self.store.inbox();
+            self.swap_inbox(&mut inbox);
+            inbox.last_lookup += 1;
+            inbox.last_lookup
+        };
+        self.absorb();
+        msg.lookup_id = lookup;
+        self.insert_arrived(msg);
+        self.dispatch();
+        lookup
+    }
+
+    /// Moves the inbox's messages into the spare vector (under both locks, held by the caller).
+    fn swap_inbox(&mut self, inbox: &mut Inbox) {
+        if !inbox.msgs.is_empty() {
+            std::mem::swap(&mut inbox.msgs, &mut self.spare);
+        }
+    }
+
+    /// Inserts what [`Guard::swap_inbox`] took, in arrival order, and hands it out if anyone waits.
+    fn absorb(&mut self) -> bool {
+        if self.spare.is_empty() {
+            return false;
+        }
+        let mut msgs = std::mem::take(&mut self.spare);
+        for m in msgs.drain(..) {
+            self.insert_arrived(m);
+        }
+        self.spare = msgs;
+        self.dispatch();
+        true
+    }
+
+    /// Absorbs the inbox (so the state holds every message sent so far) and tells producers
+    /// whether they must take the slow path. Returns whether anything arrived.
+    fn sync(&mut self) -> bool {
+        let want = self.wants_slow();
+        {
+            let mut inbox = self.store.inbox();
+            if inbox.msgs.is_empty() && inbox.slow == want {
+                return false;
+            }
+            self.swap_inbox(&mut inbox);
+            inbox.slow = want;
+        }
+        self.slow = want;
+        self.absorb()
+    }
+
+    /// Parks on `cv` (releasing the lock) until notified. Returns at once instead if bringing the
+    /// inbox in changed anything (a hand-off or wake-up may now be due to this very waiter). The
+    /// waiting loops register and then release the lock once to arm their deadline, which already
+    /// turns producers to the slow path, so this is a second line of defence.
+    /// Wake-ups still pending are delivered first, under the lock: this is the slow path.
+    fn wait(&mut self, cv: &Condvar) {
+        if self.sync() {
+            return;
+        }
+        let mut state = self
+            .inner
+            .take()
+            .expect("a guard holds its lock until dropped");
+        for w in std::mem::take(&mut state.pending) {
+            w.wake();
+        }
+        self.inner = Some(
+            cv.wait(state)
+                .expect("queue state poisoned by an earlier panic"),
+        );
+    }
+}
+
+/// How many times a waiting thread looks again before it parks.
+#[cfg(not(all(test, loom)))]
+const SPINS: u32 = 12;
+#[cfg(all(test, loom))]
+const SPINS: u32 = 1;
+
+/// Pauses between two looks of a waiting thread: a short busy spin first, then yielding the CPU.
+fn backoff(step: u32) {
+    #[cfg(not(all(test, loom)))]
+    if step < 6 {
+        for _ in 0..(1u32 << step) {
+            std::hint::spin_loop();
+        }
+        return;
+    }
+    let _ = step;
+    yield_now();
+}
+
 impl Store {
     /// An empty store whose messages never expire (journals, dead-letter queues).
     pub(crate) fn new() -> Arc<Store> {
@@ -595,13 +792,43 @@ impl Store {
         Arc::new(store)
     }
 
-    /// Locks the queue state.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves the state consistent at every statement boundary
-        // that can panic only through an engine bug; propagate it rather than hide it.
-        self.state
+    /// Locks the queue state, with every message sent so far in it.
+    pub(crate) fn lock(&self) -> Guard<'_> {
+        // A panic while holding the lock can only come from an engine bug; propagate it rather
+        // than carry on with state that may be half-updated.
+        let mut guard = Guard {
+            inner: Some(
+                self.state
+                    .lock()
+                    .expect("queue state poisoned by an earlier panic"),
+            ),
+            store: self,
+        };
+        guard.sync();
+        guard
+    }
+
+    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        self.inbox
             .lock()
-            .expect("queue state poisoned by an earlier panic")
+            .expect("queue inbox poisoned by an earlier panic")
+    }
+
+    /// Sends without taking the state lock when nobody waits: a push onto the inbox. When someone
+    /// waits, publishes under the state lock so the hand-off or wake-up happens. Returns the
+    /// message's lookup id.
+    pub(crate) fn send(&self, mut msg: Box<Message>) -> LookupId {
+        {
+            let mut inbox = self.inbox();
+            if !inbox.slow {
+                inbox.last_lookup += 1;
+                msg.lookup_id = inbox.last_lookup;
+                let lookup = msg.lookup_id;
+                inbox.msgs.push(msg);
+                return lookup;
+            }
+        }
+        self.lock().publish(msg)
     }
 
     /// Blocks until a message is locked to `tx` (or handed over, for `None`), the deadline passes,
@@ -611,10 +838,20 @@ impl Store {
         tx: Option<TxId>,
         deadline: &dyn Deadline,
     ) -> Result<LookupId, WaitError> {
+        let mut state = self.lock();
+        // Look again a few times before registering: a producer running beside us keeps taking
+        // its lock-light path meanwhile, and most waits end here without a park.
+        for step in 0..SPINS {
+            if state.first().is_some() || state.closed || deadline.passed() {
+                break;
+            }
+            drop(state);
+            backoff(step);
+            state = self.lock();
+        }
         let cv = Arc::new(Condvar::new());
         let mut slot = None;
         let mut armed = false;
-        let mut state = self.lock();
         loop {
             if let Poll::Ready(lookup) = state.poll_take(&mut slot, tx, || Wake::Thread(cv.clone()))
             {
@@ -640,9 +877,10 @@ impl Store {
                     continue;
                 }
             }
-            state = cv
-                .wait(state)
-                .expect("queue state poisoned by an earlier panic");
+            if let Some(id) = slot {
+                state.park(id);
+            }
+            state.wait(&cv);
         }
     }
 
@@ -681,9 +919,7 @@ impl Store {
                     continue;
                 }
             }
-            state = cv
-                .wait(state)
-                .expect("queue state poisoned by an earlier panic");
+            state.wait(&cv);
         }
     }
 
@@ -910,9 +1146,9 @@ mod tests {
         s.publish(m);
         s.publish(msg(0, "new"));
         assert_eq!(s.next_expiry(), Some(Timestamp(2000)));
-        s.expire(Timestamp(1999));
+        s.expire(|| Timestamp(1999));
         assert_eq!(s.len(), 2);
-        s.expire(Timestamp(2000));
+        s.expire(|| Timestamp(2000));
         assert_eq!(bodies(&s), ["new"]);
         assert_eq!(s.drain_expired().len(), 1);
         assert_eq!(s.bytes(), 3);

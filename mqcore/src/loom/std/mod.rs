@@ -3,3 +3,7 @@
 pub(crate) mod sync {
     pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 }
+
+pub(crate) mod thread {
+    pub(crate) use std::thread::yield_now;
+}
