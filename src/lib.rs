@@ -6,3 +6,8 @@
 pub use mqcore::*;
 
 pub mod testing;
+
+/// The README's examples, compiled and run as doctests so the README stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
