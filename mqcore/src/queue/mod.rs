@@ -533,10 +533,7 @@ impl Queue {
 
     /// Peeks by lookup id (`MQReceiveMessageByLookupId` with a `PEEK` action). Does not wait.
     pub fn peek_by_lookup_id(&self, action: LookupAction) -> Result<Message> {
-        let store = self.store()?;
-        let s = store.lock();
-        let key = self.locate(&s, action)?;
-        Ok(s.get(key).cloned().expect("located keys are visible"))
+        self.peek_located(|q, s| q.locate(s, action))
     }
 
     /// Receives by lookup id. A message locked by a transaction gives
@@ -547,10 +544,7 @@ impl Queue {
 
     /// Peeks at the message with this id. Does not wait.
     pub fn peek_by_id(&self, id: &MessageId) -> Result<Message> {
-        let store = self.store()?;
-        let s = store.lock();
-        let key = self.locate_id(&s, id)?;
-        Ok(s.get(key).cloned().expect("located keys are visible"))
+        self.peek_located(|q, s| q.locate_id(s, id))
     }
 
     /// Receives the message with this id (System.Messaging's `ReceiveById`).
@@ -560,10 +554,7 @@ impl Queue {
 
     /// Peeks at the first message with this correlation id.
     pub fn peek_by_correlation_id(&self, id: &MessageId) -> Result<Message> {
-        let store = self.store()?;
-        let s = store.lock();
-        let key = self.locate_correlation(&s, id)?;
-        Ok(s.get(key).cloned().expect("located keys are visible"))
+        self.peek_located(|q, s| q.locate_correlation(s, id))
     }
 
     /// Receives the first message with this correlation id (`ReceiveByCorrelationId`).
@@ -589,6 +580,14 @@ impl Queue {
                 format!("no message with correlation id {id} in {}", self.name),
             )
         })
+    }
+
+    /// Peeks at the message `locate` picks, under the lock, without waiting.
+    fn peek_located(&self, locate: impl FnOnce(&Queue, &State) -> Result<Key>) -> Result<Message> {
+        let store = self.store()?;
+        let s = store.lock();
+        let key = locate(self, &s)?;
+        Ok(s.get(key).cloned().expect("located keys are visible"))
     }
 
     /// Receives the message `locate` picks, under the lock, without waiting.

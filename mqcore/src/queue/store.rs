@@ -630,6 +630,27 @@ pub(crate) trait Deadline {
     fn arm(&self, store: &Arc<Store>, waiter: WaiterId);
 }
 
+/// Why a wait must end now without a message, if it must.
+fn ended(state: &State, deadline: &dyn Deadline) -> Option<WaitError> {
+    if state.closed {
+        Some(WaitError::Closed)
+    } else if deadline.passed() {
+        Some(WaitError::Timeout)
+    } else {
+        None
+    }
+}
+
+/// The waiter to arm a deadline for, the first time a wait has registered one.
+fn arm_once(armed: &mut bool, slot: Option<WaiterId>) -> Option<WaiterId> {
+    if *armed {
+        return None;
+    }
+    let id = slot?;
+    *armed = true;
+    Some(id)
+}
+
 /// A deadline that never comes (for the loom models).
 #[cfg(all(test, loom))]
 pub(crate) struct Never;
@@ -857,25 +878,17 @@ impl Store {
             {
                 return Ok(lookup);
             }
-            if state.closed || deadline.passed() {
-                let closed = state.closed;
+            if let Some(why) = ended(&state, deadline) {
                 if let Some(lookup) = state.cancel_take(&mut slot) {
                     return Ok(lookup); // handed over just as we gave up: keep it
                 }
-                return Err(if closed {
-                    WaitError::Closed
-                } else {
-                    WaitError::Timeout
-                });
+                return Err(why);
             }
-            if !armed {
-                armed = true;
-                if let Some(id) = slot {
-                    drop(state);
-                    deadline.arm(self, id);
-                    state = self.lock();
-                    continue;
-                }
+            if let Some(id) = arm_once(&mut armed, slot) {
+                drop(state);
+                deadline.arm(self, id);
+                state = self.lock();
+                continue;
             }
             if let Some(id) = slot {
                 state.park(id);
@@ -900,24 +913,16 @@ impl Store {
                 state.unwatch(&mut slot);
                 return Ok(r);
             }
-            if state.closed || deadline.passed() {
-                let closed = state.closed;
+            if let Some(why) = ended(&state, deadline) {
                 state.unwatch(&mut slot);
-                return Err(if closed {
-                    WaitError::Closed
-                } else {
-                    WaitError::Timeout
-                });
+                return Err(why);
             }
             state.watch(&mut slot, Wake::Thread(cv.clone()));
-            if !armed {
-                armed = true;
-                if let Some(id) = slot {
-                    drop(state);
-                    deadline.arm(self, id);
-                    state = self.lock();
-                    continue;
-                }
+            if let Some(id) = arm_once(&mut armed, slot) {
+                drop(state);
+                deadline.arm(self, id);
+                state = self.lock();
+                continue;
             }
             state.wait(&cv);
         }
@@ -969,24 +974,14 @@ impl<D: Deadline + Unpin> Future for TakeFuture<D> {
                 this.done = true;
                 return Poll::Ready(Ok(lookup));
             }
-            if state.closed || this.deadline.passed() {
-                let closed = state.closed;
+            if let Some(why) = ended(&state, &this.deadline) {
                 this.done = true;
                 if let Some(lookup) = state.cancel_take(&mut this.slot) {
                     return Poll::Ready(Ok(lookup));
                 }
-                return Poll::Ready(Err(if closed {
-                    WaitError::Closed
-                } else {
-                    WaitError::Timeout
-                }));
+                return Poll::Ready(Err(why));
             }
-            if this.armed {
-                None
-            } else {
-                this.armed = true;
-                this.slot
-            }
+            arm_once(&mut this.armed, this.slot)
         };
         if let Some(id) = arm_id {
             this.deadline.arm(&this.store, id);
@@ -1043,22 +1038,12 @@ where
                 state.unwatch(&mut this.slot);
                 return Poll::Ready(Ok(r));
             }
-            if state.closed || this.deadline.passed() {
-                let closed = state.closed;
+            if let Some(why) = ended(&state, &this.deadline) {
                 state.unwatch(&mut this.slot);
-                return Poll::Ready(Err(if closed {
-                    WaitError::Closed
-                } else {
-                    WaitError::Timeout
-                }));
+                return Poll::Ready(Err(why));
             }
             state.watch(&mut this.slot, Wake::Task(cx.waker().clone()));
-            if this.armed {
-                None
-            } else {
-                this.armed = true;
-                this.slot
-            }
+            arm_once(&mut this.armed, this.slot)
         };
         if let Some(id) = arm_id {
             this.deadline.arm(&this.store, id);
