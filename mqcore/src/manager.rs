@@ -19,7 +19,7 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Error, ErrorCode, Result};
 use crate::message::{Acknowledge, Delivery, JournalFlags, Message, MessageClass, MessageId};
 use crate::name::{Host, QueueName, QueueRef, SystemQueue};
-use crate::queue::store::{footprint, Store};
+use crate::queue::store::{footprint, LookupId, Store};
 use crate::queue::{Queue, QueueInfo, QueueInner, QueueProps, QueueUpdate, Target};
 use crate::timer::{Timer, TimerDeadline};
 use crate::tx::{Coordinator, Held, LocalCoordinator, StagedSend, Transaction, Tx, TxKind};
@@ -406,16 +406,16 @@ impl Inner {
         ))
     }
 
-    /// A non-transactional send reaching its queue: quota check and publish under one lock.
+    /// A non-transactional send reaching its queue: quota check and publish under one lock, or
+    /// the lock-light inbox when the queue has no quota.
     fn arrive(self: &Arc<Self>, q: &Arc<QueueInner>, msg: Message) -> Result<()> {
         let quota = q.read_props().quota_kb;
         let mut msg = Box::new(msg);
         msg.arrived_time = msg.sent_time;
         let follow_up = self.needs_arrival_follow_up(&msg).then(|| (*msg).clone());
-        let expiry = msg.expires_at();
-        if quota.is_none() {
-            // No quota to check: the lock-light path.
-            q.store.send(msg);
+        let expires = msg.time_to_be_received.is_some();
+        let published = if quota.is_none() {
+            q.store.send(msg)
         } else {
             let mut s = q.store.lock();
             if over_quota(quota, s.bytes(), footprint(&msg)) {
@@ -423,10 +423,17 @@ impl Inner {
                 drop(s);
                 return self.check_quota(q, current, &msg);
             }
-            s.publish(msg);
+            s.publish(msg)
+        };
+        if published.is_err() {
+            // Deleted between the check and the publish: nothing was sent, say so.
+            return Err(Error::new(
+                ErrorCode::QueueDeleted,
+                format!("queue {} was deleted during the send", q.path),
+            ));
         }
-        if let Some(at) = expiry {
-            self.schedule_expiry(&q.store, at);
+        if expires {
+            self.arm_expiry(&q.store);
         }
         if let Some(m) = follow_up {
             self.arrived(&m);
@@ -444,19 +451,17 @@ impl Inner {
     fn arrived(&self, msg: &Message) {
         self.acknowledge(msg, MessageClass::ACK_REACH_QUEUE);
         if msg.journal.contains(JournalFlags::JOURNAL) {
-            self.journal.lock().publish(msg.clone());
+            // The computer journal is never deleted, so it always takes the copy.
+            let _ = self.journal.lock().publish(msg.clone());
         }
     }
 
-    /// Publishes a transaction's effects. Cannot fail: everything that could was checked when the
-    /// operations joined the transaction.
+    /// Publishes a transaction's effects. Cannot fail: what could not be published is handled as
+    /// MSMQ handles an undeliverable transactional message (negative acknowledgement and the
+    /// transactional dead-letter queue), and the transaction still commits.
     pub(crate) fn commit(self: &Arc<Self>, sends: Vec<StagedSend>, held: Vec<Held>) {
         let now = self.now();
         for StagedSend { queue, mut msg } in sends {
-            if queue.deleted.load(Ordering::SeqCst) {
-                self.fail_message(msg, MessageClass::NACK_BAD_DST_Q);
-                continue;
-            }
             if let Some(ttrq) = msg.time_to_reach_queue {
                 if now > msg.sent_time.saturating_add(ttrq) {
                     self.fail_message(msg, MessageClass::NACK_REACH_QUEUE_TIMEOUT);
@@ -465,11 +470,26 @@ impl Inner {
             }
             msg.arrived_time = now;
             let follow_up = self.needs_arrival_follow_up(&msg).then(|| msg.clone());
-            let expiry = msg.expires_at();
+            let expires = msg.time_to_be_received.is_some();
+            let quota = queue.read_props().quota_kb;
             let msg = Box::new(msg);
-            queue.store.lock().publish(msg);
-            if let Some(at) = expiry {
-                self.schedule_expiry(&queue.store, at);
+            let refused = {
+                let mut s = queue.store.lock();
+                if over_quota(quota, s.bytes(), footprint(&msg)) {
+                    // Other transactions filled the queue since this send was checked.
+                    Some((msg, MessageClass::NACK_Q_EXCEED_QUOTA))
+                } else {
+                    s.publish(msg)
+                        .err()
+                        .map(|m| (m, MessageClass::NACK_BAD_DST_Q))
+                }
+            };
+            if let Some((msg, class)) = refused {
+                self.fail_message(*msg, class);
+                continue;
+            }
+            if expires {
+                self.arm_expiry(&queue.store);
             }
             if let Some(m) = follow_up {
                 self.arrived(&m);
@@ -477,7 +497,7 @@ impl Inner {
         }
         for h in held {
             let Some(msg) = h.store.lock().remove_locked(h.lookup) else {
-                continue; // its queue was deleted meanwhile
+                continue;
             };
             match h.move_to {
                 Some(dest) => self.publish_moved(&dest, *msg),
@@ -490,34 +510,72 @@ impl Inner {
         }
     }
 
-    /// A message left a queue through a receive: journal it (target journaling) and acknowledge.
-    pub(crate) fn after_receive(&self, parent: Option<&QueueInner>, msg: &Message) {
-        if let Some(q) = parent {
-            let (journal, journal_quota) = {
-                let p = q.read_props();
-                (p.journal, p.journal_quota_kb)
+    /// Aborts a transaction's held messages: each store gets all of its messages back at their
+    /// positions first and hands them out once, so a waiting receiver gets the head of the
+    /// queue. Messages whose queue was deleted meanwhile, or whose time-to-be-received ran out
+    /// while they were held, go where such messages go.
+    pub(crate) fn abort(self: &Arc<Self>, held: Vec<Held>) {
+        let mut groups: Vec<(Arc<Store>, Vec<LookupId>)> = Vec::new();
+        for h in held {
+            match groups.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &h.store)) {
+                Some((_, lookups)) => lookups.push(h.lookup),
+                None => groups.push((h.store, vec![h.lookup])),
+            }
+        }
+        let now = self.now();
+        for (store, lookups) in groups {
+            let (deleted, expired) = {
+                let mut s = store.lock();
+                let deleted: Vec<Message> = lookups
+                    .into_iter()
+                    .filter_map(|l| s.restore(l, true))
+                    .collect();
+                s.expire(|| now);
+                s.redispatch();
+                (deleted, s.drain_expired())
             };
-            if journal {
-                let mut j = q.journal.lock();
-                if over_quota(journal_quota, j.bytes(), footprint(msg)) {
-                    tracing::warn!(queue = %q.path, "journal quota reached; journal copy dropped");
-                } else {
-                    j.publish(msg.clone());
-                }
+            for m in deleted {
+                self.fail_message(m, MessageClass::NACK_Q_DELETED);
+            }
+            self.dead_letter_expired(expired);
+            self.arm_expiry(&store);
+        }
+    }
+
+    /// A message left its destination queue (or subqueue) through a receive: journal it (target
+    /// journaling) and acknowledge. Receiving a journal copy or a dead letter does neither: that
+    /// message was delivered once already.
+    pub(crate) fn after_receive(&self, parent: Option<&QueueInner>, msg: &Message) {
+        let Some(q) = parent else {
+            return;
+        };
+        let (journal, journal_quota) = {
+            let p = q.read_props();
+            (p.journal, p.journal_quota_kb)
+        };
+        if journal {
+            let mut j = q.journal.lock();
+            if over_quota(journal_quota, j.bytes(), footprint(msg)) {
+                tracing::warn!(queue = %q.path, "journal quota reached; journal copy dropped");
+            } else {
+                // A journal closed by deletion simply takes no copy.
+                let _ = j.publish(msg.clone());
             }
         }
         self.acknowledge(msg, MessageClass::ACK_RECEIVE);
     }
 
-    /// Puts a moved message in its new (sub)queue.
+    /// Puts a moved message in its new (sub)queue, keeping its lookup id. If the queue was
+    /// deleted meanwhile, the message fails as a deleted queue's messages do.
     pub(crate) fn publish_moved(self: &Arc<Self>, dest: &Arc<Store>, mut msg: Message) {
         msg.move_count = msg.move_count.saturating_add(1);
         msg.abort_count = 0;
-        let expiry = msg.expires_at();
-        let msg = Box::new(msg);
-        dest.lock().publish(msg);
-        if let Some(at) = expiry {
-            self.schedule_expiry(dest, at);
+        let expires = msg.time_to_be_received.is_some();
+        let refused = dest.lock().insert_moved(Box::new(msg));
+        match refused {
+            Err(msg) => self.fail_message(*msg, MessageClass::NACK_Q_DELETED),
+            Ok(()) if expires => self.arm_expiry(dest),
+            Ok(()) => {}
         }
     }
 
@@ -545,8 +603,8 @@ impl Inner {
             return;
         };
         msg.class = class;
-        let msg = Box::new(msg);
-        store.lock().publish(msg);
+        // System queues are never deleted, so they always take the message.
+        let _ = store.lock().publish(Box::new(msg));
     }
 
     /// Sends the acknowledgement of `class` for `orig` to its admin queue, if the sender asked for
@@ -593,24 +651,42 @@ impl Inner {
             destination: Some(q.path.clone()),
             ..Message::default()
         };
-        let ack = Box::new(ack);
-        q.store.lock().publish(ack);
+        if q.store.lock().publish(Box::new(ack)).is_err() {
+            tracing::debug!(%admin, "acknowledgement dropped: admin queue was deleted");
+        }
     }
 
-    /// Expires due messages of `store` when the clock reaches `at`.
-    fn schedule_expiry(self: &Arc<Self>, store: &Arc<Store>, at: Timestamp) {
+    /// Makes sure the timer will expire `store`'s messages at its earliest time-to-be-received
+    /// deadline. One timer entry per store and deadline, not one per message: a store re-arms
+    /// for its next deadline each time the timer fires.
+    fn arm_expiry(self: &Arc<Self>, store: &Arc<Store>) {
+        let at = {
+            let mut s = store.lock();
+            let Some(next) = s.next_expiry() else {
+                return;
+            };
+            if s.expiry_armed.is_some_and(|armed| armed <= next) {
+                return;
+            }
+            s.expiry_armed = Some(next);
+            next
+        };
         let qm = Arc::downgrade(self);
-        let store = Arc::downgrade(store);
+        let weak = Arc::downgrade(store);
         self.timer.schedule(at, move || {
-            let (Some(qm), Some(store)) = (qm.upgrade(), store.upgrade()) else {
+            let (Some(qm), Some(store)) = (qm.upgrade(), weak.upgrade()) else {
                 return;
             };
             let expired = {
                 let mut s = store.lock();
+                if s.expiry_armed == Some(at) {
+                    s.expiry_armed = None;
+                }
                 s.expire(|| qm.now());
                 s.drain_expired()
             };
             qm.dead_letter_expired(expired);
+            qm.arm_expiry(&store);
         });
     }
 
@@ -747,6 +823,12 @@ impl QueueManager {
     /// dead-lettered. Waiting receivers fail with `MQ_ERROR_QUEUE_DELETED`.
     pub fn delete_queue(&self, name: &str) -> Result<()> {
         let name = parse(name)?;
+        if name.is_format_name() && !matches!(name.host(), Host::Machine(_)) {
+            return Err(Error::new(
+                ErrorCode::UnsupportedFormatnameOperation,
+                format!("{name}: a queue cannot be deleted through a direct format name"),
+            ));
+        }
         let q = match self.inner.resolve(&name)? {
             Target::Main(q) => q,
             _ => {

@@ -7,6 +7,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -71,8 +73,9 @@ impl Timer {
         Timer { shared }
     }
 
-    /// Runs `action` on the timer thread once the clock reaches `at`.
-    pub(crate) fn schedule(&self, at: Timestamp, action: impl FnOnce() + Send + 'static) {
+    /// Runs `action` on the timer thread once the clock reaches `at`. Returns a key for
+    /// [`Timer::cancel`].
+    pub(crate) fn schedule(&self, at: Timestamp, action: impl FnOnce() + Send + 'static) -> u64 {
         let mut state = lock(&self.shared.state);
         state.next += 1;
         let key = state.next;
@@ -81,6 +84,19 @@ impl Timer {
         state.actions.insert(key, Box::new(action));
         if earliest {
             self.shared.cv.notify_all();
+        }
+        key
+    }
+
+    /// Drops a scheduled action that is no longer wanted (its wait ended first). The heap keeps
+    /// the entry until it comes due or until cancelled entries outnumber live ones, when it is
+    /// rebuilt, so a loop of long receives that end early does not grow it without bound.
+    pub(crate) fn cancel(&self, key: u64) {
+        let mut state = lock(&self.shared.state);
+        state.actions.remove(&key);
+        if state.heap.len() > 64 && state.heap.len() > 2 * state.actions.len() {
+            let State { heap, actions, .. } = &mut *state;
+            heap.retain(|Reverse((_, k))| actions.contains_key(k));
         }
     }
 
@@ -93,6 +109,7 @@ impl Timer {
         TimerDeadline {
             at,
             timer: self.clone(),
+            key: AtomicU64::new(0),
         }
     }
 }
@@ -127,7 +144,10 @@ fn run(shared: &Shared) {
         if !due.is_empty() {
             drop(state);
             for action in due {
-                action();
+                // A panic in one action (an engine bug) must not stop every later timeout.
+                if catch_unwind(AssertUnwindSafe(action)).is_err() {
+                    tracing::error!("a timer action panicked; the timer carries on");
+                }
             }
             state = lock(&shared.state);
             continue;
@@ -153,6 +173,17 @@ fn run(shared: &Shared) {
 pub(crate) struct TimerDeadline {
     at: Timestamp,
     timer: Timer,
+    /// The armed timer entry (0: none), cancelled when the wait ends.
+    key: AtomicU64,
+}
+
+impl Drop for TimerDeadline {
+    fn drop(&mut self) {
+        let key = *self.key.get_mut();
+        if key != 0 {
+            self.timer.cancel(key);
+        }
+    }
 }
 
 impl Deadline for TimerDeadline {
@@ -165,11 +196,13 @@ impl Deadline for TimerDeadline {
             return;
         }
         let store = Arc::downgrade(store);
-        self.timer.schedule(self.at, move || {
+        let key = self.timer.schedule(self.at, move || {
             if let Some(store) = store.upgrade() {
                 store.wake_waiter(waiter);
             }
         });
+        // Only the waiting thread or task arms and drops its own deadline.
+        self.key.store(key, Ordering::Relaxed);
     }
 }
 
@@ -201,6 +234,51 @@ mod tests {
         assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
         clock.advance(Duration::from_secs(1));
         assert_eq!(rx.recv().unwrap(), "c");
+        timer.shutdown();
+    }
+
+    #[test]
+    fn cancelled_entries_do_not_accumulate_or_fire() {
+        let clock = ManualClock::new();
+        let timer = Timer::start(Arc::new(clock.clone()));
+        let (tx, rx) = mpsc::channel();
+        let far = clock.now().saturating_add(Duration::from_secs(3600));
+        for _ in 0..10_000 {
+            let tx = tx.clone();
+            let key = timer.schedule(far, move || tx.send("cancelled").unwrap());
+            timer.cancel(key);
+        }
+        {
+            let state = lock(&timer.shared.state);
+            assert!(state.actions.is_empty());
+            assert!(
+                state.heap.len() <= 130,
+                "heap kept {} dead entries",
+                state.heap.len()
+            );
+        }
+        timer.schedule(far, move || tx.send("live").unwrap());
+        clock.advance(Duration::from_secs(3600));
+        assert_eq!(rx.recv().unwrap(), "live");
+        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+        timer.shutdown();
+    }
+
+    #[test]
+    fn a_panicking_action_does_not_stop_the_timer() {
+        let clock = ManualClock::new();
+        let timer = Timer::start(Arc::new(clock.clone()));
+        let (tx, rx) = mpsc::channel();
+        let t0 = clock.now();
+        timer.schedule(t0.saturating_add(Duration::from_secs(1)), || {
+            panic!("engine bug")
+        });
+        timer.schedule(t0.saturating_add(Duration::from_secs(2)), move || {
+            tx.send(()).unwrap()
+        });
+        clock.advance(Duration::from_secs(2));
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the later action still runs");
         timer.shutdown();
     }
 }

@@ -260,9 +260,10 @@ impl Transaction {
         state.sends.clear();
         let held = std::mem::take(&mut state.held);
         drop(state);
-        // Put messages back in reverse order of locking so each lands at its original key.
-        for h in held.into_iter().rev() {
-            h.store.lock().unlock(h.lookup, true);
+        match self.shared.qm.upgrade() {
+            Some(qm) => qm.abort(held),
+            // The queue manager is gone, and its queues with it; nothing is left to restore.
+            None => drop(held),
         }
     }
 }

@@ -1268,8 +1268,11 @@ fn subqueues_are_made_by_moves_and_vanish_when_empty() {
         .move_message(moved.lookup_id(), &q, Tx::In(&tx))
         .unwrap();
     tx.commit().unwrap();
-    assert_eq!(bodies(&qm, r".\private$\q"), ["b", "a"]);
-    assert_eq!(q.messages().unwrap()[1].move_count(), 2);
+    // A move keeps the lookup id (ids belong to the queue and its subqueues together), so the
+    // message comes back to its original position.
+    assert_eq!(bodies(&qm, r".\private$\q"), ["a", "b"]);
+    assert_eq!(q.messages().unwrap()[0].move_count(), 2);
+    assert_eq!(q.messages().unwrap()[0].lookup_id(), a.lookup_id());
     assert!(
         qm.queue_info(r".\private$\q").unwrap().subqueues.is_empty(),
         "empty subqueue removed"

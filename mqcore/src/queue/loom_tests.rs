@@ -27,7 +27,7 @@ fn loom_send_wakes_blocked_receiver() {
             let store = store.clone();
             thread::spawn(move || store.take_blocking(None, &Never).expect("never times out"))
         };
-        let sent = store.send(msg("a"));
+        let sent = store.send(msg("a")).unwrap();
         let got = receiver.join().unwrap();
         assert_eq!(got, sent);
         let s = store.lock();
@@ -51,8 +51,8 @@ fn loom_two_receivers_never_share_a_message() {
         };
         let r1 = spawn_receiver(1);
         let r2 = spawn_receiver(2);
-        store.lock().publish(msg("a"));
-        store.send(msg("b"));
+        store.lock().publish(msg("a")).unwrap();
+        store.send(msg("b")).unwrap();
         let a = r1.join().unwrap();
         let b = r2.join().unwrap();
         assert_ne!(a, b);
@@ -69,14 +69,14 @@ fn loom_abort_races_receive() {
         let store = Store::new();
         let lookup = {
             let mut s = store.lock();
-            let l = s.publish(msg("a"));
+            let l = s.publish(msg("a")).unwrap();
             let (key, _) = s.first().unwrap();
             assert_eq!(s.lock(key, 1), l);
             l
         };
         let aborter = {
             let store = store.clone();
-            thread::spawn(move || store.lock().unlock(lookup, true))
+            thread::spawn(move || assert!(store.lock().unlock(lookup, true).is_none()))
         };
         let got = store
             .take_blocking(Some(2), &Never)
@@ -100,7 +100,7 @@ fn loom_cancelled_async_receive_keeps_message() {
         let sender = {
             let store = store.clone();
             thread::spawn(move || {
-                store.send(msg("a"));
+                store.send(msg("a")).unwrap();
             })
         };
         drop(fut); // races with the send and its hand-off
@@ -123,8 +123,8 @@ fn loom_async_and_blocking_receivers_share_fairly() {
         let sender = {
             let store: Arc<Store> = store.clone();
             thread::spawn(move || {
-                store.send(msg("a"));
-                store.send(msg("b"));
+                store.send(msg("a")).unwrap();
+                store.send(msg("b")).unwrap();
             })
         };
         let got = loom::future::block_on(TakeFuture::new(store.clone(), None, Never));
@@ -148,9 +148,9 @@ fn loom_inbox_keeps_arrival_order() {
         let store = Store::new();
         let producer = {
             let store = store.clone();
-            thread::spawn(move || store.send(msg("a")))
+            thread::spawn(move || store.send(msg("a")).unwrap())
         };
-        let b = store.send(msg("b"));
+        let b = store.send(msg("b")).unwrap();
         let a = producer.join().unwrap();
         assert_ne!(a, b);
         let first = store.take_blocking(None, &Never).unwrap();

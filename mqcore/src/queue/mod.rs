@@ -342,15 +342,7 @@ impl Queue {
                 let lookup = store
                     .take_blocking(txs.map(|t| t.id), &deadline)
                     .map_err(|e| self.wait_error(e, timeout))?;
-                match txs {
-                    Some(_) => Claim::Locked(lookup),
-                    None => Claim::Taken(
-                        store
-                            .lock()
-                            .remove_locked(lookup)
-                            .expect("a handed-off message stays locked until picked up"),
-                    ),
-                }
+                self.claim(&store, txs, lookup)?
             }
         };
         self.complete_receive(store, txs, claim)
@@ -372,15 +364,7 @@ impl Queue {
         let lookup = store::TakeFuture::new(store.clone(), txs.map(|t| t.id), deadline)
             .await
             .map_err(|e| self.wait_error(e, timeout))?;
-        let claim = match txs {
-            Some(_) => Claim::Locked(lookup),
-            None => Claim::Taken(
-                store
-                    .lock()
-                    .remove_locked(lookup)
-                    .expect("a handed-off message stays locked until picked up"),
-            ),
-        };
+        let claim = self.claim(&store, txs, lookup)?;
         self.complete_receive(store, txs, claim)
     }
 
@@ -405,11 +389,11 @@ impl Queue {
                     .lock()
                     .locked_message(lookup)
                     .cloned()
-                    .expect("a message locked to a live transaction stays locked");
+                    .ok_or_else(|| self.deleted())?;
                 let mut state = t.lock();
                 if state.phase != crate::tx::Phase::Active {
                     drop(state);
-                    store.lock().unlock(lookup, false);
+                    let _ = store.lock().unlock(lookup, false);
                     return Err(Error::new(
                         ErrorCode::TransactionSequence,
                         "the transaction was prepared while the receive waited",
@@ -425,13 +409,33 @@ impl Queue {
             }
             (Claim::Locked(lookup), None) => {
                 // Not reachable: locks are only taken for transactions. Give it back.
-                store.lock().unlock(lookup, false);
+                let _ = store.lock().unlock(lookup, false);
                 Err(Error::new(
                     ErrorCode::Error,
                     "internal: lock without a transaction",
                 ))
             }
         }
+    }
+
+    /// What a waiting receive got handed: locked to its transaction, or taken out for a
+    /// non-transactional receive. Missing only when the queue was deleted in between.
+    fn claim(&self, store: &Store, txs: Option<&Arc<TxShared>>, lookup: LookupId) -> Result<Claim> {
+        match txs {
+            Some(_) => Ok(Claim::Locked(lookup)),
+            None => store
+                .lock()
+                .remove_locked(lookup)
+                .map(Claim::Taken)
+                .ok_or_else(|| self.deleted()),
+        }
+    }
+
+    fn deleted(&self) -> Error {
+        Error::new(
+            ErrorCode::QueueDeleted,
+            format!("queue {} was deleted during the receive", self.name),
+        )
     }
 
     fn wait_error(&self, e: WaitError, timeout: Duration) -> Error {
@@ -659,7 +663,9 @@ impl Queue {
                 lookup,
                 move_to: Some(dest),
             }),
-            (Claim::Locked(lookup), None) => from.lock().unlock(lookup, false),
+            (Claim::Locked(lookup), None) => {
+                let _ = from.lock().unlock(lookup, false);
+            }
         }
         Ok(())
     }
@@ -689,8 +695,12 @@ impl Queue {
         let msgs = store.lock().take_all_visible();
         drop(store);
         let n = msgs.len();
-        for m in &msgs {
-            self.qm.acknowledge(m, MessageClass::NACK_Q_PURGED);
+        // Only messages purged from their destination were never received; journal copies and
+        // dead letters were acknowledged (or not) already.
+        if self.journaled_parent().is_some() {
+            for m in &msgs {
+                self.qm.acknowledge(m, MessageClass::NACK_Q_PURGED);
+            }
         }
         self.tidy();
         Ok(n)

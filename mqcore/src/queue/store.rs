@@ -161,6 +161,8 @@ pub(crate) struct State {
     expired: Vec<Message>,
     /// What producers were last told through [`Inbox::slow`].
     slow: bool,
+    /// The deadline the queue manager's timer is armed for, to expire this store's messages.
+    pub(crate) expiry_armed: Option<Timestamp>,
     /// An empty vector with capacity, swapped with the inbox's so neither side reallocates.
     #[allow(clippy::vec_box)] // the boxes move into the B-tree as they are, allocated unlocked
     spare: Vec<Box<Message>>,
@@ -396,14 +398,30 @@ impl State {
 
     /// Puts a locked message back at its original position (abort, or a cancelled receive) and
     /// hands it on if someone waits. `aborted` counts a transaction abort (`PROPID_M_ABORT_COUNT`).
-    pub(crate) fn unlock(&mut self, lookup: LookupId, aborted: bool) {
-        let Some(mut locked) = self.locked.remove(&lookup) else {
-            return;
-        };
+    /// Returns the message instead if the queue was deleted meanwhile: it has nowhere to go back.
+    pub(crate) fn unlock(&mut self, lookup: LookupId, aborted: bool) -> Option<Message> {
+        let gone = self.restore(lookup, aborted);
+        self.dispatch();
+        gone
+    }
+
+    /// [`State::unlock`] without the hand-off: an abort restores all its messages first and then
+    /// dispatches once, so a waiting receiver gets the head of the queue, not the last restored.
+    pub(crate) fn restore(&mut self, lookup: LookupId, aborted: bool) -> Option<Message> {
+        let mut locked = self.locked.remove(&lookup)?;
         if aborted {
             locked.msg.abort_count = locked.msg.abort_count.saturating_add(1);
         }
+        if self.closed {
+            self.forget(&locked.msg);
+            return Some(*locked.msg);
+        }
         self.insert_visible(locked.key, locked.msg);
+        None
+    }
+
+    /// Hands restored messages to waiting receivers (after a batch of [`State::restore`]).
+    pub(crate) fn redispatch(&mut self) {
         self.dispatch();
     }
 
@@ -441,7 +459,6 @@ impl State {
     }
 
     /// The earliest time-to-be-received deadline among visible messages.
-    #[cfg(all(test, not(loom)))]
     pub(crate) fn next_expiry(&self) -> Option<Timestamp> {
         self.expiry.first().map(|&(t, _)| t)
     }
@@ -536,10 +553,13 @@ impl State {
     /// Registers (or refreshes) a watcher to be woken on the next arrival.
     pub(crate) fn watch(&mut self, slot: &mut Option<WaiterId>, wake: Wake) {
         if let Some(id) = *slot {
-            if let Some(w) = self.watchers.iter_mut().find(|w| w.id == id) {
-                w.wake = wake;
-                return;
+            match self.watchers.iter_mut().find(|w| w.id == id) {
+                Some(w) => w.wake = wake,
+                // Woken and removed by an arrival that did not satisfy it: register again under
+                // the same id, which its deadline was armed for.
+                None => self.watchers.push(Watcher { id, wake }),
             }
+            return;
         }
         let id = self.new_waiter();
         self.watchers.push(Watcher { id, wake });
@@ -564,20 +584,33 @@ impl State {
     }
 
     /// Closes the queue: every waiter wakes and gives up. Returns every message, locked or not.
-    pub(crate) fn close(&mut self) -> Vec<Message> {
+    ///
+    /// Messages held by transactions stay with them: commit consumes them as usual, abort gets
+    /// them back from [`State::restore`] to dead-letter. Messages handed to waiting receivers that
+    /// had not picked them up are returned with the rest; those receivers fail with
+    /// `MQ_ERROR_QUEUE_DELETED`.
+    fn close_state(&mut self) -> Vec<Message> {
         self.closed = true;
         let takers = self.takers.drain(..).map(|t| t.wake);
         self.pending.extend(takers);
         let watchers = self.watchers.drain(..).map(|w| w.wake);
         self.pending.extend(watchers);
         let mut msgs = self.take_all_visible();
-        let mut locked: Vec<Locked> = self.locked.drain().map(|(_, l)| l).collect();
-        locked.sort_by_key(|l| l.key);
-        for l in locked {
-            self.bytes -= footprint(&l.msg);
-            msgs.push(*l.msg);
+        // Hand-offs not picked up yet belong to no transaction's records, whatever their owner
+        // says; the waiters will fail, so these messages are reported with the rest.
+        let handed: Vec<LookupId> = self.handed.drain().map(|(_, lookup)| lookup).collect();
+        let in_flight: Vec<LookupId> = self
+            .locked
+            .iter()
+            .filter(|(_, l)| matches!(l.owner, Owner::InFlight(_)))
+            .map(|(&lookup, _)| lookup)
+            .chain(handed)
+            .collect();
+        for lookup in in_flight {
+            if let Some(msg) = self.remove_locked(lookup) {
+                msgs.push(*msg);
+            }
         }
-        self.by_id.clear();
         msgs
     }
 
@@ -590,6 +623,8 @@ impl State {
 /// The producers' side of a queue: messages sent but not yet absorbed into [`State`].
 #[derive(Debug, Default)]
 struct Inbox {
+    /// The queue was deleted: sends are refused and handed back.
+    closed: bool,
     /// Sent messages in arrival order, lookup ids assigned.
     #[allow(clippy::vec_box)] // the boxes move into the B-tree as they are, allocated unlocked
     msgs: Vec<Box<Message>>,
@@ -706,8 +741,17 @@ impl Guard<'_> {
     /// Appends `msg` in queue order with the next lookup id, and hands it to a waiter if one
     /// waits. Hot callers box the message before taking the lock, so no allocation happens
     /// under it.
-    pub(crate) fn publish(&mut self, msg: impl Into<Box<Message>>) -> LookupId {
+    ///
+    /// A deleted queue takes nothing: the message comes back as the error, for the caller to
+    /// refuse or dead-letter.
+    pub(crate) fn publish(
+        &mut self,
+        msg: impl Into<Box<Message>>,
+    ) -> Result<LookupId, Box<Message>> {
         let mut msg = msg.into();
+        if self.closed {
+            return Err(msg);
+        }
         let lookup = {
             let mut inbox = self.store.inbox();
             self.swap_inbox(&mut inbox);
@@ -718,7 +762,33 @@ impl Guard<'_> {
         msg.lookup_id = lookup;
         self.insert_arrived(msg);
         self.dispatch();
-        lookup
+        Ok(lookup)
+    }
+
+    /// Inserts a message moved in from a sibling (sub)queue, keeping its lookup id: ids are handed
+    /// out by the queue itself, so they stay unique and are never reused across its subqueues.
+    pub(crate) fn insert_moved(&mut self, msg: Box<Message>) -> Result<(), Box<Message>> {
+        if self.closed {
+            return Err(msg);
+        }
+        self.absorb();
+        self.insert_arrived(msg);
+        self.dispatch();
+        Ok(())
+    }
+
+    /// Closes the queue for good (deletion): refuses further sends and returns every message
+    /// that is not held by a transaction. Every waiter wakes and gives up.
+    pub(crate) fn close(&mut self) -> Vec<Message> {
+        {
+            let mut inbox = self.store.inbox();
+            inbox.closed = true;
+            inbox.slow = true;
+            self.swap_inbox(&mut inbox);
+        }
+        self.slow = true;
+        self.absorb();
+        self.close_state()
     }
 
     /// Moves the inbox's messages into the spare vector (under both locks, held by the caller).
@@ -838,15 +908,18 @@ impl Store {
     /// Sends without taking the state lock when nobody waits: a push onto the inbox. When someone
     /// waits, publishes under the state lock so the hand-off or wake-up happens. Returns the
     /// message's lookup id.
-    pub(crate) fn send(&self, mut msg: Box<Message>) -> LookupId {
+    pub(crate) fn send(&self, mut msg: Box<Message>) -> Result<LookupId, Box<Message>> {
         {
             let mut inbox = self.inbox();
+            if inbox.closed {
+                return Err(msg);
+            }
             if !inbox.slow {
                 inbox.last_lookup += 1;
                 msg.lookup_id = inbox.last_lookup;
                 let lookup = msg.lookup_id;
                 inbox.msgs.push(msg);
-                return lookup;
+                return Ok(lookup);
             }
         }
         self.lock().publish(msg)
@@ -997,7 +1070,8 @@ impl<D: Deadline> Drop for TakeFuture<D> {
         }
         let mut state = self.store.lock();
         if let Some(lookup) = state.cancel_take(&mut self.slot) {
-            state.unlock(lookup, false);
+            // A queue deleted meanwhile already reported its messages; nothing to give back.
+            let _ = state.unlock(lookup, false);
         }
     }
 }
@@ -1082,10 +1156,10 @@ mod tests {
     fn order_is_priority_then_arrival_and_lookup_ids_increase() {
         let store = Store::new();
         let mut s = store.lock();
-        let a = s.publish(msg(3, "a"));
-        let b = s.publish(msg(7, "b"));
-        let c = s.publish(msg(3, "c"));
-        let d = s.publish(msg(0, "d"));
+        let a = s.publish(msg(3, "a")).unwrap();
+        let b = s.publish(msg(7, "b")).unwrap();
+        let c = s.publish(msg(3, "c")).unwrap();
+        let d = s.publish(msg(0, "d")).unwrap();
         assert!(a < b && b < c && c < d);
         assert_eq!(bodies(&s), ["b", "a", "c", "d"]);
     }
@@ -1095,13 +1169,13 @@ mod tests {
         let store = Store::new();
         let mut s = store.lock();
         for b in ["a", "b", "c"] {
-            s.publish(msg(0, b));
+            s.publish(msg(0, b)).unwrap();
         }
         let (key, _) = s.first().unwrap();
         let lookup = s.lock(key, 1);
         assert_eq!(bodies(&s), ["b", "c"]);
         assert!(matches!(s.find(lookup), Found::Locked(Owner::Tx(1))));
-        s.unlock(lookup, true);
+        assert!(s.unlock(lookup, true).is_none());
         assert_eq!(bodies(&s), ["a", "b", "c"]);
         assert_eq!(s.first().unwrap().1.abort_count, 1);
     }
@@ -1113,10 +1187,10 @@ mod tests {
         let mut slot = None;
         let noop = || Wake::Task(Waker::noop().clone());
         assert!(s.poll_take(&mut slot, None, noop).is_pending());
-        let lookup = s.publish(msg(0, "x"));
+        let lookup = s.publish(msg(0, "x")).unwrap();
         assert_eq!(s.visible_len(), 0, "handed off, not visible");
         assert_eq!(s.cancel_take(&mut slot), Some(lookup));
-        s.unlock(lookup, false);
+        assert!(s.unlock(lookup, false).is_none());
         assert_eq!(bodies(&s), ["x"]);
         assert_eq!(s.first().unwrap().1.abort_count, 0);
     }
@@ -1128,8 +1202,8 @@ mod tests {
         let mut m = msg(0, "old");
         m.sent_time = Timestamp(1000);
         m.time_to_be_received = Some(std::time::Duration::from_secs(1));
-        s.publish(m);
-        s.publish(msg(0, "new"));
+        s.publish(m).unwrap();
+        s.publish(msg(0, "new")).unwrap();
         assert_eq!(s.next_expiry(), Some(Timestamp(2000)));
         s.expire(|| Timestamp(1999));
         assert_eq!(s.len(), 2);
