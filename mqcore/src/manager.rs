@@ -25,7 +25,9 @@ use crate::timer::{Timer, TimerDeadline};
 use crate::tx::{Coordinator, Held, LocalCoordinator, StagedSend, Transaction, Tx, TxKind};
 
 /// Which MSMQ version's behaviour the queue manager follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub enum Compat {
     /// MSMQ 3.0 (Windows Server 2003): no subqueues, no move or reject, no remote transactional
     /// receive.

@@ -33,7 +33,9 @@ pub const DEFAULT_PRIORITY: u8 = 3;
 ///
 /// Displayed as System.Messaging does: `guid\ordinal`, the GUID lower-case without braces (in .NET's
 /// little-endian byte layout) and the ordinal as a signed 32-bit number.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct MessageId(pub [u8; 20]);
 
 /// A correlation id has the same 20-byte shape as a message id.
@@ -98,7 +100,9 @@ impl FromStr for MessageId {
 }
 
 /// Express (memory only) or recoverable (stored) delivery, `PROPID_M_DELIVERY`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub enum Delivery {
     /// MQMSG_DELIVERY_EXPRESS (0), the default.
     #[default]
@@ -108,7 +112,9 @@ pub enum Delivery {
 }
 
 /// Acknowledgement request flags, `PROPID_M_ACKNOWLEDGE`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Acknowledge(pub u8);
 
 impl Acknowledge {
@@ -145,7 +151,9 @@ impl std::ops::BitOr for Acknowledge {
 }
 
 /// Source journaling and dead-letter flags, `PROPID_M_JOURNAL`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct JournalFlags(pub u8);
 
 impl JournalFlags {
@@ -170,7 +178,9 @@ impl std::ops::BitOr for JournalFlags {
 }
 
 /// Message class, `PROPID_M_CLASS`: normal, or the kind of acknowledgement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct MessageClass(pub u16);
 
 impl MessageClass {
@@ -219,7 +229,7 @@ impl MessageClass {
 }
 
 /// One message. Construct with [`Message::new`] and set the public fields.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     /// `PROPID_M_LABEL`: at most 249 UTF-16 code units.
     pub label: String,
@@ -530,6 +540,32 @@ mod tests {
             prio.validate().unwrap_err().code(),
             ErrorCode::IllegalPropertyValue
         );
+    }
+
+    #[test]
+    fn every_property_survives_serialization() {
+        let admin = QueueName::parse(r".\private$\admin").unwrap();
+        let mut m = Message::new("body")
+            .with_label("label")
+            .with_priority(5)
+            .with_acknowledge(admin.clone(), Acknowledge::FULL_RECEIVE)
+            .with_response_queue(QueueName::parse(r"DIRECT=TCP:10.0.0.1\private$\r").unwrap())
+            .with_time_to_be_received(Duration::from_millis(1500))
+            .with_journal(JournalFlags::DEADLETTER);
+        m.id = MessageId::new(Uuid::new_v4(), 7);
+        m.class = MessageClass::NACK_Q_PURGED;
+        m.sent_time = Timestamp(1_000);
+        m.lookup_id = 42;
+        m.abort_count = 2;
+        m.move_count = 1;
+        m.transactional = true;
+        m.destination = Some(Arc::new(admin));
+        let text = serde_json::to_string(&m).unwrap();
+        let back: Message = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, m);
+        // A name that does not parse is refused on the way in.
+        let bad = text.replace(r"private$\\admin", r"private$\\a b");
+        assert!(serde_json::from_str::<Message>(&bad).is_err());
     }
 
     #[test]

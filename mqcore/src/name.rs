@@ -2828,3 +2828,23 @@ mod tests {
         }
     }
 }
+
+/// Names travel (on the wire, in the log) as their canonical text and are parsed back, so the
+/// grammar is the only judge of what a valid name is.
+impl serde::Serialize for QueueName {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for QueueName {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        QueueName::parse(&text).map_err(serde::de::Error::custom)
+    }
+}

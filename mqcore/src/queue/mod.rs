@@ -34,7 +34,7 @@ pub const INFINITE: Duration = Duration::MAX;
 
 /// The properties of a queue (`PROPID_Q_*`). The defaults are MSMQ's: not transactional, no
 /// journal, no quotas, no label, base priority 0.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct QueueProps {
     /// `PROPID_Q_TRANSACTION`: fixed at creation.
     pub transactional: bool,
@@ -76,7 +76,7 @@ impl QueueProps {
 }
 
 /// A change to a queue's properties (`MQSetQueueProperties`); `None` leaves a property alone.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueueUpdate {
     /// Refused: the transactional type is fixed at creation (MQ_ERROR_PROPERTY_NOTALLOWED).
     pub transactional: Option<bool>,
@@ -95,7 +95,7 @@ pub struct QueueUpdate {
 }
 
 /// What management shows about a queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueueInfo {
     /// The queue's path name.
     pub path: QueueName,
@@ -203,7 +203,7 @@ pub(crate) enum Target {
 
 /// How to find a message for `MQReceiveMessageByLookupId`. Lookup ids grow in arrival order, so
 /// `Next` and `Previous` walk in that order and work even when the given id has left the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LookupAction {
     /// The message with the lowest lookup id (`MQ_LOOKUP_*_FIRST`).
     First,
