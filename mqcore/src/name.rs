@@ -1486,6 +1486,26 @@ fn parse_machine(ctx: &Ctx<'_>, rest: &str) -> Result<Repr> {
     Ok(Repr::Machine { machine, system })
 }
 
+/// Names travel (on the wire, in the log) as their canonical text and are parsed back, so the
+/// grammar is the only judge of what a valid name is.
+impl serde::Serialize for QueueName {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for QueueName {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        QueueName::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2826,25 +2846,5 @@ mod tests {
         fn likely_valid_text_round_trips(text in likely_valid()) {
             check_properties(&text);
         }
-    }
-}
-
-/// Names travel (on the wire, in the log) as their canonical text and are parsed back, so the
-/// grammar is the only judge of what a valid name is.
-impl serde::Serialize for QueueName {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for QueueName {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> std::result::Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        QueueName::parse(&text).map_err(serde::de::Error::custom)
     }
 }
