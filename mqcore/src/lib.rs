@@ -29,6 +29,7 @@ pub mod manager;
 pub mod message;
 pub mod name;
 pub mod queue;
+pub mod storage;
 mod timer;
 pub mod tx;
 

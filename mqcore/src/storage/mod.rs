@@ -1,0 +1,14 @@
+//! Durable storage: the file system behind a trait, a simulated disk for crash tests, and the
+//! crc-checked write-ahead log with group commit.
+//!
+//! The queue manager will keep `<root>/msmq/storage/` with `wal/` segment files (this module),
+//! an owner epoch and lock file, and a `sled` catalog (queue definitions). `docs/storage.md`
+//! describes the format and why recovery is correct.
+
+pub mod disk;
+pub mod sim;
+pub mod wal;
+
+pub use disk::{Disk, DiskFile, FileDisk};
+pub use sim::SimDisk;
+pub use wal::{Lsn, Record, Wal, WalError, WalOptions, WalStats};

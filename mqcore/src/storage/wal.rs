@@ -1,0 +1,606 @@
+//! The write-ahead log: crc-checked records in segment files, written by one group-commit thread.
+//!
+//! # Format
+//! A segment is `<dir>/<seq as 16 hex digits>.wal`: a 32-byte header (`MQEMUWAL`, format version,
+//! segment sequence number, first LSN), then records, then zeros (segments are preallocated, so
+//! an fdatasync overwrites blocks instead of growing the file). A record is
+//! `[len u32][crc32 u32][kind u8][lsn u64][epoch u64][data]`, little-endian, where `len` counts
+//! the bytes after the crc and the crc covers `len` and everything after it. LSNs increase by one
+//! per record across segments; the epoch is the owner epoch of the process that wrote it.
+//!
+//! # Group commit
+//! [`Wal::append`] encodes its record into a shared buffer and waits. The writer thread takes
+//! everything buffered, writes it with one `write_at`, makes it durable with one `fdatasync`, and
+//! wakes the committers it covered. Records that arrive during a sync form the next batch, so the
+//! number of commits per sync grows with concurrency, and there is no timer: a lone committer
+//! waits for one write and one sync.
+//!
+//! # Recovery
+//! [`Wal::open`] reads every segment in order and checks every record. A record that fails its
+//! check with no valid record after it is the torn tail of an interrupted batch: it and everything
+//! after it are dropped (zeroed), since no committer was told it was durable. A bad record with a
+//! valid record after it is corruption of acknowledged data: opening fails with
+//! [`WalError::Corrupt`] naming the file and offset, instead of starting silently wrong.
+//!
+//! # Fencing
+//! Before each batch the writer reads the owner epoch on disk; if another process has taken
+//! ownership since (a higher epoch), the log refuses to write, fails the waiting committers and
+//! every later append ([`WalError::Fenced`]).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use super::disk::{Disk, DiskFile};
+
+/// A log sequence number: the position of a record in the whole log, starting at 1.
+pub type Lsn = u64;
+
+/// The segment header's first bytes.
+const MAGIC: &[u8; 8] = b"MQEMUWAL";
+/// The on-disk format version written in every segment header.
+const VERSION: u32 = 1;
+/// Bytes of a segment header.
+const HEADER_LEN: u64 = 32;
+/// `len` and `crc` before each record's checked bytes.
+const FRAME_LEN: usize = 8;
+/// `kind`, `lsn`, `epoch`: the fixed part of the checked bytes.
+const FIXED_LEN: usize = 1 + 8 + 8;
+/// The largest record accepted: a 4 MB message plus generous room for the rest of a transaction.
+pub const MAX_RECORD: usize = 64 * 1024 * 1024;
+
+/// What went wrong in the log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalError {
+    /// The file system failed.
+    #[error("I/O error in the write-ahead log: {0}")]
+    Io(#[from] io::Error),
+    /// A record before the end of the log failed its check.
+    #[error("write-ahead log corrupt at {file}:{offset}: {why}")]
+    Corrupt {
+        /// The segment file.
+        file: PathBuf,
+        /// Byte offset of the bad record.
+        offset: u64,
+        /// What check failed.
+        why: String,
+    },
+    /// Another process owns the storage now (its epoch is higher than ours).
+    #[error("storage fenced: this process has epoch {ours}, the disk says {theirs}")]
+    Fenced {
+        /// Our epoch.
+        ours: u64,
+        /// The epoch found on disk.
+        theirs: u64,
+    },
+    /// An earlier write failed; nothing more is acknowledged until the log is reopened.
+    #[error("write-ahead log unusable after an earlier failure: {0}")]
+    Poisoned(String),
+    /// A record over [`MAX_RECORD`].
+    #[error("record of {0} bytes is over the {MAX_RECORD}-byte limit")]
+    TooLarge(usize),
+}
+
+/// A record read back by recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its sequence number.
+    pub lsn: Lsn,
+    /// The epoch of the process that wrote it.
+    pub epoch: u64,
+    /// The caller's record kind.
+    pub kind: u8,
+    /// The caller's bytes.
+    pub data: Vec<u8>,
+}
+
+/// How the log lays out its files.
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    /// Size a segment is preallocated to; a new segment starts when a batch would not fit.
+    pub segment_size: u64,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_size: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Reads the owner epoch recorded on disk (see [`crate::storage`]); a test double for fencing
+/// checks can be any closure.
+pub type EpochCheck = Box<dyn Fn() -> io::Result<u64> + Send + Sync>;
+
+/// An open write-ahead log.
+pub struct Wal {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+    /// The epoch stamped on every record this process writes.
+    epoch: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the writer when records are buffered (or at shutdown).
+    work: Condvar,
+    /// Wakes committers when the durable LSN moves (or the log fails).
+    durable: Condvar,
+}
+
+struct State {
+    /// Encoded records waiting for the writer.
+    buffer: Vec<u8>,
+    /// LSN of the last record in `buffer`.
+    buffered_to: Lsn,
+    /// LSN the next append gets.
+    next_lsn: Lsn,
+    /// Every record up to this LSN is durable.
+    durable_to: Lsn,
+    /// Set when a write failed or the log was fenced: the reason, for every later caller.
+    failed: Option<Failure>,
+    shutdown: bool,
+    /// Records and syncs so far, for the commits-per-sync figure.
+    stats: WalStats,
+}
+
+#[derive(Debug, Clone)]
+enum Failure {
+    Fenced { ours: u64, theirs: u64 },
+    Other(String),
+}
+
+impl Failure {
+    fn error(&self) -> WalError {
+        match self {
+            Failure::Fenced { ours, theirs } => WalError::Fenced {
+                ours: *ours,
+                theirs: *theirs,
+            },
+            Failure::Other(why) => WalError::Poisoned(why.clone()),
+        }
+    }
+}
+
+/// Counters of the log's work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Records made durable.
+    pub records: u64,
+    /// Batches written (one fdatasync each).
+    pub syncs: u64,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The file name of segment `seq`.
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:016x}.wal"))
+}
+
+fn segment_seq(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let hex = name.strip_suffix(".wal")?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// Appends the encoding of one record to `out`.
+fn encode(out: &mut Vec<u8>, kind: u8, lsn: Lsn, epoch: u64, data: &[u8]) {
+    let len = u32::try_from(FIXED_LEN + data.len()).expect("records are bounded by MAX_RECORD");
+    let start = out.len();
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&[0; 4]); // crc, filled below
+    out.push(kind);
+    out.extend_from_slice(&lsn.to_le_bytes());
+    out.extend_from_slice(&epoch.to_le_bytes());
+    out.extend_from_slice(data);
+    let crc = checksum(&out[start..start + 4], &out[start + FRAME_LEN..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn checksum(len: &[u8], rest: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(len);
+    h.update(rest);
+    h.finalize()
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`, or fewer at the end of the file.
+fn read_full(file: &dyn DiskFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = file.read_at(&mut buf[done..], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
+/// What decoding found at one position of a segment.
+enum Decoded {
+    /// A valid record, and the offset just after it.
+    Record(Record, u64),
+    /// Zeros: the preallocated rest of the segment.
+    End,
+    /// Something that is not a valid record.
+    Bad(String),
+}
+
+/// Decodes the record at `offset` of `bytes` (a whole segment image).
+fn decode_at(bytes: &[u8], offset: u64) -> Decoded {
+    let at = offset as usize;
+    let Some(frame) = bytes.get(at..at + FRAME_LEN) else {
+        return if bytes.len() <= at {
+            Decoded::End
+        } else {
+            Decoded::Bad("truncated record header".into())
+        };
+    };
+    let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+    let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    if len == 0 && crc == 0 {
+        return Decoded::End;
+    }
+    if !(FIXED_LEN..=MAX_RECORD).contains(&len) {
+        return Decoded::Bad(format!("record length {len} out of range"));
+    }
+    let Some(body) = bytes.get(at + FRAME_LEN..at + FRAME_LEN + len) else {
+        return Decoded::Bad(format!(
+            "record of {len} bytes cut off by the end of the file"
+        ));
+    };
+    if checksum(&frame[..4], body) != crc {
+        return Decoded::Bad("crc32 mismatch".into());
+    }
+    let kind = body[0];
+    let lsn = u64::from_le_bytes(body[1..9].try_into().expect("8 bytes"));
+    let epoch = u64::from_le_bytes(body[9..17].try_into().expect("8 bytes"));
+    let record = Record {
+        lsn,
+        epoch,
+        kind,
+        data: body[FIXED_LEN..].to_vec(),
+    };
+    Decoded::Record(record, offset + (FRAME_LEN + len) as u64)
+}
+
+/// Whether any valid record with an LSN above `after` starts somewhere in `bytes[from..]`.
+fn valid_record_after(bytes: &[u8], from: u64, after: Lsn) -> Option<u64> {
+    (from..bytes.len() as u64).find(|&off| match decode_at(bytes, off) {
+        Decoded::Record(r, _) => r.lsn > after,
+        _ => false,
+    })
+}
+
+/// One segment's position for the writer.
+struct Tail {
+    file: Box<dyn DiskFile>,
+    seq: u64,
+    offset: u64,
+}
+
+impl Wal {
+    /// Opens the log in `dir` (creating it), recovers every durable record, and starts the writer.
+    ///
+    /// `epoch` stamps every record written from now on; `epoch_check` reads the owner epoch on
+    /// disk before each batch, so a fenced writer stops.
+    pub fn open(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        epoch: u64,
+        epoch_check: EpochCheck,
+        options: WalOptions,
+    ) -> Result<(Wal, Vec<Record>), WalError> {
+        disk.create_dir_all(dir)?;
+        let mut segments: Vec<(u64, PathBuf)> = disk
+            .list(dir)?
+            .into_iter()
+            .filter_map(|p| segment_seq(&p).map(|s| (s, p)))
+            .collect();
+        segments.sort();
+        let mut records = Vec::new();
+        let mut last_lsn: Lsn = 0;
+        let mut tail: Option<Tail> = None;
+        for (i, (seq, path)) in segments.iter().enumerate() {
+            let is_last = i + 1 == segments.len();
+            let file = disk.open(path, false)?;
+            let len = file.len()?;
+            let mut bytes = vec![
+                0u8;
+                usize::try_from(len)
+                    .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?
+            ];
+            let n = read_full(&*file, &mut bytes, 0)?;
+            bytes.truncate(n);
+            let corrupt = |offset: u64, why: String| WalError::Corrupt {
+                file: path.clone(),
+                offset,
+                why,
+            };
+            if bytes.len() < HEADER_LEN as usize {
+                if is_last {
+                    // A segment whose header never became durable: the roll was interrupted.
+                    tail = None;
+                    disk.remove(path)?;
+                    break;
+                }
+                return Err(corrupt(0, "segment header cut off".into()));
+            }
+            if &bytes[..8] != MAGIC
+                || u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) != VERSION
+                || u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes")) != *seq
+            {
+                return Err(corrupt(0, "bad segment header".into()));
+            }
+            let mut offset = HEADER_LEN;
+            loop {
+                match decode_at(&bytes, offset) {
+                    Decoded::Record(r, next) => {
+                        if last_lsn != 0 && r.lsn != last_lsn + 1 {
+                            return Err(corrupt(
+                                offset,
+                                format!("record {} follows record {last_lsn}", r.lsn),
+                            ));
+                        }
+                        last_lsn = r.lsn;
+                        records.push(r);
+                        offset = next;
+                    }
+                    Decoded::End => break,
+                    Decoded::Bad(why) => {
+                        // Torn tail or corruption: a torn tail has nothing valid after it.
+                        if !is_last {
+                            return Err(corrupt(offset, why));
+                        }
+                        if let Some(at) = valid_record_after(&bytes, offset + 1, last_lsn) {
+                            return Err(corrupt(
+                                offset,
+                                format!("{why}, with a valid record after it at offset {at}"),
+                            ));
+                        }
+                        // Drop the torn tail: zero it so nothing of it is read again.
+                        let zeros = vec![0u8; bytes.len() - offset as usize];
+                        file.write_at(&zeros, offset)?;
+                        file.sync_data()?;
+                        tracing::warn!(file = %path.display(), offset, "dropped the torn tail of the write-ahead log");
+                        break;
+                    }
+                }
+            }
+            if is_last {
+                tail = Some(Tail {
+                    file,
+                    seq: *seq,
+                    offset,
+                });
+            }
+        }
+        let tail = match tail {
+            Some(t) => t,
+            None => {
+                let seq = segments.last().map_or(1, |(s, _)| s + 1);
+                new_segment(&*disk, dir, seq, last_lsn + 1, options.segment_size)?
+            }
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                buffer: Vec::new(),
+                buffered_to: last_lsn,
+                next_lsn: last_lsn + 1,
+                durable_to: last_lsn,
+                failed: None,
+                shutdown: false,
+                stats: WalStats::default(),
+            }),
+            work: Condvar::new(),
+            durable: Condvar::new(),
+        });
+        let writer = Writer {
+            disk,
+            dir: dir.to_owned(),
+            epoch,
+            epoch_check,
+            segment_size: options.segment_size,
+            tail,
+            shared: shared.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("mqcore-wal".into())
+            .spawn(move || writer.run())?;
+        Ok((
+            Wal {
+                shared,
+                writer: Some(handle),
+                epoch,
+            },
+            records,
+        ))
+    }
+
+    /// Appends a record and returns once it is durable (or the log failed).
+    pub fn append(&self, kind: u8, data: &[u8]) -> Result<Lsn, WalError> {
+        if data.len() + FIXED_LEN > MAX_RECORD {
+            return Err(WalError::TooLarge(data.len()));
+        }
+        let mut state = lock(&self.shared.state);
+        if let Some(f) = &state.failed {
+            return Err(f.error());
+        }
+        let lsn = state.next_lsn;
+        state.next_lsn += 1;
+        encode(&mut state.buffer, kind, lsn, self.epoch, data);
+        state.buffered_to = lsn;
+        self.shared.work.notify_one();
+        while state.durable_to < lsn {
+            if let Some(f) = &state.failed {
+                return Err(f.error());
+            }
+            state = self
+                .shared
+                .durable
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        Ok(lsn)
+    }
+
+    /// Records and syncs so far.
+    pub fn stats(&self) -> WalStats {
+        lock(&self.shared.state).stats
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        lock(&self.shared.state).shutdown = true;
+        self.shared.work.notify_all();
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Creates segment `seq`, preallocated with zeros, header written and durable.
+fn new_segment(
+    disk: &dyn Disk,
+    dir: &Path,
+    seq: u64,
+    first_lsn: Lsn,
+    size: u64,
+) -> Result<Tail, WalError> {
+    let path = segment_path(dir, seq);
+    let file = disk.open(&path, true)?;
+    let chunk = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < size {
+        let n = chunk.len().min((size - at) as usize);
+        file.write_at(&chunk[..n], at)?;
+        at += n as u64;
+    }
+    let mut header = Vec::with_capacity(HEADER_LEN as usize);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    header.extend_from_slice(&[0; 4]);
+    header.extend_from_slice(&seq.to_le_bytes());
+    header.extend_from_slice(&first_lsn.to_le_bytes());
+    file.write_at(&header, 0)?;
+    file.sync_data()?;
+    disk.sync_dir(dir)?;
+    Ok(Tail {
+        file,
+        seq,
+        offset: HEADER_LEN,
+    })
+}
+
+/// The writer thread's state.
+struct Writer {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    epoch: u64,
+    epoch_check: EpochCheck,
+    segment_size: u64,
+    tail: Tail,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut batch = Vec::new();
+        loop {
+            let upto = {
+                let mut state = lock(&self.shared.state);
+                while state.buffer.is_empty() && !state.shutdown {
+                    state = self
+                        .shared
+                        .work
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                if state.buffer.is_empty() {
+                    return; // shut down with nothing left to write
+                }
+                std::mem::swap(&mut batch, &mut state.buffer);
+                state.buffered_to
+            };
+            let result = self.write_batch(&batch);
+            batch.clear();
+            let mut state = lock(&self.shared.state);
+            match result {
+                Ok(records) => {
+                    state.durable_to = upto;
+                    state.stats.records += records;
+                    state.stats.syncs += 1;
+                }
+                Err(failure) => {
+                    tracing::error!(?failure, "write-ahead log failed; no further commits");
+                    state.failed = Some(failure);
+                    self.shared.durable.notify_all();
+                    return;
+                }
+            }
+            self.shared.durable.notify_all();
+        }
+    }
+
+    /// Writes and syncs one batch; returns how many records it held.
+    fn write_batch(&mut self, batch: &[u8]) -> Result<u64, Failure> {
+        let theirs = (self.epoch_check)().map_err(|e| Failure::Other(e.to_string()))?;
+        if theirs != self.epoch {
+            return Err(Failure::Fenced {
+                ours: self.epoch,
+                theirs,
+            });
+        }
+        if self.tail.offset + batch.len() as u64 > self.segment_size
+            && self.tail.offset > HEADER_LEN
+        {
+            let first_lsn = first_lsn_of(batch);
+            self.tail = new_segment(
+                &*self.disk,
+                &self.dir,
+                self.tail.seq + 1,
+                first_lsn,
+                self.segment_size,
+            )
+            .map_err(|e| Failure::Other(e.to_string()))?;
+        }
+        let io = |e: io::Error| Failure::Other(e.to_string());
+        self.tail
+            .file
+            .write_at(batch, self.tail.offset)
+            .map_err(io)?;
+        self.tail.file.sync_data().map_err(io)?;
+        self.tail.offset += batch.len() as u64;
+        Ok(count_records(batch))
+    }
+}
+
+fn first_lsn_of(batch: &[u8]) -> Lsn {
+    u64::from_le_bytes(
+        batch[FRAME_LEN + 1..FRAME_LEN + 9]
+            .try_into()
+            .expect("8 bytes"),
+    )
+}
+
+fn count_records(batch: &[u8]) -> u64 {
+    let mut n = 0;
+    let mut at = 0;
+    while at + FRAME_LEN <= batch.len() {
+        let len = u32::from_le_bytes(batch[at..at + 4].try_into().expect("4 bytes")) as usize;
+        at += FRAME_LEN + len;
+        n += 1;
+    }
+    n
+}

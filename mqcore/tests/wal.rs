@@ -1,0 +1,260 @@
+//! The write-ahead log under crashes at every sync point, torn and corrupt tails, fencing, segment
+//! rolls and concurrent committers.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use mqcore::storage::{Disk, FileDisk, Record, SimDisk, Wal, WalError, WalOptions};
+
+fn dir() -> PathBuf {
+    PathBuf::from("/store/wal")
+}
+
+fn fixed_epoch(epoch: u64) -> mqcore::storage::wal::EpochCheck {
+    Box::new(move || Ok(epoch))
+}
+
+fn open(disk: &SimDisk, segment_size: u64) -> Result<(Wal, Vec<Record>), WalError> {
+    let disk: Arc<dyn Disk> = Arc::new(disk.clone());
+    Wal::open(disk, &dir(), 1, fixed_epoch(1), WalOptions { segment_size })
+}
+
+/// The payload of the i-th record of the workload: sizes vary so batches straddle segments.
+fn payload(i: u64) -> Vec<u8> {
+    let len = 1 + (i * 37 % 300) as usize;
+    (0..len).map(|j| (i as usize + j) as u8).collect()
+}
+
+/// Appends records 1..=n, stopping at the first error; returns how many were acknowledged.
+fn workload(wal: &Wal, n: u64) -> u64 {
+    for i in 1..=n {
+        if wal.append(7, &payload(i)).is_err() {
+            return i - 1;
+        }
+    }
+    n
+}
+
+/// Checks a recovered log: a prefix of the workload, holding at least every acknowledged record,
+/// nothing invented, LSNs consecutive from 1.
+fn check(recovered: &[Record], acknowledged: u64, attempted: u64, context: &str) {
+    assert!(
+        recovered.len() as u64 >= acknowledged,
+        "{context}: {acknowledged} acknowledged, {} recovered",
+        recovered.len()
+    );
+    assert!(
+        recovered.len() as u64 <= attempted,
+        "{context}: invented records"
+    );
+    for (i, r) in recovered.iter().enumerate() {
+        let i = i as u64 + 1;
+        assert_eq!(r.lsn, i, "{context}");
+        assert_eq!(r.kind, 7, "{context}");
+        assert_eq!(r.data, payload(i), "{context}: record {i}");
+    }
+}
+
+#[test]
+fn every_sync_point_recovers_every_acknowledged_record() {
+    const N: u64 = 60;
+    const SEGMENT: u64 = 2048; // small: the workload rolls over several segments
+                               // Pass 1: count the syncs of the whole workload.
+    let counting = SimDisk::new();
+    let (wal, _) = open(&counting, SEGMENT).unwrap();
+    assert_eq!(workload(&wal, N), N);
+    drop(wal);
+    let total = counting.syncs();
+    assert!(total > N / 2, "the workload syncs ({total})");
+    // Pass 2: crash at every sync point, with clean and torn unsynced tails.
+    for n in 0..=total {
+        let disk = SimDisk::new();
+        disk.fail_after_syncs(n);
+        let acknowledged = match open(&disk, SEGMENT) {
+            Ok((wal, recovered)) => {
+                assert!(recovered.is_empty());
+                workload(&wal, N)
+            }
+            Err(_) => 0,
+        };
+        for (label, torn) in [("clean", 0usize), ("torn", 1)] {
+            let image = disk.crash_image(|_, unsynced| if torn == 0 { 0 } else { unsynced / 2 });
+            let context = format!("crash after sync {n} ({label})");
+            let (wal, recovered) =
+                open(&image, SEGMENT).unwrap_or_else(|e| panic!("{context}: {e}"));
+            check(&recovered, acknowledged, N, &context);
+            // The log goes on from where it stopped.
+            let next = recovered.len() as u64 + 1;
+            assert_eq!(wal.append(7, &payload(next)).unwrap(), next, "{context}");
+            drop(wal);
+            let (_, again) = open(&image, SEGMENT).unwrap();
+            check(&again, next, next, &format!("{context}, reopened"));
+        }
+    }
+}
+
+fn only_segment(disk: &SimDisk) -> PathBuf {
+    let files = disk.list(&dir()).unwrap();
+    assert_eq!(files.len(), 1);
+    files[0].clone()
+}
+
+/// Byte offset where record `i` (1-based) starts in a single-segment log of the workload.
+fn record_offset(i: u64) -> usize {
+    32 + (1..i).map(|k| 8 + 17 + payload(k).len()).sum::<usize>()
+}
+
+#[test]
+fn torn_tails_are_dropped() {
+    for cut in [1usize, 7, 8, 20, 40] {
+        let disk = SimDisk::new();
+        let (wal, _) = open(&disk, 1 << 20).unwrap();
+        workload(&wal, 10);
+        drop(wal);
+        let seg = only_segment(&disk);
+        // Cut record 10 short: as if its write never finished.
+        disk.truncate(
+            &seg,
+            record_offset(10) + cut.min(8 + 17 + payload(10).len() - 1),
+        );
+        let (wal, recovered) = open(&disk, 1 << 20).unwrap();
+        check(&recovered, 9, 9, &format!("cut {cut}"));
+        assert_eq!(wal.append(7, &payload(10)).unwrap(), 10);
+    }
+    // Garbage after the last record.
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk, 1 << 20).unwrap();
+    workload(&wal, 5);
+    drop(wal);
+    let seg = only_segment(&disk);
+    disk.corrupt(&seg, record_offset(6), &[0xAB; 100]);
+    let (_, recovered) = open(&disk, 1 << 20).unwrap();
+    check(&recovered, 5, 5, "garbage appended");
+    assert_eq!(
+        &disk.read_file(&seg).unwrap()[record_offset(6)..record_offset(6) + 100],
+        &[0; 100],
+        "zeroed"
+    );
+}
+
+#[test]
+fn corruption_before_the_tail_refuses_to_open_naming_file_and_offset() {
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk, 1 << 20).unwrap();
+    workload(&wal, 10);
+    drop(wal);
+    let seg = only_segment(&disk);
+    let at = record_offset(4) + 20; // inside record 4's data
+    let byte = disk.read_file(&seg).unwrap()[at];
+    disk.corrupt(&seg, at, &[byte ^ 0x10]);
+    match open(&disk, 1 << 20) {
+        Err(WalError::Corrupt { file, offset, why }) => {
+            assert_eq!(file, seg);
+            assert_eq!(offset, record_offset(4) as u64);
+            assert!(why.contains("crc32"), "{why}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("opened a log with a corrupt record before its tail"),
+    }
+}
+
+#[test]
+fn a_fenced_writer_writes_nothing_and_fails_every_commit() {
+    let disk = SimDisk::new();
+    let on_disk = Arc::new(AtomicU64::new(1));
+    let check = {
+        let on_disk = on_disk.clone();
+        Box::new(move || Ok(on_disk.load(Ordering::SeqCst)))
+    };
+    let shared: Arc<dyn Disk> = Arc::new(disk.clone());
+    let (wal, _) = Wal::open(
+        shared,
+        &dir(),
+        1,
+        check,
+        WalOptions {
+            segment_size: 1 << 20,
+        },
+    )
+    .unwrap();
+    wal.append(1, b"before").unwrap();
+    on_disk.store(2, Ordering::SeqCst); // another node took over
+    let before = disk.read_file(&only_segment(&disk)).unwrap();
+    for _ in 0..2 {
+        match wal.append(1, b"after") {
+            Err(WalError::Fenced { ours: 1, theirs: 2 }) => {}
+            other => panic!("expected Fenced, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        disk.read_file(&only_segment(&disk)).unwrap(),
+        before,
+        "nothing written"
+    );
+    drop(wal);
+    let (_, recovered) = open(&disk, 1 << 20).unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].epoch, 1);
+}
+
+#[test]
+fn concurrent_committers_share_syncs_on_a_real_disk() {
+    let root = std::env::temp_dir().join(format!("mqcore-wal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let disk: Arc<dyn Disk> = Arc::new(FileDisk);
+    let (wal, _) = Wal::open(
+        disk.clone(),
+        &root,
+        1,
+        fixed_epoch(1),
+        WalOptions {
+            segment_size: 1 << 20,
+        },
+    )
+    .unwrap();
+    let wal = Arc::new(wal);
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let wal = wal.clone();
+            thread::spawn(move || {
+                for i in 0..50u32 {
+                    let data = [t as u8, (i & 0xFF) as u8];
+                    wal.append(3, &data).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = wal.stats();
+    assert_eq!(stats.records, 800);
+    assert!(stats.syncs <= stats.records);
+    drop(wal);
+    let (_, recovered) = Wal::open(
+        disk,
+        &root,
+        1,
+        fixed_epoch(1),
+        WalOptions {
+            segment_size: 1 << 20,
+        },
+    )
+    .unwrap();
+    assert_eq!(recovered.len(), 800);
+    // Every committer's records are there, in its own order.
+    for t in 0..16u8 {
+        let mine: Vec<u8> = recovered
+            .iter()
+            .filter(|r| r.data[0] == t)
+            .map(|r| r.data[1])
+            .collect();
+        assert_eq!(mine, (0..50u8).collect::<Vec<_>>());
+    }
+    let segments = std::fs::read_dir(&root).unwrap().count();
+    assert!(segments >= 1);
+    std::fs::remove_dir_all(&root).unwrap();
+    let _ = Path::new("");
+}
