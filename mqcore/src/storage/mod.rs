@@ -6,9 +6,11 @@
 //! describes the format and why recovery is correct.
 
 pub mod disk;
+pub mod owner;
 pub mod sim;
 pub mod wal;
 
 pub use disk::{Disk, DiskFile, FileDisk};
+pub use owner::{take_over, Ownership, OwnershipError};
 pub use sim::SimDisk;
 pub use wal::{Lsn, Record, Wal, WalError, WalOptions, WalStats};
