@@ -3,6 +3,9 @@
 //! Each test failed before its fix (lost time-outs, lost or doubled messages, panics, order and
 //! accounting errors around deletion, abort, expiry, quotas, journals and subqueues).
 
+mod common;
+use common::manual;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -11,17 +14,9 @@ use std::thread;
 use std::time::Duration;
 
 use mqcore::{
-    Acknowledge, ErrorCode, JournalFlags, LookupAction, ManualClock, Message, MessageClass,
-    QueueManager, QueueName, QueueProps, Tx,
+    Acknowledge, ErrorCode, JournalFlags, LookupAction, Message, MessageClass, QueueManager,
+    QueueName, QueueProps, Tx,
 };
-
-fn manual() -> (QueueManager, ManualClock) {
-    let clock = ManualClock::new();
-    let qm = QueueManager::builder()
-        .clock(Arc::new(clock.clone()))
-        .build();
-    (qm, clock)
-}
 
 /// Finding 1: a watcher woken by an arrival that does not satisfy it must keep its deadline.
 #[test]

@@ -2,14 +2,16 @@
 //!
 //! Each test names the MSMQ rule it pins; the error paths assert the exact MSMQ code.
 
-use std::sync::Arc;
+mod common;
+use common::manual;
+
 use std::thread;
 use std::time::{Duration, Instant};
 
 use mqcore::{
     Acknowledge, Compat, Delivery, ErrorCode, JournalFlags, LocalCoordinator, LookupAction,
-    ManualClock, Message, MessageClass, MessageId, QueueManager, QueueName, QueueProps,
-    QueueUpdate, Tx, INFINITE,
+    Message, MessageClass, MessageId, QueueManager, QueueName, QueueProps, QueueUpdate, Tx,
+    INFINITE,
 };
 
 const NOW: Duration = Duration::ZERO;
@@ -17,14 +19,6 @@ const LONG: Duration = Duration::from_secs(30);
 
 fn qm() -> QueueManager {
     QueueManager::new()
-}
-
-fn manual() -> (QueueManager, ManualClock) {
-    let clock = ManualClock::new();
-    let qm = QueueManager::builder()
-        .clock(Arc::new(clock.clone()))
-        .build();
-    (qm, clock)
 }
 
 fn body(m: &Message) -> &str {
