@@ -481,6 +481,25 @@ fn async_receive_waits_and_times_out_by_the_clock() {
 }
 
 #[test]
+fn async_peek_waits_for_an_arrival_and_leaves_it() {
+    let qm = qm();
+    let q = qm
+        .create_queue(r".\private$\q", QueueProps::default())
+        .unwrap();
+    let sender = {
+        let q = q.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            q.send(Message::new("seen"), Tx::None).unwrap();
+        })
+    };
+    let m = pollster::block_on(q.peek_async(LONG)).unwrap();
+    assert_eq!(body(&m), "seen");
+    sender.join().unwrap();
+    assert_eq!(q.len().unwrap(), 1, "a peek leaves the message");
+}
+
+#[test]
 fn dropped_async_receive_loses_nothing() {
     use std::future::Future;
     use std::task::{Context, Waker};
