@@ -327,7 +327,10 @@ impl Inner {
     ) -> Result<MessageId> {
         q.check_live()?;
         msg.validate()?;
-        let transactional = q.is_transactional();
+        let (transactional, quota) = {
+            let p = q.read_props();
+            (p.transactional, p.quota_kb)
+        };
         if transactional != tx.is_transactional() {
             let detail = if transactional {
                 format!("{} is transactional; send within a transaction", q.path)
@@ -352,7 +355,7 @@ impl Inner {
         msg.transactional = transactional;
         let id = msg.id;
         match tx {
-            Tx::None => self.arrive(q, msg)?,
+            Tx::None => self.arrive(q, msg, quota)?,
             Tx::Single => {
                 let t = self.begin(TxKind::Internal);
                 self.stage(q, msg, &t)?;
@@ -410,8 +413,12 @@ impl Inner {
 
     /// A non-transactional send reaching its queue: quota check and publish under one lock, or
     /// the lock-light inbox when the queue has no quota.
-    fn arrive(self: &Arc<Self>, q: &Arc<QueueInner>, msg: Message) -> Result<()> {
-        let quota = q.read_props().quota_kb;
+    fn arrive(
+        self: &Arc<Self>,
+        q: &Arc<QueueInner>,
+        msg: Message,
+        quota: Option<u32>,
+    ) -> Result<()> {
         let mut msg = Box::new(msg);
         msg.arrived_time = msg.sent_time;
         let follow_up = self.needs_arrival_follow_up(&msg).then(|| (*msg).clone());
@@ -533,7 +540,7 @@ impl Inner {
                     .filter_map(|l| s.restore(l, true))
                     .collect();
                 s.expire(|| now);
-                s.redispatch();
+                s.dispatch();
                 (deleted, s.drain_expired())
             };
             for m in deleted {

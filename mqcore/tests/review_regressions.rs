@@ -330,3 +330,34 @@ fn delete_by_direct_format_name_is_refused() {
     qm.delete_queue(&format!(r"PRIVATE={}\{id:08x}", qm.guid()))
         .unwrap();
 }
+
+/// Second review: a receive whose transaction is prepared while it waits fails with
+/// MQ_ERROR_TRANSACTION_SEQUENCE and gives the handed-off message back where it was.
+#[test]
+fn receive_outlived_by_a_prepare_gives_the_message_back() {
+    let qm = QueueManager::new();
+    let q = qm
+        .create_queue(r".\private$\p", QueueProps::transactional())
+        .unwrap();
+    let tx = qm.begin_external("xid").unwrap();
+    let mut fut = Box::pin(q.receive_async(Duration::from_secs(10), Tx::In(&tx)));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    q.send(Message::new("x"), Tx::Single).unwrap(); // handed to the waiting receive
+    tx.prepare().unwrap();
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) => {
+            assert_eq!(r.unwrap_err().code(), ErrorCode::TransactionSequence)
+        }
+        std::task::Poll::Pending => panic!("the hand-off is there to pick up"),
+    }
+    drop(fut);
+    let back = q.peek(Duration::ZERO).unwrap();
+    assert_eq!((back.body_str(), back.abort_count()), (Some("x"), 0));
+    tx.commit().unwrap();
+    assert_eq!(
+        q.len().unwrap(),
+        1,
+        "the prepared transaction never held it"
+    );
+}

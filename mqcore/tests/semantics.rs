@@ -35,6 +35,15 @@ fn bodies(qm: &QueueManager, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Sends `body` to `q` from another thread a moment from now, for tests of waiting receivers.
+fn send_later(q: &mqcore::Queue, body: &'static str) -> thread::JoinHandle<()> {
+    let q = q.clone();
+    thread::spawn(move || {
+        thread::sleep(Duration::from_millis(20));
+        q.send(Message::new(body), Tx::None).unwrap();
+    })
+}
+
 fn code<T: std::fmt::Debug>(r: mqcore::Result<T>) -> ErrorCode {
     r.expect_err("expected an error").code()
 }
@@ -454,13 +463,7 @@ fn async_receive_waits_and_times_out_by_the_clock() {
     let q = qm
         .create_queue(r".\private$\q", QueueProps::default())
         .unwrap();
-    let sender = {
-        let q = q.clone();
-        thread::spawn(move || {
-            thread::sleep(Duration::from_millis(20));
-            q.send(Message::new("late"), Tx::None).unwrap();
-        })
-    };
+    let sender = send_later(&q, "late");
     let m = pollster::block_on(q.receive_async(LONG, Tx::None)).unwrap();
     assert_eq!(body(&m), "late");
     sender.join().unwrap();
@@ -486,13 +489,7 @@ fn async_peek_waits_for_an_arrival_and_leaves_it() {
     let q = qm
         .create_queue(r".\private$\q", QueueProps::default())
         .unwrap();
-    let sender = {
-        let q = q.clone();
-        thread::spawn(move || {
-            thread::sleep(Duration::from_millis(20));
-            q.send(Message::new("seen"), Tx::None).unwrap();
-        })
-    };
+    let sender = send_later(&q, "seen");
     let m = pollster::block_on(q.peek_async(LONG)).unwrap();
     assert_eq!(body(&m), "seen");
     sender.join().unwrap();

@@ -269,9 +269,9 @@ impl Queue {
     }
 
     /// The user queue this store belongs to, for journaling (not for journals themselves).
-    fn journaled_parent(&self) -> Option<Arc<QueueInner>> {
+    fn journaled_parent(&self) -> Option<&Arc<QueueInner>> {
         match &self.target {
-            Target::Main(q) | Target::Sub(q, _) => Some(q.clone()),
+            Target::Main(q) | Target::Sub(q, _) => Some(q),
             _ => None,
         }
     }
@@ -327,10 +327,10 @@ impl Queue {
             let mut s = store.lock();
             s.expire(|| self.qm.now());
             let expired = s.drain_expired();
-            let got = s.first().map(|(key, _)| key).map(|key| match txs {
-                Some(t) => Claim::Locked(s.lock(key, t.id)),
-                None => Claim::Taken(s.take(key).expect("first key is visible")),
-            });
+            let got = s
+                .first()
+                .map(|(key, _)| key)
+                .map(|key| Claim::at(&mut s, key, txs));
             drop(s);
             self.qm.dead_letter_expired(expired);
             got
@@ -345,7 +345,7 @@ impl Queue {
                 self.claim(&store, txs, lookup)?
             }
         };
-        self.complete_receive(store, txs, claim)
+        self.complete_receive(store, claim)
     }
 
     /// Receives asynchronously; the same rules as [`Queue::receive`]. Dropping the future before it
@@ -365,26 +365,21 @@ impl Queue {
             .await
             .map_err(|e| self.wait_error(e, timeout))?;
         let claim = self.claim(&store, txs, lookup)?;
-        self.complete_receive(store, txs, claim)
+        self.complete_receive(store, claim)
     }
 
     /// Finishes a receive: a taken message is journaled and acknowledged now; a locked one joins
     /// its transaction and is journaled at commit.
-    fn complete_receive(
-        &self,
-        store: Arc<Store>,
-        txs: Option<&Arc<TxShared>>,
-        claim: Claim,
-    ) -> Result<Message> {
-        match (claim, txs) {
-            (Claim::Taken(msg), _) => {
+    fn complete_receive(&self, store: Arc<Store>, claim: Claim<'_>) -> Result<Message> {
+        match claim {
+            Claim::Taken(msg) => {
                 drop(store);
                 self.qm
-                    .after_receive(self.journaled_parent().as_deref(), &msg);
+                    .after_receive(self.journaled_parent().map(|q| &**q), &msg);
                 self.tidy();
                 Ok(*msg)
             }
-            (Claim::Locked(lookup), Some(t)) => {
+            Claim::Locked(lookup, t) => {
                 let msg = store
                     .lock()
                     .locked_message(lookup)
@@ -393,7 +388,7 @@ impl Queue {
                 let mut state = t.lock();
                 if state.phase != crate::tx::Phase::Active {
                     drop(state);
-                    let _ = store.lock().unlock(lookup, false);
+                    self.give_back(&store, lookup);
                     return Err(Error::new(
                         ErrorCode::TransactionSequence,
                         "the transaction was prepared while the receive waited",
@@ -401,28 +396,33 @@ impl Queue {
                 }
                 state.held.push(Held {
                     store,
-                    queue: self.journaled_parent(),
+                    queue: self.journaled_parent().cloned(),
                     lookup,
                     move_to: None,
                 });
                 Ok(msg)
             }
-            (Claim::Locked(lookup), None) => {
-                // Not reachable: locks are only taken for transactions. Give it back.
-                let _ = store.lock().unlock(lookup, false);
-                Err(Error::new(
-                    ErrorCode::Error,
-                    "internal: lock without a transaction",
-                ))
-            }
+        }
+    }
+
+    /// Puts a message this handle locked back where it was; if the queue was deleted meanwhile,
+    /// the message fails as a deleted queue's messages do (NACK 0xC000, dead letter).
+    fn give_back(&self, store: &Store, lookup: LookupId) {
+        if let Some(msg) = store.lock().unlock(lookup, false) {
+            self.qm.fail_message(msg, MessageClass::NACK_Q_DELETED);
         }
     }
 
     /// What a waiting receive got handed: locked to its transaction, or taken out for a
     /// non-transactional receive. Missing only when the queue was deleted in between.
-    fn claim(&self, store: &Store, txs: Option<&Arc<TxShared>>, lookup: LookupId) -> Result<Claim> {
+    fn claim<'t>(
+        &self,
+        store: &Store,
+        txs: Option<&'t Arc<TxShared>>,
+        lookup: LookupId,
+    ) -> Result<Claim<'t>> {
         match txs {
-            Some(_) => Ok(Claim::Locked(lookup)),
+            Some(t) => Ok(Claim::Locked(lookup, t)),
             None => store
                 .lock()
                 .remove_locked(lookup)
@@ -605,12 +605,9 @@ impl Queue {
         let claim = {
             let mut s = store.lock();
             let key = locate(self, &s)?;
-            match txs {
-                Some(t) => Claim::Locked(s.lock(key, t.id)),
-                None => Claim::Taken(s.take(key).expect("located keys are visible")),
-            }
+            Claim::at(&mut s, key, txs)
         };
-        self.complete_receive(store, txs, claim)
+        self.complete_receive(store, claim)
     }
 
     /// Moves a message to a subqueue of the same queue, from a subqueue back to its queue, or
@@ -646,26 +643,20 @@ impl Queue {
         let claim = {
             let mut s = from.lock();
             let key = self.locate(&s, LookupAction::Current(lookup))?;
-            match txs {
-                Some(t) => Claim::Locked(s.lock(key, t.id)),
-                None => Claim::Taken(s.take(key).expect("located keys are visible")),
-            }
+            Claim::at(&mut s, key, txs)
         };
-        match (claim, txs) {
-            (Claim::Taken(msg), _) => {
+        match claim {
+            Claim::Taken(msg) => {
                 drop(from);
                 self.qm.publish_moved(&dest, *msg);
                 self.tidy();
             }
-            (Claim::Locked(lookup), Some(t)) => t.lock().held.push(Held {
+            Claim::Locked(lookup, t) => t.lock().held.push(Held {
                 store: from,
-                queue: self.journaled_parent(),
+                queue: self.journaled_parent().cloned(),
                 lookup,
                 move_to: Some(dest),
             }),
-            (Claim::Locked(lookup), None) => {
-                let _ = from.lock().unlock(lookup, false);
-            }
         }
         Ok(())
     }
@@ -709,9 +700,19 @@ impl Queue {
 
 /// A message claimed by a receive: gone from the queue (boxed as the queue kept it, so the box is
 /// freed outside the lock), or locked to a transaction.
-enum Claim {
+enum Claim<'t> {
     Taken(Box<Message>),
-    Locked(LookupId),
+    Locked(LookupId, &'t Arc<TxShared>),
+}
+
+impl<'t> Claim<'t> {
+    /// Claims the visible message at `key`: locked to the transaction, or taken out without one.
+    fn at(s: &mut State, key: Key, txs: Option<&'t Arc<TxShared>>) -> Claim<'t> {
+        match txs {
+            Some(t) => Claim::Locked(s.lock(key, t.id), t),
+            None => Claim::Taken(s.take(key).expect("claimed keys are visible")),
+        }
+    }
 }
 
 fn locked_error(owner: Owner, lookup: LookupId) -> Error {
@@ -825,17 +826,14 @@ impl Cursor {
                 if s.get(key).is_none() {
                     None
                 } else {
-                    Some(match txs {
-                        Some(t) => Claim::Locked(s.lock(key, t.id)),
-                        None => Claim::Taken(s.take(key).expect("checked visible")),
-                    })
+                    Some(Claim::at(&mut s, key, txs))
                 }
             };
             self.at = Some(key);
             match claim {
                 Some(claim) => {
                     self.consumed = true;
-                    return self.queue.complete_receive(store, txs, claim);
+                    return self.queue.complete_receive(store, claim);
                 }
                 None => {
                     self.consumed = true; // it is gone: move on to what follows

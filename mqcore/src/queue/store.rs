@@ -159,8 +159,6 @@ pub(crate) struct State {
     expiry: BTreeSet<(Timestamp, LookupId)>,
     /// Messages found expired, for the queue manager to dead-letter.
     expired: Vec<Message>,
-    /// What producers were last told through [`Inbox::slow`].
-    slow: bool,
     /// The deadline the queue manager's timer is armed for, to expire this store's messages.
     pub(crate) expiry_armed: Option<Timestamp>,
     /// An empty vector with capacity, swapped with the inbox's so neither side reallocates.
@@ -255,8 +253,9 @@ impl State {
     }
 
     /// Hands visible messages to waiting receivers, in queue order, then wakes peekers if anything
-    /// is still visible. Restores the invariant "a receiver waits only while nothing is visible".
-    fn dispatch(&mut self) {
+    /// is still visible. Restores the invariant "a receiver waits only while nothing is visible"
+    /// (after a batch of [`State::restore`], for instance).
+    pub(crate) fn dispatch(&mut self) {
         while !self.takers.is_empty() {
             let Some((&key, _)) = self.visible.first_key_value() else {
                 break;
@@ -418,11 +417,6 @@ impl State {
         }
         self.insert_visible(locked.key, locked.msg);
         None
-    }
-
-    /// Hands restored messages to waiting receivers (after a batch of [`State::restore`]).
-    pub(crate) fn redispatch(&mut self) {
-        self.dispatch();
     }
 
     /// Removes every visible message (purge); locked messages stay with their transactions.
@@ -783,10 +777,8 @@ impl Guard<'_> {
         {
             let mut inbox = self.store.inbox();
             inbox.closed = true;
-            inbox.slow = true;
             self.swap_inbox(&mut inbox);
         }
-        self.slow = true;
         self.absorb();
         self.close_state()
     }
@@ -824,7 +816,6 @@ impl Guard<'_> {
             self.swap_inbox(&mut inbox);
             inbox.slow = want;
         }
-        self.slow = want;
         self.absorb()
     }
 
