@@ -23,6 +23,7 @@
 //! executor can drive, and timeouts fire from the queue manager's own timer thread.
 
 pub mod clock;
+mod effects;
 pub mod error;
 mod loom;
 pub mod manager;

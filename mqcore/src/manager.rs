@@ -7,9 +7,10 @@
 //! points at another computer is refused until the network layer provides outgoing queues.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +22,12 @@ use crate::message::{Acknowledge, Delivery, JournalFlags, Message, MessageClass,
 use crate::name::{Host, QueueName, QueueRef, SystemQueue};
 use crate::queue::store::{footprint, LookupId, Store};
 use crate::queue::{Queue, QueueInfo, QueueInner, QueueProps, QueueUpdate, Target};
+use crate::effects::{Effects, Put};
+use crate::storage::catalog::{CatalogStore, SledCatalog};
+use crate::storage::durable::{replay, storage_dir, storage_error, Durable, Recovered};
+use crate::storage::record::{self, Op, StoreRef};
+use crate::storage::wal::{Lsn, Wal, WalOptions};
+use crate::storage::{Disk, FileDisk, Ownership, OwnershipError};
 use crate::timer::{Timer, TimerDeadline};
 use crate::tx::{Coordinator, Held, LocalCoordinator, StagedSend, Transaction, Tx, TxKind};
 
@@ -69,6 +76,7 @@ pub struct Builder {
     clock: Arc<dyn Clock>,
     compat: Compat,
     coordinator: Arc<dyn Coordinator>,
+    segment_size: u64,
 }
 
 impl Builder {
@@ -102,12 +110,90 @@ impl Builder {
         self
     }
 
+    /// Size of each log segment of a durable queue manager; default 64 MiB.
+    pub fn segment_size(mut self, bytes: u64) -> Builder {
+        self.segment_size = bytes;
+        self
+    }
+
     /// Starts an in-memory queue manager.
     pub fn build(self) -> QueueManager {
+        let guid = self.guid.unwrap_or_else(Uuid::new_v4);
+        QueueManager {
+            inner: self.start(guid, None),
+        }
+    }
+
+    /// Opens (or creates) a durable queue manager whose storage is `<root>/msmq/storage/`: an
+    /// owner lock and epoch, the write-ahead log (`wal/`) and the catalog (`catalog/`, sled).
+    /// Everything committed before a crash is there again. Another process holding the
+    /// directory makes this fail with `MQ_ERROR_SERVICE_NOT_AVAILABLE`.
+    pub fn open(self, root: impl AsRef<Path>) -> Result<QueueManager> {
+        let dir = storage_dir(root.as_ref());
+        let disk: Arc<dyn Disk> = Arc::new(FileDisk);
+        let owner = Ownership::acquire(disk.clone(), &dir).map_err(ownership_error)?;
+        let catalog = SledCatalog::open(&dir.join("catalog")).map_err(|e| {
+            Error::new(
+                ErrorCode::MessageStorageFailed,
+                format!("catalog in {}: {e}", dir.display()),
+            )
+        })?;
+        self.open_owned(disk, &dir, Arc::new(catalog), owner)
+    }
+
+    /// [`Builder::open`] on any disk and catalog, with `dir` the storage directory itself: crash
+    /// tests open a [`crate::storage::SimDisk`] and a [`crate::storage::MemCatalog`].
+    pub fn open_with(
+        self,
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        catalog: Arc<dyn CatalogStore>,
+    ) -> Result<QueueManager> {
+        let owner = Ownership::acquire(disk.clone(), dir).map_err(ownership_error)?;
+        self.open_owned(disk, dir, catalog, owner)
+    }
+
+    fn open_owned(
+        self,
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        catalog: Arc<dyn CatalogStore>,
+        owner: Ownership,
+    ) -> Result<QueueManager> {
+        let cat_err = |e: std::io::Error| Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}"));
+        let guid = match catalog.get(GUID_KEY).map_err(cat_err)? {
+            Some(bytes) => Uuid::from_slice(&bytes).map_err(|e| {
+                Error::new(ErrorCode::MessageStorageFailed, format!("catalog: bad GUID: {e}"))
+            })?,
+            None => {
+                let guid = self.guid.unwrap_or_else(Uuid::new_v4);
+                catalog.put(GUID_KEY, guid.as_bytes()).map_err(cat_err)?;
+                guid
+            }
+        };
+        let options = WalOptions {
+            segment_size: self.segment_size,
+        };
+        let (wal, records) = Wal::open(
+            disk,
+            &dir.join("wal"),
+            owner.epoch(),
+            owner.epoch_check(),
+            options,
+        )
+        .map_err(storage_error)?;
+        let recovered = replay(records, guid)?;
+        let durable = Durable::new(wal, catalog, owner);
+        let inner = self.start(guid, Some(durable));
+        inner.recover(recovered)?;
+        Ok(QueueManager { inner })
+    }
+
+    fn start(self, guid: Uuid, durable: Option<Durable>) -> Arc<Inner> {
         let timer = Timer::start(self.clock.clone());
-        let inner = Arc::new(Inner {
+        Arc::new(Inner {
             name: self.name,
-            guid: self.guid.unwrap_or_else(Uuid::new_v4),
+            guid,
             compat: self.compat,
             clock: self.clock,
             timer,
@@ -115,11 +201,45 @@ impl Builder {
             catalog: RwLock::new(Catalog::default()),
             next_ordinal: AtomicU32::new(0),
             next_tx: AtomicU64::new(0),
-            dead_letter: Store::new(),
-            dead_xact: Store::new(),
-            journal: Store::new(),
-        });
-        QueueManager { inner }
+            dead_letter: Store::new(StoreRef::System(SystemQueue::DeadLetter)),
+            dead_xact: Store::new(StoreRef::System(SystemQueue::DeadXact)),
+            journal: Store::new(StoreRef::System(SystemQueue::Journal)),
+            durable,
+            in_doubt: Mutex::new(HashMap::new()),
+            compacting: AtomicBool::new(false),
+        })
+    }
+}
+
+/// Catalog key of the queue manager's GUID.
+const GUID_KEY: &str = "meta/guid";
+/// Catalog key of the last queue id handed out.
+const QUEUE_ID_KEY: &str = "meta/last_queue_id";
+/// Catalog key prefix of queue definitions.
+const QUEUE_PREFIX: &str = "queue/";
+
+fn queue_key(id: u32) -> String {
+    format!("{QUEUE_PREFIX}{id:08x}")
+}
+
+/// A queue's definition in the catalog.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct QueueDef {
+    id: u32,
+    name: String,
+    props: QueueProps,
+}
+
+fn ownership_error(e: OwnershipError) -> Error {
+    match e {
+        OwnershipError::InUse(dir) => Error::new(
+            ErrorCode::ServiceNotAvailable,
+            format!(
+                "storage directory {} is in use by another queue manager process",
+                dir.display()
+            ),
+        ),
+        other => Error::new(ErrorCode::MessageStorageFailed, other.to_string()),
     }
 }
 
@@ -149,6 +269,12 @@ pub(crate) struct Inner {
     dead_xact: Arc<Store>,
     /// `SYSTEM$;JOURNAL`, the computer journal.
     journal: Arc<Store>,
+    /// The log and catalog; `None` for an in-memory queue manager.
+    durable: Option<Durable>,
+    /// Prepared transactions found by recovery, waiting for their outcome, by xid.
+    in_doubt: Mutex<HashMap<String, Transaction>>,
+    /// Set while a step compacts the log, so that only one does.
+    compacting: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -370,7 +496,7 @@ impl Inner {
     }
 
     /// Applies MSMQ's transactional coercions and stages the message in `t`.
-    fn stage(&self, q: &Arc<QueueInner>, mut msg: Message, t: &Transaction) -> Result<()> {
+    fn stage(self: &Arc<Self>, q: &Arc<QueueInner>, mut msg: Message, t: &Transaction) -> Result<()> {
         let mut st = t.shared.lock_active()?;
         msg.priority = 0;
         msg.delivery = Delivery::Recoverable;
@@ -394,12 +520,12 @@ impl Inner {
         Ok(())
     }
 
-    fn check_quota(&self, q: &QueueInner, current: u64, msg: &Message) -> Result<()> {
+    fn check_quota(self: &Arc<Self>, q: &QueueInner, current: u64, msg: &Message) -> Result<()> {
         let quota = q.read_props().quota_kb;
         if !over_quota(quota, current, footprint(msg)) {
             return Ok(());
         }
-        self.acknowledge(msg, MessageClass::NACK_Q_EXCEED_QUOTA);
+        self.run_quietly(|eff| self.acknowledge(msg, MessageClass::NACK_Q_EXCEED_QUOTA, eff));
         Err(Error::new(
             ErrorCode::InsufficientResources,
             format!(
@@ -411,16 +537,133 @@ impl Inner {
         ))
     }
 
+    /// A new, empty step.
+    pub(crate) fn effects(&self) -> Effects {
+        Effects::new(self.durable.is_some())
+    }
+
+    /// Builds a step with `f` and applies it.
+    pub(crate) fn run(self: &Arc<Self>, f: impl FnOnce(&mut Effects)) -> Result<()> {
+        let mut eff = self.effects();
+        f(&mut eff);
+        self.apply(eff)
+    }
+
+    /// [`Inner::run`] where nobody can take the error (timers, follow-ups of a step already
+    /// done): a storage failure is logged; the records it did not write come back on restart.
+    pub(crate) fn run_quietly(self: &Arc<Self>, f: impl FnOnce(&mut Effects)) {
+        if let Err(e) = self.run(f) {
+            tracing::error!(error = %e, "a queue manager step could not be logged");
+        }
+    }
+
+    /// Applies a step: claims held messages from their stores, logs what is durable in one
+    /// record (and waits for it), then publishes. A storage failure is returned before anything
+    /// is published; claimed messages then stay on disk and come back on restart.
+    pub(crate) fn apply(self: &Arc<Self>, eff: Effects) -> Result<()> {
+        self.apply_as(eff, None)
+    }
+
+    /// [`Inner::apply`]; with `resolve`, the step is a prepared transaction's and the record is
+    /// its outcome (xid and the PREPARE record's LSN), the operations being logged already.
+    pub(crate) fn apply_as(
+        self: &Arc<Self>,
+        mut eff: Effects,
+        resolve: Option<(&str, Lsn)>,
+    ) -> Result<()> {
+        if eff.is_empty() && resolve.is_none() {
+            return Ok(());
+        }
+        let mut tidy = Vec::new();
+        for h in std::mem::take(&mut eff.claims) {
+            let Some(msg) = h.store.lock().remove_locked(h.lookup) else {
+                continue;
+            };
+            if let Some(dest) = &h.move_to {
+                eff.insert_moved(dest, msg);
+            }
+            if let Some(q) = h.queue {
+                tidy.push(q);
+            }
+        }
+        let lsn = match (&self.durable, resolve) {
+            (Some(d), Some((xid, prepared))) => {
+                let outcome = record::Outcome {
+                    xid: xid.to_owned(),
+                    commit: true,
+                };
+                d.log(record::RESOLVE, &record::encode(&outcome), 0)?;
+                d.release(&[prepared]);
+                prepared
+            }
+            (Some(d), None) if !eff.ops.is_empty() => d.log(record::COMMIT, &eff.ops, eff.keeps)?,
+            _ => 0,
+        };
+        if let Some(d) = &self.durable {
+            d.release(&eff.released);
+            if lsn != 0 {
+                if let Err(e) = self.compact() {
+                    tracing::error!(error = %e, "log compaction failed");
+                }
+            }
+        }
+        for put in eff.puts {
+            let Put {
+                store,
+                mut msg,
+                logged,
+                refused,
+            } = put;
+            if logged {
+                msg.lsn = lsn;
+            }
+            let expires = msg.time_to_be_received.is_some();
+            let result = store.lock().insert(msg);
+            match result {
+                Ok(()) if expires => self.arm_expiry(&store),
+                Ok(()) => {}
+                Err(msg) => {
+                    self.run_quietly(|e| {
+                        e.forget(&msg);
+                        self.fail_message(*msg, refused, e);
+                    });
+                }
+            }
+        }
+        for q in tidy {
+            q.tidy_subqueues();
+        }
+        if !eff.failed.is_empty() {
+            self.run_quietly(|e| {
+                for (msg, class) in eff.failed {
+                    self.fail_message(msg, class, e);
+                }
+            });
+        }
+        Ok(())
+    }
+
     /// A non-transactional send reaching its queue: quota check and publish under one lock, or
-    /// the lock-light inbox when the queue has no quota.
+    /// the lock-light inbox when the queue has no quota. A recoverable message on a durable
+    /// queue manager is logged first.
     fn arrive(
         self: &Arc<Self>,
         q: &Arc<QueueInner>,
-        msg: Message,
+        mut msg: Message,
         quota: Option<u32>,
     ) -> Result<()> {
-        let mut msg = Box::new(msg);
         msg.arrived_time = msg.sent_time;
+        if self.durable.is_some() && msg.delivery == Delivery::Recoverable {
+            let current = q.store.lock().bytes();
+            self.check_quota(q, current, &msg)?;
+            return self.run(|eff| {
+                if self.needs_arrival_follow_up(&msg) {
+                    self.arrived(&msg, eff);
+                }
+                eff.put(&q.store, msg);
+            });
+        }
+        let msg = Box::new(msg);
         let follow_up = self.needs_arrival_follow_up(&msg).then(|| (*msg).clone());
         let expires = msg.time_to_be_received.is_some();
         let published = if quota.is_none() {
@@ -445,7 +688,7 @@ impl Inner {
             self.arm_expiry(&q.store);
         }
         if let Some(m) = follow_up {
-            self.arrived(&m);
+            self.run_quietly(|eff| self.arrived(&m, eff));
         }
         Ok(())
     }
@@ -457,66 +700,93 @@ impl Inner {
 
     /// What happens once a message is in its destination queue: positive arrival
     /// acknowledgement and source journaling.
-    fn arrived(&self, msg: &Message) {
-        self.acknowledge(msg, MessageClass::ACK_REACH_QUEUE);
+    fn arrived(&self, msg: &Message, eff: &mut Effects) {
+        self.acknowledge(msg, MessageClass::ACK_REACH_QUEUE, eff);
         if msg.journal.contains(JournalFlags::JOURNAL) {
             // The computer journal is never deleted, so it always takes the copy.
-            let _ = self.journal.lock().publish(msg.clone());
+            eff.put(&self.journal, msg.clone());
         }
     }
 
-    /// Publishes a transaction's effects. Cannot fail: what could not be published is handled as
-    /// MSMQ handles an undeliverable transactional message (negative acknowledgement and the
-    /// transactional dead-letter queue), and the transaction still commits.
-    pub(crate) fn commit(self: &Arc<Self>, sends: Vec<StagedSend>, held: Vec<Held>) {
+    /// What committing a transaction changes: staged messages reach their queues (or fail as
+    /// MSMQ fails an undeliverable transactional message: negative acknowledgement and the
+    /// transactional dead-letter queue, while the transaction still commits), and held messages
+    /// leave theirs (journaled and acknowledged) or move.
+    pub(crate) fn commit_effects(&self, sends: Vec<StagedSend>, held: Vec<Held>) -> Effects {
+        let mut eff = self.effects();
         let now = self.now();
+        let mut staged: Vec<(Arc<Store>, u64)> = Vec::new();
         for StagedSend { queue, mut msg } in sends {
             if let Some(ttrq) = msg.time_to_reach_queue {
                 if now > msg.sent_time.saturating_add(ttrq) {
-                    self.fail_message(msg, MessageClass::NACK_REACH_QUEUE_TIMEOUT);
+                    eff.fail(msg, MessageClass::NACK_REACH_QUEUE_TIMEOUT);
                     continue;
                 }
             }
             msg.arrived_time = now;
-            let follow_up = self.needs_arrival_follow_up(&msg).then(|| msg.clone());
-            let expires = msg.time_to_be_received.is_some();
             let quota = queue.read_props().quota_kb;
-            let msg = Box::new(msg);
-            let refused = {
-                let mut s = queue.store.lock();
-                if over_quota(quota, s.bytes(), footprint(&msg)) {
-                    // Other transactions filled the queue since this send was checked.
-                    Some((msg, MessageClass::NACK_Q_EXCEED_QUOTA))
-                } else {
-                    s.publish(msg)
-                        .err()
-                        .map(|m| (m, MessageClass::NACK_BAD_DST_Q))
-                }
-            };
-            if let Some((msg, class)) = refused {
-                self.fail_message(*msg, class);
+            let earlier = staged
+                .iter()
+                .find(|(s, _)| Arc::ptr_eq(s, &queue.store))
+                .map_or(0, |(_, b)| *b);
+            let held_now = queue.store.lock().bytes() + earlier;
+            if over_quota(quota, held_now, footprint(&msg)) {
+                // Other transactions filled the queue since this send was checked.
+                eff.fail(msg, MessageClass::NACK_Q_EXCEED_QUOTA);
                 continue;
             }
-            if expires {
-                self.arm_expiry(&queue.store);
+            match staged.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &queue.store)) {
+                Some((_, b)) => *b += footprint(&msg),
+                None => staged.push((queue.store.clone(), footprint(&msg))),
             }
-            if let Some(m) = follow_up {
-                self.arrived(&m);
+            if self.needs_arrival_follow_up(&msg) {
+                self.arrived(&msg, &mut eff);
             }
+            eff.put_refusing(&queue.store, msg, MessageClass::NACK_BAD_DST_Q);
         }
         for h in held {
-            let Some(msg) = h.store.lock().remove_locked(h.lookup) else {
-                continue;
-            };
-            match h.move_to {
-                Some(dest) => self.publish_moved(&dest, *msg),
-                None => self.after_receive(h.queue.as_deref(), &msg),
+            let msg = h.store.lock().locked_message(h.lookup).cloned();
+            if let Some(msg) = msg {
+                match &h.move_to {
+                    Some(dest) => eff.log_move(&h.store, dest, &msg),
+                    None => {
+                        eff.removed(&h.store, &msg);
+                        self.after_receive(h.queue.as_deref(), &msg, &mut eff);
+                    }
+                }
             }
-            drop(h.store);
-            if let Some(q) = h.queue {
-                q.tidy_subqueues();
-            }
+            eff.claims.push(h);
         }
+        eff
+    }
+
+    /// Logs a prepared transaction's step (a PREPARE record that keeps its puts and itself
+    /// alive until the outcome) and returns the record's LSN (0 in memory).
+    pub(crate) fn log_prepare(&self, xid: &str, eff: &Effects) -> Result<Lsn> {
+        let Some(d) = &self.durable else {
+            return Ok(0);
+        };
+        let head = record::Outcome {
+            xid: xid.to_owned(),
+            commit: false,
+        };
+        let mut data = record::encode(&head);
+        data.extend_from_slice(&eff.ops);
+        d.log(record::PREPARE, &data, eff.keeps + 1)
+    }
+
+    /// Logs that a prepared transaction aborted: its record keeps nothing alive any more.
+    pub(crate) fn log_abort_prepared(&self, xid: &str, prepared: Lsn, keeps: u64) -> Result<()> {
+        let Some(d) = &self.durable else {
+            return Ok(());
+        };
+        let outcome = record::Outcome {
+            xid: xid.to_owned(),
+            commit: false,
+        };
+        d.log(record::RESOLVE, &record::encode(&outcome), 0)?;
+        d.release(&vec![prepared; usize::try_from(keeps + 1).unwrap_or(usize::MAX)]);
+        Ok(())
     }
 
     /// Aborts a transaction's held messages: each store gets all of its messages back at their
@@ -543,10 +813,13 @@ impl Inner {
                 s.dispatch();
                 (deleted, s.drain_expired())
             };
-            for m in deleted {
-                self.fail_message(m, MessageClass::NACK_Q_DELETED);
-            }
-            self.dead_letter_expired(expired);
+            self.run_quietly(|eff| {
+                for m in deleted {
+                    eff.forget(&m);
+                    self.fail_message(m, MessageClass::NACK_Q_DELETED, eff);
+                }
+                self.dead_letter_expired(&store, expired, eff);
+            });
             self.arm_expiry(&store);
         }
     }
@@ -554,7 +827,7 @@ impl Inner {
     /// A message left its destination queue (or subqueue) through a receive: journal it (target
     /// journaling) and acknowledge. Receiving a journal copy or a dead letter does neither: that
     /// message was delivered once already.
-    pub(crate) fn after_receive(&self, parent: Option<&QueueInner>, msg: &Message) {
+    pub(crate) fn after_receive(&self, parent: Option<&QueueInner>, msg: &Message, eff: &mut Effects) {
         let Some(q) = parent else {
             return;
         };
@@ -563,47 +836,42 @@ impl Inner {
             (p.journal, p.journal_quota_kb)
         };
         if journal {
-            let mut j = q.journal.lock();
-            if over_quota(journal_quota, j.bytes(), footprint(msg)) {
+            let bytes = q.journal.lock().bytes();
+            if over_quota(journal_quota, bytes, footprint(msg)) {
                 tracing::warn!(queue = %q.path, "journal quota reached; journal copy dropped");
             } else {
                 // A journal closed by deletion simply takes no copy.
-                let _ = j.publish(msg.clone());
+                eff.put(&q.journal, msg.clone());
             }
         }
-        self.acknowledge(msg, MessageClass::ACK_RECEIVE);
+        self.acknowledge(msg, MessageClass::ACK_RECEIVE, eff);
     }
 
-    /// Puts a moved message in its new (sub)queue, keeping its lookup id. If the queue was
-    /// deleted meanwhile, the message fails as a deleted queue's messages do.
-    pub(crate) fn publish_moved(self: &Arc<Self>, dest: &Arc<Store>, mut msg: Message) {
-        msg.move_count = msg.move_count.saturating_add(1);
-        msg.abort_count = 0;
-        let expires = msg.time_to_be_received.is_some();
-        let refused = dest.lock().insert_moved(Box::new(msg));
-        match refused {
-            Err(msg) => self.fail_message(*msg, MessageClass::NACK_Q_DELETED),
-            Ok(()) if expires => self.arm_expiry(dest),
-            Ok(()) => {}
+    /// A message that will not be received: negative acknowledgement, then dead letter. The
+    /// caller has recorded that it left its queue.
+    pub(crate) fn fail_message(&self, msg: Message, class: MessageClass, eff: &mut Effects) {
+        self.acknowledge(&msg, class, eff);
+        self.dead_letter(msg, class, eff);
+    }
+
+    /// Dead-letters messages found expired in `store`, as a step of its own.
+    pub(crate) fn expired(self: &Arc<Self>, store: &Store, expired: Vec<Message>) {
+        if !expired.is_empty() {
+            self.run_quietly(|eff| self.dead_letter_expired(store, expired, eff));
         }
     }
 
-    /// A message that will not be received: negative acknowledgement, then dead letter.
-    pub(crate) fn fail_message(&self, msg: Message, class: MessageClass) {
-        self.acknowledge(&msg, class);
-        self.dead_letter(msg, class);
-    }
-
-    /// Dead-letters messages whose time-to-be-received ran out in their queue.
-    pub(crate) fn dead_letter_expired(&self, expired: Vec<Message>) {
+    /// Dead-letters messages whose time-to-be-received ran out in `store`.
+    pub(crate) fn dead_letter_expired(&self, store: &Store, expired: Vec<Message>, eff: &mut Effects) {
         for m in expired {
-            self.fail_message(m, MessageClass::NACK_RECEIVE_TIMEOUT);
+            eff.removed(store, &m);
+            self.fail_message(m, MessageClass::NACK_RECEIVE_TIMEOUT, eff);
         }
     }
 
     /// Transactional messages always go to the transactional dead-letter queue; others only when
     /// their sender set `MQMSG_DEADLETTER`.
-    fn dead_letter(&self, mut msg: Message, class: MessageClass) {
+    fn dead_letter(&self, mut msg: Message, class: MessageClass, eff: &mut Effects) {
         let store = if msg.transactional {
             &self.dead_xact
         } else if msg.journal.contains(JournalFlags::DEADLETTER) {
@@ -613,13 +881,13 @@ impl Inner {
         };
         msg.class = class;
         // System queues are never deleted, so they always take the message.
-        let _ = store.lock().publish(Box::new(msg));
+        eff.put(store, msg);
     }
 
     /// Sends the acknowledgement of `class` for `orig` to its admin queue, if the sender asked for
     /// that kind. Acknowledgements go only to local non-transactional queues (MSMQ sends them as
     /// non-transactional messages); others are dropped with a log line.
-    pub(crate) fn acknowledge(&self, orig: &Message, class: MessageClass) {
+    pub(crate) fn acknowledge(&self, orig: &Message, class: MessageClass, eff: &mut Effects) {
         let Some(admin) = &orig.admin_queue else {
             return;
         };
@@ -660,15 +928,13 @@ impl Inner {
             destination: Some(q.path.clone()),
             ..Message::default()
         };
-        if q.store.lock().publish(Box::new(ack)).is_err() {
-            tracing::debug!(%admin, "acknowledgement dropped: admin queue was deleted");
-        }
+        eff.put(&q.store, ack);
     }
 
     /// Makes sure the timer will expire `store`'s messages at its earliest time-to-be-received
     /// deadline. One timer entry per store and deadline, not one per message: a store re-arms
     /// for its next deadline each time the timer fires.
-    fn arm_expiry(self: &Arc<Self>, store: &Arc<Store>) {
+    pub(crate) fn arm_expiry(self: &Arc<Self>, store: &Arc<Store>) {
         let at = {
             let mut s = store.lock();
             let Some(next) = s.next_expiry() else {
@@ -694,9 +960,232 @@ impl Inner {
                 s.expire(|| qm.now());
                 s.drain_expired()
             };
-            qm.dead_letter_expired(expired);
+            qm.run_quietly(|eff| qm.dead_letter_expired(&store, expired, eff));
             qm.arm_expiry(&store);
         });
+    }
+
+    /// Builds a private queue's in-memory side.
+    fn new_queue(&self, id: u32, name: &str, props: QueueProps) -> Arc<QueueInner> {
+        Arc::new(QueueInner {
+            id,
+            path: Arc::new(QueueName::private(&self.name, name)),
+            key: name.to_ascii_lowercase(),
+            props: RwLock::new(props),
+            store: Store::new_expiring(StoreRef::Main(id)),
+            journal: Store::new(StoreRef::Journal(id)),
+            subqueues: Default::default(),
+            deleted: AtomicBool::new(false),
+        })
+    }
+
+    /// Writes a catalog entry (durable when it returns); nothing in memory.
+    fn catalog_put(&self, key: &str, value: &[u8]) -> Result<()> {
+        let Some(d) = &self.durable else {
+            return Ok(());
+        };
+        d.catalog.put(key, value).map_err(|e| {
+            Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}"))
+        })
+    }
+
+    fn save_queue(&self, q: &QueueInner) -> Result<()> {
+        if self.durable.is_none() {
+            return Ok(());
+        }
+        let name = match q.path.queue() {
+            QueueRef::Private { name, .. } => name.to_owned(),
+            _ => q.key.clone(),
+        };
+        let def = QueueDef {
+            id: q.id,
+            name,
+            props: q.props(),
+        };
+        self.catalog_put(&queue_key(q.id), &record::encode(&def))
+    }
+
+    /// The store a log record names, if it still exists.
+    fn store_of(&self, at: &StoreRef) -> Option<(Arc<Store>, Option<Arc<QueueInner>>)> {
+        let queue = |id: &u32| self.catalog().by_id.get(id).cloned();
+        match at {
+            StoreRef::System(s) => Some((self.system_store(*s).clone(), None)),
+            StoreRef::Main(id) => queue(id).map(|q| (q.store.clone(), Some(q))),
+            StoreRef::Journal(id) => queue(id).map(|q| (q.journal.clone(), None)),
+            StoreRef::Sub(id, name) => queue(id).map(|q| (q.subqueue(name), Some(q))),
+        }
+    }
+
+    /// Rebuilds queues, messages, id counters and in-doubt transactions from the catalog and
+    /// what replay found.
+    fn recover(self: &Arc<Self>, mut rec: Recovered) -> Result<()> {
+        let d = self.durable.as_ref().expect("recovery is for durable queue managers");
+        let cat_err =
+            |e: std::io::Error| Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}"));
+        let last_id = match d.catalog.get(QUEUE_ID_KEY).map_err(cat_err)? {
+            Some(b) => u32::from_le_bytes(b.as_slice().try_into().map_err(|_| {
+                Error::new(ErrorCode::MessageStorageFailed, "catalog: bad queue id counter")
+            })?),
+            None => 0,
+        };
+        let mut queues = Vec::new();
+        for (key, value) in d.catalog.scan(QUEUE_PREFIX).map_err(cat_err)? {
+            let (def, _): (QueueDef, _) = record::decode(&value).map_err(|e| {
+                Error::new(ErrorCode::MessageStorageFailed, format!("catalog entry {key}: {e}"))
+            })?;
+            if rec.dropped.contains(&def.id) {
+                // The deletion was logged; the crash came before the catalog heard of it.
+                d.catalog.remove(&key).map_err(cat_err)?;
+                continue;
+            }
+            queues.push(self.new_queue(def.id, &def.name, def.props));
+        }
+        {
+            let mut cat = self.catalog_mut();
+            cat.next_id = last_id;
+            for q in queues {
+                cat.by_name.insert(q.key.clone(), q.clone());
+                cat.by_id.insert(q.id, q);
+            }
+        }
+        self.next_ordinal.store(rec.ordinal, Ordering::Relaxed);
+        for (at, last) in &rec.last_lookup {
+            if let Some((store, _)) = self.store_of(at) {
+                store.continue_after(*last);
+            }
+        }
+        let mut expiring = Vec::new();
+        for (at, msgs) in std::mem::take(&mut rec.stores) {
+            let Some((store, _)) = self.store_of(&at) else {
+                continue;
+            };
+            d.keep(msgs.values().map(|m| m.lsn));
+            let mut s = store.lock();
+            for (_, msg) in msgs {
+                let _ = s.insert(msg);
+            }
+            if s.next_expiry().is_some() {
+                expiring.push(store.clone());
+            }
+        }
+        for store in expiring {
+            self.arm_expiry(&store);
+        }
+        for (xid, lsn, ops) in rec.in_doubt {
+            self.recover_in_doubt(d, xid, lsn, ops);
+        }
+        for q in self.catalog().by_id.values() {
+            q.tidy_subqueues();
+        }
+        Ok(())
+    }
+
+    /// Puts a prepared transaction back as it was when prepared: its received messages locked,
+    /// its sends waiting, until the coordinator says commit or abort.
+    fn recover_in_doubt(self: &Arc<Self>, d: &Durable, xid: String, lsn: Lsn, ops: Vec<Op>) {
+        let t = self.begin(TxKind::External { xid: xid.clone() });
+        let mut eff = self.effects();
+        let lock = |at: &StoreRef, lookup: LookupId, move_to: Option<Arc<Store>>| {
+            let (store, queue) = self.store_of(at)?;
+            let msg_lsn = {
+                let mut s = store.lock();
+                let key = s.key_of(lookup)?;
+                let m = s.get(key)?.lsn;
+                s.lock(key, t.shared.id);
+                m
+            };
+            Some((
+                Held {
+                    store,
+                    queue: queue.filter(|_| matches!(at, StoreRef::Main(_) | StoreRef::Sub(..))),
+                    lookup,
+                    move_to,
+                },
+                msg_lsn,
+            ))
+        };
+        let mut claims = Vec::new();
+        let mut released = Vec::new();
+        let mut keeps = 0;
+        let mut puts = Vec::new();
+        for op in ops {
+            match op {
+                Op::Put { at, msg } => {
+                    if let Some((store, _)) = self.store_of(&at) {
+                        keeps += 1;
+                        puts.push(Put {
+                            store,
+                            msg,
+                            logged: true,
+                            refused: MessageClass::NACK_BAD_DST_Q,
+                        });
+                    }
+                }
+                Op::Remove { at, lookup } => {
+                    if let Some((held, msg_lsn)) = lock(&at, lookup, None) {
+                        claims.push(held);
+                        released.push(msg_lsn);
+                    }
+                }
+                Op::Move { from, to, lookup } => {
+                    let dest = self.store_of(&to).map(|(s, _)| s);
+                    if let Some((held, _)) = dest.and_then(|dest| lock(&from, lookup, Some(dest))) {
+                        claims.push(held);
+                    }
+                }
+                Op::DropQueue { .. } => {}
+            }
+        }
+        eff.puts = puts;
+        eff.claims = claims;
+        eff.released = released;
+        eff.keeps = keeps;
+        d.keep(std::iter::repeat_n(lsn, usize::try_from(keeps + 1).unwrap_or(usize::MAX)));
+        t.set_prepared(eff, lsn);
+        tracing::warn!(%xid, "transaction in doubt after recovery: waiting for the coordinator's outcome");
+        self.lock_in_doubt().insert(xid, t);
+    }
+
+    fn lock_in_doubt(&self) -> std::sync::MutexGuard<'_, HashMap<String, Transaction>> {
+        self.in_doubt.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Deletes the oldest log segments once nothing in them is needed, after a checkpoint that
+    /// keeps lookup ids and message ids from being reused. Runs after steps that log; cheap when
+    /// there is nothing to do. Returns how many segments went.
+    pub(crate) fn compact(&self) -> Result<usize> {
+        let Some(d) = &self.durable else {
+            return Ok(0);
+        };
+        let (bound, n) = d.removable_bound();
+        if n == 0 || self.compacting.swap(true, Ordering::AcqRel) {
+            return Ok(0);
+        }
+        let result = (|| {
+            let mut lookups = Vec::new();
+            let mut mark = |s: &Store| {
+                let l = s.last_lookup();
+                if l > 0 {
+                    lookups.push((s.id.clone(), l));
+                }
+            };
+            for s in [&self.dead_letter, &self.dead_xact, &self.journal] {
+                mark(s);
+            }
+            let queues: Vec<Arc<QueueInner>> = self.catalog().by_id.values().cloned().collect();
+            for q in &queues {
+                mark(&q.store);
+                mark(&q.journal);
+            }
+            let checkpoint = record::Checkpoint {
+                lookups,
+                ordinal: self.next_ordinal.load(Ordering::Relaxed),
+            };
+            d.log(record::CHECKPOINT, &record::encode(&checkpoint), 0)?;
+            d.wal.remove_before(bound).map_err(storage_error)
+        })();
+        self.compacting.store(false, Ordering::Release);
+        result
     }
 
     fn begin(self: &Arc<Self>, kind: TxKind) -> Transaction {
@@ -745,6 +1234,7 @@ impl QueueManager {
             clock: Arc::new(SystemClock),
             compat: Compat::default(),
             coordinator: LocalCoordinator::new(),
+            segment_size: WalOptions::default().segment_size,
         }
     }
 
@@ -805,18 +1295,12 @@ impl QueueManager {
                 format!("queue {name} already exists"),
             ));
         }
-        cat.next_id += 1;
-        let id = cat.next_id;
-        let q = Arc::new(QueueInner {
-            id,
-            path: Arc::new(QueueName::private(&self.inner.name, &qname)),
-            key: key.clone(),
-            props: RwLock::new(props),
-            store: Store::new_expiring(),
-            journal: Store::new(),
-            subqueues: Default::default(),
-            deleted: AtomicBool::new(false),
-        });
+        let id = cat.next_id + 1;
+        let q = self.inner.new_queue(id, &qname, props);
+        // Durable before it is visible: the id counter first, so an id is never handed out twice.
+        self.inner.catalog_put(QUEUE_ID_KEY, &id.to_le_bytes())?;
+        self.inner.save_queue(&q)?;
+        cat.next_id = id;
         cat.by_name.insert(key, q.clone());
         cat.by_id.insert(id, q.clone());
         drop(cat);
@@ -858,9 +1342,23 @@ impl QueueManager {
         for s in subs {
             msgs.extend(s.lock().close());
         }
-        q.journal.lock().close();
-        for m in msgs {
-            self.inner.fail_message(m, MessageClass::NACK_Q_DELETED);
+        let journal = q.journal.lock().close();
+        // One record drops the queue and dead-letters its messages; the catalog entry goes after
+        // it (recovery finishes a deletion the crash interrupted).
+        self.inner.run(|eff| {
+            eff.drop_queue(q.id);
+            for m in &journal {
+                eff.forget(m);
+            }
+            for m in msgs {
+                eff.forget(&m);
+                self.inner.fail_message(m, MessageClass::NACK_Q_DELETED, eff);
+            }
+        })?;
+        if let Some(d) = &self.inner.durable {
+            d.catalog.remove(&queue_key(q.id)).map_err(|e| {
+                Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}"))
+            })?;
         }
         Ok(())
     }
@@ -952,7 +1450,8 @@ impl QueueManager {
         }
         next.validate()?;
         *props = next;
-        Ok(())
+        drop(props);
+        self.inner.save_queue(&q)
     }
 
     /// Purges a queue, its journal, a subqueue or a system queue (`MQPurgeQueue`).
@@ -970,6 +1469,48 @@ impl QueueManager {
     pub fn begin_external(&self, xid: impl Into<String>) -> Result<Transaction> {
         self.inner.require_coordinator()?;
         Ok(self.inner.begin(TxKind::External { xid: xid.into() }))
+    }
+
+    /// Whether this queue manager keeps its queues on disk.
+    pub fn is_durable(&self) -> bool {
+        self.inner.durable.is_some()
+    }
+
+    /// The coordinator ids of prepared transactions that recovery found without an outcome.
+    /// Their received messages stay locked and their sends invisible until
+    /// [`QueueManager::resolve_in_doubt`].
+    pub fn in_doubt(&self) -> Vec<String> {
+        let mut xids: Vec<String> = self.inner.lock_in_doubt().keys().cloned().collect();
+        xids.sort();
+        xids
+    }
+
+    /// Applies the coordinator's outcome to an in-doubt transaction.
+    pub fn resolve_in_doubt(&self, xid: &str, commit: bool) -> Result<()> {
+        let t = self.inner.lock_in_doubt().remove(xid).ok_or_else(|| {
+            Error::new(
+                ErrorCode::TransactionSequence,
+                format!("no transaction {xid:?} is in doubt"),
+            )
+        })?;
+        if commit {
+            t.commit()
+        } else {
+            t.abort();
+            Ok(())
+        }
+    }
+
+    /// Deletes log segments that hold nothing live (this also happens on its own after steps
+    /// that log). Returns how many went.
+    pub fn compact(&self) -> Result<usize> {
+        self.inner.compact()
+    }
+
+    /// The log's counters (records, fdatasyncs) and its segment count; `None` in memory.
+    pub fn log_stats(&self) -> Option<(crate::storage::WalStats, usize)> {
+        let d = self.inner.durable.as_ref()?;
+        Some((d.wal.stats(), d.wal.segment_count()))
     }
 
     /// Sends to a queue by name.

@@ -279,6 +279,10 @@ pub struct Message {
     pub(crate) move_count: u32,
     /// Whether it was sent in a transaction (`PROPID_M_XACTID` present).
     pub(crate) transactional: bool,
+    /// The log record that holds this copy of the message; 0 while it is not on disk (express
+    /// messages, in-memory queue managers). Bookkeeping for compaction, never sent anywhere.
+    #[serde(skip)]
+    pub(crate) lsn: u64,
 }
 
 impl Default for Message {
@@ -308,6 +312,7 @@ impl Default for Message {
             abort_count: 0,
             move_count: 0,
             transactional: false,
+            lsn: 0,
         }
     }
 }

@@ -99,7 +99,7 @@ const RESERVED_PUBLIC_NAMES: [&str; 5] = [
 ];
 
 /// One of a computer's system queues, which hold messages the queue manager keeps on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum SystemQueue {
     /// The computer journal, which holds source-journaling copies of sent messages.
     Journal,

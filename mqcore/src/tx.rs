@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::effects::Effects;
 use crate::manager::Inner;
+use crate::storage::wal::Lsn;
 use crate::message::Message;
 use crate::queue::store::{LookupId, Store, TxId};
 use crate::queue::QueueInner;
@@ -117,6 +119,9 @@ pub(crate) struct TxState {
     pub(crate) held: Vec<Held>,
     /// Time-to-reach-queue and time-to-be-received of the first message sent, applied to all.
     pub(crate) first_times: Option<(Option<Duration>, Option<Duration>)>,
+    /// Once prepared: what commit will apply (sends and held messages are in it), and the LSN of
+    /// its PREPARE record (0 in memory).
+    pub(crate) prepared: Option<(Effects, Lsn)>,
 }
 
 pub(crate) struct TxShared {
@@ -175,6 +180,7 @@ impl Transaction {
                     sends: Vec::new(),
                     held: Vec::new(),
                     first_times: None,
+                    prepared: None,
                 }),
             }),
         }
@@ -213,8 +219,37 @@ impl Transaction {
         let qm = self.qm()?;
         qm.require_coordinator()?;
         let mut state = self.shared.lock_active()?;
+        let sends = std::mem::take(&mut state.sends);
+        let held = std::mem::take(&mut state.held);
+        let eff = qm.commit_effects(sends, held);
+        match qm.log_prepare(self.xid(), &eff) {
+            Ok(lsn) => {
+                state.phase = Phase::Prepared;
+                state.prepared = Some((eff, lsn));
+                Ok(())
+            }
+            Err(e) => {
+                // Not prepared: the transaction can only abort now, which gives back what it
+                // holds.
+                state.held = eff.claims;
+                Err(e)
+            }
+        }
+    }
+
+    /// A transaction recovered in its prepared state.
+    pub(crate) fn set_prepared(&self, eff: Effects, lsn: Lsn) {
+        let mut state = self.shared.lock();
         state.phase = Phase::Prepared;
-        Ok(())
+        state.prepared = Some((eff, lsn));
+    }
+
+    /// The coordinator's id of an external transaction; empty for others.
+    pub fn xid(&self) -> &str {
+        match &self.shared.kind {
+            TxKind::External { xid } => xid,
+            TxKind::Internal => "",
+        }
     }
 
     /// Commits: staged messages become visible in order, received messages are removed for good
@@ -239,11 +274,14 @@ impl Transaction {
             _ => {}
         }
         state.phase = Phase::Done;
+        if let Some((eff, lsn)) = state.prepared.take() {
+            drop(state);
+            return qm.apply_as(eff, Some((self.xid(), lsn)));
+        }
         let sends = std::mem::take(&mut state.sends);
         let held = std::mem::take(&mut state.held);
         drop(state);
-        qm.commit(sends, held);
-        Ok(())
+        qm.apply(qm.commit_effects(sends, held))
     }
 
     /// Aborts: staged messages are dropped and received messages go back where they were.
@@ -258,10 +296,19 @@ impl Transaction {
         }
         state.phase = Phase::Done;
         state.sends.clear();
-        let held = std::mem::take(&mut state.held);
+        let mut held = std::mem::take(&mut state.held);
+        let prepared = state.prepared.take();
         drop(state);
         match self.shared.qm.upgrade() {
-            Some(qm) => qm.abort(held),
+            Some(qm) => {
+                if let Some((eff, lsn)) = prepared {
+                    if let Err(e) = qm.log_abort_prepared(self.xid(), lsn, eff.keeps) {
+                        tracing::error!(error = %e, xid = self.xid(), "abort of a prepared transaction not logged; it stays in doubt after a restart");
+                    }
+                    held = eff.claims;
+                }
+                qm.abort(held)
+            }
             // The queue manager is gone, and its queues with it; nothing is left to restore.
             None => drop(held),
         }

@@ -22,7 +22,7 @@ fn msg(body: &'static str) -> Box<Message> {
 #[test]
 fn loom_send_wakes_blocked_receiver() {
     loom::model(|| {
-        let store = Store::new();
+        let store = Store::new(StoreRef::Main(1));
         let receiver = {
             let store = store.clone();
             thread::spawn(move || store.take_blocking(None, &Never).expect("never times out"))
@@ -40,7 +40,7 @@ fn loom_send_wakes_blocked_receiver() {
 #[test]
 fn loom_two_receivers_never_share_a_message() {
     loom::model(|| {
-        let store = Store::new();
+        let store = Store::new(StoreRef::Main(1));
         let spawn_receiver = |tx| {
             let store = store.clone();
             thread::spawn(move || {
@@ -66,7 +66,7 @@ fn loom_two_receivers_never_share_a_message() {
 #[test]
 fn loom_abort_races_receive() {
     loom::model(|| {
-        let store = Store::new();
+        let store = Store::new(StoreRef::Main(1));
         let lookup = {
             let mut s = store.lock();
             let l = s.publish(msg("a")).unwrap();
@@ -93,7 +93,7 @@ fn loom_abort_races_receive() {
 #[test]
 fn loom_cancelled_async_receive_keeps_message() {
     loom::model(|| {
-        let store = Store::new();
+        let store = Store::new(StoreRef::Main(1));
         let mut fut = Box::pin(TakeFuture::new(store.clone(), None, Never));
         let mut cx = Context::from_waker(Waker::noop());
         assert!(fut.as_mut().poll(&mut cx).is_pending(), "nothing sent yet");
@@ -115,7 +115,7 @@ fn loom_cancelled_async_receive_keeps_message() {
 #[test]
 fn loom_async_and_blocking_receivers_share_fairly() {
     loom::model(|| {
-        let store = Store::new();
+        let store = Store::new(StoreRef::Main(1));
         let blocking = {
             let store = store.clone();
             thread::spawn(move || store.take_blocking(None, &Never).expect("never times out"))
@@ -145,7 +145,7 @@ fn loom_async_and_blocking_receivers_share_fairly() {
 #[test]
 fn loom_inbox_keeps_arrival_order() {
     loom::model(|| {
-        let store = Store::new();
+        let store = Store::new(StoreRef::Main(1));
         let producer = {
             let store = store.clone();
             thread::spawn(move || store.send(msg("a")).unwrap())

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::manager::Inner;
+use crate::storage::record::StoreRef;
 use crate::message::{Message, MessageClass, MessageId};
 use crate::name::{QueueName, SystemQueue};
 use crate::queue::store::{Found, Key, LookupId, Owner, State, Store, WaitError};
@@ -160,7 +161,10 @@ impl QueueInner {
     pub(crate) fn subqueue(&self, name: &str) -> Arc<Store> {
         self.subqueues()
             .entry(name.to_ascii_lowercase())
-            .or_insert_with(|| (name.to_owned(), Store::new_expiring()))
+            .or_insert_with(|| {
+                let id = StoreRef::Sub(self.id, name.to_ascii_lowercase());
+                (name.to_owned(), Store::new_expiring(id))
+            })
             .1
             .clone()
     }
@@ -332,7 +336,7 @@ impl Queue {
                 .map(|(key, _)| key)
                 .map(|key| Claim::at(&mut s, key, txs));
             drop(s);
-            self.qm.dead_letter_expired(expired);
+            self.qm.expired(&store, expired);
             got
         };
         let claim = match fast {
@@ -358,7 +362,7 @@ impl Queue {
             s.expire(|| self.qm.now());
             let expired = s.drain_expired();
             drop(s);
-            self.qm.dead_letter_expired(expired);
+            self.qm.expired(&store, expired);
         }
         let deadline = self.qm.deadline(timeout);
         let lookup = store::TakeFuture::new(store.clone(), txs.map(|t| t.id), deadline)
@@ -373,9 +377,14 @@ impl Queue {
     fn complete_receive(&self, store: Arc<Store>, claim: Claim<'_>) -> Result<Message> {
         match claim {
             Claim::Taken(msg) => {
+                // Logged (when durable) before the caller sees the message: a receive that
+                // returned is never undone by a crash.
+                self.qm.run(|eff| {
+                    eff.removed(&store, &msg);
+                    self.qm
+                        .after_receive(self.journaled_parent().map(|q| &**q), &msg, eff);
+                })?;
                 drop(store);
-                self.qm
-                    .after_receive(self.journaled_parent().map(|q| &**q), &msg);
                 self.tidy();
                 Ok(*msg)
             }
@@ -409,7 +418,10 @@ impl Queue {
     /// the message fails as a deleted queue's messages do (NACK 0xC000, dead letter).
     fn give_back(&self, store: &Store, lookup: LookupId) {
         if let Some(msg) = store.lock().unlock(lookup, false) {
-            self.qm.fail_message(msg, MessageClass::NACK_Q_DELETED);
+            self.qm.run_quietly(|eff| {
+                eff.forget(&msg);
+                self.qm.fail_message(msg, MessageClass::NACK_Q_DELETED, eff);
+            });
         }
     }
 
@@ -488,7 +500,7 @@ impl Queue {
     /// Dead-letters whatever a probe found expired.
     fn after_watch(&self, store: &Store) {
         let expired = store.lock().drain_expired();
-        self.qm.dead_letter_expired(expired);
+        self.qm.expired(store, expired);
     }
 
     /// Opens a cursor at the head of the queue (`MQCreateCursor`).
@@ -647,8 +659,8 @@ impl Queue {
         };
         match claim {
             Claim::Taken(msg) => {
+                self.qm.run(|eff| eff.moved(&from, &dest, msg))?;
                 drop(from);
-                self.qm.publish_moved(&dest, *msg);
                 self.tidy();
             }
             Claim::Locked(lookup, t) => t.lock().held.push(Held {
@@ -672,9 +684,12 @@ impl Queue {
             let key = self.locate(&s, LookupAction::Current(lookup))?;
             s.take(key).expect("located keys are visible")
         };
+        self.qm.run(|eff| {
+            eff.removed(&store, &msg);
+            self.qm
+                .fail_message(*msg, MessageClass::NACK_RECEIVE_REJECTED, eff);
+        })?;
         drop(store);
-        self.qm
-            .fail_message(*msg, MessageClass::NACK_RECEIVE_REJECTED);
         self.tidy();
         Ok(())
     }
@@ -684,15 +699,19 @@ impl Queue {
     pub fn purge(&self) -> Result<usize> {
         let store = self.store()?;
         let msgs = store.lock().take_all_visible();
-        drop(store);
         let n = msgs.len();
         // Only messages purged from their destination were never received; journal copies and
         // dead letters were acknowledged (or not) already.
-        if self.journaled_parent().is_some() {
+        let acknowledge = self.journaled_parent().is_some();
+        self.qm.run(|eff| {
             for m in &msgs {
-                self.qm.acknowledge(m, MessageClass::NACK_Q_PURGED);
+                eff.removed(&store, m);
+                if acknowledge {
+                    self.qm.acknowledge(m, MessageClass::NACK_Q_PURGED, eff);
+                }
             }
-        }
+        })?;
+        drop(store);
         self.tidy();
         Ok(n)
     }

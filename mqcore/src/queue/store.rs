@@ -37,6 +37,7 @@ use crate::clock::Timestamp;
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
 use crate::loom::thread::yield_now;
 use crate::message::{Message, MessageId};
+use crate::storage::record::StoreRef;
 use std::sync::Arc;
 
 /// A message's per-queue 64-bit lookup identifier (`PROPID_M_LOOKUPID`).
@@ -636,10 +637,12 @@ struct Inbox {
 /// A non-transactional send takes only the inbox lock (a push), so producers and consumers do not
 /// fight over the big structure; whoever next locks the state absorbs the inbox first, so every
 /// reader sees every message sent before it locked.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Store {
     state: Mutex<State>,
     inbox: Mutex<Inbox>,
+    /// How the log names this store.
+    pub(crate) id: StoreRef,
 }
 
 /// Why a wait ended without a message.
@@ -759,9 +762,10 @@ impl Guard<'_> {
         Ok(lookup)
     }
 
-    /// Inserts a message moved in from a sibling (sub)queue, keeping its lookup id: ids are handed
-    /// out by the queue itself, so they stay unique and are never reused across its subqueues.
-    pub(crate) fn insert_moved(&mut self, msg: Box<Message>) -> Result<(), Box<Message>> {
+    /// Inserts a message that already has its lookup id: moved in from a sibling (sub)queue (ids
+    /// are handed out by the queue itself, so they stay unique and are never reused across its
+    /// subqueues), reserved with [`Store::reserve_lookup`] before it was logged, or recovered.
+    pub(crate) fn insert(&mut self, msg: Box<Message>) -> Result<(), Box<Message>> {
         if self.closed {
             return Err(msg);
         }
@@ -863,15 +867,38 @@ fn backoff(step: u32) {
 
 impl Store {
     /// An empty store whose messages never expire (journals, dead-letter queues).
-    pub(crate) fn new() -> Arc<Store> {
-        Arc::new(Store::default())
+    pub(crate) fn new(id: StoreRef) -> Arc<Store> {
+        Arc::new(Store {
+            state: Mutex::default(),
+            inbox: Mutex::default(),
+            id,
+        })
     }
 
     /// An empty store for a user queue, where time-to-be-received applies.
-    pub(crate) fn new_expiring() -> Arc<Store> {
-        let store = Store::default();
+    pub(crate) fn new_expiring(id: StoreRef) -> Arc<Store> {
+        let store = Store::new(id);
         store.lock().expires = true;
-        Arc::new(store)
+        store
+    }
+
+    /// Hands out the next lookup id for a message that will be inserted later with
+    /// [`Guard::insert`] (after its send is logged).
+    pub(crate) fn reserve_lookup(&self) -> LookupId {
+        let mut inbox = self.inbox();
+        inbox.last_lookup += 1;
+        inbox.last_lookup
+    }
+
+    /// The last lookup id handed out.
+    pub(crate) fn last_lookup(&self) -> LookupId {
+        self.inbox().last_lookup
+    }
+
+    /// Recovery: lookup ids continue after `last`.
+    pub(crate) fn continue_after(&self, last: LookupId) {
+        let mut inbox = self.inbox();
+        inbox.last_lookup = inbox.last_lookup.max(last);
     }
 
     /// Locks the queue state, with every message sent so far in it.
@@ -1145,7 +1172,7 @@ mod tests {
 
     #[test]
     fn order_is_priority_then_arrival_and_lookup_ids_increase() {
-        let store = Store::new();
+        let store = Store::new(StoreRef::Main(1));
         let mut s = store.lock();
         let a = s.publish(msg(3, "a")).unwrap();
         let b = s.publish(msg(7, "b")).unwrap();
@@ -1157,7 +1184,7 @@ mod tests {
 
     #[test]
     fn abort_restores_original_position_and_counts() {
-        let store = Store::new();
+        let store = Store::new(StoreRef::Main(1));
         let mut s = store.lock();
         for b in ["a", "b", "c"] {
             s.publish(msg(0, b)).unwrap();
@@ -1173,7 +1200,7 @@ mod tests {
 
     #[test]
     fn waiting_taker_gets_hand_off_and_cancel_returns_it() {
-        let store = Store::new();
+        let store = Store::new(StoreRef::Main(1));
         let mut s = store.lock();
         let mut slot = None;
         let noop = || Wake::Task(Waker::noop().clone());
@@ -1188,7 +1215,7 @@ mod tests {
 
     #[test]
     fn expiry_moves_due_messages_out() {
-        let store = Store::new_expiring();
+        let store = Store::new_expiring(StoreRef::Main(1));
         let mut s = store.lock();
         let mut m = msg(0, "old");
         m.sent_time = Timestamp(1000);

@@ -5,12 +5,17 @@
 //! an owner epoch and lock file, and a `sled` catalog (queue definitions). `docs/storage.md`
 //! describes the format and why recovery is correct.
 
+pub mod catalog;
 pub mod disk;
+pub(crate) mod durable;
 pub mod owner;
+pub(crate) mod record;
 pub mod sim;
 pub mod wal;
 
+pub use catalog::{CatalogStore, MemCatalog, SledCatalog};
 pub use disk::{Disk, DiskFile, FileDisk};
 pub use owner::{take_over, Ownership, OwnershipError};
+pub use durable::storage_dir;
 pub use sim::SimDisk;
 pub use wal::{Lsn, Record, Wal, WalError, WalOptions, WalStats};

@@ -118,6 +118,8 @@ pub type EpochCheck = Box<dyn Fn() -> io::Result<u64> + Send + Sync>;
 /// An open write-ahead log.
 pub struct Wal {
     shared: Arc<Shared>,
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
     writer: Option<JoinHandle<()>>,
     /// The epoch stamped on every record this process writes.
     epoch: u64,
@@ -145,6 +147,8 @@ struct State {
     shutdown: bool,
     /// Records and syncs so far, for the commits-per-sync figure.
     stats: WalStats,
+    /// Every segment on disk, oldest first: sequence number and the LSN of its first record.
+    segments: Vec<(u64, Lsn)>,
 }
 
 #[derive(Debug, Clone)]
@@ -311,6 +315,7 @@ impl Wal {
         let mut records = Vec::new();
         let mut last_lsn: Lsn = 0;
         let mut tail: Option<Tail> = None;
+        let mut on_disk = Vec::new();
         for (i, (seq, path)) in segments.iter().enumerate() {
             let is_last = i + 1 == segments.len();
             let file = disk.open(path, false)?;
@@ -342,6 +347,10 @@ impl Wal {
             {
                 return Err(corrupt(0, "bad segment header".into()));
             }
+            on_disk.push((
+                *seq,
+                u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes")),
+            ));
             let mut offset = HEADER_LEN;
             loop {
                 match decode_at(&bytes, offset) {
@@ -388,7 +397,8 @@ impl Wal {
         let tail = match tail {
             Some(t) => t,
             None => {
-                let seq = segments.last().map_or(1, |(s, _)| s + 1);
+                let seq = on_disk.last().map_or(1, |(s, _)| s + 1);
+                on_disk.push((seq, last_lsn + 1));
                 new_segment(&*disk, dir, seq, last_lsn + 1, options.segment_size)?
             }
         };
@@ -401,12 +411,13 @@ impl Wal {
                 failed: None,
                 shutdown: false,
                 stats: WalStats::default(),
+                segments: on_disk,
             }),
             work: Condvar::new(),
             durable: Condvar::new(),
         });
         let writer = Writer {
-            disk,
+            disk: disk.clone(),
             dir: dir.to_owned(),
             epoch,
             epoch_check,
@@ -420,6 +431,8 @@ impl Wal {
         Ok((
             Wal {
                 shared,
+                disk,
+                dir: dir.to_owned(),
                 writer: Some(handle),
                 epoch,
             },
@@ -429,6 +442,15 @@ impl Wal {
 
     /// Appends a record and returns once it is durable (or the log failed).
     pub fn append(&self, kind: u8, data: &[u8]) -> Result<Lsn, WalError> {
+        let lsn = self.submit(kind, data)?;
+        self.wait(lsn)?;
+        Ok(lsn)
+    }
+
+    /// Hands a record to the writer and returns its LSN at once, without waiting for it to be
+    /// durable: records are durable in LSN order, so a caller that must order a record after
+    /// something it holds a lock on submits under that lock and waits ([`Wal::wait`]) after.
+    pub fn submit(&self, kind: u8, data: &[u8]) -> Result<Lsn, WalError> {
         if data.len() + FIXED_LEN > MAX_RECORD {
             return Err(WalError::TooLarge(data.len()));
         }
@@ -441,6 +463,12 @@ impl Wal {
         encode(&mut state.buffer, kind, lsn, self.epoch, data);
         state.buffered_to = lsn;
         self.shared.work.notify_one();
+        Ok(lsn)
+    }
+
+    /// Returns once every record up to `lsn` is durable (or the log failed).
+    pub fn wait(&self, lsn: Lsn) -> Result<(), WalError> {
+        let mut state = lock(&self.shared.state);
         while state.durable_to < lsn {
             if let Some(f) = &state.failed {
                 return Err(f.error());
@@ -451,7 +479,40 @@ impl Wal {
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        Ok(lsn)
+        Ok(())
+    }
+
+    /// The LSN the next record will get.
+    pub fn next_lsn(&self) -> Lsn {
+        lock(&self.shared.state).next_lsn
+    }
+
+    /// How many segment files the log has.
+    pub fn segment_count(&self) -> usize {
+        lock(&self.shared.state).segments.len()
+    }
+
+    /// How many segments [`Wal::remove_before`] would delete for `lsn`.
+    pub fn removable_before(&self, lsn: Lsn) -> usize {
+        removable(&lock(&self.shared.state).segments, lsn)
+    }
+
+    /// Deletes every segment whose records all have LSNs below `lsn` (never the segment being
+    /// written). The caller guarantees nothing below `lsn` is needed for recovery any more.
+    /// Returns how many segments went.
+    pub fn remove_before(&self, lsn: Lsn) -> Result<usize, WalError> {
+        let doomed: Vec<u64> = {
+            let mut state = lock(&self.shared.state);
+            let keep_from = removable(&state.segments, lsn);
+            state.segments.drain(..keep_from).map(|(s, _)| s).collect()
+        };
+        for seq in &doomed {
+            self.disk.remove(&segment_path(&self.dir, *seq))?;
+        }
+        if !doomed.is_empty() {
+            self.disk.sync_dir(&self.dir)?;
+        }
+        Ok(doomed.len())
     }
 
     /// Records and syncs so far.
@@ -468,6 +529,11 @@ impl Drop for Wal {
             let _ = h.join();
         }
     }
+}
+
+/// How many of the oldest segments hold only records below `lsn` (never the last one).
+fn removable(segments: &[(u64, Lsn)], lsn: Lsn) -> usize {
+    segments.windows(2).take_while(|w| w[1].1 <= lsn).count()
 }
 
 /// Creates segment `seq`, preallocated with zeros, header written and durable.
@@ -574,6 +640,9 @@ impl Writer {
                 self.segment_size,
             )
             .map_err(|e| Failure::Other(e.to_string()))?;
+            lock(&self.shared.state)
+                .segments
+                .push((self.tail.seq, first_lsn));
         }
         let io = |e: io::Error| Failure::Other(e.to_string());
         self.tail

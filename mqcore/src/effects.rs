@@ -1,0 +1,168 @@
+//! What one step of the queue manager changes, collected so it can be logged as one record before
+//! any of it becomes visible.
+//!
+//! A send, a receive, a commit or an expiry builds an [`Effects`]: messages to put (with lookup
+//! ids reserved up front, so the record can name them), messages that left their queues, moves,
+//! and held messages to claim from their stores. [`crate::manager`] then applies it: claim, log
+//! (durable queue managers only, and only if something durable changed), publish. Because the log
+//! comes before the publish, a message is never received before its send is durable, and a removal
+//! is always logged after the put it removes.
+
+use std::sync::Arc;
+
+use crate::message::{Delivery, Message, MessageClass};
+use crate::queue::store::Store;
+use crate::storage::record::{self, OpRef};
+use crate::storage::wal::Lsn;
+use crate::tx::Held;
+
+/// A message to put in a store once the step is logged.
+pub(crate) struct Put {
+    pub(crate) store: Arc<Store>,
+    /// Its lookup id is already set.
+    pub(crate) msg: Box<Message>,
+    /// Whether the record holds it (then its LSN becomes the record's).
+    pub(crate) logged: bool,
+    /// How it fails if its store was deleted before the publish.
+    pub(crate) refused: MessageClass,
+}
+
+/// One step's changes.
+pub(crate) struct Effects {
+    /// Whether changes to recoverable messages go to the log.
+    durable: bool,
+    /// The record's encoded operations.
+    pub(crate) ops: Vec<u8>,
+    /// How many logged puts the record holds: what it keeps alive.
+    pub(crate) keeps: u64,
+    /// Records whose messages leave for good once this step is logged.
+    pub(crate) released: Vec<Lsn>,
+    pub(crate) puts: Vec<Put>,
+    /// Messages held by a committing transaction: removed from (or moved out of) their stores
+    /// before the record is written.
+    pub(crate) claims: Vec<Held>,
+    /// Messages that fail (negative acknowledgement, dead letter) once the step is logged.
+    pub(crate) failed: Vec<(Message, MessageClass)>,
+}
+
+impl Effects {
+    pub(crate) fn new(durable: bool) -> Effects {
+        Effects {
+            durable,
+            ops: Vec::new(),
+            keeps: 0,
+            released: Vec::new(),
+            puts: Vec::new(),
+            claims: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+
+    /// Whether the step has anything to do.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+            && self.released.is_empty()
+            && self.puts.is_empty()
+            && self.claims.is_empty()
+            && self.failed.is_empty()
+    }
+
+    /// Puts `msg` in `store` under the next lookup id.
+    pub(crate) fn put(&mut self, store: &Arc<Store>, msg: impl Into<Box<Message>>) {
+        self.put_refusing(store, msg, MessageClass::NACK_Q_DELETED);
+    }
+
+    /// [`Effects::put`], failing with `refused` if the store is gone by then.
+    pub(crate) fn put_refusing(
+        &mut self,
+        store: &Arc<Store>,
+        msg: impl Into<Box<Message>>,
+        refused: MessageClass,
+    ) {
+        let mut msg = msg.into();
+        msg.lookup_id = store.reserve_lookup();
+        msg.lsn = 0;
+        let logged = self.durable && msg.delivery == Delivery::Recoverable;
+        if logged {
+            record::push(
+                &mut self.ops,
+                &OpRef::Put {
+                    at: &store.id,
+                    msg: &msg,
+                },
+            );
+            self.keeps += 1;
+        }
+        self.puts.push(Put {
+            store: store.clone(),
+            msg,
+            logged,
+            refused,
+        });
+    }
+
+    /// `msg` left `store` for good.
+    pub(crate) fn removed(&mut self, store: &Store, msg: &Message) {
+        if msg.lsn != 0 {
+            record::push(
+                &mut self.ops,
+                &OpRef::Remove {
+                    at: &store.id,
+                    lookup: msg.lookup_id,
+                },
+            );
+            self.released.push(msg.lsn);
+        }
+    }
+
+    /// `msg` is gone with its deleted queue (whose drop is logged): only its record is freed.
+    pub(crate) fn forget(&mut self, msg: &Message) {
+        if msg.lsn != 0 {
+            self.released.push(msg.lsn);
+        }
+    }
+
+    /// Logs that `msg` moves from `from` to `to` (without moving it).
+    pub(crate) fn log_move(&mut self, from: &Store, to: &Store, msg: &Message) {
+        if msg.lsn != 0 {
+            record::push(
+                &mut self.ops,
+                &OpRef::Move {
+                    from: &from.id,
+                    to: &to.id,
+                    lookup: msg.lookup_id,
+                },
+            );
+        }
+    }
+
+    /// Moves `msg`, already out of `from`, into `to`, keeping its lookup id and its record.
+    pub(crate) fn moved(&mut self, from: &Store, to: &Arc<Store>, msg: Box<Message>) {
+        self.log_move(from, to, &msg);
+        self.insert_moved(to, msg);
+    }
+
+    /// Inserts a moved message once the step is logged: move count up, abort count reset.
+    pub(crate) fn insert_moved(&mut self, to: &Arc<Store>, mut msg: Box<Message>) {
+        msg.move_count = msg.move_count.saturating_add(1);
+        msg.abort_count = 0;
+        self.puts.push(Put {
+            store: to.clone(),
+            msg,
+            logged: false,
+            refused: MessageClass::NACK_Q_DELETED,
+        });
+    }
+
+    /// Logs that the queue with catalog id `id` is deleted.
+    pub(crate) fn drop_queue(&mut self, id: u32) {
+        if self.durable {
+            record::push(&mut self.ops, &OpRef::DropQueue { id });
+        }
+    }
+
+    /// `msg` fails with `class` once the step is logged.
+    pub(crate) fn fail(&mut self, msg: Message, class: MessageClass) {
+        self.failed.push((msg, class));
+    }
+}

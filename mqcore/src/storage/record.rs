@@ -1,0 +1,119 @@
+//! The queue manager's log records: what one committed step changed, in a form replay can apply.
+//!
+//! The write-ahead log ([`super::wal`]) stores opaque records; this module gives them meaning.
+//! A record is one kind byte (the WAL's) and a postcard-encoded payload. Every change to durable
+//! queue contents is one of four operations on a store (a queue, its journal, a subqueue, or a
+//! system queue), named by a [`StoreRef`] that never changes meaning: queue ids are never reused.
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::Message;
+use crate::name::SystemQueue;
+use crate::queue::store::LookupId;
+
+/// A step's operations, all or nothing.
+pub(crate) const COMMIT: u8 = 1;
+/// An external transaction's operations, written at prepare; applied by a later [`RESOLVE`].
+pub(crate) const PREPARE: u8 = 2;
+/// The outcome of a prepared transaction.
+pub(crate) const RESOLVE: u8 = 3;
+/// Lookup-id and message-id high-water marks, written before old segments are deleted so that
+/// ids stay unique after the records that used them are gone.
+pub(crate) const CHECKPOINT: u8 = 4;
+
+/// Names one store for the log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) enum StoreRef {
+    /// A system queue.
+    System(SystemQueue),
+    /// A private queue, by its catalog id.
+    Main(u32),
+    /// A private queue's journal.
+    Journal(u32),
+    /// A private queue's subqueue, by lowercase name.
+    Sub(u32, String),
+}
+
+impl StoreRef {
+    /// The private queue this store belongs to, if any.
+    pub(crate) fn queue_id(&self) -> Option<u32> {
+        match self {
+            StoreRef::System(_) => None,
+            StoreRef::Main(id) | StoreRef::Journal(id) | StoreRef::Sub(id, _) => Some(*id),
+        }
+    }
+}
+
+/// One change, as written (borrowing the message being put).
+#[derive(Serialize)]
+pub(crate) enum OpRef<'a> {
+    /// The message enters `at` with its lookup id (or replaces its copy there: a rewrite).
+    Put { at: &'a StoreRef, msg: &'a Message },
+    /// The message with this lookup id leaves `at` for good.
+    Remove { at: &'a StoreRef, lookup: LookupId },
+    /// The message leaves `from` for `to`, keeping its lookup id; its move count goes up and its
+    /// abort count starts again.
+    Move {
+        from: &'a StoreRef,
+        to: &'a StoreRef,
+        lookup: LookupId,
+    },
+    /// The queue was deleted: every store of it is gone, and records naming it mean nothing.
+    DropQueue { id: u32 },
+}
+
+/// One change, as read back. Variants in the same order as [`OpRef`]'s.
+#[derive(Debug, Deserialize)]
+pub(crate) enum Op {
+    Put { at: StoreRef, msg: Box<Message> },
+    Remove { at: StoreRef, lookup: LookupId },
+    Move { from: StoreRef, to: StoreRef, lookup: LookupId },
+    DropQueue { id: u32 },
+}
+
+/// Appends one operation to a record payload.
+pub(crate) fn push(out: &mut Vec<u8>, op: &OpRef<'_>) {
+    let buf = std::mem::take(out);
+    *out = postcard::to_extend(op, buf).expect("operations always encode");
+}
+
+/// Reads every operation of a payload.
+pub(crate) fn ops(mut data: &[u8]) -> Result<Vec<Op>, postcard::Error> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let (op, rest) = postcard::take_from_bytes(data)?;
+        out.push(op);
+        data = rest;
+    }
+    Ok(out)
+}
+
+/// The head of a [`PREPARE`] payload (the operations follow it) and the whole of a [`RESOLVE`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Outcome {
+    /// The coordinator's transaction id.
+    pub(crate) xid: String,
+    /// For [`RESOLVE`]: committed (or aborted).
+    pub(crate) commit: bool,
+}
+
+/// A [`CHECKPOINT`] payload.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Checkpoint {
+    /// The last lookup id handed out by each store.
+    pub(crate) lookups: Vec<(StoreRef, LookupId)>,
+    /// The last message-id ordinal handed out.
+    pub(crate) ordinal: u32,
+}
+
+/// Encodes any payload header.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("records always encode")
+}
+
+/// Decodes a payload header, returning the rest.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(
+    data: &'a [u8],
+) -> Result<(T, &'a [u8]), postcard::Error> {
+    postcard::take_from_bytes(data)
+}
