@@ -11,10 +11,15 @@
 use std::sync::Arc;
 
 use crate::message::{Delivery, Message, MessageClass};
-use crate::queue::store::Store;
+use crate::queue::store::{footprint, Store};
 use crate::storage::record::{self, OpRef};
 use crate::storage::wal::Lsn;
 use crate::tx::Held;
+
+/// About how many bytes a message takes in the log, for compaction's accounting.
+pub(crate) fn logged_size(msg: &Message) -> u64 {
+    footprint(msg) + 128
+}
 
 /// A message to put in a store once the step is logged.
 pub(crate) struct Put {
@@ -35,8 +40,10 @@ pub(crate) struct Effects {
     pub(crate) ops: Vec<u8>,
     /// How many logged puts the record holds: what it keeps alive.
     pub(crate) keeps: u64,
-    /// Records whose messages leave for good once this step is logged.
-    pub(crate) released: Vec<Lsn>,
+    /// Their approximate size in the log.
+    pub(crate) kept_bytes: u64,
+    /// Records (and message sizes) whose messages leave for good once this step is logged.
+    pub(crate) released: Vec<(Lsn, u64)>,
     pub(crate) puts: Vec<Put>,
     /// Messages held by a committing transaction: removed from (or moved out of) their stores
     /// before the record is written.
@@ -51,6 +58,7 @@ impl Effects {
             durable,
             ops: Vec::new(),
             keeps: 0,
+            kept_bytes: 0,
             released: Vec::new(),
             puts: Vec::new(),
             claims: Vec::new(),
@@ -92,6 +100,7 @@ impl Effects {
                 },
             );
             self.keeps += 1;
+            self.kept_bytes += logged_size(&msg);
         }
         self.puts.push(Put {
             store: store.clone(),
@@ -111,14 +120,14 @@ impl Effects {
                     lookup: msg.lookup_id,
                 },
             );
-            self.released.push(msg.lsn);
+            self.released.push((msg.lsn, logged_size(msg)));
         }
     }
 
     /// `msg` is gone with its deleted queue (whose drop is logged): only its record is freed.
     pub(crate) fn forget(&mut self, msg: &Message) {
         if msg.lsn != 0 {
-            self.released.push(msg.lsn);
+            self.released.push((msg.lsn, logged_size(msg)));
         }
     }
 

@@ -17,15 +17,15 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::effects::{logged_size, Effects, Put};
 use crate::error::{Error, ErrorCode, Result};
 use crate::message::{Acknowledge, Delivery, JournalFlags, Message, MessageClass, MessageId};
 use crate::name::{Host, QueueName, QueueRef, SystemQueue};
 use crate::queue::store::{footprint, LookupId, Store};
 use crate::queue::{Queue, QueueInfo, QueueInner, QueueProps, QueueUpdate, Target};
-use crate::effects::{Effects, Put};
 use crate::storage::catalog::{CatalogStore, SledCatalog};
 use crate::storage::durable::{replay, storage_dir, storage_error, Durable, Recovered};
-use crate::storage::record::{self, Op, StoreRef};
+use crate::storage::record::{self, Op, OpRef, StoreRef};
 use crate::storage::wal::{Lsn, Wal, WalOptions};
 use crate::storage::{Disk, FileDisk, Ownership, OwnershipError};
 use crate::timer::{Timer, TimerDeadline};
@@ -160,10 +160,15 @@ impl Builder {
         catalog: Arc<dyn CatalogStore>,
         owner: Ownership,
     ) -> Result<QueueManager> {
-        let cat_err = |e: std::io::Error| Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}"));
+        let cat_err = |e: std::io::Error| {
+            Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}"))
+        };
         let guid = match catalog.get(GUID_KEY).map_err(cat_err)? {
             Some(bytes) => Uuid::from_slice(&bytes).map_err(|e| {
-                Error::new(ErrorCode::MessageStorageFailed, format!("catalog: bad GUID: {e}"))
+                Error::new(
+                    ErrorCode::MessageStorageFailed,
+                    format!("catalog: bad GUID: {e}"),
+                )
             })?,
             None => {
                 let guid = self.guid.unwrap_or_else(Uuid::new_v4);
@@ -171,6 +176,7 @@ impl Builder {
                 guid
             }
         };
+        let options_size = self.segment_size;
         let options = WalOptions {
             segment_size: self.segment_size,
         };
@@ -183,7 +189,7 @@ impl Builder {
         )
         .map_err(storage_error)?;
         let recovered = replay(records, guid)?;
-        let durable = Durable::new(wal, catalog, owner);
+        let durable = Durable::new(wal, catalog, owner, options_size);
         let inner = self.start(guid, Some(durable));
         inner.recover(recovered)?;
         Ok(QueueManager { inner })
@@ -496,7 +502,12 @@ impl Inner {
     }
 
     /// Applies MSMQ's transactional coercions and stages the message in `t`.
-    fn stage(self: &Arc<Self>, q: &Arc<QueueInner>, mut msg: Message, t: &Transaction) -> Result<()> {
+    fn stage(
+        self: &Arc<Self>,
+        q: &Arc<QueueInner>,
+        mut msg: Message,
+        t: &Transaction,
+    ) -> Result<()> {
         let mut st = t.shared.lock_active()?;
         msg.priority = 0;
         msg.delivery = Delivery::Recoverable;
@@ -592,11 +603,13 @@ impl Inner {
                     xid: xid.to_owned(),
                     commit: true,
                 };
-                d.log(record::RESOLVE, &record::encode(&outcome), 0)?;
-                d.release(&[prepared]);
+                d.log(record::RESOLVE, &record::encode(&outcome), 0, 0)?;
+                d.release(&[(prepared, 0)]);
                 prepared
             }
-            (Some(d), None) if !eff.ops.is_empty() => d.log(record::COMMIT, &eff.ops, eff.keeps)?,
+            (Some(d), None) if !eff.ops.is_empty() => {
+                d.log(record::COMMIT, &eff.ops, eff.keeps, eff.kept_bytes)?
+            }
             _ => 0,
         };
         if let Some(d) = &self.durable {
@@ -735,7 +748,10 @@ impl Inner {
                 eff.fail(msg, MessageClass::NACK_Q_EXCEED_QUOTA);
                 continue;
             }
-            match staged.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &queue.store)) {
+            match staged
+                .iter_mut()
+                .find(|(s, _)| Arc::ptr_eq(s, &queue.store))
+            {
                 Some((_, b)) => *b += footprint(&msg),
                 None => staged.push((queue.store.clone(), footprint(&msg))),
             }
@@ -772,11 +788,11 @@ impl Inner {
         };
         let mut data = record::encode(&head);
         data.extend_from_slice(&eff.ops);
-        d.log(record::PREPARE, &data, eff.keeps + 1)
+        d.log(record::PREPARE, &data, eff.keeps + 1, eff.kept_bytes)
     }
 
     /// Logs that a prepared transaction aborted: its record keeps nothing alive any more.
-    pub(crate) fn log_abort_prepared(&self, xid: &str, prepared: Lsn, keeps: u64) -> Result<()> {
+    pub(crate) fn log_abort_prepared(&self, xid: &str, prepared: Lsn, eff: &Effects) -> Result<()> {
         let Some(d) = &self.durable else {
             return Ok(());
         };
@@ -784,8 +800,13 @@ impl Inner {
             xid: xid.to_owned(),
             commit: false,
         };
-        d.log(record::RESOLVE, &record::encode(&outcome), 0)?;
-        d.release(&vec![prepared; usize::try_from(keeps + 1).unwrap_or(usize::MAX)]);
+        d.log(record::RESOLVE, &record::encode(&outcome), 0, 0)?;
+        let mut gone = vec![(prepared, eff.kept_bytes)];
+        gone.extend(std::iter::repeat_n(
+            (prepared, 0),
+            usize::try_from(eff.keeps).unwrap_or(usize::MAX),
+        ));
+        d.release(&gone);
         Ok(())
     }
 
@@ -827,7 +848,12 @@ impl Inner {
     /// A message left its destination queue (or subqueue) through a receive: journal it (target
     /// journaling) and acknowledge. Receiving a journal copy or a dead letter does neither: that
     /// message was delivered once already.
-    pub(crate) fn after_receive(&self, parent: Option<&QueueInner>, msg: &Message, eff: &mut Effects) {
+    pub(crate) fn after_receive(
+        &self,
+        parent: Option<&QueueInner>,
+        msg: &Message,
+        eff: &mut Effects,
+    ) {
         let Some(q) = parent else {
             return;
         };
@@ -862,7 +888,12 @@ impl Inner {
     }
 
     /// Dead-letters messages whose time-to-be-received ran out in `store`.
-    pub(crate) fn dead_letter_expired(&self, store: &Store, expired: Vec<Message>, eff: &mut Effects) {
+    pub(crate) fn dead_letter_expired(
+        &self,
+        store: &Store,
+        expired: Vec<Message>,
+        eff: &mut Effects,
+    ) {
         for m in expired {
             eff.removed(store, &m);
             self.fail_message(m, MessageClass::NACK_RECEIVE_TIMEOUT, eff);
@@ -984,9 +1015,9 @@ impl Inner {
         let Some(d) = &self.durable else {
             return Ok(());
         };
-        d.catalog.put(key, value).map_err(|e| {
-            Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}"))
-        })
+        d.catalog
+            .put(key, value)
+            .map_err(|e| Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}")))
     }
 
     fn save_queue(&self, q: &QueueInner) -> Result<()> {
@@ -1019,19 +1050,29 @@ impl Inner {
     /// Rebuilds queues, messages, id counters and in-doubt transactions from the catalog and
     /// what replay found.
     fn recover(self: &Arc<Self>, mut rec: Recovered) -> Result<()> {
-        let d = self.durable.as_ref().expect("recovery is for durable queue managers");
-        let cat_err =
-            |e: std::io::Error| Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}"));
+        let d = self
+            .durable
+            .as_ref()
+            .expect("recovery is for durable queue managers");
+        let cat_err = |e: std::io::Error| {
+            Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}"))
+        };
         let last_id = match d.catalog.get(QUEUE_ID_KEY).map_err(cat_err)? {
             Some(b) => u32::from_le_bytes(b.as_slice().try_into().map_err(|_| {
-                Error::new(ErrorCode::MessageStorageFailed, "catalog: bad queue id counter")
+                Error::new(
+                    ErrorCode::MessageStorageFailed,
+                    "catalog: bad queue id counter",
+                )
             })?),
             None => 0,
         };
         let mut queues = Vec::new();
         for (key, value) in d.catalog.scan(QUEUE_PREFIX).map_err(cat_err)? {
             let (def, _): (QueueDef, _) = record::decode(&value).map_err(|e| {
-                Error::new(ErrorCode::MessageStorageFailed, format!("catalog entry {key}: {e}"))
+                Error::new(
+                    ErrorCode::MessageStorageFailed,
+                    format!("catalog entry {key}: {e}"),
+                )
             })?;
             if rec.dropped.contains(&def.id) {
                 // The deletion was logged; the crash came before the catalog heard of it.
@@ -1059,7 +1100,7 @@ impl Inner {
             let Some((store, _)) = self.store_of(&at) else {
                 continue;
             };
-            d.keep(msgs.values().map(|m| m.lsn));
+            d.keep(msgs.values().map(|m| (m.lsn, logged_size(m))));
             let mut s = store.lock();
             for (_, msg) in msgs {
                 let _ = s.insert(msg);
@@ -1090,9 +1131,10 @@ impl Inner {
             let msg_lsn = {
                 let mut s = store.lock();
                 let key = s.key_of(lookup)?;
-                let m = s.get(key)?.lsn;
+                let m = s.get(key)?;
+                let gone = (m.lsn, logged_size(m));
                 s.lock(key, t.shared.id);
-                m
+                gone
             };
             Some((
                 Held {
@@ -1107,12 +1149,14 @@ impl Inner {
         let mut claims = Vec::new();
         let mut released = Vec::new();
         let mut keeps = 0;
+        let mut kept_bytes = 0;
         let mut puts = Vec::new();
         for op in ops {
             match op {
                 Op::Put { at, msg } => {
                     if let Some((store, _)) = self.store_of(&at) {
                         keeps += 1;
+                        kept_bytes += logged_size(&msg);
                         puts.push(Put {
                             store,
                             msg,
@@ -1140,10 +1184,69 @@ impl Inner {
         eff.claims = claims;
         eff.released = released;
         eff.keeps = keeps;
-        d.keep(std::iter::repeat_n(lsn, usize::try_from(keeps + 1).unwrap_or(usize::MAX)));
+        eff.kept_bytes = kept_bytes;
+        d.keep(
+            std::iter::once((lsn, kept_bytes)).chain(std::iter::repeat_n(
+                (lsn, 0),
+                usize::try_from(keeps).unwrap_or(usize::MAX),
+            )),
+        );
         t.set_prepared(eff, lsn);
         tracing::warn!(%xid, "transaction in doubt after recovery: waiting for the coordinator's outcome");
         self.lock_in_doubt().insert(xid, t);
+    }
+
+    /// Rewrites every message held in a record below `bound` at the head of the log, one record
+    /// per store, so that the old segments hold nothing live. Each record is submitted under its
+    /// store's lock: a receive that takes one of these messages later logs its removal after the
+    /// rewrite, and one that took it earlier finds it gone from the store.
+    fn relocate(&self, d: &Durable, bound: Lsn) -> Result<()> {
+        let mut stores: Vec<Arc<Store>> = vec![
+            self.dead_letter.clone(),
+            self.dead_xact.clone(),
+            self.journal.clone(),
+        ];
+        for q in self.catalog().by_id.values() {
+            stores.push(q.store.clone());
+            stores.push(q.journal.clone());
+            stores.extend(q.subqueues().values().map(|(_, s)| s.clone()));
+        }
+        let mut moved = 0;
+        for store in stores {
+            let (lsn, gone) = {
+                let mut s = store.lock();
+                let mut data = Vec::new();
+                let mut gone = Vec::new();
+                for m in s.logged_before(bound) {
+                    record::push(
+                        &mut data,
+                        &OpRef::Put {
+                            at: &store.id,
+                            msg: m,
+                        },
+                    );
+                    gone.push((m.lsn, logged_size(m)));
+                }
+                if gone.is_empty() {
+                    continue;
+                }
+                let bytes = gone.iter().map(|g| g.1).sum();
+                let lsn = d.submit(record::COMMIT, &data, gone.len() as u64, bytes)?;
+                for m in s.logged_before(bound) {
+                    m.lsn = lsn;
+                }
+                (lsn, gone)
+            };
+            d.wal.wait(lsn).map_err(storage_error)?;
+            d.release(&gone);
+            moved += gone.len();
+        }
+        tracing::debug!(
+            moved,
+            bound,
+            "rewrote live messages out of the oldest log segment"
+        );
+        Ok(())
     }
 
     fn lock_in_doubt(&self) -> std::sync::MutexGuard<'_, HashMap<String, Transaction>> {
@@ -1157,11 +1260,18 @@ impl Inner {
         let Some(d) = &self.durable else {
             return Ok(0);
         };
-        let (bound, n) = d.removable_bound();
-        if n == 0 || self.compacting.swap(true, Ordering::AcqRel) {
+        let (_, n) = d.removable_bound();
+        if (n == 0 && d.sparse_bound().is_none()) || self.compacting.swap(true, Ordering::AcqRel) {
             return Ok(0);
         }
         let result = (|| {
+            if let Some(sparse) = d.sparse_bound().filter(|_| n == 0) {
+                self.relocate(d, sparse)?;
+            }
+            let (bound, n) = d.removable_bound();
+            if n == 0 {
+                return Ok(0);
+            }
             let mut lookups = Vec::new();
             let mut mark = |s: &Store| {
                 let l = s.last_lookup();
@@ -1181,7 +1291,7 @@ impl Inner {
                 lookups,
                 ordinal: self.next_ordinal.load(Ordering::Relaxed),
             };
-            d.log(record::CHECKPOINT, &record::encode(&checkpoint), 0)?;
+            d.log(record::CHECKPOINT, &record::encode(&checkpoint), 0, 0)?;
             d.wal.remove_before(bound).map_err(storage_error)
         })();
         self.compacting.store(false, Ordering::Release);
@@ -1352,7 +1462,8 @@ impl QueueManager {
             }
             for m in msgs {
                 eff.forget(&m);
-                self.inner.fail_message(m, MessageClass::NACK_Q_DELETED, eff);
+                self.inner
+                    .fail_message(m, MessageClass::NACK_Q_DELETED, eff);
             }
         })?;
         if let Some(d) = &self.inner.durable {

@@ -11,13 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use crate::error::{Error, ErrorCode, Result};
 use crate::effects::Effects;
+use crate::error::{Error, ErrorCode, Result};
 use crate::manager::Inner;
-use crate::storage::wal::Lsn;
 use crate::message::Message;
 use crate::queue::store::{LookupId, Store, TxId};
 use crate::queue::QueueInner;
+use crate::storage::wal::Lsn;
 
 /// The transaction a send or receive runs under (MSMQ's `pTransaction` argument).
 #[derive(Clone, Copy)]
@@ -302,7 +302,7 @@ impl Transaction {
         match self.shared.qm.upgrade() {
             Some(qm) => {
                 if let Some((eff, lsn)) = prepared {
-                    if let Err(e) = qm.log_abort_prepared(self.xid(), lsn, eff.keeps) {
+                    if let Err(e) = qm.log_abort_prepared(self.xid(), lsn, &eff) {
                         tracing::error!(error = %e, xid = self.xid(), "abort of a prepared transaction not logged; it stays in doubt after a restart");
                     }
                     held = eff.claims;

@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::manager::Inner;
-use crate::storage::record::StoreRef;
 use crate::message::{Message, MessageClass, MessageId};
 use crate::name::{QueueName, SystemQueue};
 use crate::queue::store::{Found, Key, LookupId, Owner, State, Store, WaitError};
+use crate::storage::record::StoreRef;
 use crate::tx::{Held, Tx, TxShared};
 
 pub use store::LookupId as MessageLookupId;

@@ -466,6 +466,17 @@ impl State {
         std::mem::take(&mut self.expired)
     }
 
+    /// Every visible message whose log record is below `bound`, for compaction to rewrite; the
+    /// LSN is bookkeeping outside the indexes, so callers may change it. Held messages are left
+    /// alone: a prepared transaction's record may already hold their removal, and a rewrite
+    /// logged after it would bring them back once that record is compacted away.
+    pub(crate) fn logged_before(&mut self, bound: u64) -> impl Iterator<Item = &mut Message> {
+        self.visible
+            .values_mut()
+            .map(|m| &mut **m)
+            .filter(move |m| m.lsn != 0 && m.lsn < bound)
+    }
+
     /// Every visible message in queue order (for tests, management and snapshots).
     pub(crate) fn iter_visible(&self) -> impl Iterator<Item = &Message> {
         self.visible.values().map(|m| &**m)

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::catalog::CatalogStore;
@@ -42,15 +43,27 @@ pub(crate) struct Durable {
     /// and pins (an unresolved prepare, a queue deletion not yet out of the catalog). A record
     /// below the smallest key is needed by nobody.
     live: Mutex<BTreeMap<Lsn, u64>>,
+    /// Approximate log bytes of every live message: compaction keeps the log within a small
+    /// multiple of this.
+    live_bytes: AtomicU64,
+    /// The log's segment size.
+    segment_size: u64,
 }
 
 impl Durable {
-    pub(crate) fn new(wal: Wal, catalog: Arc<dyn CatalogStore>, owner: Ownership) -> Durable {
+    pub(crate) fn new(
+        wal: Wal,
+        catalog: Arc<dyn CatalogStore>,
+        owner: Ownership,
+        segment_size: u64,
+    ) -> Durable {
         Durable {
             wal,
             catalog,
             _owner: owner,
             live: Mutex::new(BTreeMap::new()),
+            live_bytes: AtomicU64::new(0),
+            segment_size,
         }
     }
 
@@ -58,44 +71,62 @@ impl Durable {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Writes a record that keeps `keeps` things alive, and returns its LSN once it is durable.
-    /// The record is registered as live before anyone can see its LSN, so compaction never
-    /// deletes a record in flight.
-    pub(crate) fn log(&self, kind: u8, data: &[u8], keeps: u64) -> Result<Lsn> {
-        let lsn = {
-            let mut live = self.live();
-            let lsn = self.wal.submit(kind, data).map_err(storage_error)?;
-            if keeps > 0 {
-                *live.entry(lsn).or_default() += keeps;
-            }
-            lsn
-        };
+    /// Writes a record that keeps `keeps` things (`bytes` of messages) alive, and returns its
+    /// LSN once it is durable.
+    pub(crate) fn log(&self, kind: u8, data: &[u8], keeps: u64, bytes: u64) -> Result<Lsn> {
+        let lsn = self.submit(kind, data, keeps, bytes)?;
         self.wal.wait(lsn).map_err(storage_error)?;
         Ok(lsn)
     }
 
-    /// Counts things kept alive by records at these LSNs (replay).
-    pub(crate) fn keep(&self, lsns: impl IntoIterator<Item = Lsn>) {
+    /// [`Durable::log`] without waiting. The record is registered as live before anyone can see
+    /// its LSN, so compaction never deletes a record in flight.
+    pub(crate) fn submit(&self, kind: u8, data: &[u8], keeps: u64, bytes: u64) -> Result<Lsn> {
         let mut live = self.live();
-        for lsn in lsns {
+        let lsn = self.wal.submit(kind, data).map_err(storage_error)?;
+        if keeps > 0 {
+            *live.entry(lsn).or_default() += keeps;
+            self.live_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        Ok(lsn)
+    }
+
+    /// Counts things kept alive by records at these LSNs (replay).
+    pub(crate) fn keep(&self, lsns: impl IntoIterator<Item = (Lsn, u64)>) {
+        let mut live = self.live();
+        for (lsn, bytes) in lsns {
             *live.entry(lsn).or_default() += 1;
+            self.live_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
     }
 
     /// Things kept alive by records at these LSNs are gone (their removal is durable).
-    pub(crate) fn release(&self, lsns: &[Lsn]) {
-        if lsns.is_empty() {
+    pub(crate) fn release(&self, gone: &[(Lsn, u64)]) {
+        if gone.is_empty() {
             return;
         }
         let mut live = self.live();
-        for &lsn in lsns {
+        for &(lsn, bytes) in gone {
             if let Some(n) = live.get_mut(&lsn) {
                 *n -= 1;
                 if *n == 0 {
                     live.remove(&lsn);
                 }
+                self.live_bytes.fetch_sub(bytes, Ordering::Relaxed);
             }
         }
+    }
+
+    /// The end of the oldest segment, when the log has grown past twice its live data (plus two
+    /// segments of slack) and that segment's live messages should be rewritten at the head so
+    /// it can go.
+    pub(crate) fn sparse_bound(&self) -> Option<Lsn> {
+        let segments = self.wal.segment_count() as u64;
+        let live = self.live_bytes.load(Ordering::Relaxed);
+        if segments < 3 || segments * self.segment_size <= 2 * live + 2 * self.segment_size {
+            return None;
+        }
+        self.wal.oldest_segment_end()
     }
 
     /// Every record below the returned LSN is needed by nobody, and how many segments that frees.

@@ -15,7 +15,7 @@ pub mod wal;
 
 pub use catalog::{CatalogStore, MemCatalog, SledCatalog};
 pub use disk::{Disk, DiskFile, FileDisk};
-pub use owner::{take_over, Ownership, OwnershipError};
 pub use durable::storage_dir;
+pub use owner::{take_over, Ownership, OwnershipError};
 pub use sim::SimDisk;
 pub use wal::{Lsn, Record, Wal, WalError, WalOptions, WalStats};

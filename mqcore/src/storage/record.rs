@@ -65,10 +65,22 @@ pub(crate) enum OpRef<'a> {
 /// One change, as read back. Variants in the same order as [`OpRef`]'s.
 #[derive(Debug, Deserialize)]
 pub(crate) enum Op {
-    Put { at: StoreRef, msg: Box<Message> },
-    Remove { at: StoreRef, lookup: LookupId },
-    Move { from: StoreRef, to: StoreRef, lookup: LookupId },
-    DropQueue { id: u32 },
+    Put {
+        at: StoreRef,
+        msg: Box<Message>,
+    },
+    Remove {
+        at: StoreRef,
+        lookup: LookupId,
+    },
+    Move {
+        from: StoreRef,
+        to: StoreRef,
+        lookup: LookupId,
+    },
+    DropQueue {
+        id: u32,
+    },
 }
 
 /// Appends one operation to a record payload.

@@ -244,7 +244,9 @@ enum Decoded {
 fn decode_at(bytes: &[u8], offset: u64) -> Decoded {
     let at = offset as usize;
     let Some(frame) = bytes.get(at..at + FRAME_LEN) else {
-        return if bytes.len() <= at {
+        // A segment filled to within a frame header of its end keeps zeros there.
+        let rest = bytes.get(at..).unwrap_or_default();
+        return if rest.iter().all(|&b| b == 0) {
             Decoded::End
         } else {
             Decoded::Bad("truncated record header".into())
@@ -490,6 +492,14 @@ impl Wal {
     /// How many segment files the log has.
     pub fn segment_count(&self) -> usize {
         lock(&self.shared.state).segments.len()
+    }
+
+    /// The LSN of the first record after the oldest segment (`None` with one segment).
+    pub fn oldest_segment_end(&self) -> Option<Lsn> {
+        lock(&self.shared.state)
+            .segments
+            .get(1)
+            .map(|&(_, first)| first)
     }
 
     /// How many segments [`Wal::remove_before`] would delete for `lsn`.
