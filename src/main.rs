@@ -1,6 +1,9 @@
-//! The `mqemu` command line: today the in-process load generator; the server and the management
-//! commands join it as the network layer lands.
+//! The `mqemu` command line: today the in-process load generator and storage benchmarks; the
+//! server and the management commands join it as the network layer lands.
 
+mod commands;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,6 +25,44 @@ struct Cli {
 enum Command {
     /// Measure the engine in this process: producers send, consumers receive, from one queue.
     Bench(BenchArgs),
+    /// Measure how long a durable queue manager takes to open with many live messages, and with
+    /// the same number sent and received (history only).
+    BenchRecovery(RecoveryArgs),
+    /// Run a durable workload that reports each acknowledged commit, until killed (crash tests).
+    #[command(hide = true)]
+    CrashWorker(CrashWorkerArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RecoveryArgs {
+    /// Messages in each scenario.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    messages: u64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(0..=4 * 1024 * 1024))]
+    size: u32,
+    /// Where the two storage directories go (emptied first).
+    #[arg(long, default_value = "./mqemu-recovery-bench")]
+    dir: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct CrashWorkerArgs {
+    /// Root of the storage directory.
+    #[arg(long)]
+    data: PathBuf,
+    /// Sender threads.
+    #[arg(long, default_value_t = 3)]
+    senders: u32,
+    /// Receiver threads.
+    #[arg(long, default_value_t = 2)]
+    receivers: u32,
+    /// First sequence number of every sender.
+    #[arg(long, default_value_t = 0)]
+    base: u64,
 }
 
 /// How bench messages are sent.
@@ -60,13 +101,30 @@ struct BenchArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Bench(args) => match bench(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("mqemu bench: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Bench(args) => report("bench", bench(&args)),
+        Command::BenchRecovery(args) => report(
+            "bench-recovery",
+            commands::recovery::run(&commands::recovery::Options {
+                messages: args.messages,
+                size: args.size as usize,
+                dir: args.dir,
+                json: args.json,
+            }),
+        ),
+        Command::CrashWorker(args) => report(
+            "crash-worker",
+            commands::crash_worker::run(&args.data, args.senders, args.receivers, args.base),
+        ),
+    }
+}
+
+fn report(what: &str, result: mqemu::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mqemu {what}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Integration tests across the workspace, as one test binary (one link, one run).
 
 mod cli;
+mod crash;
 mod loom_models;
 mod testing_kit;

@@ -1,0 +1,4 @@
+//! Subcommands of the `mqemu` binary that are more than a few lines: each in its own file.
+
+pub mod crash_worker;
+pub mod recovery;
