@@ -96,6 +96,9 @@ struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Keep the queue on disk in this directory (a durable queue manager) instead of in memory.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -129,12 +132,23 @@ fn report(what: &str, result: mqemu::Result<()>) -> ExitCode {
 }
 
 fn bench(args: &BenchArgs) -> mqemu::Result<()> {
-    let qm = QueueManager::new();
+    let qm = match &args.data {
+        Some(dir) => QueueManager::builder().open(dir)?,
+        None => QueueManager::new(),
+    };
     let props = QueueProps {
         transactional: args.mode == Mode::Transactional,
         ..QueueProps::default()
     };
-    let queue = qm.create_queue(r".\private$\bench", props)?;
+    let name = match args.mode {
+        Mode::Transactional => r".\private$\bench-tx",
+        _ => r".\private$\bench",
+    };
+    let queue = match qm.create_queue(name, props) {
+        Ok(q) => q,
+        Err(e) if e.code() == mqemu::ErrorCode::QueueExists => qm.open(name)?,
+        Err(e) => return Err(e),
+    };
     let start = Instant::now();
     let received = Arc::new(AtomicU64::new(0));
     let payload_len = args.size as usize;

@@ -258,3 +258,25 @@ fn concurrent_committers_share_syncs_on_a_real_disk() {
     std::fs::remove_dir_all(&root).unwrap();
     let _ = Path::new("");
 }
+
+#[test]
+fn a_roll_interrupted_before_its_header_is_removed() {
+    let disk = SimDisk::new();
+    {
+        let (wal, _) = open(&disk, 4096).unwrap();
+        assert_eq!(workload(&wal, 3), 3);
+    }
+    // A process killed while creating segment 2: the file exists, zero-filled, with no header.
+    let next = dir().join(format!("{:016x}.wal", 2));
+    {
+        let file = Disk::open(&disk, &next, true).unwrap();
+        file.write_at(&[0u8; 4096], 0).unwrap();
+        file.sync_data().unwrap();
+    }
+    let (wal, records) = open(&disk, 4096).unwrap();
+    assert_eq!(records.len(), 3);
+    assert_eq!(workload(&wal, 2), 2);
+    drop(wal);
+    let (_, records) = open(&disk, 4096).unwrap();
+    assert_eq!(records.len(), 5);
+}

@@ -334,7 +334,9 @@ impl Wal {
                 offset,
                 why,
             };
-            if bytes.len() < HEADER_LEN as usize {
+            let unwritten_header = bytes.len() < HEADER_LEN as usize
+                || bytes[..HEADER_LEN as usize].iter().all(|&b| b == 0);
+            if unwritten_header {
                 if is_last {
                     // A segment whose header never became durable: the roll was interrupted.
                     tail = None;
@@ -556,20 +558,23 @@ fn new_segment(
 ) -> Result<Tail, WalError> {
     let path = segment_path(dir, seq);
     let file = disk.open(&path, true)?;
-    let chunk = vec![0u8; 1 << 20];
-    let mut at = 0;
-    while at < size {
-        let n = chunk.len().min((size - at) as usize);
-        file.write_at(&chunk[..n], at)?;
-        at += n as u64;
-    }
     let mut header = Vec::with_capacity(HEADER_LEN as usize);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&VERSION.to_le_bytes());
     header.extend_from_slice(&[0; 4]);
     header.extend_from_slice(&seq.to_le_bytes());
     header.extend_from_slice(&first_lsn.to_le_bytes());
+    // Header first: a crash during the zero fill leaves a short segment with a valid header
+    // (read up to its end), and one before the header leaves an empty or all-zero file, which
+    // recovery removes as an interrupted roll.
     file.write_at(&header, 0)?;
+    let chunk = vec![0u8; 1 << 20];
+    let mut at = HEADER_LEN;
+    while at < size {
+        let n = chunk.len().min((size - at) as usize);
+        file.write_at(&chunk[..n], at)?;
+        at += n as u64;
+    }
     file.sync_data()?;
     disk.sync_dir(dir)?;
     Ok(Tail {
