@@ -614,7 +614,7 @@ impl Inner {
         };
         if let Some(d) = &self.durable {
             d.release(&eff.released);
-            if lsn != 0 {
+            if lsn != 0 && d.compaction_due(lsn) {
                 if let Err(e) = self.compact() {
                     tracing::error!(error = %e, "log compaction failed");
                 }

@@ -48,7 +48,12 @@ pub(crate) struct Durable {
     live_bytes: AtomicU64,
     /// The log's segment size.
     segment_size: u64,
+    /// The LSN at which a step last looked for compaction work.
+    checked_at: AtomicU64,
 }
+
+/// How many records go by between two looks for compaction work.
+const COMPACTION_EVERY: Lsn = 64;
 
 impl Durable {
     pub(crate) fn new(
@@ -64,6 +69,7 @@ impl Durable {
             live: Mutex::new(BTreeMap::new()),
             live_bytes: AtomicU64::new(0),
             segment_size,
+            checked_at: AtomicU64::new(0),
         }
     }
 
@@ -115,6 +121,18 @@ impl Durable {
                 self.live_bytes.fetch_sub(bytes, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Whether a step that logged `lsn` should look for compaction work: once every
+    /// [`COMPACTION_EVERY`] records, so that committers do not all take the log's locks again
+    /// after each commit.
+    pub(crate) fn compaction_due(&self, lsn: Lsn) -> bool {
+        let last = self.checked_at.load(Ordering::Relaxed);
+        lsn >= last + COMPACTION_EVERY
+            && self
+                .checked_at
+                .compare_exchange(last, lsn, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// The end of the oldest segment, when the log has grown past twice its live data (plus two

@@ -29,6 +29,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -129,7 +130,14 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the writer when records are buffered (or at shutdown).
     work: Condvar,
-    /// Wakes committers when the durable LSN moves (or the log fails).
+    /// Every record up to this LSN is durable. Committers read it without a lock, and wait on
+    /// their own mutex and condition variable, so that a wake-up of many committers does not
+    /// fight the submitters (and the writer) for `state`.
+    durable_to: AtomicU64,
+    /// Set (after `State::failed`) when the log failed.
+    failed: AtomicBool,
+    waiting: Mutex<()>,
+    /// Wakes committers when the durable LSN moves (or the log fails); paired with `waiting`.
     durable: Condvar,
 }
 
@@ -140,8 +148,8 @@ struct State {
     buffered_to: Lsn,
     /// LSN the next append gets.
     next_lsn: Lsn,
-    /// Every record up to this LSN is durable.
-    durable_to: Lsn,
+    /// Whether the writer waits for work (only then does a submit need to wake it).
+    writer_idle: bool,
     /// Set when a write failed or the log was fenced: the reason, for every later caller.
     failed: Option<Failure>,
     shutdown: bool,
@@ -411,13 +419,16 @@ impl Wal {
                 buffer: Vec::new(),
                 buffered_to: last_lsn,
                 next_lsn: last_lsn + 1,
-                durable_to: last_lsn,
+                writer_idle: false,
                 failed: None,
                 shutdown: false,
                 stats: WalStats::default(),
                 segments: on_disk,
             }),
             work: Condvar::new(),
+            durable_to: AtomicU64::new(last_lsn),
+            failed: AtomicBool::new(false),
+            waiting: Mutex::new(()),
             durable: Condvar::new(),
         });
         let writer = Writer {
@@ -466,24 +477,48 @@ impl Wal {
         state.next_lsn += 1;
         encode(&mut state.buffer, kind, lsn, self.epoch, data);
         state.buffered_to = lsn;
-        self.shared.work.notify_one();
+        if state.writer_idle {
+            self.shared.work.notify_one();
+        }
         Ok(lsn)
     }
 
     /// Returns once every record up to `lsn` is durable (or the log failed).
     pub fn wait(&self, lsn: Lsn) -> Result<(), WalError> {
-        let mut state = lock(&self.shared.state);
-        while state.durable_to < lsn {
-            if let Some(f) = &state.failed {
+        let shared = &*self.shared;
+        let done = || shared.durable_to.load(Ordering::Acquire) >= lsn;
+        let failed = || shared.failed.load(Ordering::Acquire);
+        let mut guard = None;
+        loop {
+            if done() {
+                return Ok(());
+            }
+            if failed() {
+                drop(guard);
+                let state = lock(&shared.state);
+                let f = state.failed.as_ref().expect("set before the flag");
                 return Err(f.error());
             }
-            state = self
-                .shared
-                .durable
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+            // Checked again under `waiting`, which the writer takes before it notifies: no
+            // wake-up is lost between the check and the wait.
+            let g = match guard.take() {
+                Some(g) => g,
+                None => shared
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+            if done() || failed() {
+                guard = Some(g);
+                continue;
+            }
+            guard = Some(
+                shared
+                    .durable
+                    .wait(g)
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
         }
-        Ok(())
     }
 
     /// The LSN the next record will get.
@@ -602,11 +637,13 @@ impl Writer {
             let upto = {
                 let mut state = lock(&self.shared.state);
                 while state.buffer.is_empty() && !state.shutdown {
+                    state.writer_idle = true;
                     state = self
                         .shared
                         .work
                         .wait(state)
                         .unwrap_or_else(PoisonError::into_inner);
+                    state.writer_idle = false;
                 }
                 if state.buffer.is_empty() {
                     return; // shut down with nothing left to write
@@ -617,20 +654,31 @@ impl Writer {
             let result = self.write_batch(&batch);
             batch.clear();
             let mut state = lock(&self.shared.state);
-            match result {
+            let failed = match result {
                 Ok(records) => {
-                    state.durable_to = upto;
                     state.stats.records += records;
                     state.stats.syncs += 1;
+                    self.shared.durable_to.store(upto, Ordering::Release);
+                    false
                 }
                 Err(failure) => {
                     tracing::error!(?failure, "write-ahead log failed; no further commits");
                     state.failed = Some(failure);
-                    self.shared.durable.notify_all();
-                    return;
+                    self.shared.failed.store(true, Ordering::Release);
+                    true
                 }
-            }
+            };
+            drop(state);
+            drop(
+                self.shared
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
             self.shared.durable.notify_all();
+            if failed {
+                return;
+            }
         }
     }
 
