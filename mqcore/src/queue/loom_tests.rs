@@ -11,6 +11,7 @@ use loom::thread;
 
 use super::store::{Never, Store, TakeFuture};
 use crate::message::Message;
+use crate::storage::record::StoreRef;
 use std::sync::Arc;
 
 fn msg(body: &'static str) -> Box<Message> {
