@@ -36,7 +36,7 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct RecoveryArgs {
     /// Messages in each scenario.
-    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
     messages: u64,
     /// Body size in bytes.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(0..=4 * 1024 * 1024))]
@@ -47,6 +47,10 @@ struct RecoveryArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Only open this storage root, expecting `--messages` messages, and print the open time and
+    /// resident memory (the benchmark runs each open in a fresh process this way).
+    #[arg(long, hide = true)]
+    open_only: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -107,12 +111,15 @@ fn main() -> ExitCode {
         Command::Bench(args) => report("bench", bench(&args)),
         Command::BenchRecovery(args) => report(
             "bench-recovery",
-            commands::recovery::run(&commands::recovery::Options {
-                messages: args.messages,
-                size: args.size as usize,
-                dir: args.dir,
-                json: args.json,
-            }),
+            match &args.open_only {
+                Some(root) => commands::recovery::open_only(root, args.messages),
+                None => commands::recovery::run(&commands::recovery::Options {
+                    messages: args.messages,
+                    size: args.size as usize,
+                    dir: args.dir,
+                    json: args.json,
+                }),
+            },
         ),
         Command::CrashWorker(args) => report(
             "crash-worker",

@@ -93,21 +93,47 @@ fn fill(root: &Path, n: u64, size: usize, drain: bool, what: &str) -> mqemu::Res
     Ok(())
 }
 
-/// Opens `root` and checks it holds `expect` messages; returns the time the open took and the
-/// resident memory growth.
-fn reopen(root: &Path, expect: u64) -> mqemu::Result<(Duration, u64)> {
-    let before = rss().unwrap_or(0);
+/// In this process (a fresh one, see [`reopen`]): opens `root`, checks it holds `expect`
+/// messages, and prints the open time in seconds and the resident memory in bytes.
+pub fn open_only(root: &Path, expect: u64) -> mqemu::Result<()> {
     let start = Instant::now();
     let qm = QueueManager::builder().open(root)?;
     let took = start.elapsed();
     let count = qm.queue_info(QUEUE)?.message_count as u64;
-    assert_eq!(
-        count, expect,
-        "recovery found {count} messages, expected {expect}"
-    );
-    let grew = rss().unwrap_or(0).saturating_sub(before);
-    drop(qm);
-    Ok((took, grew))
+    if count != expect {
+        return Err(mqemu::Error::new(
+            mqemu::ErrorCode::MessageStorageFailed,
+            format!("recovery found {count} messages, expected {expect}"),
+        ));
+    }
+    println!("{:.6} {}", took.as_secs_f64(), rss().unwrap_or(0));
+    Ok(())
+}
+
+/// Opens `root` in a fresh process, so that neither the allocator's leftovers nor warm caches
+/// of this one flatter the figures; returns the open time and the resident memory after it.
+fn reopen(root: &Path, expect: u64) -> mqemu::Result<(Duration, u64)> {
+    let fail = |why: String| mqemu::Error::new(mqemu::ErrorCode::MessageStorageFailed, why);
+    let exe = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
+    let out = std::process::Command::new(exe)
+        .args(["bench-recovery", "--open-only"])
+        .arg(root)
+        .args(["--messages", &expect.to_string()])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    match (out.status.success(), words.next(), words.next()) {
+        (true, Some(secs), Some(rss)) => Ok((
+            Duration::from_secs_f64(secs.parse().unwrap_or(0.0)),
+            rss.parse().unwrap_or(0),
+        )),
+        _ => Err(fail(format!(
+            "opening {} failed: {}",
+            root.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ))),
+    }
 }
 
 /// Runs both scenarios and prints the figures.
@@ -129,7 +155,7 @@ pub fn run(o: &Options) -> mqemu::Result<()> {
     let ratio = live_open.as_secs_f64() / history_open.as_secs_f64().max(1e-9);
     if o.json {
         println!(
-            "{{\"messages\":{},\"size\":{},\"live\":{{\"open_s\":{:.3},\"log_bytes\":{},\"read_s\":{:.3},\"rss_growth_bytes\":{}}},\"history\":{{\"open_s\":{:.3},\"log_bytes\":{}}},\"live_over_history\":{:.1}}}",
+            "{{\"messages\":{},\"size\":{},\"live\":{{\"open_s\":{:.3},\"log_bytes\":{},\"read_s\":{:.3},\"rss_bytes\":{}}},\"history\":{{\"open_s\":{:.3},\"log_bytes\":{}}},\"live_over_history\":{:.1}}}",
             o.messages,
             o.size,
             live_open.as_secs_f64(),
@@ -142,7 +168,7 @@ pub fn run(o: &Options) -> mqemu::Result<()> {
         );
     } else {
         println!(
-            "{} live messages of {} B: open {:.3}s ({} MiB of log; reading it alone takes {:.3}s); resident memory +{} MiB",
+            "{} live messages of {} B: open {:.3}s ({} MiB of log; reading it alone takes {:.3}s); resident memory {} MiB after opening",
             o.messages,
             o.size,
             live_open.as_secs_f64(),
