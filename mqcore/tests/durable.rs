@@ -1,10 +1,13 @@
 //! A durable queue manager across restarts, crashes at every sync point, fencing and compaction.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::bodies;
 use mqcore::storage::{take_over, MemCatalog, SimDisk};
 use mqcore::{Delivery, ErrorCode, LookupAction, Message, QueueManager, QueueProps, Tx};
 
@@ -14,16 +17,6 @@ fn recoverable(body: &str) -> Message {
     let mut m = Message::new(body.as_bytes().to_vec());
     m.delivery = Delivery::Recoverable;
     m
-}
-
-fn bodies(qm: &QueueManager, name: &str) -> Vec<String> {
-    qm.open(name)
-        .unwrap()
-        .messages()
-        .unwrap()
-        .iter()
-        .map(|m| m.body_str().unwrap().to_owned())
-        .collect()
 }
 
 /// Every durable store's recoverable messages as (lookup id, body, move count), in queue order,

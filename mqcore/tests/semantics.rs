@@ -3,7 +3,7 @@
 //! Each test names the MSMQ rule it pins; the error paths assert the exact MSMQ code.
 
 mod common;
-use common::manual;
+use common::{bodies, manual};
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,16 +23,6 @@ fn qm() -> QueueManager {
 
 fn body(m: &Message) -> &str {
     m.body_str().expect("test bodies are text")
-}
-
-fn bodies(qm: &QueueManager, name: &str) -> Vec<String> {
-    qm.open(name)
-        .unwrap()
-        .messages()
-        .unwrap()
-        .iter()
-        .map(|m| body(m).to_owned())
-        .collect()
 }
 
 /// Sends `body` to `q` from another thread a moment from now, for tests of waiting receivers.

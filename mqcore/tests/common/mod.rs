@@ -1,4 +1,6 @@
 //! Helpers shared by the engine's integration tests.
+// Each test binary includes this module and uses some of it.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -11,4 +13,15 @@ pub fn manual() -> (QueueManager, ManualClock) {
         .clock(Arc::new(clock.clone()))
         .build();
     (qm, clock)
+}
+
+/// The bodies of the visible messages of queue `name`, in queue order.
+pub fn bodies(qm: &QueueManager, name: &str) -> Vec<String> {
+    qm.open(name)
+        .unwrap()
+        .messages()
+        .unwrap()
+        .iter()
+        .map(|m| m.body_str().expect("test bodies are text").to_owned())
+        .collect()
 }
