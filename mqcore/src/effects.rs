@@ -48,8 +48,6 @@ pub(crate) struct Effects {
     /// Messages held by a committing transaction: removed from (or moved out of) their stores
     /// before the record is written.
     pub(crate) claims: Vec<Held>,
-    /// Messages that fail (negative acknowledgement, dead letter) once the step is logged.
-    pub(crate) failed: Vec<(Message, MessageClass)>,
 }
 
 impl Effects {
@@ -62,7 +60,6 @@ impl Effects {
             released: Vec::new(),
             puts: Vec::new(),
             claims: Vec::new(),
-            failed: Vec::new(),
         }
     }
 
@@ -72,7 +69,6 @@ impl Effects {
             && self.released.is_empty()
             && self.puts.is_empty()
             && self.claims.is_empty()
-            && self.failed.is_empty()
     }
 
     /// Puts `msg` in `store` under the next lookup id.
@@ -163,15 +159,12 @@ impl Effects {
         });
     }
 
-    /// Logs that the queue with catalog id `id` is deleted.
+    /// Logs that the queue with catalog id `id` is deleted. The record is kept alive (one pin,
+    /// released by the caller once the catalog entry is gone).
     pub(crate) fn drop_queue(&mut self, id: u32) {
         if self.durable {
             record::push(&mut self.ops, &OpRef::DropQueue { id });
+            self.keeps += 1;
         }
-    }
-
-    /// `msg` fails with `class` once the step is logged.
-    pub(crate) fn fail(&mut self, msg: Message, class: MessageClass) {
-        self.failed.push((msg, class));
     }
 }

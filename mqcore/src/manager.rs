@@ -212,6 +212,7 @@ impl Builder {
             journal: Store::new(StoreRef::System(SystemQueue::Journal)),
             durable,
             in_doubt: Mutex::new(HashMap::new()),
+            xids: Mutex::default(),
             compacting: AtomicBool::new(false),
         })
     }
@@ -279,6 +280,9 @@ pub(crate) struct Inner {
     durable: Option<Durable>,
     /// Prepared transactions found by recovery, waiting for their outcome, by xid.
     in_doubt: Mutex<HashMap<String, Transaction>>,
+    /// Coordinator ids of the external transactions begun and not finished: an xid names one
+    /// transaction in the log, so a second live one is refused.
+    xids: Mutex<std::collections::HashSet<String>>,
     /// Set while a step compacts the log, so that only one does.
     compacting: AtomicBool,
 }
@@ -484,6 +488,9 @@ impl Inner {
         msg.lookup_id = 0;
         msg.abort_count = 0;
         msg.move_count = 0;
+        // A message received from a durable queue manager and sent again is a new message: it
+        // is in no log record until its send is logged.
+        msg.lsn = 0;
         msg.transactional = transactional;
         let id = msg.id;
         match tx {
@@ -555,9 +562,14 @@ impl Inner {
 
     /// Builds a step with `f` and applies it.
     pub(crate) fn run(self: &Arc<Self>, f: impl FnOnce(&mut Effects)) -> Result<()> {
+        self.run_logged(f).map(drop)
+    }
+
+    /// [`Inner::run`], returning the LSN of the step's record (0 if it logged nothing).
+    pub(crate) fn run_logged(self: &Arc<Self>, f: impl FnOnce(&mut Effects)) -> Result<Lsn> {
         let mut eff = self.effects();
         f(&mut eff);
-        self.apply(eff)
+        self.apply_as(eff, None)
     }
 
     /// [`Inner::run`] where nobody can take the error (timers, follow-ups of a step already
@@ -572,7 +584,7 @@ impl Inner {
     /// record (and waits for it), then publishes. A storage failure is returned before anything
     /// is published; claimed messages then stay on disk and come back on restart.
     pub(crate) fn apply(self: &Arc<Self>, eff: Effects) -> Result<()> {
-        self.apply_as(eff, None)
+        self.apply_as(eff, None).map(drop)
     }
 
     /// [`Inner::apply`]; with `resolve`, the step is a prepared transaction's and the record is
@@ -581,9 +593,9 @@ impl Inner {
         self: &Arc<Self>,
         mut eff: Effects,
         resolve: Option<(&str, Lsn)>,
-    ) -> Result<()> {
+    ) -> Result<Lsn> {
         if eff.is_empty() && resolve.is_none() {
-            return Ok(());
+            return Ok(0);
         }
         let mut tidy = Vec::new();
         for h in std::mem::take(&mut eff.claims) {
@@ -614,11 +626,6 @@ impl Inner {
         };
         if let Some(d) = &self.durable {
             d.release(&eff.released);
-            if lsn != 0 && d.compaction_due(lsn) {
-                if let Err(e) = self.compact() {
-                    tracing::error!(error = %e, "log compaction failed");
-                }
-            }
         }
         for put in eff.puts {
             let Put {
@@ -636,8 +643,10 @@ impl Inner {
                 Ok(()) if expires => self.arm_expiry(&store),
                 Ok(()) => {}
                 Err(msg) => {
+                    // Its queue is being deleted; until that deletion is durable, its put is
+                    // undone explicitly.
                     self.run_quietly(|e| {
-                        e.forget(&msg);
+                        e.removed(&store, &msg);
                         self.fail_message(*msg, refused, e);
                     });
                 }
@@ -646,14 +655,16 @@ impl Inner {
         for q in tidy {
             q.tidy_subqueues();
         }
-        if !eff.failed.is_empty() {
-            self.run_quietly(|e| {
-                for (msg, class) in eff.failed {
-                    self.fail_message(msg, class, e);
+        // After the publish: a committer that happens to run compaction has already made its
+        // messages visible.
+        if let Some(d) = &self.durable {
+            if lsn != 0 && d.compaction_due(lsn) {
+                if let Err(e) = self.compact() {
+                    tracing::error!(error = %e, "log compaction failed");
                 }
-            });
+            }
         }
-        Ok(())
+        Ok(lsn)
     }
 
     /// A non-transactional send reaching its queue: quota check and publish under one lock, or
@@ -732,7 +743,7 @@ impl Inner {
         for StagedSend { queue, mut msg } in sends {
             if let Some(ttrq) = msg.time_to_reach_queue {
                 if now > msg.sent_time.saturating_add(ttrq) {
-                    eff.fail(msg, MessageClass::NACK_REACH_QUEUE_TIMEOUT);
+                    self.fail_message(msg, MessageClass::NACK_REACH_QUEUE_TIMEOUT, &mut eff);
                     continue;
                 }
             }
@@ -745,7 +756,7 @@ impl Inner {
             let held_now = queue.store.lock().bytes() + earlier;
             if over_quota(quota, held_now, footprint(&msg)) {
                 // Other transactions filled the queue since this send was checked.
-                eff.fail(msg, MessageClass::NACK_Q_EXCEED_QUOTA);
+                self.fail_message(msg, MessageClass::NACK_Q_EXCEED_QUOTA, &mut eff);
                 continue;
             }
             match staged
@@ -836,7 +847,7 @@ impl Inner {
             };
             self.run_quietly(|eff| {
                 for m in deleted {
-                    eff.forget(&m);
+                    eff.removed(&store, &m);
                     self.fail_message(m, MessageClass::NACK_Q_DELETED, eff);
                 }
                 self.dead_letter_expired(&store, expired, eff);
@@ -1249,6 +1260,16 @@ impl Inner {
         Ok(())
     }
 
+    /// An external transaction finished: its xid may be used again.
+    pub(crate) fn finished(&self, kind: &TxKind) {
+        if let TxKind::External { xid } = kind {
+            self.xids
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(xid);
+        }
+    }
+
     fn lock_in_doubt(&self) -> std::sync::MutexGuard<'_, HashMap<String, Transaction>> {
         self.in_doubt.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -1454,8 +1475,9 @@ impl QueueManager {
         }
         let journal = q.journal.lock().close();
         // One record drops the queue and dead-letters its messages; the catalog entry goes after
-        // it (recovery finishes a deletion the crash interrupted).
-        self.inner.run(|eff| {
+        // it (recovery finishes a deletion the crash interrupted). The record stays alive until
+        // the catalog no longer has the queue.
+        let lsn = self.inner.run_logged(|eff| {
             eff.drop_queue(q.id);
             for m in &journal {
                 eff.forget(m);
@@ -1470,6 +1492,7 @@ impl QueueManager {
             d.catalog.remove(&queue_key(q.id)).map_err(|e| {
                 Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}"))
             })?;
+            d.release(&[(lsn, 0)]);
         }
         Ok(())
     }
@@ -1577,9 +1600,25 @@ impl QueueManager {
 
     /// Begins an external transaction with the coordinator's id `xid`; it must be prepared before
     /// it commits. Fails with `MQ_ERROR_DTC_CONNECT` while the coordinator is unavailable.
+    /// An xid already in use by an unfinished or in-doubt transaction is refused
+    /// (`MQ_ERROR_TRANSACTION_USAGE`).
     pub fn begin_external(&self, xid: impl Into<String>) -> Result<Transaction> {
         self.inner.require_coordinator()?;
-        Ok(self.inner.begin(TxKind::External { xid: xid.into() }))
+        let xid = xid.into();
+        let mut xids = self
+            .inner
+            .xids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if xids.contains(&xid) || self.inner.lock_in_doubt().contains_key(&xid) {
+            return Err(Error::new(
+                ErrorCode::TransactionUsage,
+                format!("transaction {xid:?} is already active or in doubt on this queue manager"),
+            ));
+        }
+        xids.insert(xid.clone());
+        drop(xids);
+        Ok(self.inner.begin(TxKind::External { xid }))
     }
 
     /// Whether this queue manager keeps its queues on disk.

@@ -274,14 +274,16 @@ impl Transaction {
             _ => {}
         }
         state.phase = Phase::Done;
-        if let Some((eff, lsn)) = state.prepared.take() {
-            drop(state);
-            return qm.apply_as(eff, Some((self.xid(), lsn)));
-        }
+        let prepared = state.prepared.take();
         let sends = std::mem::take(&mut state.sends);
         let held = std::mem::take(&mut state.held);
         drop(state);
-        qm.apply(qm.commit_effects(sends, held))
+        let result = match prepared {
+            Some((eff, lsn)) => qm.apply_as(eff, Some((self.xid(), lsn))).map(drop),
+            None => qm.apply(qm.commit_effects(sends, held)),
+        };
+        qm.finished(&self.shared.kind);
+        result
     }
 
     /// Aborts: staged messages are dropped and received messages go back where they were.
@@ -307,6 +309,7 @@ impl Transaction {
                     }
                     held = eff.claims;
                 }
+                qm.finished(&self.shared.kind);
                 qm.abort(held)
             }
             // The queue manager is gone, and its queues with it; nothing is left to restore.

@@ -19,9 +19,13 @@ fn recoverable(body: &str) -> Message {
     m
 }
 
-/// Every durable store's recoverable messages as (lookup id, body, move count), in queue order,
+/// Every durable store's recoverable messages as (lookup id, body, move count, message id), in
+/// queue order,
 /// plus the prepared transactions without an outcome: what must survive a crash.
-type Snapshot = (BTreeMap<String, Vec<(u64, String, u32)>>, Vec<String>);
+type Snapshot = (
+    BTreeMap<String, Vec<(u64, String, u32, String)>>,
+    Vec<String>,
+);
 
 fn snapshot(qm: &QueueManager, prepared: Vec<String>) -> Snapshot {
     let mut stores = Vec::new();
@@ -37,7 +41,7 @@ fn snapshot(qm: &QueueManager, prepared: Vec<String>) -> Snapshot {
     stores.push(r"DIRECT=OS:.\SYSTEM$;DEADLETTER".to_owned());
     let mut out = BTreeMap::new();
     for name in stores {
-        let msgs: Vec<(u64, String, u32)> = qm
+        let msgs: Vec<(u64, String, u32, String)> = qm
             .open(&name)
             .unwrap()
             .messages()
@@ -49,6 +53,7 @@ fn snapshot(qm: &QueueManager, prepared: Vec<String>) -> Snapshot {
                     m.lookup_id(),
                     m.body_str().unwrap_or_default().to_owned(),
                     m.move_count(),
+                    m.id().to_string(),
                 )
             })
             .collect();
@@ -498,4 +503,114 @@ fn every_sync_point_recovers_exactly_the_acknowledged_steps() {
         crashes as u64 >= total_syncs / 2,
         "{crashes} crashes in {total_syncs} sync points"
     );
+}
+
+#[test]
+fn a_received_message_sent_again_as_express_is_a_new_message() {
+    let root = tempfile::tempdir().unwrap();
+    {
+        let qm = QueueManager::builder()
+            .segment_size(64 * 1024)
+            .open(root.path())
+            .unwrap();
+        let t = qm
+            .create_queue(r".\private$\t", QueueProps::transactional())
+            .unwrap();
+        let q = qm
+            .create_queue(r".\private$\q", QueueProps::default())
+            .unwrap();
+        // "a" and "b" share one log record.
+        let tx = qm.begin();
+        t.send(Message::new("a"), Tx::In(&tx)).unwrap();
+        t.send(Message::new("b"), Tx::In(&tx)).unwrap();
+        tx.commit().unwrap();
+        let mut a = t.receive(NOW, Tx::Single).unwrap();
+        a.delivery = Delivery::Express; // never on disk
+        q.send(a, Tx::None).unwrap();
+        q.receive(NOW, Tx::None).unwrap();
+        // History enough for compaction to delete every segment nothing live needs.
+        let body = vec![7u8; 1024];
+        for _ in 0..500 {
+            t.send(Message::new(body.clone()), Tx::Single).unwrap();
+            t.receive_by_lookup_id(LookupAction::Last, Tx::Single)
+                .unwrap();
+        }
+    }
+    let qm = QueueManager::builder().open(root.path()).unwrap();
+    assert_eq!(bodies(&qm, r".\private$\t"), ["b"]);
+    assert!(bodies(&qm, r".\private$\q").is_empty());
+}
+
+#[test]
+fn message_ids_of_an_in_doubt_transaction_are_not_given_again() {
+    let root = tempfile::tempdir().unwrap();
+    let prepared_id = {
+        let qm = QueueManager::builder().open(root.path()).unwrap();
+        let q = qm
+            .create_queue(r".\private$\q", QueueProps::transactional())
+            .unwrap();
+        let tx = qm.begin_external("xid-1").unwrap();
+        let id = q.send(Message::new("in doubt"), Tx::In(&tx)).unwrap();
+        tx.prepare().unwrap();
+        std::mem::forget(tx);
+        id
+    };
+    let qm = QueueManager::builder().open(root.path()).unwrap();
+    let q = qm.open(r".\private$\q").unwrap();
+    let next = q.send(Message::new("after"), Tx::Single).unwrap();
+    assert_ne!(next, prepared_id);
+    qm.resolve_in_doubt("xid-1", true).unwrap();
+    let ids: Vec<_> = q.messages().unwrap().iter().map(|m| m.id()).collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+}
+
+#[test]
+fn a_dead_letter_decided_at_prepare_survives_in_doubt_recovery() {
+    let root = tempfile::tempdir().unwrap();
+    {
+        let clock = mqcore::ManualClock::new();
+        let qm = QueueManager::builder()
+            .clock(Arc::new(clock.clone()))
+            .open(root.path())
+            .unwrap();
+        let q = qm
+            .create_queue(r".\private$\q", QueueProps::transactional())
+            .unwrap();
+        let tx = qm.begin_external("xid-ttrq").unwrap();
+        let mut m = Message::new("too late");
+        m.time_to_reach_queue = Some(Duration::from_secs(1));
+        q.send(m, Tx::In(&tx)).unwrap();
+        clock.advance(Duration::from_secs(2));
+        tx.prepare().unwrap();
+        std::mem::forget(tx);
+    }
+    let qm = QueueManager::builder().open(root.path()).unwrap();
+    qm.resolve_in_doubt("xid-ttrq", true).unwrap();
+    assert!(bodies(&qm, r".\private$\q").is_empty());
+    assert_eq!(bodies(&qm, r"DIRECT=OS:.\SYSTEM$;DEADXACT"), ["too late"]);
+}
+
+#[test]
+fn an_xid_names_one_unfinished_transaction() {
+    let root = tempfile::tempdir().unwrap();
+    {
+        let qm = QueueManager::builder().open(root.path()).unwrap();
+        let q = qm
+            .create_queue(r".\private$\q", QueueProps::transactional())
+            .unwrap();
+        let tx = qm.begin_external("xid-9").unwrap();
+        let err = qm.begin_external("xid-9").unwrap_err();
+        assert_eq!(err.code(), ErrorCode::TransactionUsage);
+        q.send(Message::new("one"), Tx::In(&tx)).unwrap();
+        tx.prepare().unwrap();
+        std::mem::forget(tx);
+    }
+    let qm = QueueManager::builder().open(root.path()).unwrap();
+    let err = qm.begin_external("xid-9").unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TransactionUsage, "in doubt");
+    qm.resolve_in_doubt("xid-9", true).unwrap();
+    let tx = qm.begin_external("xid-9").unwrap();
+    tx.abort();
+    assert_eq!(bodies(&qm, r".\private$\q"), ["one"]);
 }

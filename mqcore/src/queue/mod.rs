@@ -419,7 +419,7 @@ impl Queue {
     fn give_back(&self, store: &Store, lookup: LookupId) {
         if let Some(msg) = store.lock().unlock(lookup, false) {
             self.qm.run_quietly(|eff| {
-                eff.forget(&msg);
+                eff.removed(store, &msg);
                 self.qm.fail_message(msg, MessageClass::NACK_Q_DELETED, eff);
             });
         }

@@ -283,6 +283,9 @@ pub(crate) fn replay(records: Vec<Record>, local: uuid::Uuid) -> Result<Recovere
             if let Op::Put { at, msg } = op {
                 let at = norm(at.clone());
                 out.saw(&at, msg.lookup_id);
+                if msg.source_machine == local {
+                    out.ordinal = out.ordinal.max(msg.id.ordinal());
+                }
             }
         }
     }

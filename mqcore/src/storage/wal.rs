@@ -553,10 +553,10 @@ impl Wal {
             let keep_from = removable(&state.segments, lsn);
             state.segments.drain(..keep_from).map(|(s, _)| s).collect()
         };
+        // Oldest first, each removal durable before the next: a crash leaves a suffix of the
+        // segments, never a gap in the middle of the log.
         for seq in &doomed {
             self.disk.remove(&segment_path(&self.dir, *seq))?;
-        }
-        if !doomed.is_empty() {
             self.disk.sync_dir(&self.dir)?;
         }
         Ok(doomed.len())
