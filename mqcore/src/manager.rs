@@ -218,6 +218,9 @@ impl Builder {
     }
 }
 
+/// Bytes of rewritten messages per compaction record.
+const REWRITE_CHUNK: usize = 8 * 1024 * 1024;
+
 /// Catalog key of the queue manager's GUID.
 const GUID_KEY: &str = "meta/guid";
 /// Catalog key of the last queue id handed out.
@@ -772,19 +775,37 @@ impl Inner {
             eff.put_refusing(&queue.store, msg, MessageClass::NACK_BAD_DST_Q);
         }
         for h in held {
-            let msg = h.store.lock().locked_message(h.lookup).cloned();
-            if let Some(msg) = msg {
-                match &h.move_to {
-                    Some(dest) => eff.log_move(&h.store, dest, &msg),
-                    None => {
-                        eff.removed(&h.store, &msg);
-                        self.after_receive(h.queue.as_deref(), &msg, &mut eff);
+            // Log the removal or move from the held message in place; copy it only when a
+            // journal copy or a receive acknowledgement needs it.
+            let copy = {
+                let s = h.store.lock();
+                match (s.locked_message(h.lookup), &h.move_to) {
+                    (Some(msg), Some(dest)) => {
+                        eff.log_move(&h.store, dest, msg);
+                        None
                     }
+                    (Some(msg), None) => {
+                        eff.removed(&h.store, msg);
+                        self.follows_receive(h.queue.as_deref(), msg)
+                            .then(|| msg.clone())
+                    }
+                    (None, _) => None,
                 }
+            };
+            if let Some(msg) = copy {
+                self.after_receive(h.queue.as_deref(), &msg, &mut eff);
             }
             eff.claims.push(h);
         }
         eff
+    }
+
+    /// Whether receiving `msg` from `parent` leads to a journal copy or an acknowledgement.
+    fn follows_receive(&self, parent: Option<&QueueInner>, msg: &Message) -> bool {
+        parent.is_some_and(|q| {
+            q.read_props().journal
+                || (msg.admin_queue.is_some() && msg.acknowledge.contains(Acknowledge::POS_RECEIVE))
+        })
     }
 
     /// Logs a prepared transaction's step (a PREPARE record that keeps its puts and itself
@@ -1021,11 +1042,12 @@ impl Inner {
         })
     }
 
-    /// Writes a catalog entry (durable when it returns); nothing in memory.
+    /// Writes a catalog entry (durable when it returns); nothing in memory. Refused once fenced.
     fn catalog_put(&self, key: &str, value: &[u8]) -> Result<()> {
         let Some(d) = &self.durable else {
             return Ok(());
         };
+        d.check_owner()?;
         d.catalog
             .put(key, value)
             .map_err(|e| Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}")))
@@ -1226,27 +1248,40 @@ impl Inner {
         for store in stores {
             let (lsn, gone) = {
                 let mut s = store.lock();
-                let mut data = Vec::new();
+                // One record per chunk of about REWRITE_CHUNK bytes, so that no rewrite comes
+                // near the record size limit; each message takes its chunk's LSN.
+                let mut chunks: Vec<(Vec<u8>, u64, u64)> = Vec::new();
+                let mut chunk_of: Vec<usize> = Vec::new();
                 let mut gone = Vec::new();
                 for m in s.logged_before(bound) {
+                    if chunks.last().is_none_or(|c| c.0.len() >= REWRITE_CHUNK) {
+                        chunks.push((Vec::new(), 0, 0));
+                    }
+                    let chunk = chunks.last_mut().expect("pushed above");
                     record::push(
-                        &mut data,
+                        &mut chunk.0,
                         &OpRef::Put {
                             at: &store.id,
                             msg: m,
                         },
                     );
+                    chunk.1 += 1;
+                    chunk.2 += logged_size(m);
+                    chunk_of.push(chunks.len() - 1);
                     gone.push((m.lsn, logged_size(m)));
                 }
                 if gone.is_empty() {
                     continue;
                 }
-                let bytes = gone.iter().map(|g| g.1).sum();
-                let lsn = d.submit(record::COMMIT, &data, gone.len() as u64, bytes)?;
-                for m in s.logged_before(bound) {
-                    m.lsn = lsn;
+                let mut lsns = Vec::with_capacity(chunks.len());
+                for (data, keeps, bytes) in &chunks {
+                    lsns.push(d.submit(record::COMMIT, data, *keeps, *bytes)?);
                 }
-                (lsn, gone)
+                // The same messages, in the same order: nothing changed under the lock.
+                for (m, c) in s.logged_before(bound).zip(chunk_of) {
+                    m.lsn = lsns[c];
+                }
+                (*lsns.last().expect("one chunk at least"), gone)
             };
             d.wal.wait(lsn).map_err(storage_error)?;
             d.release(&gone);
@@ -1462,6 +1497,9 @@ impl QueueManager {
                 ))
             }
         };
+        if let Some(d) = &self.inner.durable {
+            d.check_owner()?;
+        }
         {
             let mut cat = self.inner.catalog_mut();
             cat.by_name.remove(&q.key);

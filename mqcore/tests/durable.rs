@@ -163,6 +163,17 @@ fn a_fenced_queue_manager_refuses_every_durable_step() {
     assert_eq!(err.code(), ErrorCode::ServiceNotAvailable);
     let err = q.receive(NOW, Tx::Single).unwrap_err();
     assert_eq!(err.code(), ErrorCode::ServiceNotAvailable);
+    // Catalog changes are fenced too.
+    let err = qm
+        .create_queue(r".\private$\new", QueueProps::default())
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ServiceNotAvailable);
+    let err = qm
+        .set_queue_props(r".\private$\q", mqcore::QueueUpdate::default())
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ServiceNotAvailable);
+    let err = qm.delete_queue(r".\private$\q").unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ServiceNotAvailable);
     drop(q);
     drop(qm);
     let qm = QueueManager::builder().open(root.path()).unwrap();

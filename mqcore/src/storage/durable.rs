@@ -38,7 +38,7 @@ pub(crate) fn storage_error(e: WalError) -> Error {
 pub(crate) struct Durable {
     pub(crate) wal: Wal,
     pub(crate) catalog: Arc<dyn CatalogStore>,
-    _owner: Ownership,
+    owner: Ownership,
     /// How many live things each record keeps alive: messages it put that are still in a queue,
     /// and pins (an unresolved prepare, a queue deletion not yet out of the catalog). A record
     /// below the smallest key is needed by nobody.
@@ -65,12 +65,28 @@ impl Durable {
         Durable {
             wal,
             catalog,
-            _owner: owner,
+            owner,
             live: Mutex::new(BTreeMap::new()),
             live_bytes: AtomicU64::new(0),
             segment_size,
             checked_at: AtomicU64::new(0),
         }
+    }
+
+    /// Fails with `MQ_ERROR_SERVICE_NOT_AVAILABLE` if another owner raised the epoch: the
+    /// catalog's writes get the same fencing as the log's.
+    pub(crate) fn check_owner(&self) -> Result<()> {
+        let ours = self.owner.epoch();
+        let theirs = (self.owner.epoch_check())().map_err(|e| {
+            Error::new(
+                ErrorCode::MessageStorageFailed,
+                format!("reading the owner epoch: {e}"),
+            )
+        })?;
+        if theirs == ours {
+            return Ok(());
+        }
+        Err(storage_error(WalError::Fenced { ours, theirs }))
     }
 
     fn live(&self) -> MutexGuard<'_, BTreeMap<Lsn, u64>> {
