@@ -3,15 +3,43 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use common::bodies;
 use mqcore::storage::{take_over, MemCatalog, SimDisk};
-use mqcore::{Delivery, ErrorCode, LookupAction, Message, QueueManager, QueueProps, Tx};
+use mqcore::{Delivery, ErrorCode, LookupAction, Message, Queue, QueueManager, QueueProps, Tx};
 
 const NOW: Duration = Duration::ZERO;
+
+/// A durable queue manager on `root` with 64 KiB segments, so that history fills segments fast.
+fn open_small(root: &Path) -> QueueManager {
+    QueueManager::builder()
+        .segment_size(64 * 1024)
+        .open(root)
+        .unwrap()
+}
+
+fn tx_queue(qm: &QueueManager, name: &str) -> Queue {
+    qm.create_queue(name, QueueProps::transactional()).unwrap()
+}
+
+/// Sends and receives `n` 1 KiB messages through `q`, one transaction each: history only.
+/// Returns the last lookup id used.
+fn churn(q: &Queue, n: usize) -> u64 {
+    let body = Bytes::from(vec![7u8; 1024]);
+    let mut last = 0;
+    for _ in 0..n {
+        q.send(Message::new(body.clone()), Tx::Single).unwrap();
+        last = q
+            .receive_by_lookup_id(LookupAction::Last, Tx::Single)
+            .unwrap()
+            .lookup_id();
+    }
+    last
+}
 
 fn recoverable(body: &str) -> Message {
     let mut m = Message::new(body.as_bytes().to_vec());
@@ -69,9 +97,7 @@ fn committed_messages_survive_a_restart_and_express_ones_do_not() {
     let root = tempfile::tempdir().unwrap();
     let (lookups, guid) = {
         let qm = QueueManager::builder().open(root.path()).unwrap();
-        let orders = qm
-            .create_queue(r".\private$\orders", QueueProps::transactional())
-            .unwrap();
+        let orders = tx_queue(&qm, r".\private$\orders");
         let props = QueueProps {
             journal: true,
             label: "plain".into(),
@@ -149,9 +175,7 @@ fn a_second_opener_is_refused_while_the_first_holds_the_directory() {
 fn a_fenced_queue_manager_refuses_every_durable_step() {
     let root = tempfile::tempdir().unwrap();
     let qm = QueueManager::builder().open(root.path()).unwrap();
-    let q = qm
-        .create_queue(r".\private$\q", QueueProps::transactional())
-        .unwrap();
+    let q = tx_queue(&qm, r".\private$\q");
     q.send(Message::new("before"), Tx::Single).unwrap();
     // Another node takes the storage over without the lock (its owner is unreachable).
     take_over(
@@ -186,12 +210,8 @@ fn a_prepared_transaction_stays_in_doubt_until_the_coordinator_decides() {
         let root = tempfile::tempdir().unwrap();
         {
             let qm = QueueManager::builder().open(root.path()).unwrap();
-            let a = qm
-                .create_queue(r".\private$\a", QueueProps::transactional())
-                .unwrap();
-            let b = qm
-                .create_queue(r".\private$\b", QueueProps::transactional())
-                .unwrap();
+            let a = tx_queue(&qm, r".\private$\a");
+            let b = tx_queue(&qm, r".\private$\b");
             a.send(Message::new("a1"), Tx::Single).unwrap();
             a.send(Message::new("a2"), Tx::Single).unwrap();
             let tx = qm.begin_external("xid-7").unwrap();
@@ -228,19 +248,9 @@ fn a_prepared_transaction_stays_in_doubt_until_the_coordinator_decides() {
 fn compaction_deletes_history_and_lookup_ids_are_never_reused() {
     let root = tempfile::tempdir().unwrap();
     let last = {
-        let qm = QueueManager::builder()
-            .segment_size(64 * 1024)
-            .open(root.path())
-            .unwrap();
-        let q = qm
-            .create_queue(r".\private$\q", QueueProps::transactional())
-            .unwrap();
-        let body = vec![7u8; 1024];
-        let mut last = 0;
-        for _ in 0..1000 {
-            q.send(Message::new(body.clone()), Tx::Single).unwrap();
-            last = q.receive(NOW, Tx::Single).unwrap().lookup_id();
-        }
+        let qm = open_small(root.path());
+        let q = tx_queue(&qm, r".\private$\q");
+        let last = churn(&q, 1000);
         let (_, segments) = qm.log_stats().unwrap();
         assert!(
             segments <= 2,
@@ -261,22 +271,11 @@ fn compaction_deletes_history_and_lookup_ids_are_never_reused() {
 fn an_old_message_does_not_keep_history_alive() {
     let root = tempfile::tempdir().unwrap();
     {
-        let qm = QueueManager::builder()
-            .segment_size(64 * 1024)
-            .open(root.path())
-            .unwrap();
-        let old = qm
-            .create_queue(r".\private$\old", QueueProps::transactional())
-            .unwrap();
+        let qm = open_small(root.path());
+        let old = tx_queue(&qm, r".\private$\old");
         old.send(Message::new("still here"), Tx::Single).unwrap();
-        let q = qm
-            .create_queue(r".\private$\q", QueueProps::transactional())
-            .unwrap();
-        let body = vec![7u8; 1024];
-        for _ in 0..1000 {
-            q.send(Message::new(body.clone()), Tx::Single).unwrap();
-            q.receive(NOW, Tx::Single).unwrap();
-        }
+        let q = tx_queue(&qm, r".\private$\q");
+        churn(&q, 1000);
         let (_, segments) = qm.log_stats().unwrap();
         // About 1.1 MB of history went through 64 KiB segments; the live data is one message.
         assert!(segments <= 3, "{segments} segments left");
@@ -291,13 +290,10 @@ fn a_deleted_queue_stays_deleted_and_its_messages_are_dead_lettered() {
     let root = tempfile::tempdir().unwrap();
     {
         let qm = QueueManager::builder().open(root.path()).unwrap();
-        let q = qm
-            .create_queue(r".\private$\gone", QueueProps::transactional())
-            .unwrap();
+        let q = tx_queue(&qm, r".\private$\gone");
         q.send(Message::new("orphan"), Tx::Single).unwrap();
         qm.delete_queue(r".\private$\gone").unwrap();
-        qm.create_queue(r".\private$\gone", QueueProps::transactional())
-            .unwrap();
+        tx_queue(&qm, r".\private$\gone");
     }
     let qm = QueueManager::builder().open(root.path()).unwrap();
     assert!(bodies(&qm, r".\private$\gone").is_empty());
@@ -339,9 +335,7 @@ fn workload(qm: &QueueManager, mut step: impl FnMut(&QueueManager, bool, Vec<Str
     let mut journaled = QueueProps::transactional();
     journaled.journal = true;
     let a = qm.create_queue(r".\private$\a", journaled).unwrap();
-    let b = qm
-        .create_queue(r".\private$\b", QueueProps::transactional())
-        .unwrap();
+    let b = tx_queue(qm, r".\private$\b");
     let c = qm
         .create_queue(r".\private$\c", QueueProps::default())
         .unwrap();
@@ -520,13 +514,8 @@ fn every_sync_point_recovers_exactly_the_acknowledged_steps() {
 fn a_received_message_sent_again_as_express_is_a_new_message() {
     let root = tempfile::tempdir().unwrap();
     {
-        let qm = QueueManager::builder()
-            .segment_size(64 * 1024)
-            .open(root.path())
-            .unwrap();
-        let t = qm
-            .create_queue(r".\private$\t", QueueProps::transactional())
-            .unwrap();
+        let qm = open_small(root.path());
+        let t = tx_queue(&qm, r".\private$\t");
         let q = qm
             .create_queue(r".\private$\q", QueueProps::default())
             .unwrap();
@@ -540,12 +529,7 @@ fn a_received_message_sent_again_as_express_is_a_new_message() {
         q.send(a, Tx::None).unwrap();
         q.receive(NOW, Tx::None).unwrap();
         // History enough for compaction to delete every segment nothing live needs.
-        let body = vec![7u8; 1024];
-        for _ in 0..500 {
-            t.send(Message::new(body.clone()), Tx::Single).unwrap();
-            t.receive_by_lookup_id(LookupAction::Last, Tx::Single)
-                .unwrap();
-        }
+        churn(&t, 500);
     }
     let qm = QueueManager::builder().open(root.path()).unwrap();
     assert_eq!(bodies(&qm, r".\private$\t"), ["b"]);
@@ -557,9 +541,7 @@ fn message_ids_of_an_in_doubt_transaction_are_not_given_again() {
     let root = tempfile::tempdir().unwrap();
     let prepared_id = {
         let qm = QueueManager::builder().open(root.path()).unwrap();
-        let q = qm
-            .create_queue(r".\private$\q", QueueProps::transactional())
-            .unwrap();
+        let q = tx_queue(&qm, r".\private$\q");
         let tx = qm.begin_external("xid-1").unwrap();
         let id = q.send(Message::new("in doubt"), Tx::In(&tx)).unwrap();
         tx.prepare().unwrap();
@@ -585,9 +567,7 @@ fn a_dead_letter_decided_at_prepare_survives_in_doubt_recovery() {
             .clock(Arc::new(clock.clone()))
             .open(root.path())
             .unwrap();
-        let q = qm
-            .create_queue(r".\private$\q", QueueProps::transactional())
-            .unwrap();
+        let q = tx_queue(&qm, r".\private$\q");
         let tx = qm.begin_external("xid-ttrq").unwrap();
         let mut m = Message::new("too late");
         m.time_to_reach_queue = Some(Duration::from_secs(1));
@@ -607,9 +587,7 @@ fn an_xid_names_one_unfinished_transaction() {
     let root = tempfile::tempdir().unwrap();
     {
         let qm = QueueManager::builder().open(root.path()).unwrap();
-        let q = qm
-            .create_queue(r".\private$\q", QueueProps::transactional())
-            .unwrap();
+        let q = tx_queue(&qm, r".\private$\q");
         let tx = qm.begin_external("xid-9").unwrap();
         let err = qm.begin_external("xid-9").unwrap_err();
         assert_eq!(err.code(), ErrorCode::TransactionUsage);
