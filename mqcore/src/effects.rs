@@ -18,8 +18,11 @@ use crate::tx::Held;
 
 /// About how many bytes a message takes in the log, for compaction's accounting.
 pub(crate) fn logged_size(msg: &Message) -> u64 {
-    footprint(msg) + 128
+    footprint(msg) + LOGGED_OVERHEAD
 }
+
+/// What a message's record takes besides its body and label, roughly.
+pub(crate) const LOGGED_OVERHEAD: u64 = 128;
 
 /// A message to put in a store once the step is logged.
 pub(crate) struct Put {

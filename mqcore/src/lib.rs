@@ -36,7 +36,7 @@ pub mod tx;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Error, ErrorCode, Result};
-pub use manager::{Builder, Compat, QueueManager};
+pub use manager::{Builder, CacheStats, Compat, QueueManager};
 pub use message::{
     Acknowledge, CorrelationId, Delivery, JournalFlags, Message, MessageClass, MessageId,
 };

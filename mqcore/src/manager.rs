@@ -17,16 +17,17 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::effects::{logged_size, Effects, Put};
+use crate::effects::{logged_size, Effects, Put, LOGGED_OVERHEAD};
 use crate::error::{Error, ErrorCode, Result};
 use crate::message::{Acknowledge, Delivery, JournalFlags, Message, MessageClass, MessageId};
 use crate::name::{Host, QueueName, QueueRef, SystemQueue};
+use crate::queue::cold::{ColdSource, Entry};
 use crate::queue::store::{footprint, LookupId, Store};
 use crate::queue::{Queue, QueueInfo, QueueInner, QueueProps, QueueUpdate, Target};
 use crate::storage::catalog::{CatalogStore, SledCatalog};
-use crate::storage::durable::{replay, storage_dir, storage_error, Durable, Recovered};
+use crate::storage::durable::{storage_dir, storage_error, Durable, LogSource, Recovered, Replay};
 use crate::storage::record::{self, Op, OpRef, StoreRef};
-use crate::storage::wal::{Lsn, Wal, WalOptions};
+use crate::storage::wal::{Lsn, Wal, WalError, WalOptions};
 use crate::storage::{Disk, FileDisk, Ownership, OwnershipError};
 use crate::timer::{Timer, TimerDeadline};
 use crate::tx::{Coordinator, Held, LocalCoordinator, StagedSend, Transaction, Tx, TxKind};
@@ -68,6 +69,16 @@ impl std::fmt::Display for Compat {
     }
 }
 
+/// How much of the queued messages' data a durable queue manager keeps in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Body and label bytes of logged messages held in memory.
+    pub cached_bytes: u64,
+    /// Queued messages held only as their position in the log.
+    pub cold_messages: u64,
+}
+
 /// Builds a [`QueueManager`].
 #[must_use]
 pub struct Builder {
@@ -77,6 +88,7 @@ pub struct Builder {
     compat: Compat,
     coordinator: Arc<dyn Coordinator>,
     segment_size: u64,
+    cache_size: u64,
 }
 
 impl Builder {
@@ -116,11 +128,19 @@ impl Builder {
         self
     }
 
+    /// Bytes of logged message bodies and labels a durable queue manager keeps in memory;
+    /// messages past it are kept as log positions (16 bytes each) and read back when needed.
+    /// Default 64 MiB.
+    pub fn cache_size(mut self, bytes: u64) -> Builder {
+        self.cache_size = bytes;
+        self
+    }
+
     /// Starts an in-memory queue manager.
     pub fn build(self) -> QueueManager {
         let guid = self.guid.unwrap_or_else(Uuid::new_v4);
         QueueManager {
-            inner: self.start(guid, None),
+            inner: self.start(guid, None, None),
         }
     }
 
@@ -180,22 +200,38 @@ impl Builder {
         let options = WalOptions {
             segment_size: self.segment_size,
         };
-        let (wal, records) = Wal::open(
+        let mut replay = Replay::new(guid);
+        let mut failed = None;
+        let wal = Wal::open_visiting(
             disk,
             &dir.join("wal"),
             owner.epoch(),
             owner.epoch_check(),
             options,
+            |r| {
+                replay.record(r).map_err(|e| {
+                    let why = e.to_string();
+                    failed = Some(e);
+                    WalError::Poisoned(why)
+                })
+            },
         )
-        .map_err(storage_error)?;
-        let recovered = replay(records, guid)?;
+        .map_err(|e| failed.take().unwrap_or_else(|| storage_error(e)))?;
+        let recovered = replay.finish();
+        let cold: Arc<dyn ColdSource> = Arc::new(LogSource::new(wal.reader(), self.cache_size));
         let durable = Durable::new(wal, catalog, owner, options_size);
-        let inner = self.start(guid, Some(durable));
+        let inner = self.start(guid, Some(durable), Some(cold));
         inner.recover(recovered)?;
         Ok(QueueManager { inner })
     }
 
-    fn start(self, guid: Uuid, durable: Option<Durable>) -> Arc<Inner> {
+    fn start(
+        self,
+        guid: Uuid,
+        durable: Option<Durable>,
+        cold: Option<Arc<dyn ColdSource>>,
+    ) -> Arc<Inner> {
+        let system = |q| Store::linked(StoreRef::System(q), false, cold.as_ref());
         let timer = Timer::start(self.clock.clone());
         Arc::new(Inner {
             name: self.name,
@@ -207,16 +243,41 @@ impl Builder {
             catalog: RwLock::new(Catalog::default()),
             next_ordinal: AtomicU32::new(0),
             next_tx: AtomicU64::new(0),
-            dead_letter: Store::new(StoreRef::System(SystemQueue::DeadLetter)),
-            dead_xact: Store::new(StoreRef::System(SystemQueue::DeadXact)),
-            journal: Store::new(StoreRef::System(SystemQueue::Journal)),
+            dead_letter: system(SystemQueue::DeadLetter),
+            dead_xact: system(SystemQueue::DeadXact),
+            journal: system(SystemQueue::Journal),
             durable,
+            cold,
             in_doubt: Mutex::new(HashMap::new()),
             xids: Mutex::default(),
             compacting: AtomicBool::new(false),
         })
     }
 }
+
+/// One compaction record being built: messages rewritten at the head of the log.
+#[derive(Default)]
+struct Rewrite {
+    data: Vec<u8>,
+    keeps: u64,
+    bytes: u64,
+}
+
+impl Rewrite {
+    fn push(&mut self, at: &StoreRef, msg: &Message) {
+        record::push(&mut self.data, &OpRef::Put { at, msg });
+        self.keeps += 1;
+        self.bytes += logged_size(msg);
+    }
+
+    /// Submits the record (its messages live from it on); returns its LSN.
+    fn submit(self, d: &Durable) -> Result<Lsn> {
+        d.submit(record::COMMIT, &self.data, self.keeps, self.bytes)
+    }
+}
+
+/// Default bytes of logged messages kept in memory ([`Builder::cache_size`]).
+const DEFAULT_CACHE: u64 = 64 * 1024 * 1024;
 
 /// Bytes of rewritten messages per compaction record.
 const REWRITE_CHUNK: usize = 8 * 1024 * 1024;
@@ -281,6 +342,8 @@ pub(crate) struct Inner {
     journal: Arc<Store>,
     /// The log and catalog; `None` for an in-memory queue manager.
     durable: Option<Durable>,
+    /// Where stores read messages past the cache budget back from (durable queue managers).
+    cold: Option<Arc<dyn ColdSource>>,
     /// Prepared transactions found by recovery, waiting for their outcome, by xid.
     in_doubt: Mutex<HashMap<String, Transaction>>,
     /// Coordinator ids of the external transactions begun and not finished: an xid names one
@@ -641,7 +704,7 @@ impl Inner {
                 msg.lsn = lsn;
             }
             let expires = msg.time_to_be_received.is_some();
-            let result = store.lock().insert(msg);
+            let result = store.lock().insert(msg, logged);
             match result {
                 Ok(()) if expires => self.arm_expiry(&store),
                 Ok(()) => {}
@@ -1035,10 +1098,11 @@ impl Inner {
             path: Arc::new(QueueName::private(&self.name, name)),
             key: name.to_ascii_lowercase(),
             props: RwLock::new(props),
-            store: Store::new_expiring(StoreRef::Main(id)),
-            journal: Store::new(StoreRef::Journal(id)),
+            store: Store::linked(StoreRef::Main(id), true, self.cold.as_ref()),
+            journal: Store::linked(StoreRef::Journal(id), false, self.cold.as_ref()),
             subqueues: Default::default(),
             deleted: AtomicBool::new(false),
+            cold: self.cold.clone(),
         })
     }
 
@@ -1129,15 +1193,71 @@ impl Inner {
             }
         }
         let mut expiring = Vec::new();
-        for (at, msgs) in std::mem::take(&mut rec.stores) {
+        for (at, slots) in std::mem::take(&mut rec.stores) {
             let Some((store, _)) = self.store_of(&at) else {
                 continue;
             };
-            d.keep(msgs.values().map(|m| (m.lsn, logged_size(m))));
-            let mut s = store.lock();
-            for (_, msg) in msgs {
-                let _ = s.insert(msg);
+            d.keep(
+                slots
+                    .values()
+                    .map(|s| (s.lsn, u64::from(s.footprint) + LOGGED_OVERHEAD)),
+            );
+            // Kept whole, moved (their record is another store's), or cold.
+            let mut whole = Vec::new();
+            let mut moved = Vec::new();
+            let mut cold: Vec<(u8, Entry, u32)> = Vec::new();
+            for (lookup, slot) in slots {
+                if let Some(msg) = rec.kept.remove(&(at.clone(), lookup)) {
+                    whole.push(msg);
+                } else if slot.moves > 0 {
+                    moved.push((lookup, slot));
+                } else {
+                    let e = Entry {
+                        lookup,
+                        lsn: slot.lsn,
+                    };
+                    cold.push((slot.rank, e, slot.footprint));
+                }
             }
+            cold.sort_unstable_by_key(|&(rank, e, _)| (rank, e.lookup));
+            let mut s = store.lock();
+            for rank in 0..8u8 {
+                let from = cold.partition_point(|c| c.0 < rank);
+                let to = cold.partition_point(|c| c.0 <= rank);
+                if from == to {
+                    continue;
+                }
+                let bytes = cold[from..to].iter().map(|c| u64::from(c.2)).sum();
+                s.recover_cold(rank, cold[from..to].iter().map(|c| c.1).collect(), bytes);
+            }
+            drop(cold);
+            for chunk in moved.chunks(256) {
+                let wanted: Vec<(Lsn, LookupId)> = chunk
+                    .iter()
+                    .map(|(lookup, slot)| (slot.lsn, *lookup))
+                    .collect();
+                let source = self
+                    .cold
+                    .as_ref()
+                    .expect("durable queue managers have a log source");
+                let msgs = source.load(&at, &wanted, u64::MAX).map_err(|e| {
+                    Error::new(ErrorCode::MessageStorageFailed, format!("recovery: {e}"))
+                })?;
+                for mut msg in msgs {
+                    let slot = chunk
+                        .iter()
+                        .find(|(lookup, _)| *lookup == msg.lookup_id)
+                        .map(|(_, slot)| *slot)
+                        .expect("loaded messages were asked for");
+                    msg.move_count = msg.move_count.saturating_add(u32::from(slot.moves));
+                    msg.abort_count = 0;
+                    whole.push(msg);
+                }
+            }
+            for msg in whole {
+                let _ = s.insert(msg, false);
+            }
+            s.refill_all();
             if s.next_expiry().is_some() {
                 expiring.push(store.clone());
             }
@@ -1229,11 +1349,8 @@ impl Inner {
         self.lock_in_doubt().insert(xid, t);
     }
 
-    /// Rewrites every message held in a record below `bound` at the head of the log, one record
-    /// per store, so that the old segments hold nothing live. Each record is submitted under its
-    /// store's lock: a receive that takes one of these messages later logs its removal after the
-    /// rewrite, and one that took it earlier finds it gone from the store.
-    fn relocate(&self, d: &Durable, bound: Lsn) -> Result<()> {
+    /// Every store: the system queues, and each queue's own, journal and subqueues.
+    fn all_stores(&self) -> Vec<Arc<Store>> {
         let mut stores: Vec<Arc<Store>> = vec![
             self.dead_letter.clone(),
             self.dead_xact.clone(),
@@ -1244,44 +1361,66 @@ impl Inner {
             stores.push(q.journal.clone());
             stores.extend(q.subqueues().values().map(|(_, s)| s.clone()));
         }
+        stores
+    }
+
+    /// Rewrites every message held in a record below `bound` at the head of the log, one record
+    /// per store, so that the old segments hold nothing live. Each record is submitted under its
+    /// store's lock: a receive that takes one of these messages later logs its removal after the
+    /// rewrite, and one that took it earlier finds it gone from the store.
+    fn relocate(&self, d: &Durable, bound: Lsn) -> Result<()> {
+        let stores = self.all_stores();
         let mut moved = 0;
         for store in stores {
             let (lsn, gone) = {
                 let mut s = store.lock();
+                let mut gone = Vec::new();
+                let mut last = 0;
                 // One record per chunk of about REWRITE_CHUNK bytes, so that no rewrite comes
                 // near the record size limit; each message takes its chunk's LSN.
-                let mut chunks: Vec<(Vec<u8>, u64, u64)> = Vec::new();
-                let mut chunk_of: Vec<usize> = Vec::new();
-                let mut gone = Vec::new();
-                for m in s.logged_before(bound) {
-                    if chunks.last().is_none_or(|c| c.0.len() >= REWRITE_CHUNK) {
-                        chunks.push((Vec::new(), 0, 0));
+                let mut hot: Vec<&mut Message> = s.logged_before(bound).collect();
+                let mut start = 0;
+                while start < hot.len() {
+                    let mut chunk = Rewrite::default();
+                    let mut end = start;
+                    while end < hot.len() && chunk.data.len() < REWRITE_CHUNK {
+                        chunk.push(&store.id, hot[end]);
+                        end += 1;
                     }
-                    let chunk = chunks.last_mut().expect("pushed above");
-                    record::push(
-                        &mut chunk.0,
-                        &OpRef::Put {
-                            at: &store.id,
-                            msg: m,
-                        },
-                    );
-                    chunk.1 += 1;
-                    chunk.2 += logged_size(m);
-                    chunk_of.push(chunks.len() - 1);
-                    gone.push((m.lsn, logged_size(m)));
+                    last = chunk.submit(d)?;
+                    for m in &mut hot[start..end] {
+                        gone.push((m.lsn, logged_size(m)));
+                        m.lsn = last;
+                    }
+                    start = end;
+                }
+                // Cold messages are read back a batch at a time and rewritten the same way.
+                let cold = s.cold_before(bound);
+                let mut chunk = Rewrite::default();
+                let mut members: Vec<(u8, LookupId, Lsn, u64)> = Vec::new();
+                for (i, batch) in cold.chunks(256).enumerate() {
+                    for m in s.read_cold(batch) {
+                        chunk.push(&store.id, &m);
+                        members.push((
+                            7u8.saturating_sub(m.priority),
+                            m.lookup_id,
+                            m.lsn,
+                            logged_size(&m),
+                        ));
+                    }
+                    let final_batch = (i + 1) * 256 >= cold.len();
+                    if !members.is_empty() && (chunk.data.len() >= REWRITE_CHUNK || final_batch) {
+                        last = std::mem::take(&mut chunk).submit(d)?;
+                        for (rank, lookup, old, size) in members.drain(..) {
+                            s.relocated(rank, lookup, last);
+                            gone.push((old, size));
+                        }
+                    }
                 }
                 if gone.is_empty() {
                     continue;
                 }
-                let mut lsns = Vec::with_capacity(chunks.len());
-                for (data, keeps, bytes) in &chunks {
-                    lsns.push(d.submit(record::COMMIT, data, *keeps, *bytes)?);
-                }
-                // The same messages, in the same order: nothing changed under the lock.
-                for (m, c) in s.logged_before(bound).zip(chunk_of) {
-                    m.lsn = lsns[c];
-                }
-                (*lsns.last().expect("one chunk at least"), gone)
+                (last, gone)
             };
             d.wal.wait(lsn).map_err(storage_error)?;
             d.release(&gone);
@@ -1401,6 +1540,16 @@ impl QueueManager {
             compat: Compat::default(),
             coordinator: LocalCoordinator::new(),
             segment_size: WalOptions::default().segment_size,
+            cache_size: DEFAULT_CACHE,
+        }
+    }
+
+    /// How much of the queued messages' data is in memory (see [`Builder::cache_size`]).
+    pub fn cache_stats(&self) -> CacheStats {
+        let stores = self.inner.all_stores();
+        CacheStats {
+            cached_bytes: self.inner.cold.as_ref().map_or(0, |c| c.cache().used()),
+            cold_messages: stores.iter().map(|s| s.lock().cold_len() as u64).sum(),
         }
     }
 

@@ -304,9 +304,11 @@ fn storage() -> PathBuf {
     PathBuf::from("/vs1/msmq/storage")
 }
 
-fn open_sim(disk: &SimDisk, catalog: &MemCatalog) -> mqcore::Result<QueueManager> {
+/// A queue manager on the simulated disk with 1 KiB segments and a cache of `cache` bytes.
+fn open_sim(disk: &SimDisk, catalog: &MemCatalog, cache: u64) -> mqcore::Result<QueueManager> {
     QueueManager::builder()
         .segment_size(1024)
+        .cache_size(cache)
         .guid(uuid::Uuid::from_u128(7))
         .open_with(
             Arc::new(disk.clone()),
@@ -430,16 +432,34 @@ fn all_lookups(s: &Snapshot) -> BTreeMap<String, u64> {
 
 #[test]
 fn every_sync_point_recovers_exactly_the_acknowledged_steps() {
+    sweep_sync_points(64 * 1024 * 1024);
+}
+
+/// The same with no cache: every message that may leave memory does, and is read back from the
+/// log by receives, moves, compaction and recovery.
+#[test]
+fn every_sync_point_recovers_messages_kept_only_in_the_log() {
+    sweep_sync_points(0);
+}
+
+fn sweep_sync_points(cache: u64) {
     // The reference: the queue manager's own durable state after each acknowledged step, on a
     // disk that never fails.
     let disk = SimDisk::new();
     let catalog = MemCatalog::new();
-    let qm = open_sim(&disk, &catalog).unwrap();
+    let qm = open_sim(&disk, &catalog, cache).unwrap();
     let mut reference = vec![snapshot(&qm, Vec::new())];
+    let mut most_cold = 0;
     workload(&qm, |qm, ok, prepared| {
         assert!(ok, "the workload runs clean on a disk that does not fail");
+        most_cold = most_cold.max(qm.cache_stats().cold_messages);
         reference.push(snapshot(qm, prepared));
     });
+    assert_eq!(
+        most_cold > 0,
+        cache == 0,
+        "messages leave memory exactly when the cache is empty ({most_cold} did)"
+    );
     let total_syncs = disk.syncs();
     let first_segment = storage().join("wal").join(format!("{:016x}.wal", 1));
     assert!(
@@ -454,7 +474,7 @@ fn every_sync_point_recovers_exactly_the_acknowledged_steps() {
         let catalog = MemCatalog::new();
         disk.fail_after_syncs(n);
         let mut acknowledged = 0;
-        if let Ok(qm) = open_sim(&disk, &catalog) {
+        if let Ok(qm) = open_sim(&disk, &catalog, cache) {
             workload(&qm, |_, ok, _| acknowledged += usize::from(ok));
         }
         if !disk.has_crashed() {
@@ -465,7 +485,7 @@ fn every_sync_point_recovers_exactly_the_acknowledged_steps() {
             let image = disk.crash_image(|_, unsynced| if torn { unsynced / 2 } else { 0 });
             let context =
                 format!("crash at sync {n} (torn {torn}), {acknowledged} steps acknowledged");
-            let qm = open_sim(&image, &catalog).unwrap_or_else(|e| panic!("{context}: {e}"));
+            let qm = open_sim(&image, &catalog, cache).unwrap_or_else(|e| panic!("{context}: {e}"));
             // Every lookup id anyone could have seen before the crash.
             let mut max_lookup: BTreeMap<String, u64> = BTreeMap::new();
             for s in &reference[..=acknowledged] {

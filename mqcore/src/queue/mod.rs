@@ -7,6 +7,7 @@
 //! locking and waiting live in [`store`]; the routing of journal copies, dead letters and
 //! acknowledgements lives in the queue manager.
 
+pub(crate) mod cold;
 pub(crate) mod store;
 
 #[cfg(all(test, loom))]
@@ -132,6 +133,8 @@ pub(crate) struct QueueInner {
     pub(crate) subqueues: Mutex<HashMap<String, (String, Arc<Store>)>>,
     /// Set when the queue is deleted; handles then fail with MQ_ERROR_QUEUE_DELETED.
     pub(crate) deleted: AtomicBool,
+    /// Where its stores read cold messages back from (durable queue managers).
+    pub(crate) cold: Option<Arc<dyn cold::ColdSource>>,
 }
 
 impl QueueInner {
@@ -163,7 +166,7 @@ impl QueueInner {
             .entry(name.to_ascii_lowercase())
             .or_insert_with(|| {
                 let id = StoreRef::Sub(self.id, name.to_ascii_lowercase());
-                (name.to_owned(), Store::new_expiring(id))
+                (name.to_owned(), Store::linked(id, true, self.cold.as_ref()))
             })
             .1
             .clone()
@@ -334,7 +337,7 @@ impl Queue {
             let got = s
                 .first()
                 .map(|(key, _)| key)
-                .map(|key| Claim::at(&mut s, key, txs));
+                .and_then(|key| Claim::at(&mut s, key, txs));
             drop(s);
             self.qm.expired(&store, expired);
             got
@@ -514,7 +517,7 @@ impl Queue {
 
     /// Every visible message in queue order, without removing any (for tests and management).
     pub fn messages(&self) -> Result<Vec<Message>> {
-        Ok(self.store()?.lock().iter_visible().cloned().collect())
+        Ok(self.store()?.lock().visible_messages())
     }
 
     /// Number of messages, locked ones included.
@@ -527,7 +530,7 @@ impl Queue {
         Ok(self.len()? == 0)
     }
 
-    fn locate(&self, s: &State, action: LookupAction) -> Result<Key> {
+    fn locate(&self, s: &mut State, action: LookupAction) -> Result<Key> {
         let found = match action {
             LookupAction::First => s.first_by_lookup(),
             LookupAction::Last => s.last_by_lookup(),
@@ -578,7 +581,7 @@ impl Queue {
         self.receive_located(tx, |q, s| q.locate_correlation(s, id))
     }
 
-    fn locate_id(&self, s: &State, id: &MessageId) -> Result<Key> {
+    fn locate_id(&self, s: &mut State, id: &MessageId) -> Result<Key> {
         match s.find_by_id(id) {
             Found::Visible(key) => Ok(key),
             Found::Locked(owner) => Err(locked_error(owner, 0)),
@@ -589,8 +592,8 @@ impl Queue {
         }
     }
 
-    fn locate_correlation(&self, s: &State, id: &MessageId) -> Result<Key> {
-        s.first_by_correlation(id).map(|(k, _)| k).ok_or_else(|| {
+    fn locate_correlation(&self, s: &mut State, id: &MessageId) -> Result<Key> {
+        s.first_by_correlation(id).ok_or_else(|| {
             Error::new(
                 ErrorCode::MessageNotFound,
                 format!("no message with correlation id {id} in {}", self.name),
@@ -599,25 +602,41 @@ impl Queue {
     }
 
     /// Peeks at the message `locate` picks, under the lock, without waiting.
-    fn peek_located(&self, locate: impl FnOnce(&Queue, &State) -> Result<Key>) -> Result<Message> {
+    fn peek_located(
+        &self,
+        locate: impl FnOnce(&Queue, &mut State) -> Result<Key>,
+    ) -> Result<Message> {
         let store = self.store()?;
-        let s = store.lock();
-        let key = locate(self, &s)?;
-        Ok(s.get(key).cloned().expect("located keys are visible"))
+        let mut s = store.lock();
+        let key = locate(self, &mut s)?;
+        s.get(key).cloned().ok_or_else(|| self.unreadable(key))
+    }
+
+    /// A located message that could not be read back from the log (the log failed; the error
+    /// is logged where it happened).
+    fn unreadable(&self, key: Key) -> Error {
+        Error::new(
+            ErrorCode::MessageStorageFailed,
+            format!(
+                "message {} of {} cannot be read back from the log",
+                key.lookup(),
+                self.name
+            ),
+        )
     }
 
     /// Receives the message `locate` picks, under the lock, without waiting.
     fn receive_located(
         &self,
         tx: Tx<'_>,
-        locate: impl FnOnce(&Queue, &State) -> Result<Key>,
+        locate: impl FnOnce(&Queue, &mut State) -> Result<Key>,
     ) -> Result<Message> {
         let txs = self.receive_tx(&tx)?;
         let store = self.store()?;
         let claim = {
             let mut s = store.lock();
-            let key = locate(self, &s)?;
-            Claim::at(&mut s, key, txs)
+            let key = locate(self, &mut s)?;
+            Claim::at(&mut s, key, txs).ok_or_else(|| self.unreadable(key))?
         };
         self.complete_receive(store, claim)
     }
@@ -654,8 +673,8 @@ impl Queue {
         }
         let claim = {
             let mut s = from.lock();
-            let key = self.locate(&s, LookupAction::Current(lookup))?;
-            Claim::at(&mut s, key, txs)
+            let key = self.locate(&mut s, LookupAction::Current(lookup))?;
+            Claim::at(&mut s, key, txs).ok_or_else(|| self.unreadable(key))?
         };
         match claim {
             Claim::Taken(msg) => {
@@ -681,8 +700,8 @@ impl Queue {
         let store = self.store()?;
         let msg = {
             let mut s = store.lock();
-            let key = self.locate(&s, LookupAction::Current(lookup))?;
-            s.take(key).expect("located keys are visible")
+            let key = self.locate(&mut s, LookupAction::Current(lookup))?;
+            s.take(key).ok_or_else(|| self.unreadable(key))?
         };
         self.qm.run(|eff| {
             eff.removed(&store, &msg);
@@ -696,21 +715,32 @@ impl Queue {
 
     /// Removes every message that is not locked by a transaction (`MQPurgeQueue`). Senders that
     /// asked for negative receive acknowledgements get NACK 0xC001 (`NACK_Q_PURGED`).
+    ///
+    /// A long queue goes a batch at a time, each batch one logged step, so that its messages are
+    /// never all in memory (or in one log record) at once; messages that arrive meanwhile (lookup
+    /// ids past the last one when the purge began) stay.
     pub fn purge(&self) -> Result<usize> {
         let store = self.store()?;
-        let msgs = store.lock().take_all_visible();
-        let n = msgs.len();
+        let last = store.last_lookup();
         // Only messages purged from their destination were never received; journal copies and
         // dead letters were acknowledged (or not) already.
         let acknowledge = self.journaled_parent().is_some();
-        self.qm.run(|eff| {
-            for m in &msgs {
-                eff.removed(&store, m);
-                if acknowledge {
-                    self.qm.acknowledge(m, MessageClass::NACK_Q_PURGED, eff);
-                }
+        let mut n = 0;
+        loop {
+            let msgs = store.lock().take_first(PURGE_BATCH, last);
+            if msgs.is_empty() {
+                break;
             }
-        })?;
+            n += msgs.len();
+            self.qm.run(|eff| {
+                for m in &msgs {
+                    eff.removed(&store, m);
+                    if acknowledge {
+                        self.qm.acknowledge(m, MessageClass::NACK_Q_PURGED, eff);
+                    }
+                }
+            })?;
+        }
         drop(store);
         self.tidy();
         Ok(n)
@@ -726,13 +756,17 @@ enum Claim<'t> {
 
 impl<'t> Claim<'t> {
     /// Claims the visible message at `key`: locked to the transaction, or taken out without one.
-    fn at(s: &mut State, key: Key, txs: Option<&'t Arc<TxShared>>) -> Claim<'t> {
-        match txs {
-            Some(t) => Claim::Locked(s.lock(key, t.id), t),
-            None => Claim::Taken(s.take(key).expect("claimed keys are visible")),
-        }
+    /// `None` if it is cold and cannot be read back.
+    fn at(s: &mut State, key: Key, txs: Option<&'t Arc<TxShared>>) -> Option<Claim<'t>> {
+        Some(match txs {
+            Some(t) => Claim::Locked(s.lock(key, t.id)?, t),
+            None => Claim::Taken(s.take(key)?),
+        })
     }
 }
+
+/// Messages per logged step of a purge.
+const PURGE_BATCH: usize = 4096;
 
 fn locked_error(owner: Owner, lookup: LookupId) -> Error {
     let what = match owner {
@@ -784,11 +818,12 @@ impl Cursor {
         &self.queue
     }
 
-    fn probe(at: Option<Key>, consumed: bool, aim: Aim, s: &State) -> Option<Result<Key>> {
-        let after = |k: Key| s.after(k).map(|(k, _)| Ok(k));
+    fn probe(at: Option<Key>, consumed: bool, aim: Aim, s: &mut State) -> Option<Result<Key>> {
+        let present = at.is_some_and(|k| s.get(k).is_some());
+        let mut after = |k: Key| s.after(k).map(|(k, _)| Ok(k));
         match (aim, at) {
             (Aim::Current, None) => s.first().map(|(k, _)| Ok(k)),
-            (Aim::Current, Some(k)) if s.get(k).is_some() => Some(Ok(k)),
+            (Aim::Current, Some(k)) if present => Some(Ok(k)),
             (Aim::Current, Some(k)) if consumed => after(k),
             (Aim::Current, Some(k)) => Some(Err(Error::new(
                 ErrorCode::MessageAlreadyReceived,
@@ -845,7 +880,7 @@ impl Cursor {
                 if s.get(key).is_none() {
                     None
                 } else {
-                    Some(Claim::at(&mut s, key, txs))
+                    Claim::at(&mut s, key, txs)
                 }
             };
             self.at = Some(key);

@@ -32,12 +32,14 @@ use std::task::{Context, Poll, Waker};
 
 use rustc_hash::FxHashMap as HashMap;
 
+use super::cold::{Cold, ColdLink, Entry};
 use crate::clock::Timestamp;
 // Only the mutex and the condition variables race; the `Arc` handles are plain std ones.
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
 use crate::loom::thread::yield_now;
 use crate::message::{Message, MessageId};
 use crate::storage::record::StoreRef;
+use crate::storage::wal::Lsn;
 use std::sync::Arc;
 
 /// A message's per-queue 64-bit lookup identifier (`PROPID_M_LOOKUPID`).
@@ -182,6 +184,34 @@ pub(crate) struct State {
     expires: bool,
     /// Wake-ups decided under the lock, delivered by [`Guard`] after it is released.
     pending: Vec<Wake>,
+    /// Visible messages held only as log positions (see `queue/cold.rs`): not in `visible`,
+    /// `rank_of`, `by_id` or `by_correlation`, but counted in `bytes`.
+    cold: Cold,
+    /// Where cold messages are read back from; `None` keeps everything in memory.
+    link: Option<ColdLink>,
+}
+
+/// How many cold messages a refill reads back at most.
+const REFILL_COUNT: usize = 256;
+/// How many bytes of cold messages a refill reads back at most (at least one message).
+const REFILL_BYTES: u64 = 1024 * 1024;
+
+/// The lower of two (rank, lookup) candidates by lookup id, as a key.
+fn lowest(a: Option<(u8, LookupId)>, b: Option<(u8, LookupId)>) -> Option<Key> {
+    let (rank, lookup) = match (a, b) {
+        (Some(a), Some(b)) => std::cmp::min_by_key(a, b, |x| x.1),
+        (a, b) => a.or(b)?,
+    };
+    Some(Key { rank, lookup })
+}
+
+/// The higher of two (rank, lookup) candidates by lookup id, as a key.
+fn highest(a: Option<(u8, LookupId)>, b: Option<(u8, LookupId)>) -> Option<Key> {
+    let (rank, lookup) = match (a, b) {
+        (Some(a), Some(b)) => std::cmp::max_by_key(a, b, |x| x.1),
+        (a, b) => a.or(b)?,
+    };
+    Some(Key { rank, lookup })
 }
 
 /// The size a message counts for against quotas.
@@ -192,7 +222,12 @@ pub(crate) fn footprint(msg: &Message) -> u64 {
 impl State {
     /// Number of messages in the queue, locked ones included (what MSMQ's message count shows).
     pub(crate) fn len(&self) -> usize {
-        self.visible.len() + self.locked.len()
+        self.visible.len() + self.locked.len() + self.cold.len()
+    }
+
+    /// Number of visible messages held only as log positions.
+    pub(crate) fn cold_len(&self) -> usize {
+        self.cold.len()
     }
 
     /// Number of messages a receiver could take now.
@@ -207,11 +242,144 @@ impl State {
     }
 
     /// Adds a message that has its lookup id to the visible set (no hand-off; callers dispatch).
-    fn insert_arrived(&mut self, msg: Box<Message>) {
+    /// With `cool`, a logged message may be kept only as its log position (see `queue/cold.rs`).
+    fn insert_arrived(&mut self, msg: Box<Message>, cool: bool) {
         self.bytes += footprint(&msg);
-        self.by_id.insert(msg.id, msg.lookup_id);
         let key = Key::new(msg.priority, msg.lookup_id);
+        if cool && self.goes_cold(&msg, key) {
+            let e = Entry {
+                lookup: key.lookup,
+                lsn: msg.lsn,
+            };
+            self.cold.insert(key.rank, e);
+            return;
+        }
+        self.warm(key, msg);
+    }
+
+    /// Whether an arriving message is kept only as its log position: it is logged, may not
+    /// expire, is not the first of its priority, and either the cache is full or older messages
+    /// of its priority are cold already (which keeps arrivals in order behind them).
+    fn goes_cold(&self, msg: &Message, key: Key) -> bool {
+        let Some(link) = &self.link else {
+            return false;
+        };
+        if msg.lsn == 0 || (self.expires && msg.expires_at().is_some()) {
+            return false;
+        }
+        let first = Key {
+            rank: key.rank,
+            lookup: 0,
+        };
+        if self.visible.range(first..key).next().is_none() {
+            return false;
+        }
+        !self.cold.rank(key.rank).is_empty() || link.source.cache().full()
+    }
+
+    /// Puts a message in memory, visible at `key` (its `bytes` are counted already).
+    fn warm(&mut self, key: Key, msg: Box<Message>) {
+        self.by_id.insert(msg.id, msg.lookup_id);
+        if let Some(link) = &self.link {
+            if msg.lsn != 0 {
+                link.source.cache().add(footprint(&msg));
+            }
+        }
         self.insert_visible(key, msg);
+    }
+
+    /// Reads cold messages back (see [`ColdSource::load`](super::cold::ColdSource::load)). A
+    /// read failure is logged, and the messages stay cold until a later read succeeds.
+    #[allow(clippy::vec_box)] // boxed as the store's B-tree keeps them
+    fn load(&self, wanted: &[(Lsn, LookupId)], max_bytes: u64) -> Vec<Box<Message>> {
+        let Some(link) = &self.link else {
+            return Vec::new();
+        };
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        match link.source.load(&link.at, wanted, max_bytes) {
+            Ok(msgs) => msgs,
+            Err(e) => {
+                tracing::error!(store = ?link.at, error = %e, "cannot read messages back from the log");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Brings one cold message into memory; whether it was cold (and could be read).
+    fn promote(&mut self, key: Key) -> bool {
+        let Some(e) = self
+            .cold
+            .rank(key.rank)
+            .binary_search_by_key(&key.lookup, |e| e.lookup)
+            .ok()
+            .map(|i| self.cold.rank(key.rank)[i])
+        else {
+            return false;
+        };
+        let Some(msg) = self.load(&[(e.lsn, e.lookup)], 0).pop() else {
+            return false;
+        };
+        self.cold.remove(key.rank, key.lookup);
+        self.warm(key, msg);
+        true
+    }
+
+    /// Restores "the first message of every priority is in memory" for `rank` after a removal,
+    /// reading the next cold messages of that priority back from the log.
+    fn refill(&mut self, rank: u8) {
+        let Some(&front) = self.cold.rank(rank).front() else {
+            return;
+        };
+        let hot = self
+            .visible
+            .range(Key { rank, lookup: 0 }..)
+            .next()
+            .map(|(k, _)| *k)
+            .filter(|k| k.rank == rank);
+        if hot.is_some_and(|k| k.lookup < front.lookup) {
+            return;
+        }
+        let wanted: Vec<(Lsn, LookupId)> = self
+            .cold
+            .rank(rank)
+            .iter()
+            .take_while(|e| hot.is_none_or(|h| e.lookup < h.lookup))
+            .take(REFILL_COUNT)
+            .map(|e| (e.lsn, e.lookup))
+            .collect();
+        for msg in self.load(&wanted, REFILL_BYTES) {
+            if self.cold.remove(rank, msg.lookup_id).is_some() {
+                self.warm(Key::new(msg.priority, msg.lookup_id), msg);
+            }
+        }
+    }
+
+    /// Links the store to its log (durable queue managers), so that messages past the cache
+    /// budget are kept only as log positions.
+    pub(crate) fn set_link(&mut self, link: ColdLink) {
+        self.link = Some(link);
+    }
+
+    /// Recovery: adds visible messages known only by their log positions, sorted by lookup id,
+    /// to priority rank `rank`, with `bytes` their quota footprint. Callers refill after.
+    pub(crate) fn recover_cold(
+        &mut self,
+        rank: u8,
+        entries: std::collections::VecDeque<Entry>,
+        bytes: u64,
+    ) {
+        debug_assert!(self.cold.rank(rank).is_empty());
+        self.bytes += bytes;
+        self.cold.set_rank(rank, entries);
+    }
+
+    /// Recovery: brings the first messages of every priority into memory.
+    pub(crate) fn refill_all(&mut self) {
+        for rank in 0..8 {
+            self.refill(rank);
+        }
     }
 
     /// Whether any receiver or peeker is registered (producers must then take the slow path).
@@ -231,7 +399,11 @@ impl State {
     }
 
     fn remove_visible(&mut self, key: Key) -> Option<Box<Message>> {
-        let msg = self.visible.remove(&key)?;
+        let msg = match self.visible.remove(&key) {
+            Some(m) => m,
+            None if self.promote(key) => self.visible.remove(&key)?,
+            None => return None,
+        };
         self.rank_of.remove(&key.lookup);
         if let Some(c) = msg.correlation_id {
             if let Some(set) = self.by_correlation.get_mut(&c) {
@@ -244,13 +416,19 @@ impl State {
         if let Some(deadline) = msg.expires_at().filter(|_| self.expires) {
             self.expiry.remove(&(deadline, key.lookup));
         }
+        self.refill(key.rank);
         Some(msg)
     }
 
-    /// Forgets a message that leaves the queue for good.
+    /// Forgets an in-memory message that leaves the queue for good.
     fn forget(&mut self, msg: &Message) {
         self.bytes -= footprint(msg);
         self.by_id.remove(&msg.id);
+        if let Some(link) = &self.link {
+            if msg.lsn != 0 {
+                link.source.cache().sub(footprint(msg));
+            }
+        }
     }
 
     /// Hands visible messages to waiting receivers, in queue order, then wakes peekers if anything
@@ -268,7 +446,8 @@ impl State {
                 Some(tx) => Owner::Tx(tx),
                 None => Owner::InFlight(taker.id),
             };
-            self.lock_key(key, owner);
+            self.lock_key(key, owner)
+                .expect("the first visible message is in memory");
             self.handed.insert(taker.id, key.lookup);
             if taker.parked {
                 self.pending.push(taker.wake);
@@ -280,12 +459,12 @@ impl State {
         }
     }
 
-    fn lock_key(&mut self, key: Key, owner: Owner) -> LookupId {
-        let msg = self
-            .remove_visible(key)
-            .expect("lock_key is only called with a visible key");
+    /// Locks the visible message at `key`; `None` if there is none, or it is cold and cannot be
+    /// read back.
+    fn lock_key(&mut self, key: Key, owner: Owner) -> Option<LookupId> {
+        let msg = self.remove_visible(key)?;
         self.locked.insert(key.lookup, Locked { key, owner, msg });
-        key.lookup
+        Some(key.lookup)
     }
 
     /// The first visible message in queue order.
@@ -293,57 +472,77 @@ impl State {
         self.visible.first_key_value().map(|(k, m)| (*k, &**m))
     }
 
-    /// The first visible message after `key` in queue order.
-    pub(crate) fn after(&self, key: Key) -> Option<(Key, &Message)> {
+    /// The first visible message after `key` in queue order (read back if cold).
+    pub(crate) fn after(&mut self, key: Key) -> Option<(Key, &Message)> {
         use std::ops::Bound::{Excluded, Unbounded};
-        self.visible
+        let hot = self
+            .visible
             .range((Excluded(key), Unbounded))
             .next()
-            .map(|(k, m)| (*k, &**m))
+            .map(|(k, _)| *k);
+        // Other priorities' first messages are hot: only this priority's cold ones can come
+        // between `key` and the next hot message.
+        let cold = self.cold.after(key.rank, key.lookup).map(|lookup| Key {
+            rank: key.rank,
+            lookup,
+        });
+        let next = match (hot, cold) {
+            (Some(h), Some(c)) => h.min(c),
+            (h, c) => h.or(c)?,
+        };
+        self.get(next).map(|m| (next, m))
     }
 
     /// The visible message with the lowest lookup id.
     pub(crate) fn first_by_lookup(&self) -> Option<Key> {
-        self.rank_of
-            .first_key_value()
-            .map(|(&lookup, &rank)| Key { rank, lookup })
+        let hot = self.rank_of.first_key_value().map(|(&l, &r)| (r, l));
+        let cold = self.cold.next_by_lookup(None);
+        lowest(hot, cold)
     }
 
     /// The visible message with the highest lookup id.
     pub(crate) fn last_by_lookup(&self) -> Option<Key> {
-        self.rank_of
-            .last_key_value()
-            .map(|(&lookup, &rank)| Key { rank, lookup })
+        let hot = self.rank_of.last_key_value().map(|(&l, &r)| (r, l));
+        let cold = self.cold.prev_by_lookup(None);
+        highest(hot, cold)
     }
 
     /// The visible message with the lowest lookup id above `lookup` (which need not exist).
     pub(crate) fn next_by_lookup(&self, lookup: LookupId) -> Option<Key> {
         use std::ops::Bound::{Excluded, Unbounded};
-        self.rank_of
+        let hot = self
+            .rank_of
             .range((Excluded(lookup), Unbounded))
             .next()
-            .map(|(&lookup, &rank)| Key { rank, lookup })
+            .map(|(&l, &r)| (r, l));
+        lowest(hot, self.cold.next_by_lookup(Some(lookup)))
     }
 
     /// The visible message with the highest lookup id below `lookup` (which need not exist).
     pub(crate) fn prev_by_lookup(&self, lookup: LookupId) -> Option<Key> {
-        self.rank_of
+        let hot = self
+            .rank_of
             .range(..lookup)
             .next_back()
-            .map(|(&lookup, &rank)| Key { rank, lookup })
+            .map(|(&l, &r)| (r, l));
+        highest(hot, self.cold.prev_by_lookup(Some(lookup)))
     }
 
-    /// The message at `key`, if visible.
-    pub(crate) fn get(&self, key: Key) -> Option<&Message> {
+    /// The message at `key`, if visible (read back into memory if cold).
+    pub(crate) fn get(&mut self, key: Key) -> Option<&Message> {
+        if !self.visible.contains_key(&key) && !self.promote(key) {
+            return None;
+        }
         self.visible.get(&key).map(|m| &**m)
     }
 
     /// The position of a visible or locked message.
     pub(crate) fn key_of(&self, lookup: LookupId) -> Option<Key> {
-        if let Some(&rank) = self.rank_of.get(&lookup) {
-            return Some(Key { rank, lookup });
+        match self.find(lookup) {
+            Found::Visible(key) => Some(key),
+            Found::Locked(_) => self.locked.get(&lookup).map(|l| l.key),
+            Found::Missing => None,
         }
-        self.locked.get(&lookup).map(|l| l.key)
     }
 
     /// Finds a message by lookup id.
@@ -351,24 +550,70 @@ impl State {
         if let Some(&rank) = self.rank_of.get(&lookup) {
             return Found::Visible(Key { rank, lookup });
         }
-        match self.locked.get(&lookup) {
-            Some(l) => Found::Locked(l.owner),
+        if let Some(l) = self.locked.get(&lookup) {
+            return Found::Locked(l.owner);
+        }
+        match self.cold.rank_of(lookup) {
+            Some(rank) => Found::Visible(Key { rank, lookup }),
             None => Found::Missing,
         }
     }
 
-    /// Finds a message by message id.
-    pub(crate) fn find_by_id(&self, id: &MessageId) -> Found {
-        match self.by_id.get(id) {
-            Some(&lookup) => self.find(lookup),
+    /// Finds a message by message id. Cold messages are not indexed by id: they are read back
+    /// and looked at, in queue order (a full scan of the log's live messages at worst).
+    pub(crate) fn find_by_id(&mut self, id: &MessageId) -> Found {
+        if let Some(&lookup) = self.by_id.get(id) {
+            return self.find(lookup);
+        }
+        match self.scan_cold(None, |m| m.id == *id) {
+            Some(key) => Found::Visible(key),
             None => Found::Missing,
         }
     }
 
-    /// The first visible message with correlation id `c`.
-    pub(crate) fn first_by_correlation(&self, c: &MessageId) -> Option<(Key, &Message)> {
-        let key = *self.by_correlation.get(c)?.first()?;
-        Some((key, &*self.visible[&key]))
+    /// The first visible message with correlation id `c` (cold ones are scanned, as for ids).
+    pub(crate) fn first_by_correlation(&mut self, c: &MessageId) -> Option<Key> {
+        let hot = self.by_correlation.get(c).and_then(|s| s.first()).copied();
+        self.scan_cold(hot, |m| m.correlation_id == Some(*c))
+            .or(hot)
+    }
+
+    /// The first cold message before `before` (all of them with `None`) that `matches`, brought
+    /// into memory. Reads the candidates back a batch at a time.
+    fn scan_cold(
+        &mut self,
+        before: Option<Key>,
+        matches: impl Fn(&Message) -> bool,
+    ) -> Option<Key> {
+        let candidates: Vec<(u8, Entry)> = self
+            .cold
+            .iter()
+            .filter(|&(rank, e)| {
+                before.is_none_or(|b| {
+                    Key {
+                        rank,
+                        lookup: e.lookup,
+                    } < b
+                })
+            })
+            .collect();
+        for batch in candidates.chunks(REFILL_COUNT) {
+            let wanted: Vec<(Lsn, LookupId)> =
+                batch.iter().map(|(_, e)| (e.lsn, e.lookup)).collect();
+            let mut found: Vec<Box<Message>> = self
+                .load(&wanted, u64::MAX)
+                .into_iter()
+                .filter(|m| matches(m))
+                .collect();
+            found.sort_by_key(|m| Key::new(m.priority, m.lookup_id));
+            if let Some(msg) = found.into_iter().next() {
+                let key = Key::new(msg.priority, msg.lookup_id);
+                self.cold.remove(key.rank, key.lookup);
+                self.warm(key, msg);
+                return Some(key);
+            }
+        }
+        None
     }
 
     /// Removes a visible message for good (a non-transactional receive). Boxed, so the caller
@@ -379,8 +624,8 @@ impl State {
         Some(msg)
     }
 
-    /// Locks a visible message to a transaction.
-    pub(crate) fn lock(&mut self, key: Key, tx: TxId) -> LookupId {
+    /// Locks a visible message to a transaction (`None` as for [`State::take`]).
+    pub(crate) fn lock(&mut self, key: Key, tx: TxId) -> Option<LookupId> {
         self.lock_key(key, Owner::Tx(tx))
     }
 
@@ -420,17 +665,46 @@ impl State {
         None
     }
 
-    /// Removes every visible message (purge); locked messages stay with their transactions.
+    /// Removes every visible message (deletion); locked messages stay with their transactions.
+    /// Cold messages are read back: all of them are in memory at once.
     pub(crate) fn take_all_visible(&mut self) -> Vec<Message> {
         let visible = std::mem::take(&mut self.visible);
         self.rank_of.clear();
         self.by_correlation.clear();
         self.expiry.clear();
-        let msgs: Vec<Message> = visible.into_values().map(|m| *m).collect();
+        let mut msgs: Vec<Message> = visible.into_values().map(|m| *m).collect();
         for m in &msgs {
             self.forget(m);
         }
+        let cold = self.cold.take_all();
+        for batch in cold.chunks(REFILL_COUNT) {
+            let wanted: Vec<(Lsn, LookupId)> =
+                batch.iter().map(|(_, e)| (e.lsn, e.lookup)).collect();
+            for m in self.load(&wanted, u64::MAX) {
+                self.bytes -= footprint(&m);
+                msgs.push(*m);
+            }
+        }
         msgs
+    }
+
+    /// Removes up to `max` visible messages with lookup ids up to `last`, in queue order (a
+    /// purge, a batch at a time, so that a long queue is never in memory at once).
+    pub(crate) fn take_first(&mut self, max: usize, last: LookupId) -> Vec<Message> {
+        let mut out = Vec::new();
+        let mut at = self.first().map(|(k, _)| k);
+        while let Some(key) = at {
+            if out.len() >= max {
+                break;
+            }
+            if key.lookup <= last {
+                if let Some(m) = self.take(key) {
+                    out.push(*m);
+                }
+            }
+            at = self.after(key).map(|(k, _)| k);
+        }
+        out
     }
 
     /// Moves visible messages whose time-to-be-received has passed to the expired list. Reads the
@@ -477,9 +751,47 @@ impl State {
             .filter(move |m| m.lsn != 0 && m.lsn < bound)
     }
 
-    /// Every visible message in queue order (for tests, management and snapshots).
+    /// The cold messages whose records are below `bound`, for compaction to read back and
+    /// rewrite; [`State::relocated`] then records their new LSN.
+    pub(crate) fn cold_before(&self, bound: u64) -> Vec<(u8, Entry)> {
+        self.cold.logged_before(bound)
+    }
+
+    /// A cold message's record was rewritten at `lsn`.
+    pub(crate) fn relocated(&mut self, rank: u8, lookup: LookupId, lsn: Lsn) {
+        self.cold.set_lsn(rank, lookup, lsn);
+    }
+
+    /// Reads cold messages back without keeping them (compaction).
+    #[allow(clippy::vec_box)] // boxed as the store's B-tree keeps them
+    pub(crate) fn read_cold(&self, entries: &[(u8, Entry)]) -> Vec<Box<Message>> {
+        let wanted: Vec<(Lsn, LookupId)> = entries.iter().map(|(_, e)| (e.lsn, e.lookup)).collect();
+        self.load(&wanted, u64::MAX)
+    }
+
+    /// Every in-memory visible message in queue order.
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn iter_visible(&self) -> impl Iterator<Item = &Message> {
         self.visible.values().map(|m| &**m)
+    }
+
+    /// Every visible message in queue order, cold ones read back (tests and management).
+    pub(crate) fn visible_messages(&self) -> Vec<Message> {
+        let mut out: Vec<(Key, Message)> = self
+            .visible
+            .iter()
+            .map(|(k, m)| (*k, (**m).clone()))
+            .collect();
+        let cold: Vec<(u8, Entry)> = self.cold.iter().collect();
+        for batch in cold.chunks(REFILL_COUNT) {
+            let wanted: Vec<(Lsn, LookupId)> =
+                batch.iter().map(|(_, e)| (e.lsn, e.lookup)).collect();
+            for m in self.load(&wanted, u64::MAX) {
+                out.push((Key::new(m.priority, m.lookup_id), *m));
+            }
+        }
+        out.sort_by_key(|(k, _)| *k);
+        out.into_iter().map(|(_, m)| m).collect()
     }
 
     fn new_waiter(&mut self) -> WaiterId {
@@ -511,7 +823,10 @@ impl State {
                 Some(tx) => Owner::Tx(tx),
                 None => Owner::InFlight(0),
             };
-            return Poll::Ready(self.lock_key(key, owner));
+            let lookup = self
+                .lock_key(key, owner)
+                .expect("the first visible message is in memory");
+            return Poll::Ready(lookup);
         }
         match *slot {
             Some(id) => {
@@ -768,7 +1083,7 @@ impl Guard<'_> {
         };
         self.absorb();
         msg.lookup_id = lookup;
-        self.insert_arrived(msg);
+        self.insert_arrived(msg, true);
         self.dispatch();
         Ok(lookup)
     }
@@ -776,12 +1091,16 @@ impl Guard<'_> {
     /// Inserts a message that already has its lookup id: moved in from a sibling (sub)queue (ids
     /// are handed out by the queue itself, so they stay unique and are never reused across its
     /// subqueues), reserved with [`Store::reserve_lookup`] before it was logged, or recovered.
-    pub(crate) fn insert(&mut self, msg: Box<Message>) -> Result<(), Box<Message>> {
+    ///
+    /// With `cool`, the message is as its record in this store's log says (a logged send), so it
+    /// may be kept only as its log position; moved messages are not (their record names the
+    /// queue they came from, and an older move count).
+    pub(crate) fn insert(&mut self, msg: Box<Message>, cool: bool) -> Result<(), Box<Message>> {
         if self.closed {
             return Err(msg);
         }
         self.absorb();
-        self.insert_arrived(msg);
+        self.insert_arrived(msg, cool);
         self.dispatch();
         Ok(())
     }
@@ -812,7 +1131,7 @@ impl Guard<'_> {
         }
         let mut msgs = std::mem::take(&mut self.spare);
         for m in msgs.drain(..) {
-            self.insert_arrived(m);
+            self.insert_arrived(m, true);
         }
         self.spare = msgs;
         self.dispatch();
@@ -887,9 +1206,30 @@ impl Store {
     }
 
     /// An empty store for a user queue, where time-to-be-received applies.
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn new_expiring(id: StoreRef) -> Arc<Store> {
         let store = Store::new(id);
         store.lock().expires = true;
+        store
+    }
+
+    /// An empty store; with `cold`, messages past the cache budget are read back from its log.
+    pub(crate) fn linked(
+        id: StoreRef,
+        expires: bool,
+        cold: Option<&Arc<dyn super::cold::ColdSource>>,
+    ) -> Arc<Store> {
+        let store = Store::new(id.clone());
+        {
+            let mut s = store.lock();
+            s.expires = expires;
+            if let Some(source) = cold {
+                s.set_link(ColdLink {
+                    source: source.clone(),
+                    at: id,
+                });
+            }
+        }
         store
     }
 
@@ -1201,7 +1541,7 @@ mod tests {
             s.publish(msg(0, b)).unwrap();
         }
         let (key, _) = s.first().unwrap();
-        let lookup = s.lock(key, 1);
+        let lookup = s.lock(key, 1).unwrap();
         assert_eq!(bodies(&s), ["b", "c"]);
         assert!(matches!(s.find(lookup), Found::Locked(Owner::Tx(1))));
         assert!(s.unlock(lookup, true).is_none());

@@ -18,4 +18,4 @@ pub use disk::{Disk, DiskFile, FileDisk};
 pub use durable::storage_dir;
 pub use owner::{take_over, Ownership, OwnershipError};
 pub use sim::SimDisk;
-pub use wal::{Lsn, Record, Wal, WalError, WalOptions, WalStats};
+pub use wal::{Lsn, Record, Wal, WalError, WalOptions, WalReader, WalStats};

@@ -157,7 +157,23 @@ struct State {
     stats: WalStats,
     /// Every segment on disk, oldest first: sequence number and the LSN of its first record.
     segments: Vec<(u64, Lsn)>,
+    /// Where records start, about every [`MARK_EVERY`] bytes of every segment (and at each
+    /// segment's first record), in LSN order: [`WalReader`] reads a record from the nearest mark
+    /// before it instead of from its segment's start.
+    marks: Vec<Mark>,
 }
+
+/// The position of one record.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    lsn: Lsn,
+    seq: u64,
+    offset: u64,
+}
+
+/// Bytes of log between two [`Mark`]s: a read starts at most this far before its record, and the
+/// marks of a 10 GB log take about 2.5 MB.
+const MARK_EVERY: u64 = 64 * 1024;
 
 #[derive(Debug, Clone)]
 enum Failure {
@@ -301,6 +317,8 @@ struct Tail {
     file: Box<dyn DiskFile>,
     seq: u64,
     offset: u64,
+    /// Offset of the segment's last [`Mark`], if it has one.
+    marked: Option<u64>,
 }
 
 impl Wal {
@@ -315,6 +333,25 @@ impl Wal {
         epoch_check: EpochCheck,
         options: WalOptions,
     ) -> Result<(Wal, Vec<Record>), WalError> {
+        let mut records = Vec::new();
+        let wal = Wal::open_visiting(disk, dir, epoch, epoch_check, options, |r| {
+            records.push(r);
+            Ok(())
+        })?;
+        Ok((wal, records))
+    }
+
+    /// [`Wal::open`], handing each recovered record to `visit` in LSN order instead of keeping
+    /// them all: recovery then needs memory for one segment at a time, not for the whole log. An
+    /// error from `visit` stops the opening.
+    pub fn open_visiting(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        epoch: u64,
+        epoch_check: EpochCheck,
+        options: WalOptions,
+        mut visit: impl FnMut(Record) -> Result<(), WalError>,
+    ) -> Result<Wal, WalError> {
         disk.create_dir_all(dir)?;
         let mut segments: Vec<(u64, PathBuf)> = disk
             .list(dir)?
@@ -322,8 +359,8 @@ impl Wal {
             .filter_map(|p| segment_seq(&p).map(|s| (s, p)))
             .collect();
         segments.sort();
-        let mut records = Vec::new();
         let mut last_lsn: Lsn = 0;
+        let mut marks = Vec::new();
         let mut tail: Option<Tail> = None;
         let mut on_disk = Vec::new();
         for (i, (seq, path)) in segments.iter().enumerate() {
@@ -364,6 +401,7 @@ impl Wal {
                 u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes")),
             ));
             let mut offset = HEADER_LEN;
+            let mut marked: Option<u64> = None;
             loop {
                 match decode_at(&bytes, offset) {
                     Decoded::Record(r, next) => {
@@ -373,8 +411,16 @@ impl Wal {
                                 format!("record {} follows record {last_lsn}", r.lsn),
                             ));
                         }
+                        if marked.is_none_or(|at| offset >= at + MARK_EVERY) {
+                            marks.push(Mark {
+                                lsn: r.lsn,
+                                seq: *seq,
+                                offset,
+                            });
+                            marked = Some(offset);
+                        }
                         last_lsn = r.lsn;
-                        records.push(r);
+                        visit(r)?;
                         offset = next;
                     }
                     Decoded::End => break,
@@ -403,6 +449,7 @@ impl Wal {
                     file,
                     seq: *seq,
                     offset,
+                    marked,
                 });
             }
         }
@@ -424,6 +471,7 @@ impl Wal {
                 shutdown: false,
                 stats: WalStats::default(),
                 segments: on_disk,
+                marks,
             }),
             work: Condvar::new(),
             durable_to: AtomicU64::new(last_lsn),
@@ -443,16 +491,22 @@ impl Wal {
         let handle = std::thread::Builder::new()
             .name("mqcore-wal".into())
             .spawn(move || writer.run())?;
-        Ok((
-            Wal {
-                shared,
-                disk,
-                dir: dir.to_owned(),
-                writer: Some(handle),
-                epoch,
-            },
-            records,
-        ))
+        Ok(Wal {
+            shared,
+            disk,
+            dir: dir.to_owned(),
+            writer: Some(handle),
+            epoch,
+        })
+    }
+
+    /// A reader of this log's durable records, for whoever needs message bodies back.
+    pub fn reader(&self) -> WalReader {
+        WalReader {
+            shared: self.shared.clone(),
+            disk: self.disk.clone(),
+            dir: self.dir.clone(),
+        }
     }
 
     /// Appends a record and returns once it is durable (or the log failed).
@@ -551,7 +605,12 @@ impl Wal {
         let doomed: Vec<u64> = {
             let mut state = lock(&self.shared.state);
             let keep_from = removable(&state.segments, lsn);
-            state.segments.drain(..keep_from).map(|(s, _)| s).collect()
+            let doomed: Vec<u64> = state.segments.drain(..keep_from).map(|(s, _)| s).collect();
+            if let Some(&last) = doomed.last() {
+                let gone = state.marks.partition_point(|m| m.seq <= last);
+                state.marks.drain(..gone);
+            }
+            doomed
         };
         // Oldest first, each removal durable before the next: a crash leaves a suffix of the
         // segments, never a gap in the middle of the log.
@@ -565,6 +624,104 @@ impl Wal {
     /// Records and syncs so far.
     pub fn stats(&self) -> WalStats {
         lock(&self.shared.state).stats
+    }
+}
+
+/// Reads durable records back by LSN (message bodies that were let go from memory). Cheap to
+/// clone; does not keep the writer alive.
+#[derive(Clone)]
+pub struct WalReader {
+    shared: Arc<Shared>,
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for WalReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalReader").field("dir", &self.dir).finish()
+    }
+}
+
+/// Bytes read from a segment at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl WalReader {
+    /// Calls `visit` with every record from `from` to `to` (inclusive) in LSN order, until it
+    /// returns `false`. Only durable records may be asked for; one that is gone (its segment
+    /// deleted) is an error.
+    pub fn read(
+        &self,
+        from: Lsn,
+        to: Lsn,
+        mut visit: impl FnMut(Record) -> bool,
+    ) -> Result<(), WalError> {
+        let (start, segments) = {
+            let state = lock(&self.shared.state);
+            let i = state.marks.partition_point(|m| m.lsn <= from);
+            let Some(&start) = i.checked_sub(1).and_then(|i| state.marks.get(i)) else {
+                return Err(WalError::Io(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("log record {from} is no longer in the log"),
+                )));
+            };
+            let segments: Vec<u64> = state
+                .segments
+                .iter()
+                .map(|&(seq, _)| seq)
+                .filter(|&seq| seq >= start.seq)
+                .collect();
+            (start, segments)
+        };
+        let mut offset = start.offset;
+        for seq in segments {
+            let file = self.disk.open(&segment_path(&self.dir, seq), false)?;
+            // `buf` holds the segment's bytes from `base` on; `at` is the next record in it.
+            let mut buf: Vec<u8> = Vec::new();
+            let mut base = offset;
+            let mut at = 0usize;
+            let mut eof = false;
+            loop {
+                let need = match buf.get(at..at + FRAME_LEN) {
+                    Some(frame) => {
+                        let len = u32::from_le_bytes(frame[..4].try_into().expect("4 bytes"));
+                        if len == 0 || len as usize > MAX_RECORD {
+                            break; // the zeros after the last record, or a batch in progress
+                        }
+                        FRAME_LEN + len as usize
+                    }
+                    None => FRAME_LEN,
+                };
+                if buf.len() < at + need {
+                    if eof {
+                        break;
+                    }
+                    buf.drain(..at);
+                    base += at as u64;
+                    at = 0;
+                    let have = buf.len();
+                    buf.resize(need.max(READ_CHUNK), 0);
+                    let n = read_full(&*file, &mut buf[have..], base + have as u64)?;
+                    eof = have + n < buf.len();
+                    buf.truncate(have + n);
+                    continue;
+                }
+                match decode_at(&buf, at as u64) {
+                    Decoded::Record(r, next) => {
+                        at = next as usize;
+                        if r.lsn > to {
+                            return Ok(());
+                        }
+                        if r.lsn >= from && !visit(r) {
+                            return Ok(());
+                        }
+                    }
+                    // A batch being written after the durable records asked for.
+                    Decoded::End | Decoded::Bad(_) => break,
+                }
+            }
+            offset = HEADER_LEN;
+        }
+        Ok(())
     }
 }
 
@@ -616,6 +773,7 @@ fn new_segment(
         file,
         seq,
         offset: HEADER_LEN,
+        marked: None,
     })
 }
 
@@ -713,7 +871,16 @@ impl Writer {
             .write_at(batch, self.tail.offset)
             .map_err(io)?;
         self.tail.file.sync_data().map_err(io)?;
+        let at = self.tail.offset;
         self.tail.offset += batch.len() as u64;
+        if self.tail.marked.is_none_or(|m| at >= m + MARK_EVERY) {
+            self.tail.marked = Some(at);
+            lock(&self.shared.state).marks.push(Mark {
+                lsn: first_lsn_of(batch),
+                seq: self.tail.seq,
+                offset: at,
+            });
+        }
         Ok(count_records(batch))
     }
 }
