@@ -47,6 +47,9 @@ struct RecoveryArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Skip the history-only scenario (it writes as much log again).
+    #[arg(long)]
+    no_history: bool,
     /// Only open this storage root, expecting `--messages` messages, and print the open time and
     /// resident memory (the benchmark runs each open in a fresh process this way).
     #[arg(long, hide = true)]
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
                     size: args.size as usize,
                     dir: args.dir,
                     json: args.json,
+                    no_history: args.no_history,
                 }),
             },
         ),

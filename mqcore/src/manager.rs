@@ -200,7 +200,7 @@ impl Builder {
         let options = WalOptions {
             segment_size: self.segment_size,
         };
-        let mut replay = Replay::new(guid);
+        let mut replay = Replay::new(guid, options_size);
         let mut failed = None;
         let wal = Wal::open_visiting(
             disk,
@@ -217,9 +217,9 @@ impl Builder {
             },
         )
         .map_err(|e| failed.take().unwrap_or_else(|| storage_error(e)))?;
-        let recovered = replay.finish();
+        let (recovered, live) = replay.finish();
         let cold: Arc<dyn ColdSource> = Arc::new(LogSource::new(wal.reader(), self.cache_size));
-        let durable = Durable::new(wal, catalog, owner, options_size);
+        let durable = Durable::new(wal, catalog, owner, options_size, live);
         let inner = self.start(guid, Some(durable), Some(cold));
         inner.recover(recovered)?;
         Ok(QueueManager { inner })

@@ -16,6 +16,8 @@ pub struct Options {
     pub size: usize,
     pub dir: PathBuf,
     pub json: bool,
+    /// Skip the history-only scenario (it writes as much again).
+    pub no_history: bool,
 }
 
 /// Bytes in the files under `dir`.
@@ -56,15 +58,25 @@ fn read_all(dir: &Path) -> Duration {
 
 /// Resident memory of this process, from /proc (Linux), in bytes.
 pub fn rss() -> Option<u64> {
+    proc_status("VmRSS:")
+}
+
+/// The most resident memory this process has had, in bytes.
+fn peak_rss() -> Option<u64> {
+    proc_status("VmHWM:")
+}
+
+fn proc_status(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
 
 /// Fills `root` with `n` messages in transactions of [`BATCH`]; with `drain`, every batch is
-/// received again right after it is sent.
-fn fill(root: &Path, n: u64, size: usize, drain: bool, what: &str) -> mqemu::Result<()> {
+/// received again right after it is sent. Returns the resident memory at the end, with every
+/// message still queued (without `drain`).
+fn fill(root: &Path, n: u64, size: usize, drain: bool, what: &str) -> mqemu::Result<u64> {
     let qm = QueueManager::builder().open(root)?;
     let q = qm.create_queue(QUEUE, QueueProps::transactional())?;
     let body = vec![0x5au8; size];
@@ -87,10 +99,13 @@ fn fill(root: &Path, n: u64, size: usize, drain: bool, what: &str) -> mqemu::Res
         done += k;
         if last.elapsed() > Duration::from_secs(2) {
             last = Instant::now();
-            eprintln!("  {what}: {done}/{n} messages");
+            eprintln!(
+                "  {what}: {done}/{n} messages, resident memory {} MiB",
+                rss().unwrap_or(0) >> 20
+            );
         }
     }
-    Ok(())
+    Ok(rss().unwrap_or(0))
 }
 
 /// In this process (a fresh one, see [`reopen`]): opens `root`, checks it holds `expect`
@@ -106,13 +121,27 @@ pub fn open_only(root: &Path, expect: u64) -> mqemu::Result<()> {
             format!("recovery found {count} messages, expected {expect}"),
         ));
     }
-    println!("{:.6} {}", took.as_secs_f64(), rss().unwrap_or(0));
+    println!(
+        "{:.6} {} {}",
+        took.as_secs_f64(),
+        rss().unwrap_or(0),
+        peak_rss().unwrap_or(0)
+    );
     Ok(())
 }
 
+/// What opening a storage root in a fresh process measured.
+struct Opened {
+    took: Duration,
+    /// Resident memory after opening.
+    rss: u64,
+    /// The most resident memory during opening.
+    peak: u64,
+}
+
 /// Opens `root` in a fresh process, so that neither the allocator's leftovers nor warm caches
-/// of this one flatter the figures; returns the open time and the resident memory after it.
-fn reopen(root: &Path, expect: u64) -> mqemu::Result<(Duration, u64)> {
+/// of this one flatter the figures.
+fn reopen(root: &Path, expect: u64) -> mqemu::Result<Opened> {
     let fail = |why: String| mqemu::Error::new(mqemu::ErrorCode::MessageStorageFailed, why);
     let exe = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
     let out = std::process::Command::new(exe)
@@ -123,11 +152,17 @@ fn reopen(root: &Path, expect: u64) -> mqemu::Result<(Duration, u64)> {
         .map_err(|e| fail(e.to_string()))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut words = text.split_whitespace();
-    match (out.status.success(), words.next(), words.next()) {
-        (true, Some(secs), Some(rss)) => Ok((
-            Duration::from_secs_f64(secs.parse().unwrap_or(0.0)),
-            rss.parse().unwrap_or(0),
-        )),
+    match (
+        out.status.success(),
+        words.next(),
+        words.next(),
+        words.next(),
+    ) {
+        (true, Some(secs), Some(rss), Some(peak)) => Ok(Opened {
+            took: Duration::from_secs_f64(secs.parse().unwrap_or(0.0)),
+            rss: rss.parse().unwrap_or(0),
+            peak: peak.parse().unwrap_or(0),
+        }),
         _ => Err(fail(format!(
             "opening {} failed: {}",
             root.display(),
@@ -144,45 +179,67 @@ pub fn run(o: &Options) -> mqemu::Result<()> {
         let _ = std::fs::remove_dir_all(d);
     }
     eprintln!("writing {} live messages of {} B...", o.messages, o.size);
-    fill(&live, o.messages, o.size, false, "live")?;
-    eprintln!("writing {} messages sent and received...", o.messages);
-    fill(&history, o.messages, o.size, true, "history")?;
+    let fill_rss = fill(&live, o.messages, o.size, false, "live")?;
     let live_bytes = disk_bytes(&live.join("msmq/storage/wal"));
-    let history_bytes = disk_bytes(&history.join("msmq/storage/wal"));
     let live_read = read_all(&live.join("msmq/storage/wal"));
-    let (live_open, live_rss) = reopen(&live, o.messages)?;
-    let (history_open, _) = reopen(&history, 0)?;
-    let ratio = live_open.as_secs_f64() / history_open.as_secs_f64().max(1e-9);
+    let opened = reopen(&live, o.messages)?;
+    let history = if o.no_history {
+        None
+    } else {
+        eprintln!("writing {} messages sent and received...", o.messages);
+        fill(&history, o.messages, o.size, true, "history")?;
+        let bytes = disk_bytes(&history.join("msmq/storage/wal"));
+        Some((reopen(&history, 0)?, bytes))
+    };
+    let mib = |b: u64| b >> 20;
     if o.json {
+        let history = match &history {
+            Some((h, bytes)) => format!(
+                "{{\"open_s\":{:.3},\"log_bytes\":{bytes}}},\"live_over_history\":{:.1}",
+                h.took.as_secs_f64(),
+                opened.took.as_secs_f64() / h.took.as_secs_f64().max(1e-9)
+            ),
+            None => "null".to_owned(),
+        };
         println!(
-            "{{\"messages\":{},\"size\":{},\"live\":{{\"open_s\":{:.3},\"log_bytes\":{},\"read_s\":{:.3},\"rss_bytes\":{}}},\"history\":{{\"open_s\":{:.3},\"log_bytes\":{}}},\"live_over_history\":{:.1}}}",
+            "{{\"messages\":{},\"size\":{},\"live\":{{\"open_s\":{:.3},\"log_bytes\":{},\"read_s\":{:.3},\"rss_after_send_bytes\":{},\"rss_after_open_bytes\":{},\"peak_rss_open_bytes\":{}}},\"history\":{history}}}",
             o.messages,
             o.size,
-            live_open.as_secs_f64(),
+            opened.took.as_secs_f64(),
             live_bytes,
             live_read.as_secs_f64(),
-            live_rss,
-            history_open.as_secs_f64(),
-            history_bytes,
-            ratio
+            fill_rss,
+            opened.rss,
+            opened.peak,
         );
-    } else {
-        println!(
-            "{} live messages of {} B: open {:.3}s ({} MiB of log; reading it alone takes {:.3}s); resident memory {} MiB after opening",
-            o.messages,
-            o.size,
-            live_open.as_secs_f64(),
-            live_bytes >> 20,
-            live_read.as_secs_f64(),
-            live_rss >> 20
-        );
+        return Ok(());
+    }
+    println!(
+        "{} live messages of {} B: open {:.3}s ({} MiB of log; reading it alone takes {:.3}s)",
+        o.messages,
+        o.size,
+        opened.took.as_secs_f64(),
+        mib(live_bytes),
+        live_read.as_secs_f64(),
+    );
+    println!(
+        "resident memory with all {} queued: {} MiB in the process that sent them, {} MiB after opening in a fresh one (peak {} MiB while opening)",
+        o.messages,
+        mib(fill_rss),
+        mib(opened.rss),
+        mib(opened.peak)
+    );
+    if let Some((h, bytes)) = history {
         println!(
             "{} messages sent and received: open {:.3}s ({} MiB of log left after compaction)",
             o.messages,
-            history_open.as_secs_f64(),
-            history_bytes >> 20
+            h.took.as_secs_f64(),
+            mib(bytes)
         );
-        println!("history-only recovery is {ratio:.0}x faster than live recovery");
+        println!(
+            "history-only recovery is {:.0}x faster than live recovery",
+            opened.took.as_secs_f64() / h.took.as_secs_f64().max(1e-9)
+        );
     }
     Ok(())
 }

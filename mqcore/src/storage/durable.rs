@@ -41,14 +41,8 @@ pub(crate) struct Durable {
     pub(crate) wal: Wal,
     pub(crate) catalog: Arc<dyn CatalogStore>,
     owner: Ownership,
-    /// How many live things the records of each bucket of [`Durable::bucket`] LSNs keep alive:
-    /// messages they put that are still in a queue, and pins (an unresolved prepare, a queue
-    /// deletion not yet out of the catalog). A record below the smallest bucket is needed by
-    /// nobody. Counting by bucket rather than by record keeps this small with millions of
-    /// queued messages; a bucket is a small fraction of a segment, so segments go as soon.
-    live: Mutex<BTreeMap<Lsn, u64>>,
-    /// LSNs per bucket of `live`.
-    bucket: Lsn,
+    /// What the records keep alive, by bucket of records.
+    live: Mutex<Live>,
     /// Approximate log bytes of every live message: compaction keeps the log within a small
     /// multiple of this.
     live_bytes: AtomicU64,
@@ -62,20 +56,19 @@ pub(crate) struct Durable {
 const COMPACTION_EVERY: Lsn = 64;
 
 impl Durable {
+    /// `live` holds the buckets replay saw ([`Replay::buckets`]).
     pub(crate) fn new(
         wal: Wal,
         catalog: Arc<dyn CatalogStore>,
         owner: Ownership,
         segment_size: u64,
+        live: Live,
     ) -> Durable {
         Durable {
             wal,
             catalog,
             owner,
-            live: Mutex::new(BTreeMap::new()),
-            // Records are at least a few dozen bytes: a 64 MiB segment holds a thousand
-            // buckets or more, and the 1 KiB segments of the crash tests one record a bucket.
-            bucket: (segment_size / 65536).max(1),
+            live: Mutex::new(live),
             live_bytes: AtomicU64::new(0),
             segment_size,
             checked_at: AtomicU64::new(0),
@@ -98,7 +91,7 @@ impl Durable {
         Err(storage_error(WalError::Fenced { ours, theirs }))
     }
 
-    fn live(&self) -> MutexGuard<'_, BTreeMap<Lsn, u64>> {
+    fn live(&self) -> MutexGuard<'_, Live> {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -115,8 +108,10 @@ impl Durable {
     pub(crate) fn submit(&self, kind: u8, data: &[u8], keeps: u64, bytes: u64) -> Result<Lsn> {
         let mut live = self.live();
         let lsn = self.wal.submit(kind, data).map_err(storage_error)?;
+        live.wrote(lsn, data.len() as u64);
         if keeps > 0 {
-            *live.entry(lsn / self.bucket).or_default() += keeps;
+            let bucket = live.bucket_of(lsn);
+            *live.counts.entry(bucket).or_default() += keeps;
             self.live_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
         Ok(lsn)
@@ -126,7 +121,8 @@ impl Durable {
     pub(crate) fn keep(&self, lsns: impl IntoIterator<Item = (Lsn, u64)>) {
         let mut live = self.live();
         for (lsn, bytes) in lsns {
-            *live.entry(lsn / self.bucket).or_default() += 1;
+            let bucket = live.bucket_of(lsn);
+            *live.counts.entry(bucket).or_default() += 1;
             self.live_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
     }
@@ -138,11 +134,11 @@ impl Durable {
         }
         let mut live = self.live();
         for &(lsn, bytes) in gone {
-            let bucket = lsn / self.bucket;
-            if let Some(n) = live.get_mut(&bucket) {
+            let bucket = live.bucket_of(lsn);
+            if let Some(n) = live.counts.get_mut(&bucket) {
                 *n -= 1;
                 if *n == 0 {
-                    live.remove(&bucket);
+                    live.counts.remove(&bucket);
                 }
                 self.live_bytes.fetch_sub(bytes, Ordering::Relaxed);
             }
@@ -175,13 +171,67 @@ impl Durable {
 
     /// Every record below the returned LSN is needed by nobody, and how many segments that frees.
     pub(crate) fn removable_bound(&self) -> (Lsn, usize) {
-        let live = self.live();
+        let mut live = self.live();
         let bound = live
+            .counts
             .keys()
             .next()
-            .map(|b| b * self.bucket)
+            .copied()
             .unwrap_or_else(|| self.wal.next_lsn());
+        live.forget_before(bound);
         (bound, self.wal.removable_before(bound))
+    }
+}
+
+/// How many live things each bucket of records keeps alive: messages they put that are still in
+/// a queue, and pins (an unresolved prepare, a queue deletion not yet out of the catalog). A
+/// record below the first bucket with a count is needed by nobody.
+///
+/// A bucket is a run of consecutive records of about [`Live::bucket_bytes`] (a sixty-fourth of
+/// a segment), named by its first LSN. Counting by bucket rather than by record keeps this small
+/// with millions of one-message records, and a bucket is a small part of a segment, so
+/// segments can go as soon as with exact counts.
+pub(crate) struct Live {
+    /// Live things per bucket, by the bucket's first LSN.
+    counts: BTreeMap<Lsn, u64>,
+    /// The first LSN of every bucket that may still count something, ascending.
+    starts: std::collections::VecDeque<Lsn>,
+    /// Record bytes in the last bucket so far.
+    filling: u64,
+    bucket_bytes: u64,
+}
+
+impl Live {
+    pub(crate) fn new(segment_size: u64) -> Live {
+        Live {
+            counts: BTreeMap::new(),
+            starts: std::collections::VecDeque::new(),
+            filling: 0,
+            bucket_bytes: (segment_size / 64).max(1),
+        }
+    }
+
+    /// Record `lsn` of `bytes` was written (LSNs in increasing order).
+    pub(crate) fn wrote(&mut self, lsn: Lsn, bytes: u64) {
+        if self.starts.is_empty() || self.filling >= self.bucket_bytes {
+            self.starts.push_back(lsn);
+            self.filling = 0;
+        }
+        self.filling += bytes;
+    }
+
+    /// The first LSN of the bucket holding `lsn`.
+    fn bucket_of(&self, lsn: Lsn) -> Lsn {
+        let i = self.starts.partition_point(|&s| s <= lsn);
+        i.checked_sub(1).map_or(0, |i| self.starts[i])
+    }
+
+    /// Nothing below `bound` will be counted again: drops the buckets wholly before it.
+    fn forget_before(&mut self, bound: Lsn) {
+        let i = self.starts.partition_point(|&s| s <= bound);
+        if i > 1 {
+            self.starts.drain(..i - 1);
+        }
     }
 }
 
@@ -306,15 +356,18 @@ fn bad(r: &Record, e: impl std::fmt::Display) -> Error {
 /// messages' positions.
 pub(crate) struct Replay {
     out: Recovered,
+    /// The buckets of the records read, for [`Durable::new`].
+    live: Live,
     prepared: HashMap<String, (Lsn, Vec<Op>)>,
     /// This queue manager's GUID (for message-id ordinals).
     local: uuid::Uuid,
 }
 
 impl Replay {
-    pub(crate) fn new(local: uuid::Uuid) -> Replay {
+    pub(crate) fn new(local: uuid::Uuid, segment_size: u64) -> Replay {
         Replay {
             out: Recovered::default(),
+            live: Live::new(segment_size),
             prepared: HashMap::new(),
             local,
         }
@@ -322,6 +375,7 @@ impl Replay {
 
     /// Applies the next record.
     pub(crate) fn record(&mut self, r: Record) -> Result<()> {
+        self.live.wrote(r.lsn, r.data.len() as u64);
         match r.kind {
             record::COMMIT => {
                 let ops = record::ops(&r.data).map_err(|e| bad(&r, e))?;
@@ -352,10 +406,12 @@ impl Replay {
         Ok(())
     }
 
-    /// What the records describe, prepared transactions without an outcome in doubt.
-    pub(crate) fn finish(self) -> Recovered {
+    /// What the records describe, prepared transactions without an outcome in doubt, and the
+    /// buckets the live things are counted in.
+    pub(crate) fn finish(self) -> (Recovered, Live) {
         let Replay {
             mut out,
+            live,
             prepared,
             local,
         } = self;
@@ -376,7 +432,7 @@ impl Replay {
             }
         }
         out.in_doubt = in_doubt;
-        out
+        (out, live)
     }
 }
 
@@ -514,5 +570,35 @@ impl ColdSource for LogSource {
 
     fn cache(&self) -> &Cache {
         &self.cache
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Live;
+
+    #[test]
+    fn buckets_follow_record_bytes_not_record_counts() {
+        // 64 MiB segments: buckets of 1 MiB.
+        let mut live = Live::new(64 << 20);
+        for lsn in 1..=100 {
+            live.wrote(lsn, 1 << 20);
+        }
+        // Big records (large transactions) get a bucket each, so one live message in record 57
+        // keeps nothing before it alive.
+        assert_eq!(live.bucket_of(57), 57);
+        for lsn in 101..=10_100 {
+            live.wrote(lsn, 100);
+        }
+        // Small records share one: ten thousand 100-byte records fit in 1 MiB.
+        assert_eq!(live.bucket_of(101), 101);
+        assert_eq!(live.bucket_of(10_100), 101);
+        live.forget_before(5_000);
+        assert_eq!(live.bucket_of(5_000), 101);
+        assert_eq!(
+            live.starts.len(),
+            1,
+            "buckets wholly below the bound are gone"
+        );
     }
 }
