@@ -6,7 +6,7 @@
 //! acknowledgement and dead-letter copies MSMQ would. It never touches the network; a name that
 //! points at another computer is refused until the network layer provides outgoing queues.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -1199,38 +1199,35 @@ impl Inner {
             };
             d.keep(
                 slots
-                    .values()
-                    .map(|s| (s.lsn, u64::from(s.footprint) + LOGGED_OVERHEAD)),
+                    .iter()
+                    .map(|(_, s)| (s.lsn, u64::from(s.footprint) + LOGGED_OVERHEAD)),
             );
-            // Kept whole, moved (their record is another store's), or cold.
+            // Kept whole, moved (their record is another store's), or cold: one vector per
+            // priority, filled in lookup-id order.
             let mut whole = Vec::new();
             let mut moved = Vec::new();
-            let mut cold: Vec<(u8, Entry, u32)> = Vec::new();
-            for (lookup, slot) in slots {
+            let mut cold: [(VecDeque<Entry>, u64); 8] = Default::default();
+            for (lookup, slot) in slots.iter() {
                 if let Some(msg) = rec.kept.remove(&(at.clone(), lookup)) {
                     whole.push(msg);
                 } else if slot.moves > 0 {
                     moved.push((lookup, slot));
                 } else {
-                    let e = Entry {
+                    let (entries, bytes) = &mut cold[usize::from(slot.rank.min(7))];
+                    entries.push_back(Entry {
                         lookup,
                         lsn: slot.lsn,
-                    };
-                    cold.push((slot.rank, e, slot.footprint));
+                    });
+                    *bytes += u64::from(slot.footprint);
                 }
             }
-            cold.sort_unstable_by_key(|&(rank, e, _)| (rank, e.lookup));
+            drop(slots);
             let mut s = store.lock();
-            for rank in 0..8u8 {
-                let from = cold.partition_point(|c| c.0 < rank);
-                let to = cold.partition_point(|c| c.0 <= rank);
-                if from == to {
-                    continue;
+            for (rank, (entries, bytes)) in (0u8..).zip(cold) {
+                if !entries.is_empty() {
+                    s.recover_cold(rank, entries, bytes);
                 }
-                let bytes = cold[from..to].iter().map(|c| u64::from(c.2)).sum();
-                s.recover_cold(rank, cold[from..to].iter().map(|c| c.1).collect(), bytes);
             }
-            drop(cold);
             for chunk in moved.chunks(256) {
                 let wanted: Vec<(Lsn, LookupId)> = chunk
                     .iter()

@@ -29,8 +29,11 @@ fn say(line: String) {
 
 /// Runs `senders` and `receivers` threads against the queue in `data` until killed.
 pub fn run(data: &Path, senders: u32, receivers: u32, base: u64) -> mqemu::Result<()> {
+    // Small segments and a small cache, so that kills land in compaction and in messages
+    // read back from the log, not only in commits.
     let qm = QueueManager::builder()
         .segment_size(256 * 1024)
+        .cache_size(64 * 1024)
         .open(data)?;
     let queue = match qm.open(QUEUE) {
         Ok(q) => q,

@@ -248,12 +248,60 @@ pub(crate) struct Slot {
     pub(crate) moves: u8,
 }
 
+/// The live messages of one store during replay, sorted by lookup id: puts mostly come in
+/// increasing lookup order and removals mostly take the oldest, so a vector with tombstones
+/// (24 bytes a message) beats a map by half, which is what recovery's peak memory is made of.
+#[derive(Default)]
+pub(crate) struct Slots {
+    v: Vec<(LookupId, Slot)>,
+    /// Tombstones in `v` (slots with LSN 0: no record has LSN 0).
+    dead: usize,
+}
+
+impl Slots {
+    fn put(&mut self, lookup: LookupId, slot: Slot) {
+        if self.v.last().is_none_or(|&(l, _)| l < lookup) {
+            self.v.push((lookup, slot));
+            return;
+        }
+        match self.v.binary_search_by_key(&lookup, |&(l, _)| l) {
+            Ok(i) => {
+                if self.v[i].1.lsn == 0 {
+                    self.dead -= 1;
+                }
+                self.v[i].1 = slot;
+            }
+            Err(i) => self.v.insert(i, (lookup, slot)),
+        }
+    }
+
+    fn remove(&mut self, lookup: LookupId) -> Option<Slot> {
+        let i = self.v.binary_search_by_key(&lookup, |&(l, _)| l).ok()?;
+        let slot = self.v[i].1;
+        if slot.lsn == 0 {
+            return None;
+        }
+        self.v[i].1.lsn = 0;
+        self.dead += 1;
+        if self.dead > 1024 && self.dead * 2 > self.v.len() {
+            self.v.retain(|(_, s)| s.lsn != 0);
+            self.dead = 0;
+        }
+        Some(slot)
+    }
+
+    /// The live messages, in lookup-id order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (LookupId, Slot)> + '_ {
+        self.v.iter().copied().filter(|(_, s)| s.lsn != 0)
+    }
+}
+
 /// What replay found: the queue contents and transaction state the records describe.
 #[derive(Default)]
 pub(crate) struct Recovered {
     /// The live messages of each store by lookup id, as log positions: recovery reads back
     /// only those that go in memory.
-    pub(crate) stores: HashMap<StoreRef, HashMap<LookupId, Slot>>,
+    pub(crate) stores: HashMap<StoreRef, Slots>,
     /// Live messages kept whole because they must stay in memory (they can expire), by store
     /// and lookup id; each also has its slot.
     pub(crate) kept: HashMap<(StoreRef, LookupId), Box<Message>>,
@@ -301,7 +349,7 @@ impl Recovered {
                         moves: 0,
                     };
                     let store = self.stores.entry(at.clone()).or_default();
-                    store.insert(lookup, slot);
+                    store.put(lookup, slot);
                     if msg.time_to_be_received.is_some() {
                         msg.lsn = lsn;
                         self.kept.insert((at, lookup), msg);
@@ -314,14 +362,14 @@ impl Recovered {
                     let at = norm(at);
                     self.saw(&at, lookup);
                     if let Some(s) = self.stores.get_mut(&at) {
-                        s.remove(&lookup);
+                        s.remove(lookup);
                     }
                     self.kept.remove(&(at, lookup));
                 }
                 Op::Move { from, to, lookup } => {
                     let (from, to) = (norm(from), norm(to));
                     self.saw(&from, lookup);
-                    let Some(mut slot) = self.stores.get_mut(&from).and_then(|s| s.remove(&lookup))
+                    let Some(mut slot) = self.stores.get_mut(&from).and_then(|s| s.remove(lookup))
                     else {
                         continue;
                     };
@@ -333,7 +381,7 @@ impl Recovered {
                         }
                         None => slot.moves = slot.moves.saturating_add(1),
                     }
-                    self.stores.entry(to).or_default().insert(lookup, slot);
+                    self.stores.entry(to).or_default().put(lookup, slot);
                 }
                 Op::DropQueue { id } => {
                     self.dropped.insert(id);
