@@ -1281,10 +1281,9 @@ impl Inner {
             let msg_lsn = {
                 let mut s = store.lock();
                 let key = s.key_of(lookup)?;
-                let m = s.get(key)?;
-                let gone = (m.lsn, logged_size(m));
-                s.lock(key, t.shared.id);
-                gone
+                s.lock(key, t.shared.id)?;
+                let m = s.locked_message(lookup)?;
+                (m.lsn, logged_size(m))
             };
             Some((
                 Held {
@@ -1395,7 +1394,10 @@ impl Inner {
                 let cold = s.cold_before(bound);
                 let mut chunk = Rewrite::default();
                 let mut members: Vec<(u8, LookupId, Lsn, u64)> = Vec::new();
-                for (i, batch) in cold.chunks(256).enumerate() {
+                // A few at a time (messages may be 4 MB), each record closed as soon as it
+                // reaches REWRITE_CHUNK.
+                let batches = cold.chunks(16).count();
+                for (i, batch) in cold.chunks(16).enumerate() {
                     for m in s.read_cold(batch) {
                         chunk.push(&store.id, &m);
                         members.push((
@@ -1404,9 +1406,15 @@ impl Inner {
                             m.lsn,
                             logged_size(&m),
                         ));
+                        if chunk.data.len() >= REWRITE_CHUNK {
+                            last = std::mem::take(&mut chunk).submit(d)?;
+                            for (rank, lookup, old, size) in members.drain(..) {
+                                s.relocated(rank, lookup, last);
+                                gone.push((old, size));
+                            }
+                        }
                     }
-                    let final_batch = (i + 1) * 256 >= cold.len();
-                    if !members.is_empty() && (chunk.data.len() >= REWRITE_CHUNK || final_batch) {
+                    if !members.is_empty() && i + 1 == batches {
                         last = std::mem::take(&mut chunk).submit(d)?;
                         for (rank, lookup, old, size) in members.drain(..) {
                             s.relocated(rank, lookup, last);

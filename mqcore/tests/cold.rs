@@ -239,6 +239,19 @@ fn a_long_queue_drains_in_order_through_a_small_cache() {
         "{:?}",
         qm.cache_stats()
     );
+    // Peeking through the whole queue with a cursor reads cold messages back without keeping
+    // them.
+    let before = qm.cache_stats().cached_bytes;
+    let mut cursor = q.cursor();
+    cursor.peek_current(NOW).unwrap();
+    for _ in 1..2000 {
+        cursor.peek_next(NOW).unwrap();
+    }
+    assert_eq!(
+        qm.cache_stats().cached_bytes,
+        before,
+        "a cursor walk fills no cache"
+    );
     let mut last = 0;
     for i in 0..2000 {
         let m = q.receive(NOW, Tx::Single).unwrap();

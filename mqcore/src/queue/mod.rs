@@ -609,7 +609,7 @@ impl Queue {
         let store = self.store()?;
         let mut s = store.lock();
         let key = locate(self, &mut s)?;
-        s.get(key).cloned().ok_or_else(|| self.unreadable(key))
+        s.read(key).ok_or_else(|| self.unreadable(key))
     }
 
     /// A located message that could not be read back from the log (the log failed; the error
@@ -819,8 +819,8 @@ impl Cursor {
     }
 
     fn probe(at: Option<Key>, consumed: bool, aim: Aim, s: &mut State) -> Option<Result<Key>> {
-        let present = at.is_some_and(|k| s.get(k).is_some());
-        let mut after = |k: Key| s.after(k).map(|(k, _)| Ok(k));
+        let present = at.is_some_and(|k| s.contains(k));
+        let after = |k: Key| s.after(k).map(Ok);
         match (aim, at) {
             (Aim::Current, None) => s.first().map(|(k, _)| Ok(k)),
             (Aim::Current, Some(k)) if present => Some(Ok(k)),
@@ -844,8 +844,11 @@ impl Cursor {
         let deadline = qm.deadline(timeout);
         let r = store.watch_blocking(&deadline, |s| {
             s.expire(|| qm.now());
-            Cursor::probe(at, consumed, aim, s)
-                .map(|r| r.map(|k| (k, s.get(k).cloned().expect("probed keys are visible"))))
+            Cursor::probe(at, consumed, aim, s).map(|r| {
+                let k = r?;
+                let msg = s.read(k).ok_or_else(|| self.queue.unreadable(k))?;
+                Ok((k, msg))
+            })
         });
         self.queue.after_watch(&store);
         r.map_err(|e| self.queue.wait_error(e, timeout))?
@@ -877,7 +880,7 @@ impl Cursor {
             let store = self.queue.store()?;
             let claim = {
                 let mut s = store.lock();
-                if s.get(key).is_none() {
+                if !s.contains(key) {
                     None
                 } else {
                     Claim::at(&mut s, key, txs)

@@ -189,6 +189,9 @@ pub(crate) struct State {
     cold: Cold,
     /// Where cold messages are read back from; `None` keeps everything in memory.
     link: Option<ColdLink>,
+    /// Ranks whose refill could not read their first message back (bit `rank`): retried each
+    /// time the store is locked.
+    stalled: u8,
 }
 
 /// How many cold messages a refill reads back at most.
@@ -272,7 +275,13 @@ impl State {
             lookup: 0,
         };
         if self.visible.range(first..key).next().is_none() {
-            return false;
+            // The first hot message of its priority stays hot, unless older messages of the
+            // priority could not be read back (a stalled refill): it waits behind them.
+            return self
+                .cold
+                .rank(key.rank)
+                .front()
+                .is_some_and(|e| e.lookup < key.lookup);
         }
         !self.cold.rank(key.rank).is_empty() || link.source.cache().full()
     }
@@ -295,11 +304,16 @@ impl State {
         let Some(link) = &self.link else {
             return Vec::new();
         };
-        if wanted.is_empty() {
+        let Some(&(lsn, lookup)) = wanted.first() else {
             return Vec::new();
-        }
+        };
         match link.source.load(&link.at, wanted, max_bytes) {
-            Ok(msgs) => msgs,
+            Ok(msgs) => {
+                if !msgs.iter().any(|m| m.lookup_id == lookup) {
+                    tracing::error!(store = ?link.at, lookup, lsn, "a queued message is not in the log record that put it");
+                }
+                msgs
+            }
             Err(e) => {
                 tracing::error!(store = ?link.at, error = %e, "cannot read messages back from the log");
                 Vec::new()
@@ -307,18 +321,50 @@ impl State {
         }
     }
 
+    /// The cold message at `key`, if there is one.
+    fn cold_entry(&self, key: Key) -> Option<Entry> {
+        let v = self.cold.rank(key.rank);
+        let i = v.binary_search_by_key(&key.lookup, |e| e.lookup).ok()?;
+        Some(v[i])
+    }
+
+    /// Whether a visible message, in memory or not, is at `key`.
+    pub(crate) fn contains(&self, key: Key) -> bool {
+        self.visible.contains_key(&key) || self.cold_entry(key).is_some()
+    }
+
+    /// A copy of the visible message at `key`; a cold one is read back without being kept, so
+    /// peeks and cursors walking a long queue do not fill memory. `None` if there is none, or
+    /// it cannot be read back.
+    pub(crate) fn read(&self, key: Key) -> Option<Message> {
+        if let Some(m) = self.visible.get(&key) {
+            return Some((**m).clone());
+        }
+        let e = self.cold_entry(key)?;
+        self.load(&[(e.lsn, e.lookup)], 0)
+            .into_iter()
+            .find(|m| m.lookup_id == key.lookup)
+            .map(|m| *m)
+    }
+
+    /// Retries the refills that could not read their message back.
+    fn retry_stalled(&mut self) {
+        if self.stalled != 0 {
+            for rank in 0..8 {
+                if self.stalled & (1 << rank) != 0 {
+                    self.refill(rank);
+                }
+            }
+        }
+    }
+
     /// Brings one cold message into memory; whether it was cold (and could be read).
     fn promote(&mut self, key: Key) -> bool {
-        let Some(e) = self
-            .cold
-            .rank(key.rank)
-            .binary_search_by_key(&key.lookup, |e| e.lookup)
-            .ok()
-            .map(|i| self.cold.rank(key.rank)[i])
-        else {
+        let Some(e) = self.cold_entry(key) else {
             return false;
         };
-        let Some(msg) = self.load(&[(e.lsn, e.lookup)], 0).pop() else {
+        let loaded = self.load(&[(e.lsn, e.lookup)], 0);
+        let Some(msg) = loaded.into_iter().find(|m| m.lookup_id == key.lookup) else {
             return false;
         };
         self.cold.remove(key.rank, key.lookup);
@@ -329,6 +375,7 @@ impl State {
     /// Restores "the first message of every priority is in memory" for `rank` after a removal,
     /// reading the next cold messages of that priority back from the log.
     fn refill(&mut self, rank: u8) {
+        self.stalled &= !(1 << rank);
         let Some(&front) = self.cold.rank(rank).front() else {
             return;
         };
@@ -353,6 +400,9 @@ impl State {
             if self.cold.remove(rank, msg.lookup_id).is_some() {
                 self.warm(Key::new(msg.priority, msg.lookup_id), msg);
             }
+        }
+        if self.cold.rank(rank).front() == Some(&front) {
+            self.stalled |= 1 << rank;
         }
     }
 
@@ -472,8 +522,8 @@ impl State {
         self.visible.first_key_value().map(|(k, m)| (*k, &**m))
     }
 
-    /// The first visible message after `key` in queue order (read back if cold).
-    pub(crate) fn after(&mut self, key: Key) -> Option<(Key, &Message)> {
+    /// The position of the first visible message after `key` in queue order.
+    pub(crate) fn after(&self, key: Key) -> Option<Key> {
         use std::ops::Bound::{Excluded, Unbounded};
         let hot = self
             .visible
@@ -486,11 +536,10 @@ impl State {
             rank: key.rank,
             lookup,
         });
-        let next = match (hot, cold) {
-            (Some(h), Some(c)) => h.min(c),
-            (h, c) => h.or(c)?,
-        };
-        self.get(next).map(|m| (next, m))
+        match (hot, cold) {
+            (Some(h), Some(c)) => Some(h.min(c)),
+            (h, c) => h.or(c),
+        }
     }
 
     /// The visible message with the lowest lookup id.
@@ -528,14 +577,6 @@ impl State {
         highest(hot, self.cold.prev_by_lookup(Some(lookup)))
     }
 
-    /// The message at `key`, if visible (read back into memory if cold).
-    pub(crate) fn get(&mut self, key: Key) -> Option<&Message> {
-        if !self.visible.contains_key(&key) && !self.promote(key) {
-            return None;
-        }
-        self.visible.get(&key).map(|m| &**m)
-    }
-
     /// The position of a visible or locked message.
     pub(crate) fn key_of(&self, lookup: LookupId) -> Option<Key> {
         match self.find(lookup) {
@@ -561,7 +602,7 @@ impl State {
 
     /// Finds a message by message id. Cold messages are not indexed by id: they are read back
     /// and looked at, in queue order (a full scan of the log's live messages at worst).
-    pub(crate) fn find_by_id(&mut self, id: &MessageId) -> Found {
+    pub(crate) fn find_by_id(&self, id: &MessageId) -> Found {
         if let Some(&lookup) = self.by_id.get(id) {
             return self.find(lookup);
         }
@@ -572,19 +613,15 @@ impl State {
     }
 
     /// The first visible message with correlation id `c` (cold ones are scanned, as for ids).
-    pub(crate) fn first_by_correlation(&mut self, c: &MessageId) -> Option<Key> {
+    pub(crate) fn first_by_correlation(&self, c: &MessageId) -> Option<Key> {
         let hot = self.by_correlation.get(c).and_then(|s| s.first()).copied();
         self.scan_cold(hot, |m| m.correlation_id == Some(*c))
             .or(hot)
     }
 
-    /// The first cold message before `before` (all of them with `None`) that `matches`, brought
-    /// into memory. Reads the candidates back a batch at a time.
-    fn scan_cold(
-        &mut self,
-        before: Option<Key>,
-        matches: impl Fn(&Message) -> bool,
-    ) -> Option<Key> {
+    /// The first cold message before `before` (all of them with `None`) that `matches`. Reads
+    /// the candidates back a batch at a time, keeping none.
+    fn scan_cold(&self, before: Option<Key>, matches: impl Fn(&Message) -> bool) -> Option<Key> {
         let candidates: Vec<(u8, Entry)> = self
             .cold
             .iter()
@@ -600,16 +637,16 @@ impl State {
         for batch in candidates.chunks(REFILL_COUNT) {
             let wanted: Vec<(Lsn, LookupId)> =
                 batch.iter().map(|(_, e)| (e.lsn, e.lookup)).collect();
-            let mut found: Vec<Box<Message>> = self
+            let found: Vec<Box<Message>> = self
                 .load(&wanted, u64::MAX)
                 .into_iter()
                 .filter(|m| matches(m))
                 .collect();
-            found.sort_by_key(|m| Key::new(m.priority, m.lookup_id));
-            if let Some(msg) = found.into_iter().next() {
-                let key = Key::new(msg.priority, msg.lookup_id);
-                self.cold.remove(key.rank, key.lookup);
-                self.warm(key, msg);
+            if let Some(key) = found
+                .iter()
+                .map(|m| Key::new(m.priority, m.lookup_id))
+                .min()
+            {
                 return Some(key);
             }
         }
@@ -702,7 +739,7 @@ impl State {
                     out.push(*m);
                 }
             }
-            at = self.after(key).map(|(k, _)| k);
+            at = self.after(key);
         }
         out
     }
@@ -1265,6 +1302,7 @@ impl Store {
             store: self,
         };
         guard.sync();
+        guard.retry_stalled();
         guard
     }
 

@@ -157,16 +157,19 @@ impl Durable {
                 .is_ok()
     }
 
-    /// The end of the oldest segment, when the log has grown past twice its live data (plus two
-    /// segments of slack) and that segment's live messages should be rewritten at the head so
-    /// it can go.
+    /// Where the oldest segment ends, rounded up to the end of the bucket its last record is
+    /// in, when the log has grown past twice its live data (plus two segments of slack): live
+    /// messages below it should be rewritten at the head so that the segment can go. (A bucket
+    /// may run into the next segment, and a message there keeps the whole bucket counted.)
     pub(crate) fn sparse_bound(&self) -> Option<Lsn> {
         let segments = self.wal.segment_count() as u64;
         let live = self.live_bytes.load(Ordering::Relaxed);
         if segments < 3 || segments * self.segment_size <= 2 * live + 2 * self.segment_size {
             return None;
         }
-        self.wal.oldest_segment_end()
+        let end = self.wal.oldest_segment_end()?;
+        let live = self.live();
+        Some(live.bucket_end(end).unwrap_or_else(|| self.wal.next_lsn()))
     }
 
     /// Every record below the returned LSN is needed by nobody, and how many segments that frees.
@@ -224,6 +227,13 @@ impl Live {
     fn bucket_of(&self, lsn: Lsn) -> Lsn {
         let i = self.starts.partition_point(|&s| s <= lsn);
         i.checked_sub(1).map_or(0, |i| self.starts[i])
+    }
+
+    /// The first LSN of the first bucket that starts at or after `lsn` (`None`: the last bucket
+    /// holds `lsn`).
+    fn bucket_end(&self, lsn: Lsn) -> Option<Lsn> {
+        let i = self.starts.partition_point(|&s| s < lsn);
+        self.starts.get(i).copied()
     }
 
     /// Nothing below `bound` will be counted again: drops the buckets wholly before it.
@@ -350,7 +360,10 @@ impl Recovered {
                     };
                     let store = self.stores.entry(at.clone()).or_default();
                     store.put(lookup, slot);
-                    if msg.time_to_be_received.is_some() {
+                    // Only a queue and its subqueues expire messages; elsewhere (journals, dead
+                    // letters) a time to be received means nothing and the message may go cold.
+                    let expires = matches!(at, StoreRef::Main(_) | StoreRef::Sub(..));
+                    if expires && msg.time_to_be_received.is_some() {
                         msg.lsn = lsn;
                         self.kept.insert((at, lookup), msg);
                     } else {
@@ -607,12 +620,8 @@ impl ColdSource for LogSource {
             }
             i = j + 1;
         }
-        if !found_first {
-            return Err(format!(
-                "message {} of {at:?} is not in log record {}",
-                first.1, first.0
-            ));
-        }
+        // A wanted message missing from its record is the caller's to report: the others
+        // found are good.
         Ok(out)
     }
 
@@ -648,5 +657,19 @@ mod tests {
             1,
             "buckets wholly below the bound are gone"
         );
+    }
+
+    #[test]
+    fn a_segment_end_rounds_up_to_the_end_of_its_bucket() {
+        // 64 KiB segments: buckets of 1 KiB; records of 600 bytes, two a bucket.
+        let mut live = Live::new(64 << 10);
+        for lsn in 1..=10 {
+            live.wrote(lsn, 600);
+        }
+        // Buckets start at 1, 3, 5, 7, 9. A segment ending before record 4 ends, for
+        // compaction, where the bucket holding record 3 ends.
+        assert_eq!(live.bucket_end(4), Some(5));
+        assert_eq!(live.bucket_end(5), Some(5));
+        assert_eq!(live.bucket_end(10), None);
     }
 }

@@ -202,6 +202,46 @@ pub struct WalStats {
     pub syncs: u64,
 }
 
+impl Shared {
+    /// Returns once every record up to `lsn` is durable (or the log failed).
+    fn wait(&self, lsn: Lsn) -> Result<(), WalError> {
+        let shared = self;
+        let done = || shared.durable_to.load(Ordering::Acquire) >= lsn;
+        let failed = || shared.failed.load(Ordering::Acquire);
+        let mut guard = None;
+        loop {
+            if done() {
+                return Ok(());
+            }
+            if failed() {
+                drop(guard);
+                let state = lock(&shared.state);
+                let f = state.failed.as_ref().expect("set before the flag");
+                return Err(f.error());
+            }
+            // Checked again under `waiting`, which the writer takes before it notifies: no
+            // wake-up is lost between the check and the wait.
+            let g = match guard.take() {
+                Some(g) => g,
+                None => shared
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+            if done() || failed() {
+                guard = Some(g);
+                continue;
+            }
+            guard = Some(
+                shared
+                    .durable
+                    .wait(g)
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+        }
+    }
+}
+
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -539,40 +579,7 @@ impl Wal {
 
     /// Returns once every record up to `lsn` is durable (or the log failed).
     pub fn wait(&self, lsn: Lsn) -> Result<(), WalError> {
-        let shared = &*self.shared;
-        let done = || shared.durable_to.load(Ordering::Acquire) >= lsn;
-        let failed = || shared.failed.load(Ordering::Acquire);
-        let mut guard = None;
-        loop {
-            if done() {
-                return Ok(());
-            }
-            if failed() {
-                drop(guard);
-                let state = lock(&shared.state);
-                let f = state.failed.as_ref().expect("set before the flag");
-                return Err(f.error());
-            }
-            // Checked again under `waiting`, which the writer takes before it notifies: no
-            // wake-up is lost between the check and the wait.
-            let g = match guard.take() {
-                Some(g) => g,
-                None => shared
-                    .waiting
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner),
-            };
-            if done() || failed() {
-                guard = Some(g);
-                continue;
-            }
-            guard = Some(
-                shared
-                    .durable
-                    .wait(g)
-                    .unwrap_or_else(PoisonError::into_inner),
-            );
-        }
+        self.shared.wait(lsn)
     }
 
     /// The LSN the next record will get.
@@ -655,6 +662,9 @@ impl WalReader {
         to: Lsn,
         mut visit: impl FnMut(Record) -> bool,
     ) -> Result<(), WalError> {
+        // A record is asked for as soon as it is submitted (compaction points cold messages at
+        // their rewrite under the store's lock): wait until it is on disk.
+        self.shared.wait(to)?;
         let (start, segments) = {
             let state = lock(&self.shared.state);
             let i = state.marks.partition_point(|m| m.lsn <= from);
