@@ -261,6 +261,8 @@ struct Rewrite {
     data: Vec<u8>,
     keeps: u64,
     bytes: u64,
+    /// The cold messages in it: rank, lookup id, LSN of their record until now, logged size.
+    cold: Vec<(u8, LookupId, Lsn, u64)>,
 }
 
 impl Rewrite {
@@ -273,6 +275,22 @@ impl Rewrite {
     /// Submits the record (its messages live from it on); returns its LSN.
     fn submit(self, d: &Durable) -> Result<Lsn> {
         d.submit(record::COMMIT, &self.data, self.keeps, self.bytes)
+    }
+
+    /// Submits a record of cold messages of `s` and points them at it; their old records go to
+    /// `gone`, to be released once it is durable.
+    fn submit_cold(
+        self,
+        d: &Durable,
+        s: &mut crate::queue::store::State,
+        gone: &mut Vec<(Lsn, u64)>,
+    ) -> Result<Lsn> {
+        let lsn = d.submit(record::COMMIT, &self.data, self.keeps, self.bytes)?;
+        for (rank, lookup, old, size) in self.cold {
+            s.relocated(rank, lookup, lsn);
+            gone.push((old, size));
+        }
+        Ok(lsn)
     }
 }
 
@@ -1391,36 +1409,22 @@ impl Inner {
                     start = end;
                 }
                 // Cold messages are read back a batch at a time and rewritten the same way.
+                // Read a few at a time (messages may be 4 MB), each record closed as soon as
+                // it reaches REWRITE_CHUNK.
                 let cold = s.cold_before(bound);
                 let mut chunk = Rewrite::default();
-                let mut members: Vec<(u8, LookupId, Lsn, u64)> = Vec::new();
-                // A few at a time (messages may be 4 MB), each record closed as soon as it
-                // reaches REWRITE_CHUNK.
-                let batches = cold.chunks(16).count();
-                for (i, batch) in cold.chunks(16).enumerate() {
+                for batch in cold.chunks(16) {
                     for m in s.read_cold(batch) {
                         chunk.push(&store.id, &m);
-                        members.push((
-                            7u8.saturating_sub(m.priority),
-                            m.lookup_id,
-                            m.lsn,
-                            logged_size(&m),
-                        ));
+                        let rank = 7u8.saturating_sub(m.priority);
+                        chunk.cold.push((rank, m.lookup_id, m.lsn, logged_size(&m)));
                         if chunk.data.len() >= REWRITE_CHUNK {
-                            last = std::mem::take(&mut chunk).submit(d)?;
-                            for (rank, lookup, old, size) in members.drain(..) {
-                                s.relocated(rank, lookup, last);
-                                gone.push((old, size));
-                            }
+                            last = std::mem::take(&mut chunk).submit_cold(d, &mut s, &mut gone)?;
                         }
                     }
-                    if !members.is_empty() && i + 1 == batches {
-                        last = std::mem::take(&mut chunk).submit(d)?;
-                        for (rank, lookup, old, size) in members.drain(..) {
-                            s.relocated(rank, lookup, last);
-                            gone.push((old, size));
-                        }
-                    }
+                }
+                if !chunk.cold.is_empty() {
+                    last = chunk.submit_cold(d, &mut s, &mut gone)?;
                 }
                 if gone.is_empty() {
                     continue;
