@@ -635,10 +635,8 @@ impl State {
             })
             .collect();
         for batch in candidates.chunks(REFILL_COUNT) {
-            let wanted: Vec<(Lsn, LookupId)> =
-                batch.iter().map(|(_, e)| (e.lsn, e.lookup)).collect();
             let found: Vec<Box<Message>> = self
-                .load(&wanted, u64::MAX)
+                .read_cold(batch)
                 .into_iter()
                 .filter(|m| matches(m))
                 .collect();
@@ -715,9 +713,7 @@ impl State {
         }
         let cold = self.cold.take_all();
         for batch in cold.chunks(REFILL_COUNT) {
-            let wanted: Vec<(Lsn, LookupId)> =
-                batch.iter().map(|(_, e)| (e.lsn, e.lookup)).collect();
-            for m in self.load(&wanted, u64::MAX) {
+            for m in self.read_cold(batch) {
                 self.bytes -= footprint(&m);
                 msgs.push(*m);
             }
@@ -799,7 +795,7 @@ impl State {
         self.cold.set_lsn(rank, lookup, lsn);
     }
 
-    /// Reads cold messages back without keeping them (compaction).
+    /// Reads cold messages back without keeping them (compaction, scans, deletion).
     #[allow(clippy::vec_box)] // boxed as the store's B-tree keeps them
     pub(crate) fn read_cold(&self, entries: &[(u8, Entry)]) -> Vec<Box<Message>> {
         let wanted: Vec<(Lsn, LookupId)> = entries.iter().map(|(_, e)| (e.lsn, e.lookup)).collect();
@@ -821,9 +817,7 @@ impl State {
             .collect();
         let cold: Vec<(u8, Entry)> = self.cold.iter().collect();
         for batch in cold.chunks(REFILL_COUNT) {
-            let wanted: Vec<(Lsn, LookupId)> =
-                batch.iter().map(|(_, e)| (e.lsn, e.lookup)).collect();
-            for m in self.load(&wanted, u64::MAX) {
+            for m in self.read_cold(batch) {
                 out.push((Key::new(m.priority, m.lookup_id), *m));
             }
         }

@@ -205,9 +205,8 @@ pub struct WalStats {
 impl Shared {
     /// Returns once every record up to `lsn` is durable (or the log failed).
     fn wait(&self, lsn: Lsn) -> Result<(), WalError> {
-        let shared = self;
-        let done = || shared.durable_to.load(Ordering::Acquire) >= lsn;
-        let failed = || shared.failed.load(Ordering::Acquire);
+        let done = || self.durable_to.load(Ordering::Acquire) >= lsn;
+        let failed = || self.failed.load(Ordering::Acquire);
         let mut guard = None;
         loop {
             if done() {
@@ -215,7 +214,7 @@ impl Shared {
             }
             if failed() {
                 drop(guard);
-                let state = lock(&shared.state);
+                let state = lock(&self.state);
                 let f = state.failed.as_ref().expect("set before the flag");
                 return Err(f.error());
             }
@@ -223,21 +222,13 @@ impl Shared {
             // wake-up is lost between the check and the wait.
             let g = match guard.take() {
                 Some(g) => g,
-                None => shared
-                    .waiting
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner),
+                None => self.waiting.lock().unwrap_or_else(PoisonError::into_inner),
             };
             if done() || failed() {
                 guard = Some(g);
                 continue;
             }
-            guard = Some(
-                shared
-                    .durable
-                    .wait(g)
-                    .unwrap_or_else(PoisonError::into_inner),
-            );
+            guard = Some(self.durable.wait(g).unwrap_or_else(PoisonError::into_inner));
         }
     }
 }
