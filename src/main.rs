@@ -1,5 +1,5 @@
-//! The `mqemu` command line: today the in-process load generator and storage benchmarks; the
-//! server and the management commands join it as the network layer lands.
+//! The `mqemu` command line: the server (`serve`), the management and messaging commands that
+//! talk to it, and the load generators.
 
 mod commands;
 
@@ -23,6 +23,19 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a queue manager and serve it on the network (127.0.0.1:18010, ./mqemu-data).
+    Serve(ServeArgs),
+    /// Manage queues on a server.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Send a message (body from --body, --body-file or standard input).
+    Send(SendArgs),
+    /// Show the first message without removing it.
+    Peek(TakeArgs),
+    /// Remove and show the first message.
+    Receive(ReceiveArgs),
+    /// Show the server's figures.
+    Stats(ServerArgs),
     /// Measure the engine in this process: producers send, consumers receive, from one queue.
     Bench(BenchArgs),
     /// Measure how long a durable queue manager takes to open with many live messages, and with
@@ -31,6 +44,141 @@ enum Command {
     /// Run a durable workload that reports each acknowledged commit, until killed (crash tests).
     #[command(hide = true)]
     CrashWorker(CrashWorkerArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:18010].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Storage directory [default: ./mqemu-data].
+    #[arg(long, conflicts_with = "in_memory")]
+    data: Option<PathBuf>,
+    /// Keep everything in memory (lost at exit).
+    #[arg(long)]
+    in_memory: bool,
+    /// TOML configuration: queues to create, users and rights, limits (see README).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// MSMQ version to behave as: msmq3 or msmq4 [default: msmq4].
+    #[arg(long)]
+    compat: Option<String>,
+}
+
+/// Which server the client commands talk to.
+#[derive(clap::Args, Debug)]
+struct ServerArgs {
+    /// The server's address.
+    #[arg(long, default_value = commands::serve::DEFAULT_LISTEN)]
+    server: String,
+    /// Authentication token (or MQEMU_TOKEN).
+    #[arg(long, env = "MQEMU_TOKEN")]
+    token: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ServerArgs {
+    fn conn(&self) -> commands::admin::Conn {
+        commands::admin::Conn {
+            server: self.server.clone(),
+            token: self.token.clone(),
+            json: self.json,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum QueueCommand {
+    /// Create a queue, e.g. '.\private$\orders'.
+    Create {
+        /// Path name.
+        path: String,
+        /// Transactional queue.
+        #[arg(long)]
+        transactional: bool,
+        /// Keep a journal of received messages.
+        #[arg(long)]
+        journal: bool,
+        /// Quota in kilobytes.
+        #[arg(long)]
+        quota_kb: Option<u32>,
+        /// Label.
+        #[arg(long)]
+        label: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List queues.
+    List(ServerArgs),
+    /// Show one queue.
+    Show {
+        /// Queue name.
+        queue: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Remove every message from a queue.
+    Purge {
+        /// Queue name.
+        queue: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Delete a queue.
+    Delete {
+        /// Queue name.
+        queue: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct SendArgs {
+    /// Queue name.
+    queue: String,
+    /// Body text.
+    #[arg(long, conflicts_with = "body_file")]
+    body: Option<String>,
+    /// Read the body from this file.
+    #[arg(long)]
+    body_file: Option<PathBuf>,
+    /// Label.
+    #[arg(long)]
+    label: Option<String>,
+    /// Priority 0-7.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=7))]
+    priority: Option<u8>,
+    /// Correlation id: guid\ordinal or 40 hex digits.
+    #[arg(long)]
+    correlation_id: Option<String>,
+    /// Send in a single-message transaction (transactional queues).
+    #[arg(long)]
+    tx: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct TakeArgs {
+    /// Queue name.
+    queue: String,
+    /// How long to wait for a message (e.g. 500ms, 1s, 2m).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct ReceiveArgs {
+    #[command(flatten)]
+    take: TakeArgs,
+    /// Receive under a transaction (an external one, as MSMQ 4.0 requires remotely).
+    #[arg(long)]
+    tx: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -110,7 +258,91 @@ struct BenchArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
+        Command::Serve(a) => report(
+            "serve",
+            commands::serve::run(commands::serve::Options {
+                listen: a.listen,
+                data: a.data,
+                in_memory: a.in_memory,
+                config: a.config,
+                compat: a.compat,
+            }),
+        ),
+        Command::Queue(q) => match q {
+            QueueCommand::Create {
+                path,
+                transactional,
+                journal,
+                quota_kb,
+                label,
+                server,
+            } => report(
+                "queue create",
+                commands::admin::create(
+                    &server.conn(),
+                    &path,
+                    QueueProps {
+                        transactional,
+                        journal,
+                        quota_kb,
+                        label: label.unwrap_or_default(),
+                        ..QueueProps::default()
+                    },
+                ),
+            ),
+            QueueCommand::List(server) => {
+                report("queue list", commands::admin::list(&server.conn()))
+            }
+            QueueCommand::Show { queue, server } => {
+                report("queue show", commands::admin::show(&server.conn(), &queue))
+            }
+            QueueCommand::Purge { queue, server } => report(
+                "queue purge",
+                commands::admin::purge(&server.conn(), &queue),
+            ),
+            QueueCommand::Delete { queue, server } => report(
+                "queue delete",
+                commands::admin::delete(&server.conn(), &queue),
+            ),
+        },
+        Command::Send(a) => report(
+            "send",
+            commands::admin::send(
+                &a.server.conn(),
+                &a.queue,
+                commands::admin::SendArgs {
+                    body: a.body,
+                    body_file: a.body_file,
+                    label: a.label,
+                    priority: a.priority,
+                    correlation_id: a.correlation_id,
+                    tx: a.tx,
+                },
+            ),
+        ),
+        Command::Peek(a) => report(
+            "peek",
+            commands::admin::take(&a.server.conn(), &a.queue, a.timeout, false, false),
+        ),
+        Command::Receive(a) => report(
+            "receive",
+            commands::admin::take(
+                &a.take.server.conn(),
+                &a.take.queue,
+                a.take.timeout,
+                true,
+                a.tx,
+            ),
+        ),
+        Command::Stats(a) => report("stats", commands::admin::stats(&a.conn())),
         Command::Bench(args) => report("bench", bench(&args)),
         Command::BenchRecovery(args) => report(
             "bench-recovery",
@@ -136,7 +368,8 @@ fn report(what: &str, result: mqemu::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mqemu {what}: {e}");
+            // The MSMQ error name first, so scripts can match on it.
+            eprintln!("mqemu {what}: {}: {}", e.code().name(), e.detail());
             ExitCode::FAILURE
         }
     }

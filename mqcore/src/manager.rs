@@ -542,16 +542,140 @@ impl Inner {
     pub(crate) fn send(
         self: &Arc<Self>,
         q: &Arc<QueueInner>,
-        mut msg: Message,
+        msg: Message,
         tx: Tx<'_>,
     ) -> Result<MessageId> {
+        let (msg, quota) = self.stamp(q, msg, tx.is_transactional())?;
+        let id = msg.id;
+        match tx {
+            Tx::None => self.arrive(q, msg, quota)?,
+            Tx::Single => {
+                let t = self.begin(TxKind::Internal);
+                self.stage(q, msg, &t)?;
+                t.commit()?;
+            }
+            Tx::In(t) => {
+                self.check_own_tx(t)?;
+                self.stage(q, msg, t)?;
+            }
+        }
+        Ok(id)
+    }
+
+    /// [`Queue::send_batch`]: runs of recoverable non-transactional messages share one logged
+    /// step, runs of single-message transactions with equal time limits share one internal
+    /// transaction (a transaction gives all its messages its first message's limits, so only
+    /// equal ones can share).
+    pub(crate) fn send_batch(
+        self: &Arc<Self>,
+        q: &Arc<QueueInner>,
+        msgs: Vec<Message>,
+        tx: Tx<'_>,
+    ) -> Vec<Result<MessageId>> {
+        let mut out = Vec::with_capacity(msgs.len());
+        let mut msgs = msgs.into_iter().peekable();
+        match tx {
+            Tx::Single => {
+                while let Some(first) = msgs.next() {
+                    let limits = (first.time_to_reach_queue, first.time_to_be_received);
+                    let t = self.begin(TxKind::Internal);
+                    let start = out.len();
+                    out.push(self.send(q, first, Tx::In(&t)));
+                    while let Some(m) =
+                        msgs.next_if(|m| (m.time_to_reach_queue, m.time_to_be_received) == limits)
+                    {
+                        out.push(self.send(q, m, Tx::In(&t)));
+                    }
+                    if let Err(e) = t.commit() {
+                        for r in &mut out[start..] {
+                            if r.is_ok() {
+                                *r = Err(e.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            Tx::None if self.durable.is_some() => {
+                // Recoverable messages wait in `run` until an express one (which is not
+                // logged) or the end, so the order of arrival is the order of sending.
+                let mut run: Vec<(usize, Message)> = Vec::new();
+                let mut run_bytes = 0u64;
+                for msg in msgs {
+                    let stamped = self.stamp(q, msg, false);
+                    let (mut msg, quota) = match stamped {
+                        Ok(s) => s,
+                        Err(e) => {
+                            out.push(Err(e));
+                            continue;
+                        }
+                    };
+                    if msg.delivery != Delivery::Recoverable {
+                        self.arrive_logged(q, &mut run, &mut out);
+                        run_bytes = 0;
+                        let id = msg.id;
+                        out.push(self.arrive(q, msg, quota).map(|()| id));
+                        continue;
+                    }
+                    msg.arrived_time = msg.sent_time;
+                    let current = q.store.lock().bytes() + run_bytes;
+                    if let Err(e) = self.check_quota(q, current, &msg) {
+                        out.push(Err(e));
+                        continue;
+                    }
+                    run_bytes += footprint(&msg);
+                    out.push(Ok(msg.id));
+                    run.push((out.len() - 1, msg));
+                }
+                self.arrive_logged(q, &mut run, &mut out);
+            }
+            _ => out.extend(msgs.map(|m| self.send(q, m, tx))),
+        }
+        out
+    }
+
+    /// Publishes stamped recoverable messages in one logged step; a failed log write fails them
+    /// all in `out` (at the indexes they carry).
+    fn arrive_logged(
+        self: &Arc<Self>,
+        q: &Arc<QueueInner>,
+        run: &mut Vec<(usize, Message)>,
+        out: &mut [Result<MessageId>],
+    ) {
+        if run.is_empty() {
+            return;
+        }
+        let at: Vec<usize> = run.iter().map(|(i, _)| *i).collect();
+        let msgs = std::mem::take(run);
+        let r = self.run(|eff| {
+            for (_, msg) in msgs {
+                if self.needs_arrival_follow_up(&msg) {
+                    self.arrived(&msg, eff);
+                }
+                eff.put(&q.store, msg);
+            }
+        });
+        if let Err(e) = r {
+            for i in at {
+                out[i] = Err(e.clone());
+            }
+        }
+    }
+
+    /// Checks a message about to be sent to `q` and stamps what the queue manager sets (id,
+    /// times, source, destination). Returns it with the queue's quota.
+    fn stamp(
+        self: &Arc<Self>,
+        q: &Arc<QueueInner>,
+        mut msg: Message,
+        in_tx: bool,
+    ) -> Result<(Message, Option<u32>)> {
         q.check_live()?;
         msg.validate()?;
         let (transactional, quota) = {
             let p = q.read_props();
             (p.transactional, p.quota_kb)
         };
-        if transactional != tx.is_transactional() {
+        if transactional != in_tx {
             let detail = if transactional {
                 format!("{} is transactional; send within a transaction", q.path)
             } else {
@@ -576,20 +700,7 @@ impl Inner {
         // is in no log record until its send is logged.
         msg.lsn = 0;
         msg.transactional = transactional;
-        let id = msg.id;
-        match tx {
-            Tx::None => self.arrive(q, msg, quota)?,
-            Tx::Single => {
-                let t = self.begin(TxKind::Internal);
-                self.stage(q, msg, &t)?;
-                t.commit()?;
-            }
-            Tx::In(t) => {
-                self.check_own_tx(t)?;
-                self.stage(q, msg, t)?;
-            }
-        }
-        Ok(id)
+        Ok((msg, quota))
     }
 
     /// Applies MSMQ's transactional coercions and stages the message in `t`.

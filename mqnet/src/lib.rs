@@ -1,0 +1,34 @@
+//! mqnet: mqemu over the network. The native protocol, the queue server and its Rust clients.
+//!
+//! - [`Server`] serves one `mqcore::QueueManager` on TCP ([`server`]).
+//! - [`Client`] and [`BlockingClient`] reach it with the engine's method names and MSMQ's error
+//!   codes ([`client`]); a format name such as `DIRECT=TCP:127.0.0.1\private$\q` picks the server.
+//! - [`frame`] and [`proto`] define the wire: length + crc32 frames holding postcard-encoded
+//!   requests and responses with request ids, so one connection pipelines many requests.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mqcore::Error> {
+//! use std::time::Duration;
+//! use mqcore::Message;
+//! use mqnet::{Client, ClientOptions, Tx};
+//!
+//! let q = Client::connect_to_queue(r"DIRECT=TCP:127.0.0.1\private$\orders", &ClientOptions::default()).await?;
+//! q.send(Message::new("order 1"), Tx::None).await?;
+//! let m = q.receive(Duration::from_secs(1), Tx::None).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod client;
+pub mod frame;
+pub mod names;
+pub mod proto;
+pub mod server;
+
+pub use auth::{Auth, Right, User};
+pub use client::{
+    BlockingClient, BlockingQueue, BlockingTransaction, Client, ClientOptions, RemoteCursor,
+    RemoteQueue, RemoteTransaction, Tx,
+};
+pub use proto::{Stats, DEFAULT_PORT};
+pub use server::{Server, ServerConfig, Stopper};

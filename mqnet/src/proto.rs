@@ -1,0 +1,403 @@
+//! The messages of the native protocol: one request type, one response type, and their encoding.
+//!
+//! Every frame's payload is a [`Envelope`] in postcard's encoding (a stable, documented,
+//! compact serde format): the request id the client chose, then the request or the response. The
+//! server answers each request exactly once, with the same id, in any order, so one connection
+//! can have many requests in flight (pipelining). The first request of a connection must be
+//! [`Request::Hello`]; its answer is [`Response::Welcome`] or an error after which the server
+//! closes the connection.
+//!
+//! Errors travel as MSMQ HRESULTs with their detail sentence, so a remote caller branches on the
+//! same [`ErrorCode`] as an in-process one.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use mqcore::{
+    Compat, Error, ErrorCode, LookupAction, Message, MessageId, QueueInfo, QueueProps, QueueUpdate,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::frame;
+
+/// The protocol versions this build speaks; the handshake picks the highest both sides have.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The default TCP port of the native protocol (MSMQ's own binary protocol keeps 1801).
+pub const DEFAULT_PORT: u16 = 18010;
+
+/// A request or a response with its request id.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// Chosen by the client, echoed by the server.
+    pub id: u64,
+    /// What is asked or answered.
+    pub body: T,
+}
+
+/// Which transaction a remote operation runs under (the wire form of `mqcore::Tx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxRef {
+    /// `MQ_NO_TRANSACTION`.
+    None,
+    /// `MQ_SINGLE_MESSAGE`.
+    Single,
+    /// A transaction this connection began (its id from [`Response::Tx`]).
+    In(u64),
+}
+
+/// Which message a peek or receive takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Select {
+    /// The first message, waiting up to the timeout.
+    Head,
+    /// By lookup id (`MQReceiveMessageByLookupId`); never waits.
+    Lookup(LookupAction),
+    /// By message id; never waits.
+    Id(MessageId),
+    /// The first with this correlation id; never waits.
+    Correlation(MessageId),
+}
+
+/// What a cursor does (`MQ_ACTION_*` with a cursor handle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CursorAction {
+    /// `MQ_ACTION_PEEK_CURRENT`.
+    PeekCurrent,
+    /// `MQ_ACTION_PEEK_NEXT`.
+    PeekNext,
+    /// `MQ_ACTION_RECEIVE` at the cursor.
+    ReceiveCurrent,
+}
+
+/// A timeout on the wire, in milliseconds; `u64::MAX` is INFINITE.
+pub fn timeout_to_wire(timeout: Duration) -> u64 {
+    if timeout == mqcore::INFINITE {
+        u64::MAX
+    } else {
+        timeout.as_millis().min(u64::MAX as u128 - 1) as u64
+    }
+}
+
+/// The inverse of [`timeout_to_wire`].
+pub fn timeout_from_wire(ms: u64) -> Duration {
+    if ms == u64::MAX {
+        mqcore::INFINITE
+    } else {
+        Duration::from_millis(ms)
+    }
+}
+
+/// Everything a client can ask. Queue names are path or format names as the engine takes them.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// First request of every connection.
+    Hello {
+        /// Lowest protocol version the client speaks.
+        min_version: u16,
+        /// Highest protocol version the client speaks.
+        max_version: u16,
+        /// The authentication token, when the server asks for one.
+        token: Option<String>,
+        /// Free text for the server's logs (program name and version).
+        client: String,
+    },
+    /// `MQCreateQueue`.
+    CreateQueue {
+        /// Path name.
+        path: String,
+        /// Properties.
+        props: QueueProps,
+    },
+    /// `MQDeleteQueue`.
+    DeleteQueue {
+        /// The queue.
+        name: String,
+    },
+    /// Every queue, with management properties.
+    ListQueues,
+    /// One queue's management properties; also how a client checks a name before using it.
+    QueueInfo {
+        /// The queue.
+        name: String,
+    },
+    /// `MQSetQueueProperties`.
+    SetQueueProps {
+        /// The queue.
+        name: String,
+        /// What changes.
+        update: QueueUpdate,
+    },
+    /// `MQPurgeQueue` (also works on journals and system queues).
+    Purge {
+        /// The queue.
+        name: String,
+    },
+    /// Number of messages in a queue, locked ones included.
+    Len {
+        /// The queue.
+        name: String,
+    },
+    /// `MQSendMessage`.
+    Send {
+        /// The destination.
+        queue: String,
+        /// The message.
+        msg: Box<Message>,
+        /// The transaction.
+        tx: TxRef,
+    },
+    /// `MQReceiveMessage` without a cursor.
+    Receive {
+        /// The queue.
+        queue: String,
+        /// Which message.
+        select: Select,
+        /// Milliseconds to wait for [`Select::Head`] (see [`timeout_to_wire`]).
+        timeout_ms: u64,
+        /// The transaction.
+        tx: TxRef,
+    },
+    /// `MQReceiveMessage` with `MQ_ACTION_PEEK_CURRENT` and no cursor.
+    Peek {
+        /// The queue.
+        queue: String,
+        /// Which message.
+        select: Select,
+        /// Milliseconds to wait for [`Select::Head`].
+        timeout_ms: u64,
+    },
+    /// `MQCreateCursor`: answered with [`Response::Cursor`].
+    OpenCursor {
+        /// The queue.
+        queue: String,
+    },
+    /// An action at a cursor.
+    CursorOp {
+        /// The cursor's id.
+        cursor: u64,
+        /// What to do.
+        action: CursorAction,
+        /// Milliseconds to wait.
+        timeout_ms: u64,
+        /// The transaction (receives only).
+        tx: TxRef,
+    },
+    /// `MQCloseCursor`.
+    CloseCursor {
+        /// The cursor's id.
+        cursor: u64,
+    },
+    /// `MQMoveMessage`.
+    Move {
+        /// The queue (or subqueue) the message is in.
+        queue: String,
+        /// Its lookup id.
+        lookup: u64,
+        /// Where it goes.
+        to: String,
+        /// The transaction.
+        tx: TxRef,
+    },
+    /// `MQMarkMessageRejected`.
+    Reject {
+        /// The queue.
+        queue: String,
+        /// The message's lookup id.
+        lookup: u64,
+    },
+    /// `MQBeginTransaction`: answered with [`Response::Tx`].
+    Begin,
+    /// Enlists in an external (two-phase) transaction.
+    BeginExternal {
+        /// The coordinator's id for it.
+        xid: String,
+    },
+    /// Phase one of an external transaction.
+    Prepare {
+        /// The transaction's id.
+        tx: u64,
+    },
+    /// Commit.
+    Commit {
+        /// The transaction's id.
+        tx: u64,
+    },
+    /// Abort.
+    Abort {
+        /// The transaction's id.
+        tx: u64,
+    },
+    /// Ids of prepared transactions whose outcome is unknown.
+    InDoubt,
+    /// Commits or aborts an in-doubt transaction.
+    ResolveInDoubt {
+        /// Its id.
+        xid: String,
+        /// Commit (true) or abort.
+        commit: bool,
+    },
+    /// Server and queue-manager figures.
+    Stats,
+    /// Does nothing; answered with [`Response::Done`] (keep-alive, latency probe).
+    Ping,
+}
+
+/// What the server says about itself and its queue manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// The queue manager's computer name.
+    pub name: String,
+    /// Its GUID.
+    pub guid: String,
+    /// Compatibility level.
+    pub compat: Compat,
+    /// Whether it stores messages on disk.
+    pub durable: bool,
+    /// Queues.
+    pub queues: usize,
+    /// Messages in all queues.
+    pub messages: u64,
+    /// Bytes in all queues.
+    pub bytes: u64,
+    /// Connections open now.
+    pub connections: usize,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// Requests answered since start.
+    pub requests_total: u64,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+}
+
+/// Every answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// The handshake succeeded.
+    Welcome {
+        /// The version both sides speak.
+        version: u16,
+        /// The queue manager's computer name.
+        server: String,
+        /// Its compatibility level.
+        compat: Compat,
+        /// The largest frame payload the server accepts.
+        max_frame: u32,
+    },
+    /// Done, nothing to return.
+    Done,
+    /// A refusal: the MSMQ HRESULT and what was wrong.
+    Error {
+        /// The HRESULT.
+        code: u32,
+        /// The detail sentence.
+        detail: String,
+    },
+    /// A sent message's id.
+    Sent(MessageId),
+    /// A received or peeked message.
+    Message(Box<Message>),
+    /// A list of queues.
+    Queues(Vec<QueueInfo>),
+    /// One queue.
+    Queue(QueueInfo),
+    /// A count.
+    Count(u64),
+    /// A transaction's id on this connection.
+    Tx(u64),
+    /// A cursor's id on this connection.
+    Cursor(u64),
+    /// Transaction ids.
+    Xids(Vec<String>),
+    /// Server figures.
+    Stats(Stats),
+}
+
+impl Response {
+    /// The answer for an engine error.
+    pub fn error(e: &Error) -> Response {
+        Response::Error {
+            code: e.code().hresult(),
+            detail: e.detail().to_owned(),
+        }
+    }
+}
+
+impl From<Response> for Result<Response, Error> {
+    fn from(r: Response) -> Self {
+        match r {
+            Response::Error { code, detail } => Err(Error::new(
+                ErrorCode::from_hresult(code).unwrap_or(ErrorCode::Error),
+                detail,
+            )),
+            other => Ok(other),
+        }
+    }
+}
+
+/// Encodes an envelope into a frame of its own.
+pub fn frame<T: Serialize>(id: u64, body: &T) -> Bytes {
+    let env = Envelope { id, body };
+    let mut w = vec![0u8; frame::HEADER_LEN];
+    w = postcard::to_extend(&env, w).expect("postcard cannot fail to serialize into a Vec");
+    frame::seal(&mut w);
+    Bytes::from(w)
+}
+
+/// Decodes a frame's payload.
+pub fn decode<'de, T: Deserialize<'de>>(payload: &'de [u8]) -> Result<Envelope<T>, Error> {
+    postcard::from_bytes(payload).map_err(|e| {
+        Error::new(
+            ErrorCode::InvalidParameter,
+            format!("a frame does not hold a valid protocol message: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+
+    #[test]
+    fn requests_round_trip() {
+        let msg = Message::new("body").with_label("l");
+        let f = frame(
+            7,
+            &Request::Send {
+                queue: r".\private$\q".into(),
+                msg: Box::new(msg.clone()),
+                tx: TxRef::Single,
+            },
+        );
+        let mut b = BytesMut::from(&f[..]);
+        let payload = frame::decode(&mut b, 1 << 20).unwrap().unwrap();
+        let env: Envelope<Request> = decode(&payload).unwrap();
+        assert_eq!(env.id, 7);
+        match env.body {
+            Request::Send { queue, msg: m, tx } => {
+                assert_eq!(queue, r".\private$\q");
+                assert_eq!(*m, msg);
+                assert_eq!(tx, TxRef::Single);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_keep_their_code() {
+        let e = Error::new(ErrorCode::AccessDenied, "no");
+        let r: Result<Response, Error> = Response::error(&e).into();
+        assert_eq!(r.unwrap_err(), e);
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(
+            timeout_from_wire(timeout_to_wire(mqcore::INFINITE)),
+            mqcore::INFINITE
+        );
+        let d = Duration::from_millis(1500);
+        assert_eq!(timeout_from_wire(timeout_to_wire(d)), d);
+    }
+}

@@ -1,0 +1,1035 @@
+//! The queue server: accepts native-protocol connections and runs their requests on one queue
+//! manager.
+//!
+//! Each connection is one task that reads frames, runs every request they hold in order, and
+//! writes the answers in one write per batch; pipelined requests therefore cost one read and one
+//! write for many. Requests that wait (a receive or peek with a timeout and nothing to take yet,
+//! a cursor waiting for its next message) move to tasks of their own, so a connection keeps
+//! serving while they wait; their answers come back to the connection's task to be written.
+//!
+//! A connection owns its transactions and cursors: when it closes, for whatever reason, its
+//! waiting receives are cancelled (a message already handed to one goes back) and its unfinished
+//! transactions abort, so the messages they received return to their queues. A transaction
+//! already prepared stays in doubt for its coordinator, as two-phase commit requires.
+//!
+//! Shutdown stops accepting, lets every connection finish the batch it is running (commits
+//! complete), answers waiting requests with MQ_ERROR_SERVICE_NOT_AVAILABLE, aborts open
+//! transactions and closes. The caller then drops the queue manager, which flushes its log.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use mqcore::{Compat, Cursor, Error, ErrorCode, Message, Queue, QueueManager, Transaction, Tx};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::auth::{queue_key, Auth, Principal, Right};
+use crate::frame::{self, FrameError};
+use crate::proto::{
+    self, timeout_from_wire, CursorAction, Request, Response, Select, Stats, TxRef,
+    PROTOCOL_VERSION,
+};
+
+/// Limits and access control of a server. The defaults suit a server on loopback.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest frame payload accepted; checked before any allocation.
+    pub max_frame: usize,
+    /// Connections served at once; one more is answered MQ_ERROR_INSUFFICIENT_RESOURCES.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long, with nothing waiting, is closed.
+    pub idle_timeout: Duration,
+    /// Time allowed for the handshake.
+    pub handshake_timeout: Duration,
+    /// Who may connect and what they may do.
+    pub auth: Auth,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_frame: frame::DEFAULT_MAX_FRAME,
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(300),
+            handshake_timeout: Duration::from_secs(10),
+            auth: Auth::default(),
+        }
+    }
+}
+
+/// Counters shared by the server and its connections.
+struct Shared {
+    qm: QueueManager,
+    config: ServerConfig,
+    connections: AtomicUsize,
+    connections_total: AtomicU64,
+    requests_total: AtomicU64,
+    started: Instant,
+}
+
+/// A bound server, not yet running.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+}
+
+/// Stops a running server (clone it into a signal handler).
+#[derive(Clone)]
+pub struct Stopper(Arc<watch::Sender<bool>>);
+
+impl Stopper {
+    /// Begins a graceful shutdown.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Server {
+    /// Binds the listening socket.
+    pub async fn bind(
+        addr: impl ToSocketAddrs,
+        qm: QueueManager,
+        config: ServerConfig,
+    ) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        let (stop, _) = watch::channel(false);
+        Ok(Server {
+            listener,
+            shared: Arc::new(Shared {
+                qm,
+                config,
+                connections: AtomicUsize::new(0),
+                connections_total: AtomicU64::new(0),
+                requests_total: AtomicU64::new(0),
+                started: Instant::now(),
+            }),
+            stop,
+        })
+    }
+
+    /// The address it listens on (the real port when bound to port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A handle that stops [`Server::run`].
+    pub fn stopper(&self) -> Stopper {
+        Stopper(Arc::new(self.stop.clone()))
+    }
+
+    /// Serves until stopped, then shuts down gracefully and returns once every connection has
+    /// closed.
+    pub async fn run(self) -> io::Result<()> {
+        let Server {
+            listener,
+            shared,
+            stop,
+        } = self;
+        let mut stopped = stop.subscribe();
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = stopped_signal(&mut stopped) => break,
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of descriptors and the like: back off rather than spin.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let open = shared.connections.fetch_add(1, Ordering::SeqCst);
+                    shared.connections_total.fetch_add(1, Ordering::Relaxed);
+                    let shared = shared.clone();
+                    let stop = stop.subscribe();
+                    conns.spawn(async move {
+                        if open >= shared.config.max_connections {
+                            refuse(stream, &shared).await;
+                        } else {
+                            tracing::debug!(%peer, "connection opened");
+                            let r = serve(stream, shared.clone(), stop).await;
+                            tracing::debug!(%peer, result = ?r, "connection closed");
+                        }
+                        shared.connections.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        tracing::info!(connections = conns.len(), "shutting down");
+        drop(listener);
+        while conns.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// Answers a connection over the limit and closes it.
+async fn refuse(mut stream: TcpStream, shared: &Shared) {
+    tracing::warn!(
+        limit = shared.config.max_connections,
+        "connection refused: at the connection limit"
+    );
+    let e = Error::new(
+        ErrorCode::InsufficientResources,
+        format!(
+            "the server is at its limit of {} connections",
+            shared.config.max_connections
+        ),
+    );
+    let _ = stream
+        .write_all(&proto::frame(0, &Response::error(&e)))
+        .await;
+    let _ = stream.shutdown().await;
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+#[allow(dead_code)] // fields are read by Debug, in the close log
+enum End {
+    /// The peer closed it between frames.
+    Closed,
+    /// Shutdown.
+    Shutdown,
+    /// Nothing arrived for the idle timeout.
+    Idle,
+    /// A bad frame, a bad request or a failed handshake (already answered).
+    Refused(Error),
+    /// The socket failed.
+    Io(io::Error),
+}
+
+/// One connection's socket side.
+struct Wire {
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    buf: BytesMut,
+    out: BytesMut,
+    max: usize,
+}
+
+impl Wire {
+    /// Reads until one whole frame is in; `None` at a clean end of stream.
+    async fn next_frame(&mut self) -> Result<Option<Bytes>, End> {
+        loop {
+            if let Some(f) = self.decode()? {
+                return Ok(Some(f));
+            }
+            if self.read().await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn decode(&mut self) -> Result<Option<Bytes>, End> {
+        frame::decode(&mut self.buf, self.max).map_err(|e| End::Refused(frame_error(e)))
+    }
+
+    /// Reads more bytes; 0 at end of stream (an error if it cuts a frame).
+    async fn read(&mut self) -> Result<usize, End> {
+        let n = self.rd.read_buf(&mut self.buf).await.map_err(End::Io)?;
+        if n == 0 && !self.buf.is_empty() {
+            return Err(End::Refused(frame_error(FrameError::Truncated {
+                got: self.buf.len(),
+            })));
+        }
+        Ok(n)
+    }
+
+    fn push(&mut self, id: u64, r: &Response) {
+        self.out.extend_from_slice(&proto::frame(id, r));
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        if !self.out.is_empty() {
+            self.wr.write_all(&self.out).await.map_err(End::Io)?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+}
+
+fn frame_error(e: FrameError) -> Error {
+    Error::new(ErrorCode::InvalidParameter, e.to_string())
+}
+
+/// Serves one connection from handshake to close.
+async fn serve(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), End> {
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    let mut wire = Wire {
+        rd,
+        wr,
+        buf: BytesMut::with_capacity(64 * 1024),
+        out: BytesMut::with_capacity(64 * 1024),
+        max: shared.config.max_frame,
+    };
+    let principal = match handshake(&mut wire, &shared).await {
+        Ok(p) => p,
+        Err(e) => {
+            if let End::Refused(err) = &e {
+                wire.push(0, &Response::error(err));
+                let _ = wire.flush().await;
+            }
+            return Err(e);
+        }
+    };
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let mut session = Session {
+        shared: shared.clone(),
+        principal,
+        txs: HashMap::new(),
+        cursors: HashMap::new(),
+        next_handle: 1,
+        waits: JoinSet::new(),
+        done: done_tx,
+        stop: stop.clone(),
+    };
+    let end = session.run(&mut wire, &mut stop, &mut done_rx).await;
+    // Waiting requests: on shutdown they answer (and are written); otherwise they are cancelled.
+    if matches!(end, End::Shutdown) {
+        while session.waits.join_next().await.is_some() {}
+        while let Ok((id, r)) = done_rx.try_recv() {
+            wire.push(id, &r);
+        }
+    } else {
+        session.waits.abort_all();
+        while session.waits.join_next().await.is_some() {}
+    }
+    if let End::Refused(err) = &end {
+        wire.push(0, &Response::error(err));
+    }
+    let _ = wire.flush().await;
+    let _ = wire.wr.shutdown().await;
+    // Dropping the session drops its cursors and aborts its unfinished transactions.
+    let aborted = session.txs.len();
+    drop(session);
+    if aborted > 0 {
+        tracing::debug!(
+            aborted,
+            "connection closed with open transactions; they aborted"
+        );
+    }
+    match end {
+        End::Closed | End::Shutdown => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// Reads the Hello, checks version and token, answers Welcome.
+async fn handshake(wire: &mut Wire, shared: &Shared) -> Result<Principal, End> {
+    let first = tokio::time::timeout(shared.config.handshake_timeout, wire.next_frame())
+        .await
+        .map_err(|_| {
+            End::Refused(Error::new(
+                ErrorCode::OperationCancelled,
+                "no handshake within the time allowed",
+            ))
+        })??
+        .ok_or(End::Closed)?;
+    let env = proto::decode::<Request>(&first).map_err(End::Refused)?;
+    let Request::Hello {
+        min_version,
+        max_version,
+        token,
+        client,
+    } = env.body
+    else {
+        return Err(End::Refused(Error::new(
+            ErrorCode::InvalidParameter,
+            "the first request of a connection must be Hello",
+        )));
+    };
+    if !(min_version..=max_version).contains(&PROTOCOL_VERSION) {
+        return Err(End::Refused(Error::new(
+            ErrorCode::InvalidParameter,
+            format!(
+                "the client speaks protocol versions {min_version}..={max_version}; this server speaks {PROTOCOL_VERSION}"
+            ),
+        )));
+    }
+    let principal = shared
+        .config
+        .auth
+        .login(token.as_deref())
+        .map_err(End::Refused)?;
+    tracing::debug!(client, user = principal.name(), "handshake");
+    wire.push(
+        env.id,
+        &Response::Welcome {
+            version: PROTOCOL_VERSION,
+            server: shared.qm.name().to_owned(),
+            compat: shared.qm.compat(),
+            max_frame: shared.config.max_frame as u32,
+        },
+    );
+    wire.flush().await?;
+    Ok(principal)
+}
+
+/// A request that waits, run on a task of its own.
+type Waiting = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+/// What running a request gives.
+enum Step {
+    /// The answer, now.
+    Reply(Response),
+    /// An answer that has to wait (async engine call).
+    Wait(Waiting),
+    /// An answer that has to wait inside a blocking engine call (cursors).
+    Block(Box<dyn FnOnce() -> Response + Send>),
+}
+
+/// A cursor of a connection, with the key of its queue for permission checks.
+struct OpenCursor {
+    cursor: Arc<Mutex<Cursor>>,
+    key: String,
+    name: String,
+}
+
+/// One connection's state: who it is, its transactions, cursors and waiting requests.
+struct Session {
+    shared: Arc<Shared>,
+    principal: Principal,
+    txs: HashMap<u64, Arc<Transaction>>,
+    cursors: HashMap<u64, OpenCursor>,
+    next_handle: u64,
+    waits: JoinSet<()>,
+    done: mpsc::UnboundedSender<(u64, Response)>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Session {
+    async fn run(
+        &mut self,
+        wire: &mut Wire,
+        stop: &mut watch::Receiver<bool>,
+        done: &mut mpsc::UnboundedReceiver<(u64, Response)>,
+    ) -> End {
+        let idle = self.shared.config.idle_timeout;
+        loop {
+            // Everything already read is one batch.
+            let mut batch = Vec::new();
+            loop {
+                match wire.decode() {
+                    Ok(Some(f)) => batch.push(f),
+                    Ok(None) => break,
+                    Err(e) => return e,
+                }
+            }
+            if !batch.is_empty() {
+                if let Err(e) = self.run_batch(wire, batch) {
+                    let _ = wire.flush().await;
+                    return e;
+                }
+                if let Err(e) = wire.flush().await {
+                    return e;
+                }
+                continue;
+            }
+            while self.waits.try_join_next().is_some() {}
+            tokio::select! {
+                biased;
+                _ = stopped_signal(stop) => return End::Shutdown,
+                Some((id, r)) = done.recv() => {
+                    wire.push(id, &r);
+                    while let Ok((id, r)) = done.try_recv() {
+                        wire.push(id, &r);
+                    }
+                    if let Err(e) = wire.flush().await {
+                        return e;
+                    }
+                }
+                read = tokio::time::timeout(idle, wire.read()) => match read {
+                    Ok(Ok(0)) => return End::Closed,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return e,
+                    Err(_) if self.waits.is_empty() => return End::Idle,
+                    Err(_) => {}
+                },
+            }
+        }
+    }
+
+    /// Runs a batch of request frames in order, answers into `wire.out`. A frame that does not
+    /// decode ends the connection.
+    fn run_batch(&mut self, wire: &mut Wire, batch: Vec<Bytes>) -> Result<(), End> {
+        let mut requests = Vec::with_capacity(batch.len());
+        for f in &batch {
+            let env = proto::decode::<Request>(f).map_err(End::Refused)?;
+            requests.push((env.id, env.body));
+        }
+        self.shared
+            .requests_total
+            .fetch_add(requests.len() as u64, Ordering::Relaxed);
+        let durable = self.shared.qm.is_durable()
+            && tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread;
+        // Commits wait for the disk: let the runtime move other connections off this thread.
+        let steps = if durable {
+            tokio::task::block_in_place(|| self.steps(requests))
+        } else {
+            self.steps(requests)
+        };
+        for (id, step) in steps {
+            match step {
+                Step::Reply(r) => wire.push(id, &r),
+                Step::Wait(fut) => {
+                    let done = self.done.clone();
+                    let mut stop = self.stop.clone();
+                    self.waits.spawn(async move {
+                        let r = tokio::select! {
+                            r = fut => r,
+                            _ = stopped_signal(&mut stop) => Response::error(&shutting_down()),
+                        };
+                        let _ = done.send((id, r));
+                    });
+                }
+                Step::Block(f) => {
+                    let done = self.done.clone();
+                    self.waits.spawn(async move {
+                        let r = tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+                            Response::error(&Error::new(
+                                ErrorCode::Error,
+                                format!("the request failed: {e}"),
+                            ))
+                        });
+                        let _ = done.send((id, r));
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs requests in order. Consecutive sends to one queue under the same single-message or
+    /// no transaction, and consecutive non-waiting receives from one queue, run as one engine
+    /// step each, so a pipelined producer or consumer costs one log record and one disk sync per
+    /// batch instead of one per message.
+    fn steps(&mut self, requests: Vec<(u64, Request)>) -> Vec<(u64, Step)> {
+        let mut out = Vec::with_capacity(requests.len());
+        let mut it = requests.into_iter().peekable();
+        while let Some((id, req)) = it.next() {
+            match req {
+                Request::Send {
+                    queue,
+                    msg,
+                    tx: tx @ (TxRef::None | TxRef::Single),
+                } => {
+                    let mut ids = vec![id];
+                    let mut msgs = vec![*msg];
+                    while let Some((
+                        _,
+                        Request::Send {
+                            queue: q2, tx: t2, ..
+                        },
+                    )) = it.peek()
+                    {
+                        if *q2 != queue || *t2 != tx {
+                            break;
+                        }
+                        let Some((id2, Request::Send { msg, .. })) = it.next() else {
+                            unreachable!("peeked a send")
+                        };
+                        ids.push(id2);
+                        msgs.push(*msg);
+                    }
+                    let results = self.send_batch(&queue, msgs, tx);
+                    out.extend(ids.into_iter().zip(results.into_iter().map(|r| {
+                        Step::Reply(match r {
+                            Ok(mid) => Response::Sent(mid),
+                            Err(e) => Response::error(&e),
+                        })
+                    })));
+                }
+                Request::Receive {
+                    queue,
+                    select: Select::Head,
+                    timeout_ms,
+                    tx: TxRef::None,
+                } => {
+                    let mut reqs = vec![(id, timeout_ms)];
+                    while let Some((
+                        _,
+                        Request::Receive {
+                            queue: q2,
+                            select: Select::Head,
+                            tx: TxRef::None,
+                            ..
+                        },
+                    )) = it.peek()
+                    {
+                        if *q2 != queue {
+                            break;
+                        }
+                        let Some((id2, Request::Receive { timeout_ms, .. })) = it.next() else {
+                            unreachable!("peeked a receive")
+                        };
+                        reqs.push((id2, timeout_ms));
+                    }
+                    out.extend(self.receive_batch(&queue, reqs));
+                }
+                other => out.push((id, self.step(other))),
+            }
+        }
+        out
+    }
+
+    fn send_batch(
+        &mut self,
+        queue: &str,
+        msgs: Vec<Message>,
+        tx: TxRef,
+    ) -> Vec<Result<mqcore::MessageId, Error>> {
+        let n = msgs.len();
+        let q = match self
+            .principal
+            .check(Right::Send, &queue_key(queue), queue)
+            .and_then(|_| self.shared.qm.open(queue))
+        {
+            Ok(q) => q,
+            Err(e) => return vec![Err(e); n],
+        };
+        let tx = if tx == TxRef::Single {
+            Tx::Single
+        } else {
+            Tx::None
+        };
+        q.send_batch(msgs, tx)
+    }
+
+    fn receive_batch(&mut self, queue: &str, reqs: Vec<(u64, u64)>) -> Vec<(u64, Step)> {
+        let q = match self
+            .principal
+            .check(Right::Receive, &queue_key(queue), queue)
+            .and_then(|_| self.shared.qm.open(queue))
+        {
+            Ok(q) => q,
+            Err(e) => {
+                return reqs
+                    .into_iter()
+                    .map(|(id, _)| (id, Step::Reply(Response::error(&e))))
+                    .collect()
+            }
+        };
+        let got = match q.receive_batch(reqs.len(), Tx::None) {
+            Ok(got) => got,
+            Err(e) => {
+                return reqs
+                    .into_iter()
+                    .map(|(id, _)| (id, Step::Reply(Response::error(&e))))
+                    .collect()
+            }
+        };
+        let mut out = Vec::with_capacity(reqs.len());
+        let mut got = got.into_iter();
+        for (id, timeout_ms) in reqs {
+            let step = match got.next() {
+                Some(m) => Step::Reply(Response::Message(Box::new(m))),
+                None => wait_head(q.clone(), timeout_ms, None, true),
+            };
+            out.push((id, step));
+        }
+        out
+    }
+
+    fn step(&mut self, req: Request) -> Step {
+        match self.dispatch(req) {
+            Ok(step) => step,
+            Err(e) => Step::Reply(Response::error(&e)),
+        }
+    }
+
+    fn tx(&self, id: u64) -> Result<Arc<Transaction>, Error> {
+        self.txs.get(&id).cloned().ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidHandle,
+                format!("this connection has no transaction {id}"),
+            )
+        })
+    }
+
+    fn new_handle(&mut self) -> u64 {
+        let h = self.next_handle;
+        self.next_handle += 1;
+        h
+    }
+
+    /// Runs `f` under the transaction `tx` names.
+    fn with_tx<T>(
+        &self,
+        tx: TxRef,
+        f: impl FnOnce(Tx<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        match tx {
+            TxRef::None => f(Tx::None),
+            TxRef::Single => f(Tx::Single),
+            TxRef::In(id) => {
+                let t = self.tx(id)?;
+                f(Tx::In(&t))
+            }
+        }
+    }
+
+    /// MSMQ's rule for transactional receives from another computer: MSMQ 3.0 has none; MSMQ
+    /// 4.0 allows them under an external (DTC) transaction only.
+    fn remote_receive_rule(&self, tx: TxRef) -> Result<(), Error> {
+        let internal = match tx {
+            TxRef::None => return Ok(()),
+            TxRef::Single => true,
+            TxRef::In(id) => !self.tx(id)?.is_external(),
+        };
+        match (self.shared.qm.compat(), internal) {
+            (Compat::Msmq3, _) => Err(Error::new(
+                ErrorCode::TransactionUsage,
+                "MSMQ 3.0 has no remote transactional receive: receive without a transaction, or from the queue's own computer",
+            )),
+            (_, true) => Err(Error::new(
+                ErrorCode::TransactionUsage,
+                "a remote transactional receive must run under an external (two-phase) transaction; internal and single-message transactions are refused",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn check(&self, right: Right, name: &str) -> Result<(), Error> {
+        self.principal.check(right, &queue_key(name), name)
+    }
+
+    /// Any right at all on the queue (to see it in lists and read its properties).
+    fn check_any(&self, name: &str) -> Result<(), Error> {
+        let key = queue_key(name);
+        if [Right::Peek, Right::Receive, Right::Send, Right::Admin]
+            .into_iter()
+            .any(|r| self.principal.may(r, &key))
+        {
+            return Ok(());
+        }
+        self.check(Right::Peek, name)
+    }
+
+    fn check_admin(&self) -> Result<(), Error> {
+        if self.principal.is_admin() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorCode::AccessDenied,
+            format!(
+                "{} does not administer this queue manager",
+                self.principal.name()
+            ),
+        ))
+    }
+
+    fn dispatch(&mut self, req: Request) -> Result<Step, Error> {
+        let qm = self.shared.qm.clone();
+        let reply = match req {
+            Request::Hello { .. } => {
+                return Err(Error::new(
+                    ErrorCode::InvalidParameter,
+                    "this connection has already shaken hands",
+                ))
+            }
+            Request::Ping => Response::Done,
+            Request::CreateQueue { path, props } => {
+                self.check(Right::Admin, &path)?;
+                let q = qm.create_queue(&path, props)?;
+                Response::Queue(qm.queue_info(&q.name().to_string())?)
+            }
+            Request::DeleteQueue { name } => {
+                self.check(Right::Admin, &name)?;
+                qm.delete_queue(&name)?;
+                Response::Done
+            }
+            Request::ListQueues => Response::Queues(
+                qm.queues()
+                    .into_iter()
+                    .filter(|i| self.check_any(&i.path.to_string()).is_ok())
+                    .collect(),
+            ),
+            Request::QueueInfo { name } => {
+                self.check_any(&name)?;
+                Response::Queue(qm.queue_info(&name)?)
+            }
+            Request::SetQueueProps { name, update } => {
+                self.check(Right::Admin, &name)?;
+                qm.set_queue_props(&name, update)?;
+                Response::Done
+            }
+            Request::Purge { name } => {
+                self.check(Right::Admin, &name)?;
+                Response::Count(qm.open(&name)?.purge()? as u64)
+            }
+            Request::Len { name } => {
+                self.check_any(&name)?;
+                Response::Count(qm.open(&name)?.len()? as u64)
+            }
+            Request::Send { queue, msg, tx } => {
+                self.check(Right::Send, &queue)?;
+                let q = qm.open(&queue)?;
+                Response::Sent(self.with_tx(tx, |t| q.send(*msg, t))?)
+            }
+            Request::Receive {
+                queue,
+                select,
+                timeout_ms,
+                tx,
+            } => {
+                self.check(Right::Receive, &queue)?;
+                self.remote_receive_rule(tx)?;
+                let q = qm.open(&queue)?;
+                let got = self.with_tx(tx, |t| match select {
+                    Select::Head => q.receive(Duration::ZERO, t),
+                    Select::Lookup(a) => q.receive_by_lookup_id(a, t),
+                    Select::Id(id) => q.receive_by_id(&id, t),
+                    Select::Correlation(id) => q.receive_by_correlation_id(&id, t),
+                });
+                match got {
+                    Err(e) if e.code() == ErrorCode::IoTimeout && timeout_ms > 0 => {
+                        let t = match tx {
+                            TxRef::In(id) => Some(self.tx(id)?),
+                            _ => None,
+                        };
+                        return Ok(wait_head(q, timeout_ms, t, true));
+                    }
+                    got => Response::Message(Box::new(got?)),
+                }
+            }
+            Request::Peek {
+                queue,
+                select,
+                timeout_ms,
+            } => {
+                self.check(Right::Peek, &queue)?;
+                let q = qm.open(&queue)?;
+                let got = match select {
+                    Select::Head => q.peek(Duration::ZERO),
+                    Select::Lookup(a) => q.peek_by_lookup_id(a),
+                    Select::Id(id) => q.peek_by_id(&id),
+                    Select::Correlation(id) => q.peek_by_correlation_id(&id),
+                };
+                match got {
+                    Err(e) if e.code() == ErrorCode::IoTimeout && timeout_ms > 0 => {
+                        return Ok(wait_head(q, timeout_ms, None, false));
+                    }
+                    got => Response::Message(Box::new(got?)),
+                }
+            }
+            Request::OpenCursor { queue } => {
+                self.check(Right::Peek, &queue)?;
+                let cursor = qm.open(&queue)?.cursor();
+                let h = self.new_handle();
+                self.cursors.insert(
+                    h,
+                    OpenCursor {
+                        cursor: Arc::new(Mutex::new(cursor)),
+                        key: queue_key(&queue),
+                        name: queue,
+                    },
+                );
+                Response::Cursor(h)
+            }
+            Request::CursorOp {
+                cursor,
+                action,
+                timeout_ms,
+                tx,
+            } => return self.cursor_op(cursor, action, timeout_ms, tx),
+            Request::CloseCursor { cursor } => {
+                self.cursors
+                    .remove(&cursor)
+                    .ok_or_else(|| no_cursor(cursor))?;
+                Response::Done
+            }
+            Request::Move {
+                queue,
+                lookup,
+                to,
+                tx,
+            } => {
+                self.check(Right::Receive, &queue)?;
+                self.check(Right::Send, &to)?;
+                let from = qm.open(&queue)?;
+                let dest = qm.open(&to)?;
+                self.with_tx(tx, |t| from.move_message(lookup, &dest, t))?;
+                Response::Done
+            }
+            Request::Reject { queue, lookup } => {
+                self.check(Right::Receive, &queue)?;
+                qm.open(&queue)?.reject(lookup)?;
+                Response::Done
+            }
+            Request::Begin => {
+                let h = self.new_handle();
+                self.txs.insert(h, Arc::new(qm.begin()));
+                Response::Tx(h)
+            }
+            Request::BeginExternal { xid } => {
+                let t = qm.begin_external(xid)?;
+                let h = self.new_handle();
+                self.txs.insert(h, Arc::new(t));
+                Response::Tx(h)
+            }
+            Request::Prepare { tx } => {
+                self.tx(tx)?.prepare()?;
+                Response::Done
+            }
+            Request::Commit { tx } => {
+                self.take_tx(tx)?.commit()?;
+                Response::Done
+            }
+            Request::Abort { tx } => {
+                self.take_tx(tx)?.abort();
+                Response::Done
+            }
+            Request::InDoubt => {
+                self.check_admin()?;
+                Response::Xids(qm.in_doubt())
+            }
+            Request::ResolveInDoubt { xid, commit } => {
+                self.check_admin()?;
+                qm.resolve_in_doubt(&xid, commit)?;
+                Response::Done
+            }
+            Request::Stats => Response::Stats(self.stats()),
+        };
+        Ok(Step::Reply(reply))
+    }
+
+    /// Takes a transaction out of the connection to end it; refused while a receive under it is
+    /// still waiting.
+    fn take_tx(&mut self, id: u64) -> Result<Transaction, Error> {
+        let t = self.txs.remove(&id).ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidHandle,
+                format!("this connection has no transaction {id}"),
+            )
+        })?;
+        Arc::try_unwrap(t).map_err(|t| {
+            self.txs.insert(id, t);
+            Error::new(
+                ErrorCode::TransactionSequence,
+                "a receive under this transaction is still waiting; end the transaction after it returns",
+            )
+        })
+    }
+
+    fn cursor_op(
+        &mut self,
+        id: u64,
+        action: CursorAction,
+        timeout_ms: u64,
+        tx: TxRef,
+    ) -> Result<Step, Error> {
+        let c = self.cursors.get(&id).ok_or_else(|| no_cursor(id))?;
+        let (cursor, key, name) = (c.cursor.clone(), c.key.clone(), c.name.clone());
+        if action == CursorAction::ReceiveCurrent {
+            self.principal.check(Right::Receive, &key, &name)?;
+            self.remote_receive_rule(tx)?;
+        }
+        let t = match tx {
+            TxRef::In(h) => Some(self.tx(h)?),
+            _ => None,
+        };
+        let run = move |timeout: Duration| -> Result<Message, Error> {
+            let mut c = cursor.lock().unwrap_or_else(PoisonError::into_inner);
+            match action {
+                CursorAction::PeekCurrent => c.peek_current(timeout),
+                CursorAction::PeekNext => c.peek_next(timeout),
+                CursorAction::ReceiveCurrent => {
+                    let tx = match (&t, tx) {
+                        (Some(t), _) => Tx::In(t),
+                        (None, TxRef::Single) => Tx::Single,
+                        _ => Tx::None,
+                    };
+                    c.receive_current(timeout, tx)
+                }
+            }
+        };
+        let reply = |r: Result<Message, Error>| match r {
+            Ok(m) => Response::Message(Box::new(m)),
+            Err(e) => Response::error(&e),
+        };
+        match run(Duration::ZERO) {
+            Err(e) if e.code() == ErrorCode::IoTimeout && timeout_ms > 0 => {
+                let timeout = timeout_from_wire(timeout_ms);
+                Ok(Step::Block(Box::new(move || reply(run(timeout)))))
+            }
+            r => Ok(Step::Reply(reply(r))),
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        let qm = &self.shared.qm;
+        let queues = qm.queues();
+        Stats {
+            name: qm.name().to_owned(),
+            guid: qm.guid().to_string(),
+            compat: qm.compat(),
+            durable: qm.is_durable(),
+            queues: queues.len(),
+            messages: queues.iter().map(|q| q.message_count as u64).sum(),
+            bytes: queues.iter().map(|q| q.bytes).sum(),
+            connections: self.shared.connections.load(Ordering::Relaxed),
+            connections_total: self.shared.connections_total.load(Ordering::Relaxed),
+            requests_total: self.shared.requests_total.load(Ordering::Relaxed),
+            uptime_secs: self.shared.started.elapsed().as_secs(),
+        }
+    }
+}
+
+/// A receive or peek of the first message that waits on its own task.
+fn wait_head(q: Queue, timeout_ms: u64, tx: Option<Arc<Transaction>>, receive: bool) -> Step {
+    let timeout = timeout_from_wire(timeout_ms);
+    Step::Wait(Box::pin(async move {
+        let r = if receive {
+            let t = match &tx {
+                Some(t) => Tx::In(t),
+                None => Tx::None,
+            };
+            q.receive_async(timeout, t).await
+        } else {
+            q.peek_async(timeout).await
+        };
+        match r {
+            Ok(m) => Response::Message(Box::new(m)),
+            Err(e) => Response::error(&e),
+        }
+    }))
+}
+
+/// Resolves once shutdown has begun.
+async fn stopped_signal(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, before any caller awaits again.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn no_cursor(id: u64) -> Error {
+    Error::new(
+        ErrorCode::InvalidHandle,
+        format!("this connection has no cursor {id}"),
+    )
+}
+
+fn shutting_down() -> Error {
+    Error::new(
+        ErrorCode::ServiceNotAvailable,
+        "the server is shutting down",
+    )
+}

@@ -1,0 +1,218 @@
+//! `mqemu serve`: a queue manager and the native-protocol server, configured by flags and an
+//! optional TOML file, stopped gracefully by SIGTERM or Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mqemu::{Compat, Error, ErrorCode, QueueManager, QueueProps};
+use mqnet::{Auth, Server, ServerConfig, User};
+use serde::Deserialize;
+
+/// Where the server listens unless told otherwise: loopback only, the protocol's port.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:18010";
+
+/// Where it keeps its data unless told otherwise.
+pub const DEFAULT_DATA: &str = "./mqemu-data";
+
+/// The configuration file (every key optional; flags win over the file).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// Storage directory.
+    pub data: Option<PathBuf>,
+    /// Keep everything in memory.
+    #[serde(default)]
+    pub in_memory: bool,
+    /// `msmq3` or `msmq4`.
+    pub compat: Option<String>,
+    /// The queue manager's computer name.
+    pub name: Option<String>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Queues created at start-up when missing.
+    #[serde(default, rename = "queue")]
+    pub queues: Vec<QueueDecl>,
+    /// Users and their rights; none means open access.
+    #[serde(default, rename = "user")]
+    pub users: Vec<User>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Connections served at once.
+    pub max_connections: Option<usize>,
+    /// Seconds a silent connection stays open.
+    pub idle_timeout_secs: Option<u64>,
+    /// Largest frame payload, bytes.
+    pub max_frame_bytes: Option<usize>,
+}
+
+/// `[[queue]]`: a queue to create at start-up.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueDecl {
+    /// Path name, e.g. `.\private$\orders`.
+    pub path: String,
+    /// Transactional queue.
+    #[serde(default)]
+    pub transactional: bool,
+    /// Keep a journal.
+    #[serde(default)]
+    pub journal: bool,
+    /// Quota in KB.
+    pub quota_kb: Option<u32>,
+    /// Label.
+    #[serde(default)]
+    pub label: String,
+}
+
+/// What the command line says.
+pub struct Options {
+    pub listen: Option<String>,
+    pub data: Option<PathBuf>,
+    pub in_memory: bool,
+    pub config: Option<PathBuf>,
+    pub compat: Option<String>,
+}
+
+fn bad_config(path: &Path, why: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorCode::InvalidParameter,
+        format!("configuration {}: {why}", path.display()),
+    )
+}
+
+/// Reads a configuration file.
+pub fn load(path: &Path) -> mqemu::Result<Config> {
+    let text = std::fs::read_to_string(path).map_err(|e| bad_config(path, e))?;
+    toml::from_str(&text).map_err(|e| bad_config(path, e))
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub fn run(opts: Options) -> mqemu::Result<()> {
+    let config = match &opts.config {
+        Some(p) => load(p)?,
+        None => Config::default(),
+    };
+    let listen = opts
+        .listen
+        .or(config.listen.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let compat: Compat = match opts.compat.or(config.compat.clone()) {
+        Some(c) => c.parse()?,
+        None => Compat::default(),
+    };
+    let mut builder = QueueManager::builder().compat(compat);
+    if let Some(name) = &config.name {
+        builder = builder.name(name.clone());
+    }
+    let in_memory = opts.in_memory || config.in_memory;
+    let data = opts
+        .data
+        .or(config.data.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
+    let qm = if in_memory {
+        builder.build()
+    } else {
+        builder.open(&data)?
+    };
+    for q in &config.queues {
+        let props = QueueProps {
+            transactional: q.transactional,
+            journal: q.journal,
+            quota_kb: q.quota_kb,
+            label: q.label.clone(),
+            ..QueueProps::default()
+        };
+        match qm.create_queue(&q.path, props) {
+            Ok(_) => tracing::info!(queue = %q.path, "created"),
+            Err(e) if e.code() == ErrorCode::QueueExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let defaults = ServerConfig::default();
+    let server_config = ServerConfig {
+        max_connections: config
+            .limits
+            .max_connections
+            .unwrap_or(defaults.max_connections),
+        idle_timeout: config
+            .limits
+            .idle_timeout_secs
+            .map_or(defaults.idle_timeout, Duration::from_secs),
+        max_frame: config.limits.max_frame_bytes.unwrap_or(defaults.max_frame),
+        auth: Auth::new(config.users.clone()),
+        ..defaults
+    };
+    let open = server_config.auth.is_open();
+    let users: BTreeMap<_, _> = config.users.iter().map(|u| (&u.name, u.admin)).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mqemu-serve")
+        .build()
+        .map_err(|e| Error::new(ErrorCode::InsufficientResources, e.to_string()))?;
+    rt.block_on(async move {
+        let server = Server::bind(&listen, qm.clone(), server_config)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorCode::ServiceNotAvailable,
+                    format!("cannot listen on {listen}: {e}"),
+                )
+            })?;
+        let addr: SocketAddr = server
+            .local_addr()
+            .map_err(|e| Error::new(ErrorCode::ServiceNotAvailable, e.to_string()))?;
+        if open && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "listening beyond loopback with no users configured: anyone who can connect may do anything");
+        }
+        tracing::info!(
+            %addr,
+            storage = %if in_memory { "in memory".to_owned() } else { data.display().to_string() },
+            %compat,
+            users = users.len(),
+            "mqemu serving"
+        );
+        // For scripts and tests that bind port 0.
+        println!("listening on {addr}");
+        let stopper = server.stopper();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received: stopping");
+            stopper.stop();
+        });
+        server
+            .run()
+            .await
+            .map_err(|e| Error::new(ErrorCode::Error, e.to_string()))?;
+        drop(qm);
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
