@@ -3,4 +3,5 @@
 mod cli;
 mod crash;
 mod loom_models;
+mod net;
 mod testing_kit;

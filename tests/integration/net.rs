@@ -1,0 +1,608 @@
+//! The queue server over real loopback sockets: every operation remotely, pipelining,
+//! connection-owned transactions, MSMQ's remote-receive rules, security, limits, malformed input
+//! and graceful shutdown.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mqemu::{Compat, ErrorCode, LookupAction, Message, QueueManager, QueueProps, QueueUpdate};
+use mqnet::proto::{self, Request, Response};
+use mqnet::{Auth, Client, ClientOptions, Right, Server, ServerConfig, Stopper, Tx, User};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+const Q: &str = r".\private$\orders";
+const TXQ: &str = r".\private$\tx-orders";
+const SECOND: Duration = Duration::from_secs(1);
+
+struct Running {
+    addr: SocketAddr,
+    stopper: Stopper,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stopper.stop();
+        self.task.await.unwrap().unwrap();
+    }
+
+    fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+async fn start(qm: QueueManager, config: ServerConfig) -> Running {
+    let server = Server::bind("127.0.0.1:0", qm, config).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let stopper = server.stopper();
+    let task = tokio::spawn(server.run());
+    Running {
+        addr,
+        stopper,
+        task,
+    }
+}
+
+async fn open_server() -> (Running, Client) {
+    let s = start(QueueManager::new(), ServerConfig::default()).await;
+    let c = Client::connect(&s.addr()).await.unwrap();
+    c.create_queue(Q, QueueProps::default()).await.unwrap();
+    c.create_queue(TXQ, QueueProps::transactional())
+        .await
+        .unwrap();
+    (s, c)
+}
+
+fn body(m: &Message) -> &str {
+    m.body_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_works_remotely() {
+    let (s, c) = open_server().await;
+    // Administration.
+    let names: Vec<String> = c
+        .queues()
+        .await
+        .unwrap()
+        .iter()
+        .map(|q| q.path.to_string().to_lowercase())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    c.set_queue_props(
+        Q,
+        QueueUpdate {
+            label: Some("orders".into()),
+            ..QueueUpdate::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.queue_info(Q).await.unwrap().props.label, "orders");
+    let e = c.create_queue(Q, QueueProps::default()).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::QueueExists);
+    assert_eq!(
+        c.open(r".\private$\missing").await.unwrap_err().code(),
+        ErrorCode::QueueNotFound
+    );
+
+    // A format name naming the server reaches the same queue.
+    let q = c
+        .open(&format!(r"DIRECT=TCP:127.0.0.1\private$\orders"))
+        .await
+        .unwrap();
+    let id1 = q
+        .send(Message::new("one").with_label("first"), Tx::None)
+        .await
+        .unwrap();
+    let corr = Message::new("two").with_correlation_id(id1);
+    let id2 = q.send(corr, Tx::None).await.unwrap();
+    q.send(Message::new("three"), Tx::None).await.unwrap();
+    assert_eq!(q.len().await.unwrap(), 3);
+    assert_eq!(body(&q.peek(SECOND).await.unwrap()), "one");
+    assert_eq!(body(&q.peek_by_id(&id2).await.unwrap()), "two");
+    assert_eq!(body(&q.peek_by_correlation_id(&id1).await.unwrap()), "two");
+    let last = q.peek_by_lookup_id(LookupAction::Last).await.unwrap();
+    assert_eq!(body(&last), "three");
+
+    // Cursors.
+    let cur = q.cursor().await.unwrap();
+    assert_eq!(body(&cur.peek_current(SECOND).await.unwrap()), "one");
+    assert_eq!(body(&cur.peek_next(SECOND).await.unwrap()), "two");
+    assert_eq!(
+        body(&cur.receive_current(SECOND, Tx::None).await.unwrap()),
+        "two"
+    );
+    // The cursor now points past the received message.
+    assert_eq!(body(&cur.peek_next(SECOND).await.unwrap()), "three");
+    assert_eq!(
+        cur.peek_next(Duration::ZERO).await.unwrap_err().code(),
+        ErrorCode::IoTimeout
+    );
+    drop(cur);
+
+    // Lookup ids, move to a subqueue and back, reject.
+    let first = q
+        .receive_by_lookup_id(LookupAction::Current(last.lookup_id()), Tx::None)
+        .await
+        .unwrap();
+    assert_eq!(body(&first), "three");
+    let head = q.peek(SECOND).await.unwrap();
+    // Receive by id.
+    assert_eq!(body(&q.receive_by_id(&id1, Tx::None).await.unwrap()), "one");
+    assert_eq!(head.id(), id1);
+    assert!(q.is_empty().await.unwrap());
+
+    // Transactions: invisible until commit, gone on abort.
+    let txq = c.open(TXQ).await.unwrap();
+    let t = c.begin().await.unwrap();
+    txq.send(Message::new("a"), Tx::In(&t)).await.unwrap();
+    txq.send(Message::new("b"), Tx::In(&t)).await.unwrap();
+    assert!(txq.is_empty().await.unwrap());
+    t.commit().await.unwrap();
+    assert_eq!(txq.len().await.unwrap(), 2);
+    let t = c.begin().await.unwrap();
+    txq.send(Message::new("never"), Tx::In(&t)).await.unwrap();
+    t.abort().await.unwrap();
+    txq.send(Message::new("c"), Tx::Single).await.unwrap();
+    assert_eq!(txq.len().await.unwrap(), 3);
+
+    // External transaction: receive, prepare, commit.
+    let t = c.begin_external("xid-1").await.unwrap();
+    assert_eq!(body(&txq.receive(SECOND, Tx::In(&t)).await.unwrap()), "a");
+    t.prepare().await.unwrap();
+    t.commit().await.unwrap();
+    assert_eq!(c.in_doubt().await.unwrap(), Vec::<String>::new());
+
+    // Purge, stats, delete.
+    assert_eq!(c.purge(TXQ).await.unwrap(), 2);
+    let stats = c.stats().await.unwrap();
+    assert_eq!(stats.queues, 2);
+    assert!(stats.requests_total > 20);
+    c.ping().await.unwrap();
+    c.delete_queue(TXQ).await.unwrap();
+    assert_eq!(
+        c.queue_info(TXQ).await.unwrap_err().code(),
+        ErrorCode::QueueNotFound
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_move_to_subqueues_remotely() {
+    let (s, c) = open_server().await;
+    let q = c.open(Q).await.unwrap();
+    q.send(Message::new("m"), Tx::None).await.unwrap();
+    let m = q.peek(SECOND).await.unwrap();
+    let sub = c
+        .open(&format!(r"DIRECT=OS:anyhost\private$\orders;poison"))
+        .await
+        .unwrap();
+    q.move_message(m.lookup_id(), &sub, Tx::None).await.unwrap();
+    assert!(q.is_empty().await.unwrap());
+    let moved = sub.receive(SECOND, Tx::None).await.unwrap();
+    assert_eq!(body(&moved), "m");
+    assert_eq!(moved.move_count(), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_on_one_connection() {
+    let (s, c) = open_server().await;
+    let q = c.open(Q).await.unwrap();
+    const N: usize = 2000;
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let q = q.clone();
+        sends.spawn(async move { q.send(Message::new(format!("{i}")), Tx::None).await });
+    }
+    let mut ids = HashSet::new();
+    while let Some(r) = sends.join_next().await {
+        assert!(ids.insert(r.unwrap().unwrap()));
+    }
+    assert_eq!(q.len().await.unwrap(), N);
+    let mut recvs = tokio::task::JoinSet::new();
+    for _ in 0..N {
+        let q = q.clone();
+        recvs.spawn(async move { q.receive(SECOND * 5, Tx::None).await });
+    }
+    let mut seen = HashSet::new();
+    while let Some(r) = recvs.join_next().await {
+        let m = r.unwrap().unwrap();
+        assert!(seen.insert(body(&m).to_owned()), "received twice");
+    }
+    assert_eq!(seen.len(), N);
+
+    // A receive that waits does not hold up the connection.
+    let waiting = {
+        let q = q.clone();
+        tokio::spawn(async move { q.receive(Duration::from_secs(10), Tx::None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..10 {
+        c.ping().await.unwrap();
+    }
+    assert!(!waiting.is_finished());
+    q.send(Message::new("late"), Tx::None).await.unwrap();
+    assert_eq!(body(&waiting.await.unwrap().unwrap()), "late");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_aborts_its_transactions() {
+    let (s, c) = open_server().await;
+    let txq = c.open(TXQ).await.unwrap();
+    txq.send(Message::new("held"), Tx::Single).await.unwrap();
+
+    // A raw connection, so that it really goes away (as a killed client's would) with its
+    // transactions open: one receive under an external transaction, one staged send.
+    let mut other = raw(&s.addr()).await;
+    let mut ask = async |id: u64, req: Request| {
+        other.write_all(&proto::frame(id, &req)).await.unwrap();
+        let (got, r) = read_answer(&mut other).await.unwrap();
+        assert_eq!(got, id);
+        r
+    };
+    let Response::Tx(ext) = ask(
+        2,
+        Request::BeginExternal {
+            xid: "xid-drop".into(),
+        },
+    )
+    .await
+    else {
+        panic!()
+    };
+    let r = ask(
+        3,
+        Request::Receive {
+            queue: TXQ.into(),
+            select: proto::Select::Head,
+            timeout_ms: 1000,
+            tx: proto::TxRef::In(ext),
+        },
+    )
+    .await;
+    assert!(
+        matches!(&r, Response::Message(m) if body(m) == "held"),
+        "{r:?}"
+    );
+    let Response::Tx(internal) = ask(4, Request::Begin).await else {
+        panic!()
+    };
+    let r = ask(
+        5,
+        Request::Send {
+            queue: TXQ.into(),
+            msg: Box::new(Message::new("staged")),
+            tx: proto::TxRef::In(internal),
+        },
+    )
+    .await;
+    assert!(matches!(r, Response::Sent(_)), "{r:?}");
+    assert_eq!(
+        txq.receive(Duration::ZERO, Tx::None)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::IoTimeout,
+        "locked by the other connection's transaction"
+    );
+    drop(other);
+    let back = txq.receive(SECOND * 5, Tx::None).await.unwrap();
+    assert_eq!(body(&back), "held");
+    assert_eq!(back.abort_count(), 1);
+    assert_eq!(
+        txq.receive(Duration::from_millis(100), Tx::None)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::IoTimeout,
+        "the staged send never became visible"
+    );
+    s.stop().await;
+}
+
+async fn remote_receive_codes(compat: Compat) -> [Option<ErrorCode>; 5] {
+    let qm = QueueManager::builder().compat(compat).build();
+    let s = start(qm, ServerConfig::default()).await;
+    let c = Client::connect(&s.addr()).await.unwrap();
+    let q = c
+        .create_queue(TXQ, QueueProps::transactional())
+        .await
+        .unwrap();
+    for i in 0..5 {
+        q.send(Message::new(format!("{i}")), Tx::Single)
+            .await
+            .unwrap();
+    }
+    let code = |r: Result<Message, mqemu::Error>| r.err().map(|e| e.code());
+    let single = code(q.receive(SECOND, Tx::Single).await);
+    let t = c.begin().await.unwrap();
+    let internal = code(q.receive(SECOND, Tx::In(&t)).await);
+    t.abort().await.unwrap();
+    let ext = match c.begin_external("x").await {
+        Ok(t) => {
+            let r = code(q.receive(SECOND, Tx::In(&t)).await);
+            drop(t);
+            r
+        }
+        Err(e) => Some(e.code()),
+    };
+    let none = code(q.receive(SECOND, Tx::None).await);
+    let peek = code(q.peek(SECOND).await);
+    s.stop().await;
+    [single, internal, ext, none, peek]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_transactional_receive_follows_msmq() {
+    let usage = Some(ErrorCode::TransactionUsage);
+    assert_eq!(
+        remote_receive_codes(Compat::Msmq3).await,
+        [usage, usage, usage, None, None],
+        "MSMQ 3.0: no remote transactional receive at all"
+    );
+    assert_eq!(
+        remote_receive_codes(Compat::Msmq4).await,
+        [usage, usage, None, None, None],
+        "MSMQ 4.0: only under an external transaction"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_rights_are_enforced() {
+    fn denied<T>(r: Result<T, mqemu::Error>) -> ErrorCode {
+        r.map(drop).unwrap_err().code()
+    }
+    let sender = User {
+        name: "sender".into(),
+        token: "s3cret".into(),
+        admin: false,
+        queues: [("orders".to_owned(), vec![Right::Send])].into(),
+    };
+    let admin = User {
+        name: "ops".into(),
+        token: "adm1n".into(),
+        admin: true,
+        queues: Default::default(),
+    };
+    let config = ServerConfig {
+        auth: Auth::new(vec![sender, admin]),
+        ..ServerConfig::default()
+    };
+    let s = start(QueueManager::new(), config).await;
+    let with = |t: Option<&str>| ClientOptions {
+        token: t.map(str::to_owned),
+        ..ClientOptions::default()
+    };
+    let e = Client::connect_with(&s.addr(), &with(None))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::AccessDenied);
+    assert!(e.detail().contains("token"), "{e}");
+    let e = Client::connect_with(&s.addr(), &with(Some("wrong")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::AccessDenied);
+    assert!(e.detail().contains("not valid"), "{e}");
+
+    let ops = Client::connect_with(&s.addr(), &with(Some("adm1n")))
+        .await
+        .unwrap();
+    ops.create_queue(Q, QueueProps::default()).await.unwrap();
+    ops.create_queue(r".\private$\other", QueueProps::default())
+        .await
+        .unwrap();
+
+    let c = Client::connect_with(&s.addr(), &with(Some("s3cret")))
+        .await
+        .unwrap();
+    c.send(Q, Message::new("ok"), Tx::None).await.unwrap();
+    assert_eq!(
+        denied(c.receive(Q, SECOND, Tx::None).await),
+        ErrorCode::AccessDenied
+    );
+    assert_eq!(denied(c.peek(Q, SECOND).await), ErrorCode::AccessDenied);
+    assert_eq!(
+        denied(
+            c.send(r".\private$\other", Message::new("x"), Tx::None)
+                .await
+        ),
+        ErrorCode::AccessDenied
+    );
+    assert_eq!(
+        denied(
+            c.create_queue(r".\private$\new", QueueProps::default())
+                .await
+        ),
+        ErrorCode::AccessDenied
+    );
+    assert_eq!(denied(c.purge(Q).await), ErrorCode::AccessDenied);
+    assert_eq!(denied(c.in_doubt().await), ErrorCode::AccessDenied);
+    // Lists show only what the user has a right on.
+    assert_eq!(c.queues().await.unwrap().len(), 1);
+    // Nothing refused changed anything.
+    assert_eq!(ops.queue_info(Q).await.unwrap().message_count, 1);
+    assert_eq!(ops.queues().await.unwrap().len(), 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_and_idle_timeout() {
+    let config = ServerConfig {
+        max_connections: 1,
+        idle_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let s = start(QueueManager::new(), config).await;
+    let first = Client::connect(&s.addr()).await.unwrap();
+    let e = Client::connect(&s.addr()).await.unwrap_err();
+    assert!(e.detail().contains("limit"), "{e}");
+    first.ping().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let e = first.ping().await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ServiceNotAvailable, "{e}");
+    // The idle connection is gone, so a new one fits.
+    Client::connect(&s.addr())
+        .await
+        .unwrap()
+        .ping()
+        .await
+        .unwrap();
+    s.stop().await;
+}
+
+/// Opens a raw connection and shakes hands.
+async fn raw(addr: &str) -> TcpStream {
+    let mut st = TcpStream::connect(addr).await.unwrap();
+    let hello = Request::Hello {
+        min_version: 1,
+        max_version: 1,
+        token: None,
+        client: "raw".into(),
+    };
+    st.write_all(&proto::frame(1, &hello)).await.unwrap();
+    let (id, r) = read_answer(&mut st).await.unwrap();
+    assert_eq!(id, 1);
+    assert!(matches!(r, Response::Welcome { .. }), "{r:?}");
+    st
+}
+
+/// Reads one answer; `None` when the server closed the connection first.
+async fn read_answer(st: &mut TcpStream) -> Option<(u64, Response)> {
+    let mut buf = BytesMut::new();
+    loop {
+        if let Some(f) = mqnet::frame::decode(&mut buf, 1 << 24).unwrap() {
+            let env: proto::Envelope<Response> = proto::decode(&f).unwrap();
+            return Some((env.id, env.body));
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), st.read_buf(&mut buf))
+            .await
+            .expect("the server answers or closes")
+            .unwrap_or(0);
+        if n == 0 {
+            return None;
+        }
+    }
+}
+
+/// The server answers a protocol error with an error frame (id 0) and closes.
+async fn refused(mut st: TcpStream, bytes: &[u8]) -> ErrorCode {
+    st.write_all(bytes).await.unwrap();
+    let (id, r) = read_answer(&mut st).await.expect("an error answer");
+    assert_eq!(id, 0);
+    let Response::Error { code, .. } = r else {
+        panic!("{r:?}")
+    };
+    assert!(read_answer(&mut st).await.is_none(), "then it closes");
+    ErrorCode::from_hresult(code).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_closes_only_that_connection() {
+    let (s, c) = open_server().await;
+    let addr = s.addr();
+    c.send(Q, Message::new("before"), Tx::None).await.unwrap();
+
+    // Garbage instead of a handshake.
+    let st = TcpStream::connect(&addr).await.unwrap();
+    let code = refused(st, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(code, ErrorCode::InvalidParameter);
+
+    // A length over the limit, after a good handshake: refused from the header alone.
+    let st = raw(&addr).await;
+    let mut huge = Vec::new();
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    huge.extend_from_slice(&0u32.to_le_bytes());
+    assert_eq!(refused(st, &huge).await, ErrorCode::InvalidParameter);
+
+    // A bad crc.
+    let st = raw(&addr).await;
+    let mut f = proto::frame(2, &Request::Ping).to_vec();
+    let last = f.len() - 1;
+    f[last] ^= 0x40;
+    assert_eq!(refused(st, &f).await, ErrorCode::InvalidParameter);
+
+    // A well-framed request of an unknown kind (variant 200).
+    let st = raw(&addr).await;
+    let mut payload = vec![3u8]; // id 3 (varint)
+    payload.extend_from_slice(&[0xC8, 0x01]); // variant 200 (varint)
+    let mut f = BytesMut::new();
+    mqnet::frame::encode(&payload, &mut f);
+    assert_eq!(refused(st, &f).await, ErrorCode::InvalidParameter);
+
+    // A frame cut in the middle, then the client goes away.
+    let mut st = raw(&addr).await;
+    let f = proto::frame(4, &Request::Ping);
+    st.write_all(&f[..f.len() / 2]).await.unwrap();
+    drop(st);
+
+    // The server and the first client are untouched.
+    assert_eq!(
+        body(&c.receive(Q, SECOND, Tx::None).await.unwrap()),
+        "before"
+    );
+    Client::connect(&addr).await.unwrap().ping().await.unwrap();
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_keeps_what_was_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let qm = QueueManager::builder().open(dir.path()).unwrap();
+    qm.create_queue(TXQ, QueueProps::transactional()).unwrap();
+    let s = start(qm, ServerConfig::default()).await;
+    let c = Client::connect(&s.addr()).await.unwrap();
+    let q = c.open(TXQ).await.unwrap();
+    const N: usize = 500;
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let q = q.clone();
+        sends.spawn(async move { q.send(Message::new(format!("{i}")), Tx::Single).await });
+    }
+    while let Some(r) = sends.join_next().await {
+        r.unwrap().unwrap();
+    }
+    // Open work at shutdown: a staged send and a waiting receive on an empty queue.
+    let other = Client::connect(&s.addr()).await.unwrap();
+    let t = other.begin().await.unwrap();
+    other
+        .send(TXQ, Message::new("uncommitted"), Tx::In(&t))
+        .await
+        .unwrap();
+    other
+        .create_queue(r".\private$\empty", QueueProps::default())
+        .await
+        .unwrap();
+    let waiting = {
+        let o = other.clone();
+        tokio::spawn(async move {
+            o.receive(r".\private$\empty", Duration::from_secs(30), Tx::None)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.stop().await;
+    let e = waiting.await.unwrap().unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ServiceNotAvailable, "{e}");
+    std::mem::forget(t);
+    drop((q, c, other));
+
+    // Every acknowledged send is there after a restart; the uncommitted one is not.
+    let qm = QueueManager::builder().open(dir.path()).unwrap();
+    let q = qm.open(TXQ).unwrap();
+    let bodies: Vec<String> = q
+        .messages()
+        .unwrap()
+        .iter()
+        .map(|m| body(m).to_owned())
+        .collect();
+    assert_eq!(bodies.len(), N, "{bodies:?}");
+    let expected: HashSet<String> = (0..N).map(|i| i.to_string()).collect();
+    assert_eq!(bodies.into_iter().collect::<HashSet<_>>(), expected);
+}
