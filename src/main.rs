@@ -36,7 +36,8 @@ enum Command {
     Receive(ReceiveArgs),
     /// Show the server's figures.
     Stats(ServerArgs),
-    /// Measure the engine in this process: producers send, consumers receive, from one queue.
+    /// Measure the engine in this process, or a server over the network (--target): producers
+    /// send, consumers receive, from one queue.
     Bench(BenchArgs),
     /// Measure how long a durable queue manager takes to open with many live messages, and with
     /// the same number sent and received (history only).
@@ -233,19 +234,40 @@ enum Mode {
 
 #[derive(clap::Args, Debug)]
 struct BenchArgs {
-    /// Producer threads.
+    /// Drive a running server instead of an engine in this process: mqemu://HOST:PORT, or
+    /// amqp://USER:PASS@HOST:PORT/VHOST for an AMQP 0-9-1 broker such as RabbitMQ.
+    #[arg(long, conflicts_with = "data")]
+    target: Option<String>,
+    /// Authentication token of an mqemu:// target (or MQEMU_TOKEN).
+    #[arg(long, env = "MQEMU_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Producer threads (with --target: connections).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     producers: u32,
-    /// Consumer threads.
+    /// Consumer threads (with --target: connections).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     consumers: u32,
-    /// Messages to send in all (the run ends when all are received).
+    /// Messages to send in all (the run ends when all are received; with --rtt: round trips of
+    /// each kind, at most 20000).
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     count: u64,
+    /// Time cap in seconds of a --target run: sending stops at --count or --secs, whichever
+    /// comes first [default: 60].
+    #[arg(long, requires = "target", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    secs: Option<u64>,
+    /// Sends each --target producer, and receives each consumer, keeps in flight (AMQP:
+    /// unconfirmed publishes, and the consumer prefetch).
+    #[arg(long, default_value_t = 100, requires = "target", value_parser = clap::value_parser!(u32).range(1..=65_535))]
+    window: u32,
+    /// Measure round trips one at a time against an mqemu:// --target (express sends and
+    /// receives), next to a raw loopback TCP ping-pong of the same size.
+    #[arg(long, requires = "target")]
+    rtt: bool,
     /// Body size in bytes (at least 8: the send time rides in the body).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(8..=4 * 1024 * 1024))]
     size: u32,
-    /// Delivery mode.
+    /// Delivery mode (with a --target, transactional consumers receive without a transaction:
+    /// remote transactional receives need an external one).
     #[arg(long, value_enum, default_value_t = Mode::Express)]
     mode: Mode,
     /// Print the report as JSON.
@@ -343,7 +365,29 @@ fn main() -> ExitCode {
             ),
         ),
         Command::Stats(a) => report("stats", commands::admin::stats(&a.conn())),
-        Command::Bench(args) => report("bench", bench(&args)),
+        Command::Bench(args) => report(
+            "bench",
+            match &args.target {
+                None => bench(&args),
+                Some(target) => commands::netbench::run(&commands::netbench::Options {
+                    target: target.clone(),
+                    token: args.token.clone(),
+                    producers: args.producers,
+                    consumers: args.consumers,
+                    count: args.count,
+                    secs: Duration::from_secs(args.secs.unwrap_or(60)),
+                    size: args.size as usize,
+                    mode: match args.mode {
+                        Mode::Express => commands::netbench::Mode::Express,
+                        Mode::Recoverable => commands::netbench::Mode::Recoverable,
+                        Mode::Transactional => commands::netbench::Mode::Transactional,
+                    },
+                    window: args.window,
+                    json: args.json,
+                    rtt: args.rtt,
+                }),
+            },
+        ),
         Command::BenchRecovery(args) => report(
             "bench-recovery",
             match &args.open_only {

@@ -18,7 +18,7 @@ const MAX: usize = 4096;
 
 /// Valid frames to mutate: a spread of request kinds.
 fn corpus() -> Vec<Vec<u8>> {
-    let reqs = vec![
+    let reqs = [
         Request::Ping,
         Request::Hello {
             min_version: 1,
@@ -135,7 +135,7 @@ fn frame_decoder_survives_random_and_mutated_input() {
     let seed: u64 = std::env::var("MQEMU_FUZZ_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0x6d71_656d_75);
+        .unwrap_or(0x006d_7165_6d75);
     let corpus = corpus();
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut decoded = 0u64;

@@ -2,5 +2,6 @@
 
 pub mod admin;
 pub mod crash_worker;
+pub mod netbench;
 pub mod recovery;
 pub mod serve;

@@ -92,7 +92,7 @@ async fn every_operation_works_remotely() {
 
     // A format name naming the server reaches the same queue.
     let q = c
-        .open(&format!(r"DIRECT=TCP:127.0.0.1\private$\orders"))
+        .open(r"DIRECT=TCP:127.0.0.1\private$\orders")
         .await
         .unwrap();
     let id1 = q
@@ -179,7 +179,7 @@ async fn messages_move_to_subqueues_remotely() {
     q.send(Message::new("m"), Tx::None).await.unwrap();
     let m = q.peek(SECOND).await.unwrap();
     let sub = c
-        .open(&format!(r"DIRECT=OS:anyhost\private$\orders;poison"))
+        .open(r"DIRECT=OS:anyhost\private$\orders;poison")
         .await
         .unwrap();
     q.move_message(m.lookup_id(), &sub, Tx::None).await.unwrap();
