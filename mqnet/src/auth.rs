@@ -150,14 +150,17 @@ impl Principal {
 /// subqueues share it), `system$` for the system queues, the name itself otherwise.
 pub fn queue_key(name: &str) -> String {
     match QueueName::parse(name) {
-        Ok(n) => match n.queue() {
-            QueueRef::Private { name, .. } | QueueRef::Public { name, .. } => {
-                name.to_ascii_lowercase()
-            }
-            QueueRef::System(_) => "system$".to_owned(),
-            _ => name.to_ascii_lowercase(),
-        },
+        Ok(n) => key_of(&n),
         Err(_) => name.to_ascii_lowercase(),
+    }
+}
+
+/// [`queue_key`] of a name already parsed.
+pub fn key_of(name: &QueueName) -> String {
+    match name.queue() {
+        QueueRef::Private { name, .. } | QueueRef::Public { name, .. } => name.to_ascii_lowercase(),
+        QueueRef::System(_) => "system$".to_owned(),
+        _ => name.to_string().to_ascii_lowercase(),
     }
 }
 

@@ -33,7 +33,7 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::auth::{queue_key, Auth, Principal, Right};
+use crate::auth::{key_of, queue_key, Auth, Principal, Right};
 use crate::frame::{self, FrameError};
 use crate::proto::{
     self, timeout_from_wire, CursorAction, Request, Response, Select, Stats, TxRef,
@@ -598,11 +598,7 @@ impl Session {
         tx: TxRef,
     ) -> Vec<Result<mqcore::MessageId, Error>> {
         let n = msgs.len();
-        let q = match self
-            .principal
-            .check(Right::Send, &queue_key(queue), queue)
-            .and_then(|_| self.shared.qm.open(queue))
-        {
+        let q = match self.open(Some(Right::Send), queue) {
             Ok(q) => q,
             Err(e) => return vec![Err(e); n],
         };
@@ -615,11 +611,7 @@ impl Session {
     }
 
     fn receive_batch(&mut self, queue: &str, reqs: Vec<(u64, u64)>) -> Vec<(u64, Step)> {
-        let q = match self
-            .principal
-            .check(Right::Receive, &queue_key(queue), queue)
-            .and_then(|_| self.shared.qm.open(queue))
-        {
+        let q = match self.open(Some(Right::Receive), queue) {
             Ok(q) => q,
             Err(e) => {
                 return reqs
@@ -712,16 +704,22 @@ impl Session {
         self.principal.check(right, &queue_key(name), name)
     }
 
-    /// Any right at all on the queue (to see it in lists and read its properties).
-    fn check_any(&self, name: &str) -> Result<(), Error> {
-        let key = queue_key(name);
-        if [Right::Peek, Right::Receive, Right::Send, Right::Admin]
-            .into_iter()
-            .any(|r| self.principal.may(r, &key))
-        {
-            return Ok(());
+    /// Whether the principal has `right` (any right at all when `None`, enough to see a queue
+    /// in lists and read its properties) on the queue `name` names.
+    fn allowed(&self, right: Option<Right>, key: &str, name: &str) -> Result<(), Error> {
+        let rights = [Right::Peek, Right::Receive, Right::Send, Right::Admin];
+        match right {
+            Some(r) => self.principal.check(r, key, name),
+            None if rights.iter().any(|&r| self.principal.may(r, key)) => Ok(()),
+            None => self.principal.check(Right::Peek, key, name),
         }
-        self.check(Right::Peek, name)
+    }
+
+    /// Opens a queue after checking the right: the name is parsed once for both.
+    fn open(&self, right: Option<Right>, name: &str) -> Result<Queue, Error> {
+        let parsed = mqcore::QueueName::parse(name)?;
+        self.allowed(right, &key_of(&parsed), name)?;
+        self.shared.qm.open_name(&parsed)
     }
 
     fn check_admin(&self) -> Result<(), Error> {
@@ -760,11 +758,14 @@ impl Session {
             Request::ListQueues => Response::Queues(
                 qm.queues()
                     .into_iter()
-                    .filter(|i| self.check_any(&i.path.to_string()).is_ok())
+                    .filter(|i| {
+                        let name = i.path.to_string();
+                        self.allowed(None, &key_of(&i.path), &name).is_ok()
+                    })
                     .collect(),
             ),
             Request::QueueInfo { name } => {
-                self.check_any(&name)?;
+                self.allowed(None, &queue_key(&name), &name)?;
                 Response::Queue(qm.queue_info(&name)?)
             }
             Request::SetQueueProps { name, update } => {
@@ -773,16 +774,11 @@ impl Session {
                 Response::Done
             }
             Request::Purge { name } => {
-                self.check(Right::Admin, &name)?;
-                Response::Count(qm.open(&name)?.purge()? as u64)
+                Response::Count(self.open(Some(Right::Admin), &name)?.purge()? as u64)
             }
-            Request::Len { name } => {
-                self.check_any(&name)?;
-                Response::Count(qm.open(&name)?.len()? as u64)
-            }
+            Request::Len { name } => Response::Count(self.open(None, &name)?.len()? as u64),
             Request::Send { queue, msg, tx } => {
-                self.check(Right::Send, &queue)?;
-                let q = qm.open(&queue)?;
+                let q = self.open(Some(Right::Send), &queue)?;
                 Response::Sent(self.with_tx(tx, |t| q.send(*msg, t))?)
             }
             Request::Receive {
@@ -791,9 +787,8 @@ impl Session {
                 timeout_ms,
                 tx,
             } => {
-                self.check(Right::Receive, &queue)?;
+                let q = self.open(Some(Right::Receive), &queue)?;
                 self.remote_receive_rule(tx)?;
-                let q = qm.open(&queue)?;
                 let got = self.with_tx(tx, |t| match select {
                     Select::Head => q.receive(Duration::ZERO, t),
                     Select::Lookup(a) => q.receive_by_lookup_id(a, t),
@@ -816,8 +811,7 @@ impl Session {
                 select,
                 timeout_ms,
             } => {
-                self.check(Right::Peek, &queue)?;
-                let q = qm.open(&queue)?;
+                let q = self.open(Some(Right::Peek), &queue)?;
                 let got = match select {
                     Select::Head => q.peek(Duration::ZERO),
                     Select::Lookup(a) => q.peek_by_lookup_id(a),
@@ -832,8 +826,7 @@ impl Session {
                 }
             }
             Request::OpenCursor { queue } => {
-                self.check(Right::Peek, &queue)?;
-                let cursor = qm.open(&queue)?.cursor();
+                let cursor = self.open(Some(Right::Peek), &queue)?.cursor();
                 let h = self.new_handle();
                 self.cursors.insert(
                     h,
@@ -863,16 +856,13 @@ impl Session {
                 to,
                 tx,
             } => {
-                self.check(Right::Receive, &queue)?;
-                self.check(Right::Send, &to)?;
-                let from = qm.open(&queue)?;
-                let dest = qm.open(&to)?;
+                let from = self.open(Some(Right::Receive), &queue)?;
+                let dest = self.open(Some(Right::Send), &to)?;
                 self.with_tx(tx, |t| from.move_message(lookup, &dest, t))?;
                 Response::Done
             }
             Request::Reject { queue, lookup } => {
-                self.check(Right::Receive, &queue)?;
-                qm.open(&queue)?.reject(lookup)?;
+                self.open(Some(Right::Receive), &queue)?.reject(lookup)?;
                 Response::Done
             }
             Request::Begin => {
