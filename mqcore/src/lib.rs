@@ -32,6 +32,7 @@ pub mod name;
 pub mod queue;
 pub mod storage;
 mod timer;
+pub mod triggers;
 pub mod tx;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

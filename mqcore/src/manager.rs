@@ -24,7 +24,7 @@ use crate::name::{Host, QueueName, QueueRef, SystemQueue};
 use crate::queue::cold::{ColdSource, Entry};
 use crate::queue::store::{footprint, LookupId, Store};
 use crate::queue::{Queue, QueueInfo, QueueInner, QueueProps, QueueUpdate, Target};
-use crate::storage::catalog::{CatalogStore, SledCatalog};
+use crate::storage::catalog::{CatalogStore, MemCatalog, SledCatalog};
 use crate::storage::durable::{storage_dir, storage_error, Durable, LogSource, Recovered, Replay};
 use crate::storage::record::{self, Op, OpRef, StoreRef};
 use crate::storage::wal::{Lsn, Wal, WalError, WalOptions};
@@ -251,6 +251,7 @@ impl Builder {
             in_doubt: Mutex::new(HashMap::new()),
             xids: Mutex::default(),
             compacting: AtomicBool::new(false),
+            mem_settings: MemCatalog::new(),
         })
     }
 }
@@ -369,11 +370,55 @@ pub(crate) struct Inner {
     xids: Mutex<std::collections::HashSet<String>>,
     /// Set while a step compacts the log, so that only one does.
     compacting: AtomicBool,
+    /// Where other components' definitions (triggers and rules) live when there is no durable
+    /// catalog, so that they outlive the component within the process.
+    mem_settings: MemCatalog,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.timer.shutdown();
+    }
+}
+
+/// Definitions other components keep with the queue manager, so that they travel with its storage
+/// directory (the Triggers service's rules and triggers). Keys must not start with `q/` or the
+/// other prefixes the queue manager uses for itself.
+pub(crate) struct Settings<'a> {
+    inner: &'a Inner,
+}
+
+impl Settings<'_> {
+    fn store(&self) -> &dyn CatalogStore {
+        match &self.inner.durable {
+            Some(d) => &*d.catalog,
+            None => &self.inner.mem_settings,
+        }
+    }
+
+    fn io(e: std::io::Error) -> Error {
+        Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}"))
+    }
+
+    /// Every entry under `prefix`, in key order.
+    pub(crate) fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        self.store().scan(prefix).map_err(Settings::io)
+    }
+
+    /// Sets `key`; durable when it returns. Refused once another node owns the storage.
+    pub(crate) fn put(&self, key: &str, value: &[u8]) -> Result<()> {
+        if let Some(d) = &self.inner.durable {
+            d.check_owner()?;
+        }
+        self.store().put(key, value).map_err(Settings::io)
+    }
+
+    /// Removes `key`; durable when it returns. Refused once another node owns the storage.
+    pub(crate) fn remove(&self, key: &str) -> Result<()> {
+        if let Some(d) = &self.inner.durable {
+            d.check_owner()?;
+        }
+        self.store().remove(key).map_err(Settings::io)
     }
 }
 
@@ -1246,6 +1291,12 @@ impl Inner {
             .map_err(|e| Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}")))
     }
 
+    /// The catalog that other components keep their definitions in: the durable one (checked for
+    /// ownership on every write), or one in memory.
+    pub(crate) fn settings(&self) -> Settings<'_> {
+        Settings { inner: self }
+    }
+
     fn save_queue(&self, q: &QueueInner) -> Result<()> {
         if self.durable.is_none() {
             return Ok(());
@@ -1691,6 +1742,11 @@ impl QueueManager {
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
+    }
+
+    /// Definitions of other components kept in this queue manager's catalog.
+    pub(crate) fn settings(&self) -> Settings<'_> {
+        self.inner.settings()
     }
 
     /// Creates a private queue (`MQCreateQueue`) from a path name such as `.\private$\orders`.

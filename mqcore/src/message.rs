@@ -29,6 +29,12 @@ pub const MAX_PRIORITY: u8 = 7;
 /// Default priority of a non-transactional message (DEFAULT_M_PRIORITY).
 pub const DEFAULT_PRIORITY: u8 = 3;
 
+/// `PROPID_M_BODY_TYPE` of a COM `BSTR` string body (UTF-16LE), what .NET's ActiveX formatter sends.
+pub const VT_BSTR: u32 = 8;
+
+/// `PROPID_M_BODY_TYPE` of a wide-string body (UTF-16LE), what the C API sends for `LPWSTR` text.
+pub const VT_LPWSTR: u32 = 31;
+
 /// A 20-byte MSMQ message identifier: the source queue manager's GUID and a 4-byte ordinal.
 ///
 /// Displayed as System.Messaging does: `guid\ordinal`, the GUID lower-case without braces (in .NET's
@@ -440,6 +446,32 @@ impl Message {
     /// The body as UTF-8 text, if it is.
     pub fn body_str(&self) -> Option<&str> {
         std::str::from_utf8(&self.body).ok()
+    }
+
+    /// A message whose body is `text` stored as MSMQ stores a string body: UTF-16LE, with body type
+    /// `VT_LPWSTR`. Trigger body conditions look only at string bodies.
+    pub fn text(text: &str) -> Message {
+        let body: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        Message {
+            body: body.into(),
+            body_type: VT_LPWSTR,
+            ..Message::default()
+        }
+    }
+
+    /// The body as text if its type is a string type (`VT_BSTR` or `VT_LPWSTR`, UTF-16LE, a
+    /// trailing NUL dropped); `None` for any other body type, as MSMQ Triggers sees it.
+    pub fn body_text(&self) -> Option<String> {
+        if self.body_type != VT_BSTR && self.body_type != VT_LPWSTR {
+            return None;
+        }
+        let units: Vec<u16> = self
+            .body
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let units = units.strip_suffix(&[0]).unwrap_or(&units);
+        Some(String::from_utf16_lossy(units))
     }
 
     /// When its time-to-be-received runs out, if it has one.

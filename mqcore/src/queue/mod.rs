@@ -8,6 +8,7 @@
 //! acknowledgements lives in the queue manager.
 
 pub(crate) mod cold;
+mod scan;
 pub(crate) mod store;
 
 #[cfg(all(test, loom))]
@@ -26,6 +27,7 @@ use crate::queue::store::{Found, Key, LookupId, Owner, State, Store, WaitError};
 use crate::storage::record::StoreRef;
 use crate::tx::{Held, Tx, TxShared};
 
+pub use scan::{Interrupt, Scan};
 pub use store::LookupId as MessageLookupId;
 
 /// Longest queue label (MQ_MAX_Q_LABEL_LEN).
@@ -575,6 +577,12 @@ impl Queue {
     fn after_watch(&self, store: &Store) {
         let expired = store.lock().drain_expired();
         self.qm.expired(store, expired);
+    }
+
+    /// Starts a walk that visits every message once, in queue order, then waits for arrivals
+    /// (what the Triggers service watches a queue with; see [`Scan`]).
+    pub fn scan(&self) -> Scan {
+        Scan::new(self.clone())
     }
 
     /// Opens a cursor at the head of the queue (`MQCreateCursor`).

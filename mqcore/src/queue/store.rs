@@ -72,6 +72,16 @@ impl Key {
     pub(crate) fn lookup(self) -> LookupId {
         self.lookup
     }
+
+    /// `7 - priority`: 0 for the highest priority.
+    pub(crate) fn rank(self) -> u8 {
+        self.rank
+    }
+
+    /// The position of lookup id `lookup` among messages of rank `rank`.
+    pub(crate) fn ranked(rank: u8, lookup: LookupId) -> Key {
+        Key { rank, lookup }
+    }
 }
 
 /// Who holds a locked message.
