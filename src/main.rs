@@ -36,6 +36,12 @@ enum Command {
     Receive(ReceiveArgs),
     /// Show the server's figures.
     Stats(ServerArgs),
+    /// Manage MSMQ Triggers rules (conditions and an action) on a server.
+    #[command(subcommand)]
+    Rule(RuleCommand),
+    /// Manage MSMQ Triggers triggers (a queue, a processing type, rules) on a server.
+    #[command(subcommand)]
+    Trigger(TriggerCommand),
     /// Measure the engine in this process, or a server over the network (--target): producers
     /// send, consumers receive, from one queue.
     Bench(BenchArgs),
@@ -134,6 +140,96 @@ enum QueueCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+}
+
+/// A rule or trigger named by name or id, on a server.
+#[derive(clap::Args, Debug)]
+struct Named {
+    /// Name (or id).
+    name: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum RuleCommand {
+    /// Define a rule from MSMQ's strings: a condition list such as
+    /// $'$MSG_LABEL_CONTAINS=go\t' (each condition ends with a TAB; trigadm's ';' separators
+    /// work too) and an action such as $'EXE\t/usr/bin/touch\t"/tmp/f"'.
+    Add {
+        /// Rule name (at most 128 characters).
+        name: String,
+        /// Conditions, all of which must hold; empty means always [default: empty].
+        #[arg(long, default_value = "")]
+        condition: String,
+        /// Action: EXE<TAB>path<TAB>params..., COM<TAB>ProgID<TAB>Method<TAB>params...,
+        /// or HTTP<TAB>url<TAB>params....
+        #[arg(long)]
+        action: String,
+        /// Description (at most 255 characters).
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List rules.
+    List(ServerArgs),
+    /// Show one rule.
+    Show(Named),
+    /// Delete a rule (it is detached from every trigger).
+    Delete(Named),
+}
+
+#[derive(Subcommand, Debug)]
+enum TriggerCommand {
+    /// Define a trigger on a queue given by path name.
+    Add {
+        /// Trigger name.
+        name: String,
+        /// Monitored queue: a path such as '.\private$\orders', '.\private$\orders\JOURNAL$'
+        /// or '.\DEADLETTER$'.
+        #[arg(long)]
+        queue: String,
+        /// Message processing: peek, retrieval or transactional.
+        #[arg(long = "type", value_name = "peek|retrieval|transactional")]
+        processing: String,
+        /// Finish each message's actions before the next (always so for transactional).
+        #[arg(long)]
+        serialized: bool,
+        /// Define it disabled.
+        #[arg(long)]
+        disabled: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Attach a rule at the end of a trigger's rules.
+    Attach {
+        /// Trigger name (or id).
+        trigger: String,
+        /// Rule name (or id).
+        rule: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Detach a rule from a trigger.
+    Detach {
+        /// Trigger name (or id).
+        trigger: String,
+        /// Rule name (or id).
+        rule: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List triggers.
+    List(ServerArgs),
+    /// Show one trigger, with what it has processed.
+    Show(Named),
+    /// Delete a trigger.
+    Delete(Named),
+    /// Enable a trigger (it starts again at the head of its queue).
+    Enable(Named),
+    /// Disable a trigger.
+    Disable(Named),
 }
 
 #[derive(clap::Args, Debug)]
@@ -365,6 +461,83 @@ fn main() -> ExitCode {
             ),
         ),
         Command::Stats(a) => report("stats", commands::admin::stats(&a.conn())),
+        Command::Rule(r) => {
+            use commands::triggers as t;
+            match r {
+                RuleCommand::Add {
+                    name,
+                    condition,
+                    action,
+                    description,
+                    server,
+                } => report(
+                    "rule add",
+                    t::rule_add(&server.conn(), &name, &condition, &action, &description),
+                ),
+                RuleCommand::List(s) => report("rule list", t::rule_list(&s.conn())),
+                RuleCommand::Show(n) => {
+                    report("rule show", t::rule_show(&n.server.conn(), &n.name))
+                }
+                RuleCommand::Delete(n) => {
+                    report("rule delete", t::rule_delete(&n.server.conn(), &n.name))
+                }
+            }
+        }
+        Command::Trigger(c) => {
+            use commands::triggers as t;
+            match c {
+                TriggerCommand::Add {
+                    name,
+                    queue,
+                    processing,
+                    serialized,
+                    disabled,
+                    server,
+                } => report(
+                    "trigger add",
+                    t::trigger_add(
+                        &server.conn(),
+                        &name,
+                        &queue,
+                        &processing,
+                        serialized,
+                        disabled,
+                    ),
+                ),
+                TriggerCommand::Attach {
+                    trigger,
+                    rule,
+                    server,
+                } => report(
+                    "trigger attach",
+                    t::trigger_attach(&server.conn(), &trigger, &rule, true),
+                ),
+                TriggerCommand::Detach {
+                    trigger,
+                    rule,
+                    server,
+                } => report(
+                    "trigger detach",
+                    t::trigger_attach(&server.conn(), &trigger, &rule, false),
+                ),
+                TriggerCommand::List(s) => report("trigger list", t::trigger_list(&s.conn())),
+                TriggerCommand::Show(n) => {
+                    report("trigger show", t::trigger_show(&n.server.conn(), &n.name))
+                }
+                TriggerCommand::Delete(n) => report(
+                    "trigger delete",
+                    t::trigger_delete(&n.server.conn(), &n.name),
+                ),
+                TriggerCommand::Enable(n) => report(
+                    "trigger enable",
+                    t::trigger_enable(&n.server.conn(), &n.name, true),
+                ),
+                TriggerCommand::Disable(n) => report(
+                    "trigger disable",
+                    t::trigger_enable(&n.server.conn(), &n.name, false),
+                ),
+            }
+        }
         Command::Bench(args) => report(
             "bench",
             match &args.target {

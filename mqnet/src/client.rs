@@ -29,9 +29,21 @@ use tokio::sync::oneshot;
 use crate::frame;
 use crate::names::{localize, server_of};
 use crate::proto::{
-    self, timeout_to_wire, CursorAction, Envelope, Request, Response, Select, Stats, TxRef,
-    DEFAULT_PORT, PROTOCOL_VERSION,
+    self, timeout_to_wire, CursorAction, Envelope, Request, Response, Select, Stats,
+    TriggerRequest, TriggerView, TxRef, DEFAULT_PORT, PROTOCOL_VERSION,
 };
+use mqcore::triggers::Rule;
+
+/// The answer to a [`TriggerRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TriggerAnswer {
+    /// Done (deletions).
+    Done,
+    /// The rules asked for, or the one added.
+    Rules(Vec<Rule>),
+    /// The triggers asked for, or the one changed.
+    Triggers(Vec<TriggerView>),
+}
 
 /// Largest answer a client accepts (a list of many queues can exceed a message frame).
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
@@ -422,6 +434,16 @@ impl Client {
     pub async fn stats(&self) -> Result<Stats, Error> {
         match self.request(Request::Stats).await? {
             Response::Stats(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Administers the server's MSMQ Triggers service (needs the admin right).
+    pub async fn triggers(&self, req: TriggerRequest) -> Result<TriggerAnswer, Error> {
+        match self.request(Request::Triggers(req)).await? {
+            Response::Done => Ok(TriggerAnswer::Done),
+            Response::Rules(r) => Ok(TriggerAnswer::Rules(r)),
+            Response::Triggers(t) => Ok(TriggerAnswer::Triggers(t)),
             other => Err(unexpected(&other)),
         }
     }
@@ -898,6 +920,11 @@ impl BlockingClient {
     /// [`Client::stats`].
     pub fn stats(&self) -> Result<Stats, Error> {
         self.block_on(self.client.stats())
+    }
+
+    /// [`Client::triggers`].
+    pub fn triggers(&self, req: TriggerRequest) -> Result<TriggerAnswer, Error> {
+        self.block_on(self.client.triggers(req))
     }
 }
 

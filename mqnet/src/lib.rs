@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod client;
 pub mod frame;
+pub mod http_action;
 pub mod names;
 pub mod proto;
 pub mod server;
@@ -28,7 +29,8 @@ pub mod server;
 pub use auth::{Auth, Right, User};
 pub use client::{
     BlockingClient, BlockingQueue, BlockingTransaction, Client, ClientOptions, RemoteCursor,
-    RemoteQueue, RemoteTransaction, Tx,
+    RemoteQueue, RemoteTransaction, TriggerAnswer, Tx,
 };
-pub use proto::{Stats, DEFAULT_PORT};
+pub use http_action::HttpAction;
+pub use proto::{Stats, TriggerRequest, TriggerView, DEFAULT_PORT};
 pub use server::{Server, ServerConfig, Stopper};

@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use mqcore::triggers::{Rule, Trigger, TriggerDef, TriggerStats};
 use mqcore::{
     Compat, Error, ErrorCode, LookupAction, Message, MessageId, QueueInfo, QueueProps, QueueUpdate,
 };
@@ -241,6 +242,84 @@ pub enum Request {
     Stats,
     /// Does nothing; answered with [`Response::Done`] (keep-alive, latency probe).
     Ping,
+    /// Administration of MSMQ Triggers' rules and triggers (what `trigadm` does); needs the
+    /// admin right.
+    Triggers(TriggerRequest),
+}
+
+/// A Triggers administration request. Rules and triggers are named by name or by id.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum TriggerRequest {
+    /// Defines a rule from MSMQ's condition and action strings; answered with [`Response::Rules`].
+    AddRule {
+        /// At most 128 characters.
+        name: String,
+        /// At most 255 characters.
+        description: String,
+        /// TAB-terminated conditions (`$MSG_LABEL_CONTAINS=x\t`); empty means always.
+        condition: String,
+        /// `EXE\t...`, `COM\t...` or `HTTP\t...`.
+        action: String,
+    },
+    /// Every rule.
+    ListRules,
+    /// One rule.
+    ShowRule {
+        /// Its name or id.
+        name: String,
+    },
+    /// Deletes a rule, detaching it from every trigger.
+    DeleteRule {
+        /// Its name or id.
+        name: String,
+    },
+    /// Defines a trigger; answered with [`Response::Triggers`].
+    AddTrigger(TriggerDef),
+    /// Attaches a rule at the end of a trigger's list.
+    Attach {
+        /// The trigger's name or id.
+        trigger: String,
+        /// The rule's name or id.
+        rule: String,
+    },
+    /// Detaches a rule from a trigger.
+    Detach {
+        /// The trigger's name or id.
+        trigger: String,
+        /// The rule's name or id.
+        rule: String,
+    },
+    /// Every trigger.
+    ListTriggers,
+    /// One trigger.
+    ShowTrigger {
+        /// Its name or id.
+        name: String,
+    },
+    /// Deletes a trigger.
+    DeleteTrigger {
+        /// Its name or id.
+        name: String,
+    },
+    /// Enables or disables a trigger.
+    SetEnabled {
+        /// Its name or id.
+        name: String,
+        /// Enabled (true) or disabled.
+        enabled: bool,
+    },
+}
+
+/// A trigger as administration shows it: its definition, its rules' names in order, and what it
+/// has done since the service started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerView {
+    /// The definition.
+    pub trigger: Trigger,
+    /// Names of its rules, in the order they run.
+    pub rule_names: Vec<String>,
+    /// Its counters.
+    pub stats: TriggerStats,
 }
 
 /// What the server says about itself and its queue manager.
@@ -311,6 +390,10 @@ pub enum Response {
     Xids(Vec<String>),
     /// Server figures.
     Stats(Stats),
+    /// Trigger rules.
+    Rules(Vec<Rule>),
+    /// Triggers.
+    Triggers(Vec<TriggerView>),
 }
 
 impl Response {

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use mqcore::triggers::{RuleDef, Trigger, Triggers};
 use mqcore::{Compat, Cursor, Error, ErrorCode, Message, Queue, QueueManager, Transaction, Tx};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -36,8 +37,8 @@ use tokio::task::JoinSet;
 use crate::auth::{key_of, queue_key, Auth, Principal, Right};
 use crate::frame::{self, FrameError};
 use crate::proto::{
-    self, timeout_from_wire, CursorAction, Request, Response, Select, Stats, TxRef,
-    PROTOCOL_VERSION,
+    self, timeout_from_wire, CursorAction, Request, Response, Select, Stats, TriggerRequest,
+    TriggerView, TxRef, PROTOCOL_VERSION,
 };
 
 /// Limits and access control of a server. The defaults suit a server on loopback.
@@ -53,6 +54,9 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Who may connect and what they may do.
     pub auth: Auth,
+    /// The queue manager's Triggers service, administered through [`Request::Triggers`];
+    /// without one those requests are refused with MQ_ERROR_SERVICE_NOT_AVAILABLE.
+    pub triggers: Option<Arc<Triggers>>,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +67,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(300),
             handshake_timeout: Duration::from_secs(10),
             auth: Auth::default(),
+            triggers: None,
         }
     }
 }
@@ -898,6 +903,19 @@ impl Session {
                 Response::Done
             }
             Request::Stats => Response::Stats(self.stats()),
+            Request::Triggers(req) => {
+                self.check_admin()?;
+                let triggers = self.shared.config.triggers.clone().ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::ServiceNotAvailable,
+                        "this server runs no Triggers service",
+                    )
+                })?;
+                // Definition changes flush the catalog and may wait for a monitor to stop.
+                return Ok(Step::Block(Box::new(move || {
+                    triggers_admin(&triggers, req).unwrap_or_else(|e| Response::error(&e))
+                })));
+            }
         };
         Ok(Step::Reply(reply))
     }
@@ -981,6 +999,50 @@ impl Session {
             requests_total: self.shared.requests_total.load(Ordering::Relaxed),
             uptime_secs: self.shared.started.elapsed().as_secs(),
         }
+    }
+}
+
+/// Runs one Triggers administration request.
+fn triggers_admin(t: &Triggers, req: TriggerRequest) -> Result<Response, Error> {
+    let view = |trigger: Trigger| -> Result<TriggerView, Error> {
+        let rule_names = trigger
+            .rules
+            .iter()
+            .map(|id| t.rule(&id.to_string()).map(|r| r.def.name))
+            .collect::<Result<_, _>>()?;
+        let stats = t.stats(&trigger.id.to_string())?;
+        Ok(TriggerView {
+            trigger,
+            rule_names,
+            stats,
+        })
+    };
+    let one = |trigger: Trigger| Ok(Response::Triggers(vec![view(trigger)?]));
+    match req {
+        TriggerRequest::AddRule {
+            name,
+            description,
+            condition,
+            action,
+        } => {
+            let def = RuleDef::parse(&name, &description, &condition, &action)?;
+            Ok(Response::Rules(vec![t.add_rule(def)?]))
+        }
+        TriggerRequest::ListRules => Ok(Response::Rules(t.rules())),
+        TriggerRequest::ShowRule { name } => Ok(Response::Rules(vec![t.rule(&name)?])),
+        TriggerRequest::DeleteRule { name } => t.delete_rule(&name).map(|()| Response::Done),
+        TriggerRequest::AddTrigger(def) => one(t.add_trigger(def)?),
+        TriggerRequest::Attach { trigger, rule } => one(t.attach_rule(&trigger, &rule)?),
+        TriggerRequest::Detach { trigger, rule } => one(t.detach_rule(&trigger, &rule)?),
+        TriggerRequest::ListTriggers => Ok(Response::Triggers(
+            t.triggers()
+                .into_iter()
+                .map(view)
+                .collect::<Result<_, _>>()?,
+        )),
+        TriggerRequest::ShowTrigger { name } => one(t.trigger(&name)?),
+        TriggerRequest::DeleteTrigger { name } => t.delete_trigger(&name).map(|()| Response::Done),
+        TriggerRequest::SetEnabled { name, enabled } => one(t.set_enabled(&name, enabled)?),
     }
 }
 

@@ -27,6 +27,13 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// A Triggers administration request.
+    pub fn triggers(&self, req: mqnet::TriggerRequest) -> mqemu::Result<mqnet::TriggerAnswer> {
+        self.client()?.triggers(req)
+    }
+}
+
 /// `mqemu queue create`.
 pub fn create(c: &Conn, path: &str, props: QueueProps) -> mqemu::Result<()> {
     let client = c.client()?;
@@ -151,8 +158,10 @@ pub fn parse_correlation(s: &str) -> mqemu::Result<CorrelationId> {
 
 /// `mqemu send`.
 pub fn send(c: &Conn, queue: &str, a: SendArgs) -> mqemu::Result<()> {
-    let body: Vec<u8> = match (a.body, a.body_file) {
-        (Some(b), _) => b.into_bytes(),
+    // Text from --body goes as MSMQ sends a string (UTF-16LE, VT_LPWSTR), so trigger body
+    // conditions and string-reading receivers see text; files and stdin go as bytes.
+    let body: Vec<u8> = match (&a.body, a.body_file) {
+        (Some(_), _) => Vec::new(),
         (None, Some(f)) => std::fs::read(&f).map_err(|e| {
             Error::new(
                 ErrorCode::InvalidParameter,
@@ -170,7 +179,10 @@ pub fn send(c: &Conn, queue: &str, a: SendArgs) -> mqemu::Result<()> {
             b
         }
     };
-    let mut msg = Message::new(body);
+    let mut msg = match &a.body {
+        Some(text) => Message::text(text),
+        None => Message::new(body),
+    };
     if let Some(l) = a.label {
         msg.label = l;
     }
@@ -193,13 +205,20 @@ pub fn send(c: &Conn, queue: &str, a: SendArgs) -> mqemu::Result<()> {
     Ok(())
 }
 
+/// The body as text: a string body decoded, or bytes that are UTF-8.
+fn body_text(m: &Message) -> Option<String> {
+    m.body_text().or_else(|| m.body_str().map(str::to_owned))
+}
+
 /// A message as `--json` prints it.
 pub fn message_json(m: &Message) -> serde_json::Value {
+    let text = body_text(m);
     json!({
         "id": m.id().to_string(),
         "label": m.label,
-        "body": m.body_str(),
-        "body_hex": if m.body_str().is_none() { Some(hex(&m.body)) } else { None },
+        "body_hex": if text.is_none() { Some(hex(&m.body)) } else { None },
+        "body": text,
+        "body_type": m.body_type,
         "body_len": m.body.len(),
         "priority": m.priority,
         "correlation_id": m.correlation_id.map(|c| c.to_string()),
@@ -252,7 +271,7 @@ pub fn take(
         if !m.label.is_empty() {
             eprintln!("label: {}", m.label);
         }
-        match m.body_str() {
+        match body_text(&m) {
             Some(s) => println!("{s}"),
             None => println!("{}", hex(&m.body)),
         }

@@ -5,3 +5,4 @@ pub mod crash_worker;
 pub mod netbench;
 pub mod recovery;
 pub mod serve;
+pub mod triggers;

@@ -6,8 +6,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use mqemu::triggers::{Processing, RuleDef, TriggerDef, Triggers};
 use mqemu::{Compat, Error, ErrorCode, QueueManager, QueueProps};
-use mqnet::{Auth, Server, ServerConfig, User};
+use mqnet::{Auth, HttpAction, Server, ServerConfig, User};
 use serde::Deserialize;
 
 /// Where the server listens unless told otherwise: loopback only, the protocol's port.
@@ -40,6 +43,92 @@ pub struct Config {
     /// Users and their rights; none means open access.
     #[serde(default, rename = "user")]
     pub users: Vec<User>,
+    /// The Triggers service.
+    #[serde(default)]
+    pub triggers: TriggersConfig,
+    /// Trigger rules defined (or redefined) at start-up.
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RuleDecl>,
+    /// Triggers defined (or redefined) at start-up.
+    #[serde(default, rename = "trigger")]
+    pub trigger_decls: Vec<TriggerDecl>,
+}
+
+/// `[triggers]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggersConfig {
+    /// Run the Triggers service [default: true].
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Threads that run actions [default: 5].
+    pub workers: Option<usize>,
+    /// Seconds an EXE or HTTP action may take [default: 60].
+    pub action_timeout_secs: Option<u64>,
+}
+
+impl Default for TriggersConfig {
+    fn default() -> Self {
+        TriggersConfig {
+            enabled: true,
+            workers: None,
+            action_timeout_secs: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// An action in the configuration: MSMQ's string, or the readable table form.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ActionDecl {
+    /// `"EXE\t/usr/bin/touch\t\"/tmp/f\""`.
+    Msmq(String),
+    /// `{ exe = { path = "/usr/bin/touch", params = ['"/tmp/f"', "$MSG_LABEL"] } }`.
+    Table(mqemu::triggers::Action),
+}
+
+/// `[[rule]]`: conditions as MSMQ's string (`condition`) or a list of tables (`conditions`,
+/// e.g. `[{ label_contains = "go" }, { priority_greater_than = 3 }]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDecl {
+    /// Rule name.
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// MSMQ's condition string.
+    pub condition: Option<String>,
+    /// Conditions as tables.
+    pub conditions: Option<Vec<mqemu::triggers::Condition>>,
+    /// The action.
+    pub action: ActionDecl,
+}
+
+/// `[[trigger]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerDecl {
+    /// Trigger name.
+    pub name: String,
+    /// Monitored queue's path name.
+    pub queue: String,
+    /// `peek`, `retrieval` or `transactional`.
+    #[serde(rename = "type")]
+    pub processing: String,
+    /// Finish each message before the next.
+    #[serde(default)]
+    pub serialized: bool,
+    /// Whether it runs.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Rule names, in the order they run.
+    #[serde(default)]
+    pub rules: Vec<String>,
 }
 
 /// `[limits]`.
@@ -137,6 +226,12 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
             Err(e) => return Err(e),
         }
     }
+    let triggers = if config.triggers.enabled {
+        let t = start_triggers(&qm, &config)?;
+        Some(Arc::new(t))
+    } else {
+        None
+    };
     let defaults = ServerConfig::default();
     let server_config = ServerConfig {
         max_connections: config
@@ -149,6 +244,7 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
             .map_or(defaults.idle_timeout, Duration::from_secs),
         max_frame: config.limits.max_frame_bytes.unwrap_or(defaults.max_frame),
         auth: Auth::new(config.users.clone()),
+        triggers: triggers.clone(),
         ..defaults
     };
     let open = server_config.auth.is_open();
@@ -192,10 +288,73 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
             .run()
             .await
             .map_err(|e| Error::new(ErrorCode::Error, e.to_string()))?;
+        if let Some(t) = &triggers {
+            t.stop();
+        }
         drop(qm);
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Starts the Triggers service and applies the configuration's rules and triggers (a name
+/// already defined is redefined; its id and, for triggers, its walk of the queue are kept).
+fn start_triggers(qm: &QueueManager, config: &Config) -> mqemu::Result<Triggers> {
+    let mut b = Triggers::builder().http(Arc::new(HttpAction));
+    if let Some(n) = config.triggers.workers {
+        b = b.workers(n);
+    }
+    if let Some(s) = config.triggers.action_timeout_secs {
+        b = b.action_timeout(Duration::from_secs(s));
+    }
+    let t = b.start(qm)?;
+    for r in &config.rules {
+        let conditions = match (&r.condition, &r.conditions) {
+            (Some(text), None) => mqemu::triggers::rule::parse_conditions(text)?,
+            (None, Some(list)) => list.clone(),
+            (None, None) => Vec::new(),
+            (Some(_), Some(_)) => {
+                return Err(Error::new(
+                    ErrorCode::InvalidParameter,
+                    format!("rule {:?}: give condition or conditions, not both", r.name),
+                ))
+            }
+        };
+        let action = match &r.action {
+            ActionDecl::Msmq(text) => mqemu::triggers::Action::parse(text)?,
+            ActionDecl::Table(a) => a.clone(),
+        };
+        let def = RuleDef {
+            name: r.name.clone(),
+            description: r.description.clone(),
+            conditions,
+            action,
+        };
+        match t.rule(&r.name) {
+            Ok(_) => t.update_rule(&r.name, def)?,
+            Err(_) => t.add_rule(def)?,
+        };
+    }
+    for d in &config.trigger_decls {
+        let def = TriggerDef {
+            name: d.name.clone(),
+            queue: d.queue.clone(),
+            processing: Processing::parse(&d.processing)?,
+            enabled: d.enabled,
+            serialized: d.serialized,
+        };
+        let existing = match t.trigger(&d.name) {
+            Ok(_) => t.update_trigger(&d.name, def)?,
+            Err(_) => t.add_trigger(def)?,
+        };
+        for id in &existing.rules {
+            t.detach_rule(&d.name, &id.to_string())?;
+        }
+        for r in &d.rules {
+            t.attach_rule(&d.name, r)?;
+        }
+    }
+    Ok(t)
 }
 
 async fn wait_for_signal() {

@@ -183,3 +183,159 @@ queues = { declared = ["send", "peek"] }
     assert!(s.terminate().success());
     assert!(!dir.path().join("mqemu-data").exists(), "in memory");
 }
+
+/// Waits (bounded) for a trigger's effect to show.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn triggers_are_administered_from_the_cli_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("flag");
+    let s = Serve::start(dir.path(), &[]);
+    let q = r".\private$\orders";
+    let (ok, _, err) = s.run(&["queue", "create", q]);
+    assert!(ok, "{err}");
+    let action = format!("EXE\t/usr/bin/touch\t\"{}\"", flag.display());
+    let (ok, out, err) = s.run(&[
+        "rule",
+        "add",
+        "go",
+        "--condition",
+        "$MSG_LABEL_CONTAINS=go\t$MSG_BODY_CONTAINS=order\t",
+        "--action",
+        &action,
+        "--description",
+        "touch the flag",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(r"$MSG_LABEL_CONTAINS=go\t$MSG_BODY_CONTAINS=order\t"),
+        "{out}"
+    );
+    let (ok, _, err) = s.run(&[
+        "trigger",
+        "add",
+        "watch",
+        "--queue",
+        q,
+        "--type",
+        "retrieval",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = s.run(&["trigger", "attach", "watch", "go"]);
+    assert!(ok, "{err}");
+    // A label without "go" stays; one with it (and the body condition) is retrieved.
+    let (ok, _, err) = s.run(&["send", q, "--body", "an order", "--label", "stop"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = s.run(&["send", q, "--body", "an order", "--label", "go now"]);
+    assert!(ok, "{err}");
+    eventually("the EXE action touched the flag", || flag.exists());
+    eventually("the matching message is retrieved", || {
+        let (_, out, _) = s.run(&["queue", "show", q, "--json"]);
+        out.contains("\"message_count\":1")
+    });
+    let (ok, out, _) = s.run(&["trigger", "show", "watch", "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["rules"], serde_json::json!(["go"]));
+    assert_eq!(v["type"], "retrieval");
+    assert_eq!(v["stats"]["retrieved"], 1);
+    // MSMQ's refusals, by name.
+    let (ok, _, err) = s.run(&["trigger", "add", "second", "--queue", q, "--type", "peek"]);
+    assert!(
+        !ok && err.contains("MQTRIG_ERROR_MULTIPLE_RECEIVE_TRIGGER"),
+        "{err}"
+    );
+    let long = "n".repeat(129);
+    let (ok, _, err) = s.run(&["rule", "add", &long, "--action", "EXE\t/bin/true"]);
+    assert!(!ok && err.contains("MQ_ERROR_INVALID_PARAMETER"), "{err}");
+    let (ok, _, err) = s.run(&["trigger", "disable", "watch"]);
+    assert!(ok, "{err}");
+    assert!(s.terminate().success());
+
+    // Restarted on the same data directory, the definitions are there.
+    let s = Serve::start(dir.path(), &[]);
+    let (ok, out, err) = s.run(&["rule", "list", "--json"]);
+    assert!(ok, "{err}");
+    let rules: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rules[0]["name"], "go");
+    assert_eq!(rules[0]["action"], action);
+    let (ok, out, _) = s.run(&["trigger", "list"]);
+    assert!(
+        ok && out.contains("watch") && out.contains("false"),
+        "{out}"
+    );
+    let (ok, _, err) = s.run(&["trigger", "detach", "watch", "go"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = s.run(&["rule", "delete", "go"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = s.run(&["trigger", "delete", "watch"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = s.run(&["trigger", "list", "--json"]);
+    assert!(ok && out.trim() == "[]", "{out}");
+    assert!(s.terminate().success());
+}
+
+#[cfg(unix)]
+#[test]
+fn the_config_file_declares_rules_and_triggers() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("declared-flag");
+    std::fs::write(
+        dir.path().join("mqemu.toml"),
+        format!(
+            r#"
+in_memory = true
+
+[triggers]
+workers = 2
+action_timeout_secs = 10
+
+[[queue]]
+path = '.\private$\in'
+
+[[rule]]
+name = "readable"
+conditions = [{{ priority_greater_than = 4 }}]
+action = {{ exe = {{ path = "/usr/bin/touch", params = ['"{}"'] }} }}
+
+[[rule]]
+name = "msmq"
+condition = "$MSG_LABEL_CONTAINS=x\t"
+action = "EXE\t/bin/true"
+
+[[trigger]]
+name = "t"
+queue = '.\private$\in'
+type = "peek"
+rules = ["msmq", "readable"]
+"#,
+            flag.display()
+        ),
+    )
+    .unwrap();
+    let s = Serve::start(dir.path(), &["--config", "mqemu.toml"]);
+    let (ok, out, err) = s.run(&["trigger", "show", "t", "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["rules"], serde_json::json!(["msmq", "readable"]));
+    let (ok, _, err) = s.run(&["send", r".\private$\in", "--body", "b", "--priority", "6"]);
+    assert!(ok, "{err}");
+    eventually("the declared rule ran", || flag.exists());
+    let (ok, out, _) = s.run(&["peek", r".\private$\in"]);
+    assert!(
+        ok && out.trim() == "b",
+        "a peek trigger leaves the message: {out}"
+    );
+    assert!(s.terminate().success());
+}

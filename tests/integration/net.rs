@@ -606,3 +606,177 @@ async fn graceful_shutdown_keeps_what_was_committed() {
     let expected: HashSet<String> = (0..N).map(|i| i.to_string()).collect();
     assert_eq!(bodies.into_iter().collect::<HashSet<_>>(), expected);
 }
+
+/// A one-request HTTP endpoint on loopback: answers `status` and hands back what was posted.
+fn http_endpoint(status: u16) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut head = String::new();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            head.push_str(&line);
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let mut stream = stream;
+        write!(
+            stream,
+            "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let _ = tx.send(format!("{head}\n{}", String::from_utf8_lossy(&body)));
+    });
+    (url, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_are_administered_remotely_and_http_actions_post_the_message() {
+    use mqemu::triggers::{Processing, TriggerDef, Triggers};
+    use mqnet::{TriggerAnswer, TriggerRequest};
+    let qm = QueueManager::new();
+    let triggers = std::sync::Arc::new(
+        Triggers::builder()
+            .http(std::sync::Arc::new(mqnet::HttpAction))
+            .start(&qm)
+            .unwrap(),
+    );
+    let reader = User {
+        name: "reader".into(),
+        token: "r".into(),
+        admin: false,
+        queues: [("orders".to_owned(), vec![Right::Peek])].into(),
+    };
+    let admin = User {
+        name: "ops".into(),
+        token: "a".into(),
+        admin: true,
+        queues: Default::default(),
+    };
+    let config = ServerConfig {
+        auth: Auth::new(vec![reader, admin]),
+        triggers: Some(triggers.clone()),
+        ..ServerConfig::default()
+    };
+    let s = start(qm, config).await;
+    let login = |t: &str| ClientOptions {
+        token: Some(t.to_owned()),
+        ..ClientOptions::default()
+    };
+    let ops = Client::connect_with(&s.addr(), &login("a")).await.unwrap();
+    let plain = Client::connect_with(&s.addr(), &login("r")).await.unwrap();
+    ops.create_queue(Q, QueueProps::transactional())
+        .await
+        .unwrap();
+
+    let (ok_url, posted) = http_endpoint(200);
+    let add = TriggerRequest::AddRule {
+        name: "hook".into(),
+        description: String::new(),
+        condition: "$MSG_LABEL_CONTAINS=hook\t".into(),
+        action: format!("HTTP\t{ok_url}\t$MSG_LABEL\t\"lit\"\t$MSG_PRIORITY"),
+    };
+    // Administration needs the admin right, and changes nothing when refused.
+    let e = plain.triggers(TriggerRequest::ListRules).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::AccessDenied);
+    let TriggerAnswer::Rules(r) = ops.triggers(add).await.unwrap() else {
+        panic!("not rules")
+    };
+    assert_eq!(
+        r[0].action_string(),
+        format!("HTTP\t{ok_url}\t$MSG_LABEL\t\"lit\"\t$MSG_PRIORITY")
+    );
+    let def = TriggerDef::new("t", Q, Processing::TransactionalRetrieval);
+    ops.triggers(TriggerRequest::AddTrigger(def)).await.unwrap();
+    let TriggerAnswer::Triggers(t) = ops
+        .triggers(TriggerRequest::Attach {
+            trigger: "t".into(),
+            rule: "hook".into(),
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("not triggers")
+    };
+    assert_eq!(t[0].rule_names, ["hook"]);
+    assert!(t[0].trigger.def.serialized);
+
+    ops.send(Q, Message::text("payload").with_label("hook 1"), Tx::Single)
+        .await
+        .unwrap();
+    let request = tokio::task::spawn_blocking(move || posted.recv_timeout(Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .expect("the HTTP action posted");
+    assert!(request.starts_with("POST /hook HTTP/1.1"), "{request}");
+    let json: serde_json::Value =
+        serde_json::from_str(request.split_once("\n\n").unwrap().1.trim()).unwrap();
+    assert_eq!(json["message"]["label"], "hook 1");
+    assert_eq!(json["message"]["body_text"], "payload");
+    assert_eq!(json["params"], serde_json::json!(["hook 1", "lit", 0]));
+    assert_eq!(json["trigger"]["name"], "t");
+    assert_eq!(json["queue"], r"localhost\private$\orders");
+    let mut waited = 0;
+    while ops.queue_info(Q).await.unwrap().message_count != 0 {
+        waited += 1;
+        assert!(waited < 2000, "the message was never committed away");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // An endpoint that answers 500 fails the action: the message returns.
+    let (bad_url, posted) = http_endpoint(500);
+    let update = TriggerRequest::AddRule {
+        name: "hook500".into(),
+        description: String::new(),
+        condition: "$MSG_LABEL_CONTAINS=five\t".into(),
+        action: format!("HTTP\t{bad_url}"),
+    };
+    ops.triggers(update).await.unwrap();
+    ops.triggers(TriggerRequest::Attach {
+        trigger: "t".into(),
+        rule: "hook500".into(),
+    })
+    .await
+    .unwrap();
+    ops.send(Q, Message::text("x").with_label("five"), Tx::Single)
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || posted.recv_timeout(Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .expect("the failing endpoint was called");
+    let mut waited = 0;
+    while triggers.stats("t").unwrap().aborted == 0 {
+        waited += 1;
+        assert!(waited < 2000, "the failed action never aborted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let back = ops.peek(Q, SECOND).await.unwrap();
+    assert_eq!((back.label.as_str(), back.abort_count()), ("five", 1));
+    s.stop().await;
+    triggers.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_requests_without_a_triggers_service_are_refused() {
+    let (s, c) = open_server().await;
+    let e = c
+        .triggers(mqnet::TriggerRequest::ListTriggers)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ServiceNotAvailable);
+    s.stop().await;
+}

@@ -697,8 +697,9 @@ impl Triggers {
         Ok(())
     }
 
-    /// Stops every monitor and the worker pool; running actions finish first.
-    pub fn stop(self) {
+    /// Stops every monitor and the worker pool; running actions finish first. Definition
+    /// changes still work afterwards but start nothing.
+    pub fn stop(&self) {
         self.svc.stop();
     }
 
