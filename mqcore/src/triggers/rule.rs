@@ -836,6 +836,49 @@ mod tests {
             .contains("512"));
     }
 
+    fn any_condition() -> impl proptest::strategy::Strategy<Value = Condition> {
+        use proptest::prelude::*;
+        let text = "[^\t\r\n]{0,20}";
+        prop_oneof![
+            text.prop_map(Condition::LabelContains),
+            text.prop_map(Condition::LabelDoesNotContain),
+            text.prop_map(Condition::BodyContains),
+            text.prop_map(Condition::BodyDoesNotContain),
+            any::<i64>().prop_map(Condition::PriorityEquals),
+            any::<i64>().prop_map(Condition::PriorityNotEqual),
+            any::<i64>().prop_map(Condition::PriorityGreaterThan),
+            any::<i64>().prop_map(Condition::PriorityLessThan),
+            any::<i64>().prop_map(Condition::AppSpecificEquals),
+            any::<i64>().prop_map(Condition::AppSpecificNotEqual),
+            any::<i64>().prop_map(Condition::AppSpecificGreaterThan),
+            any::<i64>().prop_map(Condition::AppSpecificLessThan),
+            any::<u128>().prop_map(|g| Condition::SrcMachineIdEquals(Uuid::from_u128(g))),
+            any::<u128>().prop_map(|g| Condition::SrcMachineIdNotEqual(Uuid::from_u128(g))),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever is written reads back the same (the stored form is the contract).
+        #[test]
+        fn written_conditions_read_back(list in proptest::collection::vec(any_condition(), 0..6)) {
+            // An empty label value next to the `;` fallback is still TAB-separated here.
+            let text = format_conditions(&list);
+            proptest::prop_assume!(text.chars().count() <= MAX_CONDITION_LEN);
+            proptest::prop_assert_eq!(parse_conditions(&text).unwrap(), list);
+        }
+
+        /// Hostile strings are refused or read, never a panic.
+        #[test]
+        fn arbitrary_strings_never_panic(text in "\\PC{0,80}|[$A-Z_=\t;\"0-9]{0,80}") {
+            let _ = parse_conditions(&text);
+            let _ = Action::parse(&text);
+            let _ = Param::parse(&text);
+            if let Ok(a) = Action::parse(&text) {
+                proptest::prop_assert_eq!(Action::parse(&a.to_string()).unwrap(), a);
+            }
+        }
+    }
+
     #[test]
     fn rule_limits_are_msmqs() {
         let action = Action::parse("EXE\t/bin/true").unwrap();
