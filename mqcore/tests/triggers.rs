@@ -699,3 +699,30 @@ fn a_trigger_watches_the_dead_letter_queue() {
     });
     assert!(qm.open(r".\DEADLETTER$").unwrap().is_empty().unwrap());
 }
+
+#[test]
+fn a_trigger_walks_its_queue_from_the_head_once_it_has_a_rule() {
+    let qm = QueueManager::new();
+    let q = qm
+        .create_queue(r".\private$\late", QueueProps::default())
+        .unwrap();
+    q.send(labelled("waiting"), Tx::None).unwrap();
+    let (calls, h) = recorder(|_| Ok(()));
+    let triggers = Triggers::builder()
+        .handler("T.H", "Go", h)
+        .start(&qm)
+        .unwrap();
+    triggers
+        .add_trigger(TriggerDef::new(
+            "t",
+            r".\private$\late",
+            Processing::Retrieval,
+        ))
+        .unwrap();
+    // Nothing to evaluate yet: no walk that could pass the waiting message by.
+    assert!(!triggers.stats("t").unwrap().running);
+    rule(&triggers, "all", "", "COM\tT.H\tGo");
+    triggers.attach_rule("t", "all").unwrap();
+    eventually("the waiting message is retrieved", || q.is_empty().unwrap());
+    assert_eq!(*calls.lock().unwrap(), ["waiting"]);
+}

@@ -8,8 +8,10 @@
 //! queue manager's catalog, so they survive restarts and move with its storage directory; the
 //! condition and action strings are MSMQ's own (see [`rule`]).
 //!
-//! Each enabled trigger has a monitor thread that walks its queue with a [`crate::queue::Scan`]:
-//! every message there at start, then each arrival, higher priorities first. Actions run on a
+//! Each enabled trigger with at least one rule has a monitor thread that walks its queue with a
+//! [`crate::queue::Scan`]: every message there at start, then each arrival, higher priorities
+//! first. Rule changes apply from the next message; enabling a trigger, or attaching the first
+//! rule, starts the walk at the head again. Actions run on a
 //! bounded worker pool. Peek leaves messages where they are; retrieval removes a message when at
 //! least one rule fired and no action failed; transactional retrieval receives it under a
 //! transaction and aborts (the message returns, its abort count raised) if an action fails.

@@ -164,10 +164,14 @@ impl Service {
         if self.stopping.load(Ordering::SeqCst) {
             return;
         }
+        // A trigger without rules has nothing to evaluate, so it does not walk its queue: its
+        // walk starts at the head when its first rule is attached, as when it is enabled.
+        let runs =
+            |t: &Trigger| t.def.enabled && t.rules.iter().any(|r| defs.rules.contains_key(r));
         let mut monitors = lock(&self.monitors);
         let gone: Vec<Uuid> = monitors
             .keys()
-            .filter(|id| !defs.triggers.get(id).is_some_and(|t| t.def.enabled))
+            .filter(|id| !defs.triggers.get(id).is_some_and(runs))
             .copied()
             .collect();
         for id in gone {
@@ -175,7 +179,7 @@ impl Service {
                 stop_monitor(m);
             }
         }
-        for t in defs.triggers.values().filter(|t| t.def.enabled) {
+        for t in defs.triggers.values().filter(|t| runs(t)) {
             let plan = Arc::new(Plan {
                 trigger: t.clone(),
                 rules: t
