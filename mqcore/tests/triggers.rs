@@ -726,3 +726,32 @@ fn a_trigger_walks_its_queue_from_the_head_once_it_has_a_rule() {
     eventually("the waiting message is retrieved", || q.is_empty().unwrap());
     assert_eq!(*calls.lock().unwrap(), ["waiting"]);
 }
+
+#[test]
+fn triggers_watch_every_system_queue_by_path() {
+    let qm = QueueManager::new();
+    qm.create_queue(
+        r".\private$\j",
+        QueueProps {
+            journal: true,
+            ..QueueProps::default()
+        },
+    )
+    .unwrap();
+    let triggers = Triggers::start(&qm).unwrap();
+    for (i, path) in [
+        r".\JOURNAL$",
+        r".\DEADLETTER$",
+        r".\XACTDEADLETTER$",
+        r".\system$;DEADXACT",
+        r".\private$\j\JOURNAL$",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let t = triggers
+            .add_trigger(TriggerDef::new(&format!("t{i}"), path, Processing::Peek))
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(!t.def.queue.is_empty());
+    }
+}
