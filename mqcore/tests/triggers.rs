@@ -44,6 +44,19 @@ fn recorder(
     })
 }
 
+/// A Triggers service whose `COM\tT.H\tGo` handler is a [`recorder`].
+fn recording(
+    qm: &QueueManager,
+    verdict: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
+) -> (Calls, Triggers) {
+    let (calls, h) = recorder(verdict);
+    let triggers = Triggers::builder()
+        .handler("T.H", "Go", h)
+        .start(qm)
+        .unwrap();
+    (calls, triggers)
+}
+
 fn rule(triggers: &Triggers, name: &str, condition: &str, action: &str) {
     triggers
         .add_rule(RuleDef::parse(name, "", condition, action).unwrap())
@@ -67,11 +80,7 @@ fn peek_trigger_sees_existing_messages_then_arrivals_and_leaves_them() {
         .unwrap();
     q.send(labelled("one"), Tx::None).unwrap();
     q.send(labelled("two"), Tx::None).unwrap();
-    let (calls, h) = recorder(|_| Ok(()));
-    let triggers = Triggers::builder()
-        .handler("T.H", "Go", h)
-        .start(&qm)
-        .unwrap();
+    let (calls, triggers) = recording(&qm, |_| Ok(()));
     rule(&triggers, "all", "", "COM\tT.H\tGo");
     trigger(&triggers, "t", r".\private$\in", Processing::Peek, &["all"]);
     eventually("both are seen", || calls.lock().unwrap().len() == 2);
@@ -96,16 +105,12 @@ fn a_higher_priority_arrival_is_processed_next() {
         .unwrap();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let release_rx = Mutex::new(release_rx);
-    let (calls, h) = recorder(move |label| {
+    let (calls, triggers) = recording(&qm, move |label| {
         if label == "first" {
             release_rx.lock().unwrap().recv().unwrap();
         }
         Ok(())
     });
-    let triggers = Triggers::builder()
-        .handler("T.H", "Go", h)
-        .start(&qm)
-        .unwrap();
     rule(&triggers, "all", "", "COM\tT.H\tGo");
     let mut def = TriggerDef::new("t", r".\private$\prio", Processing::Peek);
     def.serialized = true;
@@ -181,17 +186,13 @@ fn transactional_retrieval_commits_or_aborts_and_the_message_returns() {
     for l in ["good", "bad", "good too"] {
         q.send(labelled(l), Tx::Single).unwrap();
     }
-    let (calls, h) = recorder(|label| {
+    let (calls, triggers) = recording(&qm, |label| {
         if label == "bad" {
             Err("cannot".into())
         } else {
             Ok(())
         }
     });
-    let triggers = Triggers::builder()
-        .handler("T.H", "Go", h)
-        .start(&qm)
-        .unwrap();
     rule(&triggers, "all", "", "COM\tT.H\tGo");
     let t = triggers
         .add_trigger(TriggerDef::new(
@@ -492,11 +493,7 @@ fn definitions_survive_a_restart_and_a_peek_trigger_sees_old_messages_again() {
         let q = qm
             .create_queue(r".\private$\kept", QueueProps::default())
             .unwrap();
-        let (calls, h) = recorder(|_| Ok(()));
-        let triggers = Triggers::builder()
-            .handler("T.H", "Go", h)
-            .start(&qm)
-            .unwrap();
+        let (calls, triggers) = recording(&qm, |_| Ok(()));
         let r = triggers
             .add_rule(
                 RuleDef::parse(
@@ -527,11 +524,7 @@ fn definitions_survive_a_restart_and_a_peek_trigger_sees_old_messages_again() {
         triggers.stop();
     }
     let qm = QueueManager::builder().open(dir.path()).unwrap();
-    let (calls, h) = recorder(|_| Ok(()));
-    let triggers = Triggers::builder()
-        .handler("T.H", "Go", h)
-        .start(&qm)
-        .unwrap();
+    let (calls, triggers) = recording(&qm, |_| Ok(()));
     let r = triggers.rule("stage").unwrap();
     assert_eq!(r.id, rule_id);
     assert_eq!(r.def.description, "labels with Stage");
@@ -639,11 +632,7 @@ fn disabling_stops_a_trigger_and_enabling_starts_it_from_the_head() {
     let q = qm
         .create_queue(r".\private$\e", QueueProps::default())
         .unwrap();
-    let (calls, h) = recorder(|_| Ok(()));
-    let triggers = Triggers::builder()
-        .handler("T.H", "Go", h)
-        .start(&qm)
-        .unwrap();
+    let (calls, triggers) = recording(&qm, |_| Ok(()));
     rule(&triggers, "all", "", "COM\tT.H\tGo");
     let mut def = TriggerDef::new("t", r".\private$\e", Processing::Peek);
     def.enabled = false;
@@ -676,11 +665,7 @@ fn a_trigger_watches_the_dead_letter_queue() {
     let q = qm
         .create_queue(r".\private$\short", QueueProps::default())
         .unwrap();
-    let (calls, h) = recorder(|_| Ok(()));
-    let triggers = Triggers::builder()
-        .handler("T.H", "Go", h)
-        .start(&qm)
-        .unwrap();
+    let (calls, triggers) = recording(&qm, |_| Ok(()));
     rule(&triggers, "all", "", "COM\tT.H\tGo");
     trigger(
         &triggers,
@@ -707,11 +692,7 @@ fn a_trigger_walks_its_queue_from_the_head_once_it_has_a_rule() {
         .create_queue(r".\private$\late", QueueProps::default())
         .unwrap();
     q.send(labelled("waiting"), Tx::None).unwrap();
-    let (calls, h) = recorder(|_| Ok(()));
-    let triggers = Triggers::builder()
-        .handler("T.H", "Go", h)
-        .start(&qm)
-        .unwrap();
+    let (calls, triggers) = recording(&qm, |_| Ok(()));
     triggers
         .add_trigger(TriggerDef::new(
             "t",
