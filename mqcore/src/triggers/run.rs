@@ -314,19 +314,16 @@ impl Service {
         let guid = self.qm.guid();
         let format_name = match name.queue() {
             QueueRef::System(s) => format!("MACHINE={guid};{}", system_keyword(s)),
-            QueueRef::Private { journal, .. } => {
-                let id = self
-                    .qm
-                    .queue_info(&trigger.def.queue.replace("\\JOURNAL$", ""));
-                match id {
-                    Ok(info) => format!(
-                        "PRIVATE={guid}\\{:08x}{}",
-                        info.id,
-                        if journal { ";JOURNAL" } else { "" }
-                    ),
-                    Err(_) => format!("DIRECT=OS:{name}"),
-                }
-            }
+            QueueRef::Private {
+                name: q, journal, ..
+            } => match self.qm.queue_info(&format!(".\\private$\\{q}")) {
+                Ok(info) => format!(
+                    "PRIVATE={guid}\\{:08x}{}",
+                    info.id,
+                    if journal { ";JOURNAL" } else { "" }
+                ),
+                Err(_) => format!("DIRECT=OS:{name}"),
+            },
             _ => format!("DIRECT=OS:{name}"),
         };
         let path = match trigger.def.queue.strip_prefix(".\\") {
