@@ -333,6 +333,9 @@ impl Builder {
     }
 
     /// Registers the in-process handler that `COM\t<prog_id>\t<method>` actions call.
+    ///
+    /// A handler runs on a worker thread and must not change this service's definitions: a
+    /// change may wait for the handler's own trigger to stop, which waits for the handler.
     pub fn handler(
         mut self,
         prog_id: &str,
@@ -426,7 +429,8 @@ impl Triggers {
         self.svc.defs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers (or replaces) the in-process handler for `COM\t<prog_id>\t<method>` actions.
+    /// Registers (or replaces) the in-process handler for `COM\t<prog_id>\t<method>` actions
+    /// (see [`Builder::handler`] for what a handler must not do).
     pub fn register_handler(
         &self,
         prog_id: &str,
