@@ -111,7 +111,7 @@ pub enum SystemQueue {
 
 impl SystemQueue {
     /// The keyword that names this queue after `system$;` or `MACHINE=<guid>;`.
-    fn keyword(self) -> &'static str {
+    pub(crate) fn keyword(self) -> &'static str {
         match self {
             SystemQueue::Journal => "JOURNAL",
             SystemQueue::DeadLetter => "DEADLETTER",

@@ -18,7 +18,7 @@ use super::exec::{self, Context, Invocation, Runner};
 use super::{Defs, Processing, Rule, Trigger, TriggerStats};
 use crate::manager::QueueManager;
 use crate::message::Message;
-use crate::name::{QueueName, QueueRef, SystemQueue};
+use crate::name::{QueueName, QueueRef};
 use crate::queue::{Interrupt, LookupAction, Queue};
 use crate::tx::Tx;
 
@@ -313,7 +313,7 @@ impl Service {
         let queue = self.qm.open_name(&name)?;
         let guid = self.qm.guid();
         let format_name = match name.queue() {
-            QueueRef::System(s) => format!("MACHINE={guid};{}", system_keyword(s)),
+            QueueRef::System(s) => format!("MACHINE={guid};{}", s.keyword()),
             QueueRef::Private {
                 name: q, journal, ..
             } => match self.qm.queue_info(&format!(".\\private$\\{q}")) {
@@ -453,14 +453,6 @@ impl Service {
 struct Names {
     path: String,
     format_name: String,
-}
-
-fn system_keyword(s: SystemQueue) -> &'static str {
-    match s {
-        SystemQueue::Journal => "JOURNAL",
-        SystemQueue::DeadLetter => "DEADLETTER",
-        SystemQueue::DeadXact => "DEADXACT",
-    }
 }
 
 fn lock_plan(plan: &RwLock<Arc<Plan>>) -> Arc<Plan> {
