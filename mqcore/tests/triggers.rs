@@ -736,3 +736,42 @@ fn triggers_watch_every_system_queue_by_path() {
         assert!(!t.def.queue.is_empty());
     }
 }
+
+#[test]
+fn replacing_the_rule_list_keeps_the_walk() {
+    let qm = QueueManager::new();
+    let q = qm
+        .create_queue(r".\private$\keepwalk", QueueProps::default())
+        .unwrap();
+    q.send(labelled("seen"), Tx::None).unwrap();
+    let (calls, triggers) = recording(&qm, |_| Ok(()));
+    rule(&triggers, "a", "", "COM\tT.H\tGo");
+    rule(&triggers, "b", "", "COM\tT.H\tGo");
+    trigger(
+        &triggers,
+        "t",
+        r".\private$\keepwalk",
+        Processing::Peek,
+        &["a"],
+    );
+    eventually("the message is seen", || calls.lock().unwrap().len() == 1);
+    let t = triggers.set_rules("t", &["b", "a"]).unwrap();
+    let ids: Vec<_> = ["b", "a"]
+        .iter()
+        .map(|r| triggers.rule(r).unwrap().id)
+        .collect();
+    assert_eq!(t.rules, ids);
+    assert!(triggers.set_rules("t", &["a", "a"]).is_err());
+    assert!(triggers.set_rules("t", &["a", "nope"]).is_err());
+    // The next arrival runs both rules; the message already seen is not run again.
+    q.send(labelled("new"), Tx::None).unwrap();
+    eventually("the arrival runs both rules", || {
+        calls.lock().unwrap().len() == 3
+    });
+    assert_eq!(*calls.lock().unwrap(), ["seen", "new", "new"]);
+    assert_eq!(
+        triggers.trigger("t").unwrap().rules,
+        ids,
+        "refusals changed nothing"
+    );
+}

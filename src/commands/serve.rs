@@ -343,16 +343,14 @@ fn start_triggers(qm: &QueueManager, config: &Config) -> mqemu::Result<Triggers>
             enabled: d.enabled,
             serialized: d.serialized,
         };
-        let existing = match t.trigger(&d.name) {
+        match t.trigger(&d.name) {
             Ok(_) => t.update_trigger(&d.name, def)?,
             Err(_) => t.add_trigger(def)?,
         };
-        for id in &existing.rules {
-            t.detach_rule(&d.name, &id.to_string())?;
-        }
-        for r in &d.rules {
-            t.attach_rule(&d.name, r)?;
-        }
+        // One change: a trigger already running from the catalog keeps its walk, so a peek
+        // trigger does not run its actions a second time on the messages it has seen.
+        let rules: Vec<&str> = d.rules.iter().map(String::as_str).collect();
+        t.set_rules(&d.name, &rules)?;
     }
     Ok(t)
 }

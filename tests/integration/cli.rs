@@ -345,3 +345,73 @@ rules = ["msmq", "readable"]
     );
     assert!(s.terminate().success());
 }
+
+#[cfg(unix)]
+#[test]
+fn a_declared_peek_trigger_runs_once_per_start_on_the_messages_it_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("runs.log");
+    std::fs::write(
+        dir.path().join("mqemu.toml"),
+        format!(
+            r#"
+[[queue]]
+path = '.\private$\audit'
+transactional = true            # so --tx sends are recoverable and survive the restart
+
+[[rule]]
+name = "log"
+condition = ""
+action = "EXE\t/bin/sh\t\"-c\"\t\"echo $0 >> {}\"\t$MSG_LABEL"
+
+[[trigger]]
+name = "audit"
+queue = '.\private$\audit'
+type = "peek"
+serialized = true
+rules = ["log"]
+"#,
+            log.display()
+        ),
+    )
+    .unwrap();
+    let lines = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let s = Serve::start(dir.path(), &["--config", "mqemu.toml"]);
+    let (ok, _, err) = s.run(&[
+        "send",
+        r".\private$\audit",
+        "--body",
+        "b",
+        "--label",
+        "first",
+        "--tx",
+    ]);
+    assert!(ok, "{err}");
+    eventually("the first run", || lines().len() == 1);
+    assert!(s.terminate().success());
+    // Restarted with the same configuration on the same data: MSMQ processes what remains in
+    // the queue again, once; re-applying the declared rule list must not start a second walk.
+    let s = Serve::start(dir.path(), &["--config", "mqemu.toml"]);
+    eventually("the restart's run", || lines().len() >= 2);
+    let (ok, _, err) = s.run(&[
+        "send",
+        r".\private$\audit",
+        "--body",
+        "b",
+        "--label",
+        "second",
+        "--tx",
+    ]);
+    assert!(ok, "{err}");
+    eventually("the arrival's run", || {
+        lines().contains(&"second".to_owned())
+    });
+    assert_eq!(lines(), ["first", "first", "second"]);
+    assert!(s.terminate().success());
+}

@@ -667,6 +667,23 @@ impl Triggers {
         })
     }
 
+    /// Replaces a trigger's rules with `rules` (names or ids, in the order they run) in one
+    /// change, so a running trigger keeps its walk and uses the new list from the next message.
+    pub fn set_rules(&self, trigger: &str, rules: &[&str]) -> Result<Trigger> {
+        self.change_trigger(trigger, |defs, t| {
+            let mut ids = Vec::with_capacity(rules.len());
+            for r in rules {
+                let id = defs.rule_id(r)?;
+                if ids.contains(&id) {
+                    return Err(invalid(format!("rule {r:?} is listed twice")));
+                }
+                ids.push(id);
+            }
+            t.rules = ids;
+            Ok(())
+        })
+    }
+
     /// Enables or disables a trigger. Enabling starts at the head of the queue, as a restart does.
     pub fn set_enabled(&self, trigger: &str, enabled: bool) -> Result<Trigger> {
         self.change_trigger(trigger, |_, t| {
