@@ -160,14 +160,14 @@ pub fn parse_correlation(s: &str) -> mqemu::Result<CorrelationId> {
 pub fn send(c: &Conn, queue: &str, a: SendArgs) -> mqemu::Result<()> {
     // Text from --body goes as MSMQ sends a string (UTF-16LE, VT_LPWSTR), so trigger body
     // conditions and string-reading receivers see text; files and stdin go as bytes.
-    let body: Vec<u8> = match (&a.body, a.body_file) {
-        (Some(_), _) => Vec::new(),
-        (None, Some(f)) => std::fs::read(&f).map_err(|e| {
+    let mut msg = match (a.body, a.body_file) {
+        (Some(text), _) => Message::text(&text),
+        (None, Some(f)) => Message::new(std::fs::read(&f).map_err(|e| {
             Error::new(
                 ErrorCode::InvalidParameter,
                 format!("cannot read {}: {e}", f.display()),
             )
-        })?,
+        })?),
         (None, None) => {
             let mut b = Vec::new();
             std::io::stdin().read_to_end(&mut b).map_err(|e| {
@@ -176,12 +176,8 @@ pub fn send(c: &Conn, queue: &str, a: SendArgs) -> mqemu::Result<()> {
                     format!("cannot read stdin: {e}"),
                 )
             })?;
-            b
+            Message::new(b)
         }
-    };
-    let mut msg = match &a.body {
-        Some(text) => Message::text(text),
-        None => Message::new(body),
     };
     if let Some(l) = a.label {
         msg.label = l;
