@@ -22,6 +22,7 @@
 //! The crate has no async runtime: `receive_async` and `peek_async` are plain futures that any
 //! executor can drive, and timeouts fire from the queue manager's own timer thread.
 
+pub mod blocking;
 pub mod clock;
 mod effects;
 pub mod error;

@@ -483,14 +483,10 @@ impl Session {
         self.shared
             .requests_total
             .fetch_add(requests.len() as u64, Ordering::Relaxed);
-        let durable = self.shared.qm.is_durable()
-            && tokio::runtime::Handle::current().runtime_flavor()
-                == tokio::runtime::RuntimeFlavor::MultiThread;
-        // Commits wait for the disk: let the runtime move other connections off this thread.
-        let steps = if durable {
-            tokio::task::block_in_place(|| self.steps(requests))
-        } else {
-            self.steps(requests)
+        let hook = blocking_hook();
+        let steps = match hook {
+            Some(hook) => mqcore::blocking::with_hook(hook, || self.steps(requests)),
+            None => self.steps(requests),
         };
         for (id, step) in steps {
             match step {
@@ -498,6 +494,10 @@ impl Session {
                 Step::Wait(fut) => {
                     let done = self.done.clone();
                     let mut stop = self.stop.clone();
+                    let fut = match hook {
+                        Some(hook) => Box::pin(mqcore::blocking::Hooked::new(hook, fut)),
+                        None => fut,
+                    };
                     self.waits.spawn(async move {
                         let r = tokio::select! {
                             r = fut => r,
@@ -1044,6 +1044,18 @@ fn triggers_admin(t: &Triggers, req: TriggerRequest) -> Result<Response, Error> 
         TriggerRequest::DeleteTrigger { name } => t.delete_trigger(&name).map(|()| Response::Done),
         TriggerRequest::SetEnabled { name, enabled } => one(t.set_enabled(&name, enabled)?),
     }
+}
+
+/// How an engine call that waits for the disk gets off a runtime worker: on a multi-threaded
+/// runtime the worker's other connections move to another thread for the wait, and only a call
+/// that really waits pays for that (`mqcore::blocking`). A current-thread runtime cannot hand off;
+/// there the wait blocks the runtime, as any call would.
+fn blocking_hook() -> Option<mqcore::blocking::Hook> {
+    fn block_in_place(f: &mut dyn FnMut()) {
+        tokio::task::block_in_place(f)
+    }
+    let flavor = tokio::runtime::Handle::current().runtime_flavor();
+    (flavor == tokio::runtime::RuntimeFlavor::MultiThread).then_some(block_in_place as _)
 }
 
 /// A receive or peek of the first message that waits on its own task.

@@ -205,6 +205,13 @@ pub struct WalStats {
 impl Shared {
     /// Returns once every record up to `lsn` is durable (or the log failed).
     fn wait(&self, lsn: Lsn) -> Result<(), WalError> {
+        if self.durable_to.load(Ordering::Acquire) >= lsn {
+            return Ok(());
+        }
+        crate::blocking::run(|| self.wait_blocking(lsn))
+    }
+
+    fn wait_blocking(&self, lsn: Lsn) -> Result<(), WalError> {
         let done = || self.durable_to.load(Ordering::Acquire) >= lsn;
         let failed = || self.failed.load(Ordering::Acquire);
         let mut guard = None;
