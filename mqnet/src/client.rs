@@ -24,7 +24,7 @@ use mqcore::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use crate::frame;
 use crate::names::{localize, server_of};
@@ -104,7 +104,11 @@ struct Pending {
 }
 
 struct Conn {
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    /// Frames of requests not yet written. The writer task takes them all at once, so requests
+    /// made while a write is under way leave together in the next one.
+    outbox: Mutex<Vec<u8>>,
+    /// Wakes the writer task when the outbox stops being empty.
+    wake_writer: Arc<Notify>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     server: String,
@@ -112,11 +116,32 @@ struct Conn {
     max_frame: usize,
     runtime: tokio::runtime::Handle,
     reader: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+impl Conn {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_outbox(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection is over: every waiting request fails with `why`, and so does every later one.
+    fn close(&self, why: String) {
+        let mut p = self.lock_pending();
+        if p.closed.is_none() {
+            p.closed = Some(why);
+        }
+        p.waiting.clear();
     }
 }
 
@@ -213,19 +238,30 @@ impl Client {
                 "the server did not answer the handshake",
             ));
         };
-        // The reader starts once the connection it fills in exists.
+        // The reader and the writer start once the connection they serve exists.
         let (start, started) = oneshot::channel::<std::sync::Weak<Conn>>();
         let reader = tokio::spawn(async move {
             let Ok(weak) = started.await else { return };
             let why = read_answers(rd, buf, &weak).await;
             if let Some(conn) = weak.upgrade() {
-                let mut p = conn.pending.lock().unwrap_or_else(PoisonError::into_inner);
-                p.closed = Some(why);
-                p.waiting.clear();
+                conn.close(why);
+            }
+        });
+        let (start_writer, writer_started) = oneshot::channel::<std::sync::Weak<Conn>>();
+        let wake_writer = Arc::new(Notify::new());
+        let woken = wake_writer.clone();
+        let writer = tokio::spawn(async move {
+            let Ok(weak) = writer_started.await else {
+                return;
+            };
+            let why = write_requests(wr, &weak, &woken).await;
+            if let Some(conn) = weak.upgrade() {
+                conn.close(why);
             }
         });
         let conn = Arc::new(Conn {
-            writer: tokio::sync::Mutex::new(wr),
+            outbox: Mutex::new(Vec::with_capacity(64 * 1024)),
+            wake_writer,
             pending: Mutex::new(Pending::default()),
             next_id: AtomicU64::new(1),
             server,
@@ -233,8 +269,10 @@ impl Client {
             max_frame: max_frame as usize,
             runtime: tokio::runtime::Handle::current(),
             reader,
+            writer,
         });
         let _ = start.send(Arc::downgrade(&conn));
+        let _ = start_writer.send(Arc::downgrade(&conn));
         Ok(Client { conn })
     }
 
@@ -251,44 +289,42 @@ impl Client {
     /// Sends one request and waits for its answer.
     pub async fn request(&self, req: Request) -> Result<Response, Error> {
         let id = self.conn.next_id.fetch_add(1, Ordering::Relaxed);
-        let f = proto::frame(id, &req);
-        if f.len() - frame::HEADER_LEN > self.conn.max_frame {
-            return Err(Error::new(
-                ErrorCode::InsufficientResources,
-                format!(
-                    "the request takes {} bytes; the server accepts at most {}",
-                    f.len() - frame::HEADER_LEN,
-                    self.conn.max_frame
-                ),
-            ));
-        }
         let (tx, rx) = oneshot::channel();
         {
-            let mut p = self.lock_pending();
+            let mut p = self.conn.lock_pending();
             if let Some(why) = &p.closed {
                 return Err(lost(why));
             }
             p.waiting.insert(id, tx);
         }
-        let written = self.conn.writer.lock().await.write_all(&f).await;
-        if let Err(e) = written {
-            self.lock_pending().waiting.remove(&id);
-            return Err(lost(&e.to_string()));
+        {
+            let mut out = self.conn.lock_outbox();
+            let start = out.len();
+            let len = proto::frame_into(id, &req, &mut out);
+            if len > self.conn.max_frame {
+                out.truncate(start);
+                drop(out);
+                self.conn.lock_pending().waiting.remove(&id);
+                return Err(Error::new(
+                    ErrorCode::InsufficientResources,
+                    format!(
+                        "the request takes {len} bytes; the server accepts at most {}",
+                        self.conn.max_frame
+                    ),
+                ));
+            }
+            if start == 0 {
+                self.conn.wake_writer.notify_one();
+            }
         }
+        drop(req);
         match rx.await {
             Ok(r) => r.into(),
             Err(_) => {
-                let why = self.lock_pending().closed.clone();
+                let why = self.conn.lock_pending().closed.clone();
                 Err(lost(why.as_deref().unwrap_or("closed")))
             }
         }
-    }
-
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.conn
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sends a request whose answer nobody waits for (cleanup from `Drop`).
@@ -472,6 +508,33 @@ impl Client {
             Response::Message(m) => Ok(*m),
             other => Err(unexpected(&other)),
         }
+    }
+}
+
+/// Writes requests as they gather in the outbox, all that are there in one write; returns why the
+/// connection ended. A task of its own, so a request whose future is dropped mid-write cannot
+/// leave half a frame on the wire.
+async fn write_requests(
+    mut wr: OwnedWriteHalf,
+    conn: &std::sync::Weak<Conn>,
+    woken: &Notify,
+) -> String {
+    let mut batch = Vec::with_capacity(64 * 1024);
+    loop {
+        let Some(c) = conn.upgrade() else {
+            return "the client was dropped".into();
+        };
+        std::mem::swap(&mut batch, &mut *c.lock_outbox());
+        drop(c);
+        if batch.is_empty() {
+            // A request that fills the outbox after this look leaves a permit: no wake-up is lost.
+            woken.notified().await;
+            continue;
+        }
+        if let Err(e) = wr.write_all(&batch).await {
+            return e.to_string();
+        }
+        batch.clear();
     }
 }
 

@@ -420,11 +420,21 @@ impl From<Response> for Result<Response, Error> {
 
 /// Encodes an envelope into a frame of its own.
 pub fn frame<T: Serialize>(id: u64, body: &T) -> Bytes {
-    let env = Envelope { id, body };
-    let mut w = vec![0u8; frame::HEADER_LEN];
-    w = postcard::to_extend(&env, w).expect("postcard cannot fail to serialize into a Vec");
-    frame::seal(&mut w);
+    let mut w = Vec::new();
+    frame_into(id, body, &mut w);
     Bytes::from(w)
+}
+
+/// Appends the frame of an envelope to `out`, serializing straight into it, and returns the
+/// frame's payload length. Answers and pipelined requests gather in one buffer this way and leave
+/// in one write.
+pub fn frame_into<T: Serialize>(id: u64, body: &T, out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.resize(start + frame::HEADER_LEN, 0);
+    *out = postcard::to_extend(&Envelope { id, body }, std::mem::take(out))
+        .expect("postcard cannot fail to serialize into a Vec");
+    frame::seal(&mut out[start..]);
+    out.len() - start - frame::HEADER_LEN
 }
 
 /// Decodes a frame's payload.
