@@ -16,6 +16,7 @@
 //! complete), answers waiting requests with MQ_ERROR_SERVICE_NOT_AVAILABLE, aborts open
 //! transactions and closes. The caller then drops the queue manager, which flushes its log.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -221,7 +222,8 @@ struct Wire {
     rd: OwnedReadHalf,
     wr: OwnedWriteHalf,
     buf: BytesMut,
-    out: BytesMut,
+    /// Answers not yet written.
+    out: Vec<u8>,
     max: usize,
 }
 
@@ -254,7 +256,7 @@ impl Wire {
     }
 
     fn push(&mut self, id: u64, r: &Response) {
-        self.out.extend_from_slice(&proto::frame(id, r));
+        proto::frame_into(id, r, &mut self.out);
     }
 
     async fn flush(&mut self) -> Result<(), End> {
@@ -282,7 +284,7 @@ async fn serve(
         rd,
         wr,
         buf: BytesMut::with_capacity(64 * 1024),
-        out: BytesMut::with_capacity(64 * 1024),
+        out: Vec::with_capacity(64 * 1024),
         max: shared.config.max_frame,
     };
     let principal = match handshake(&mut wire, &shared).await {
@@ -299,6 +301,7 @@ async fn serve(
     let mut session = Session {
         shared: shared.clone(),
         principal,
+        opened: RefCell::new(HashMap::new()),
         txs: HashMap::new(),
         cursors: HashMap::new(),
         next_handle: 1,
@@ -388,6 +391,9 @@ async fn handshake(wire: &mut Wire, shared: &Shared) -> Result<Principal, End> {
     Ok(principal)
 }
 
+/// Queue handles a connection keeps (see `Session::opened`).
+const MAX_OPENED: usize = 1024;
+
 /// A request that waits, run on a task of its own.
 type Waiting = Pin<Box<dyn Future<Output = Response> + Send>>;
 
@@ -412,6 +418,10 @@ struct OpenCursor {
 struct Session {
     shared: Arc<Shared>,
     principal: Principal,
+    /// Queues this connection named, with their permission keys: a pipelined producer or
+    /// consumer names one queue in every request, and parsing and resolving it each time costs
+    /// more than the send.
+    opened: RefCell<HashMap<String, (Queue, String)>>,
     txs: HashMap<u64, Arc<Transaction>>,
     cursors: HashMap<u64, OpenCursor>,
     next_handle: u64,
@@ -428,6 +438,11 @@ impl Session {
         done: &mut mpsc::UnboundedReceiver<(u64, Response)>,
     ) -> End {
         let idle = self.shared.config.idle_timeout;
+        // One timer for the connection, moved on only when it fires: setting a timer per request
+        // would cost a timer-wheel insertion and removal each.
+        let mut last_active = Instant::now();
+        let idle_timer = tokio::time::sleep(idle);
+        tokio::pin!(idle_timer);
         loop {
             // Everything already read is one batch.
             let mut batch = Vec::new();
@@ -460,14 +475,22 @@ impl Session {
                     if let Err(e) = wire.flush().await {
                         return e;
                     }
+                    last_active = Instant::now();
                 }
-                read = tokio::time::timeout(idle, wire.read()) => match read {
-                    Ok(Ok(0)) => return End::Closed,
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return e,
-                    Err(_) if self.waits.is_empty() => return End::Idle,
-                    Err(_) => {}
+                read = wire.read() => match read {
+                    Ok(0) => return End::Closed,
+                    Ok(_) => last_active = Instant::now(),
+                    Err(e) => return e,
                 },
+                () = &mut idle_timer => {
+                    let due = last_active + idle;
+                    if Instant::now() >= due && self.waits.is_empty() {
+                        return End::Idle;
+                    }
+                    // Still busy, or active since the timer was set: look again a period on.
+                    let next = due.max(Instant::now() + idle.min(Duration::from_secs(1)));
+                    idle_timer.as_mut().reset(next.into());
+                }
             }
         }
     }
@@ -720,11 +743,29 @@ impl Session {
         }
     }
 
-    /// Opens a queue after checking the right: the name is parsed once for both.
+    /// Opens a queue after checking the right: the name is parsed once for both, and the handle
+    /// is kept for the next request that names the queue the same way, until the queue is
+    /// deleted.
     fn open(&self, right: Option<Right>, name: &str) -> Result<Queue, Error> {
+        if let Some((q, key)) = self.opened.borrow().get(name) {
+            if !q.is_deleted() {
+                self.allowed(right, key, name)?;
+                return Ok(q.clone());
+            }
+        }
         let parsed = mqcore::QueueName::parse(name)?;
-        self.allowed(right, &key_of(&parsed), name)?;
-        self.shared.qm.open_name(&parsed)
+        let key = key_of(&parsed);
+        self.allowed(right, &key, name)?;
+        let q = self.shared.qm.open_name(&parsed)?;
+        let mut opened = self.opened.borrow_mut();
+        if opened.len() >= MAX_OPENED {
+            opened.retain(|_, (q, _)| !q.is_deleted());
+            if opened.len() >= MAX_OPENED {
+                opened.clear();
+            }
+        }
+        opened.insert(name.to_owned(), (q.clone(), key));
+        Ok(q)
     }
 
     fn check_admin(&self) -> Result<(), Error> {

@@ -457,6 +457,56 @@ async fn connection_limit_and_idle_timeout() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_receive_or_steady_traffic_keeps_a_connection_open() {
+    let config = ServerConfig {
+        idle_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let s = start(QueueManager::new(), config).await;
+    let c = Client::connect(&s.addr()).await.unwrap();
+    c.create_queue(Q, QueueProps::default()).await.unwrap();
+    // A receive that waits past the idle timeout gets its own answer.
+    let e = c
+        .receive(Q, Duration::from_millis(700), Tx::None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::IoTimeout, "{e}");
+    // Requests more often than the idle timeout, for longer than it.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.ping().await.unwrap();
+    }
+    // Then silence closes it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let e = c.ping().await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ServiceNotAvailable, "{e}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_created_again_under_its_name_is_the_new_queue_on_the_same_connection() {
+    let (s, c) = open_server().await;
+    c.send(Q, Message::new("to the first"), Tx::None)
+        .await
+        .unwrap();
+    c.delete_queue(Q).await.unwrap();
+    let e = c
+        .send(Q, Message::new("to nothing"), Tx::None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::QueueNotFound, "{e}");
+    c.create_queue(Q, QueueProps::default()).await.unwrap();
+    c.send(Q, Message::new("to the second"), Tx::None)
+        .await
+        .unwrap();
+    let got = c.receive(Q, SECOND, Tx::None).await.unwrap();
+    assert_eq!(body(&got), "to the second");
+    let e = c.receive(Q, Duration::ZERO, Tx::None).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::IoTimeout, "{e}");
+    s.stop().await;
+}
+
 /// Opens a raw connection and shakes hands.
 async fn raw(addr: &str) -> TcpStream {
     let mut st = TcpStream::connect(addr).await.unwrap();

@@ -244,6 +244,18 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
+    /// Whether the queue this handle opened was deleted (every operation then fails with
+    /// `MQ_ERROR_QUEUE_DELETED`; a queue created again under the name is another queue). A
+    /// holder that caches handles by name opens the name again.
+    pub fn is_deleted(&self) -> bool {
+        match &self.target {
+            Target::Main(q) | Target::Journal(q) | Target::Sub(q, _) => {
+                q.deleted.load(Ordering::SeqCst)
+            }
+            Target::System(_) => false,
+        }
+    }
+
     /// The name this handle was opened with.
     pub fn name(&self) -> &QueueName {
         &self.name
