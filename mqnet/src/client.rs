@@ -96,6 +96,17 @@ impl Tx<'_> {
     }
 }
 
+/// Frames of requests not yet written. A request made while the socket is free writes its frame
+/// at once; one made while a write waits for the socket leaves its frame here, and the writer
+/// task takes all that gathered in one write.
+#[derive(Default)]
+struct Outbox {
+    frames: Vec<u8>,
+    /// The writer task owns the socket until it finds `frames` empty. Only while this is false
+    /// may a request write, and `frames` is then empty.
+    writing: bool,
+}
+
 /// Requests waiting for answers, or why the connection ended.
 #[derive(Default)]
 struct Pending {
@@ -104,10 +115,11 @@ struct Pending {
 }
 
 struct Conn {
-    /// Frames of requests not yet written. The writer task takes them all at once, so requests
-    /// made while a write is under way leave together in the next one.
-    outbox: Mutex<Vec<u8>>,
-    /// Wakes the writer task when the outbox stops being empty.
+    /// Requests not yet written.
+    outbox: Mutex<Outbox>,
+    /// Both the requests (a write that does not wait) and the writer task write here.
+    wr: Arc<OwnedWriteHalf>,
+    /// Wakes the writer task when it has frames to write.
     wake_writer: Arc<Notify>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
@@ -131,7 +143,7 @@ impl Conn {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn lock_outbox(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    fn lock_outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
         self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -250,17 +262,23 @@ impl Client {
         let (start_writer, writer_started) = oneshot::channel::<std::sync::Weak<Conn>>();
         let wake_writer = Arc::new(Notify::new());
         let woken = wake_writer.clone();
+        let wr = Arc::new(wr);
+        let socket = wr.clone();
         let writer = tokio::spawn(async move {
             let Ok(weak) = writer_started.await else {
                 return;
             };
-            let why = write_requests(wr, &weak, &woken).await;
+            let why = write_requests(&socket, &weak, &woken).await;
             if let Some(conn) = weak.upgrade() {
                 conn.close(why);
             }
         });
         let conn = Arc::new(Conn {
-            outbox: Mutex::new(Vec::with_capacity(64 * 1024)),
+            outbox: Mutex::new(Outbox {
+                frames: Vec::with_capacity(64 * 1024),
+                writing: false,
+            }),
+            wr,
             wake_writer,
             pending: Mutex::new(Pending::default()),
             next_id: AtomicU64::new(1),
@@ -299,10 +317,10 @@ impl Client {
         }
         {
             let mut out = self.conn.lock_outbox();
-            let start = out.len();
-            let len = proto::frame_into(id, &req, &mut out);
+            let start = out.frames.len();
+            let len = proto::frame_into(id, &req, &mut out.frames);
             if len > self.conn.max_frame {
-                out.truncate(start);
+                out.frames.truncate(start);
                 drop(out);
                 self.conn.lock_pending().waiting.remove(&id);
                 return Err(Error::new(
@@ -313,8 +331,23 @@ impl Client {
                     ),
                 ));
             }
-            if start == 0 {
-                self.conn.wake_writer.notify_one();
+            if !out.writing {
+                // The socket is free: write now, without waiting (and without a trip through
+                // the writer task), and leave the writer whatever does not fit.
+                let written = match self.conn.wr.try_write(&out.frames) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                    Err(e) => {
+                        drop(out);
+                        self.conn.close(e.to_string());
+                        return Err(lost(&e.to_string()));
+                    }
+                };
+                out.frames.drain(..written);
+                if !out.frames.is_empty() {
+                    out.writing = true;
+                    self.conn.wake_writer.notify_one();
+                }
             }
         }
         drop(req);
@@ -515,7 +548,7 @@ impl Client {
 /// connection ended. A task of its own, so a request whose future is dropped mid-write cannot
 /// leave half a frame on the wire.
 async fn write_requests(
-    mut wr: OwnedWriteHalf,
+    wr: &OwnedWriteHalf,
     conn: &std::sync::Weak<Conn>,
     woken: &Notify,
 ) -> String {
@@ -524,15 +557,31 @@ async fn write_requests(
         let Some(c) = conn.upgrade() else {
             return "the client was dropped".into();
         };
-        std::mem::swap(&mut batch, &mut *c.lock_outbox());
+        {
+            let mut out = c.lock_outbox();
+            std::mem::swap(&mut batch, &mut out.frames);
+            if batch.is_empty() {
+                // The socket goes back to the requests.
+                out.writing = false;
+            }
+        }
         drop(c);
         if batch.is_empty() {
-            // A request that fills the outbox after this look leaves a permit: no wake-up is lost.
+            // A request that hands over frames after this look leaves a permit: no wake-up is
+            // lost.
             woken.notified().await;
             continue;
         }
-        if let Err(e) = wr.write_all(&batch).await {
-            return e.to_string();
+        let mut at = 0;
+        while at < batch.len() {
+            if let Err(e) = wr.writable().await {
+                return e.to_string();
+            }
+            match wr.try_write(&batch[at..]) {
+                Ok(n) => at += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return e.to_string(),
+            }
         }
         batch.clear();
     }
