@@ -51,6 +51,19 @@ enum Command {
     /// Run a durable workload that reports each acknowledged commit, until killed (crash tests).
     #[command(hide = true)]
     CrashWorker(CrashWorkerArgs),
+    /// Echo blocks of --size bytes on one loopback connection (the baseline of bench --rtt).
+    #[command(hide = true)]
+    EchoWorker(EchoWorkerArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct EchoWorkerArgs {
+    /// Bytes in each block.
+    #[arg(long)]
+    size: usize,
+    /// Run on this CPU.
+    #[arg(long)]
+    cpu: Option<usize>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -577,6 +590,10 @@ fn main() -> ExitCode {
         Command::CrashWorker(args) => report(
             "crash-worker",
             commands::crash_worker::run(&args.data, args.senders, args.receivers, args.base),
+        ),
+        Command::EchoWorker(args) => report(
+            "echo-worker",
+            commands::netbench::echo_worker(args.size, args.cpu),
         ),
     }
 }

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{IsTerminal, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -30,6 +30,7 @@ use amqprs::{
     DELIVERY_MODE_TRANSIENT,
 };
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mqemu::{Delivery, Error, ErrorCode, Message, QueueProps};
@@ -125,7 +126,14 @@ pub fn run(opts: &Options) -> mqemu::Result<()> {
         ));
     }
     let target = parse_target(&opts.target)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // Round trips are one at a time on one connection: one thread runs them, so an answer does
+    // not hop threads to reach its request, just as the raw ping-pong's read does not.
+    let mut builder = if opts.rtt {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let rt = builder
         .enable_all()
         .thread_name("mqemu-bench")
         .build()
@@ -740,6 +748,42 @@ async fn open_mqemu(addr: &str, opts: &Options) -> mqemu::Result<RemoteQueue> {
     within("open the bench queue", client.open(opts.mode.queue())).await?
 }
 
+/// Fails a run whose server stopped answering: one timer for all of a worker's requests, pushed
+/// back as answers come, instead of a timer per request (which would cost more than the request).
+struct Watchdog {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    last: Instant,
+}
+
+impl Watchdog {
+    fn new() -> Watchdog {
+        Watchdog {
+            sleep: Box::pin(tokio::time::sleep(ANSWER_TIMEOUT)),
+            last: Instant::now(),
+        }
+    }
+
+    /// An answer came.
+    fn fed(&mut self, now: Instant) {
+        self.last = now;
+    }
+
+    /// Resolves with an error once no answer has come for [`ANSWER_TIMEOUT`].
+    async fn expired(&mut self, what: &str) -> Error {
+        loop {
+            self.sleep.as_mut().await;
+            let due = self.last + ANSWER_TIMEOUT;
+            if Instant::now() >= due {
+                return Error::new(
+                    ErrorCode::IoTimeout,
+                    format!("{what}: no answer within {} s", ANSWER_TIMEOUT.as_secs()),
+                );
+            }
+            self.sleep.as_mut().reset(due.into());
+        }
+    }
+}
+
 /// Sends `share` messages (or until the time cap), `window` at a time; returns send latencies.
 async fn mqemu_producer(
     queue: RemoteQueue,
@@ -750,7 +794,10 @@ async fn mqemu_producer(
     shared: &Shared,
 ) -> mqemu::Result<Latencies> {
     let mut latencies = Latencies::new();
-    let mut inflight = JoinSet::new();
+    // Requests in flight are futures polled here, not tasks: a task each would cost the
+    // generator more than the request costs the server.
+    let mut inflight = FuturesUnordered::new();
+    let mut watchdog = Watchdog::new();
     let mut issued = 0;
     loop {
         if issued < share && inflight.len() < window && shared.may_send() {
@@ -759,26 +806,30 @@ async fn mqemu_producer(
                 Mode::Express => Delivery::Express,
                 _ => Delivery::Recoverable,
             };
-            let queue = queue.clone();
-            inflight.spawn(async move {
+            let queue = &queue;
+            inflight.push(async move {
                 let tx = match mode {
                     Mode::Transactional => Tx::Single,
                     _ => Tx::None,
                 };
                 let t0 = Instant::now();
-                let r = within("send", queue.send(msg, tx)).await;
-                (t0.elapsed(), r)
+                (t0, queue.send(msg, tx).await)
             });
             issued += 1;
             continue;
         }
         // The window is full, or nothing more is to be sent: wait for an answer.
-        let Some(done) = inflight.join_next().await else {
-            break;
+        let (t0, r) = tokio::select! {
+            done = inflight.next() => match done {
+                Some(done) => done,
+                None => break,
+            },
+            e = watchdog.expired("send") => return Err(e),
         };
-        let (took, r) = done.map_err(panicked)?;
-        r??;
-        latencies.record(took);
+        r?;
+        let now = Instant::now();
+        watchdog.fed(now);
+        latencies.record(now - t0);
         shared.sent.fetch_add(1, Ordering::SeqCst);
     }
     Ok(latencies)
@@ -792,11 +843,10 @@ async fn mqemu_consumer(
     shared: &Shared,
 ) -> mqemu::Result<Latencies> {
     let mut latencies = Latencies::new();
-    let mut inflight = JoinSet::new();
-    let take = |r: Result<mqemu::Result<Message>, tokio::task::JoinError>,
-                latencies: &mut Latencies|
-     -> mqemu::Result<()> {
-        match r.map_err(panicked)? {
+    let mut inflight = FuturesUnordered::new();
+    let mut watchdog = Watchdog::new();
+    let take = |r: mqemu::Result<Message>, latencies: &mut Latencies| -> mqemu::Result<()> {
+        match r {
             Ok(msg) => {
                 if let Some(ns) = shared.received(&msg.body) {
                     latencies.record_ns(ns);
@@ -807,30 +857,32 @@ async fn mqemu_consumer(
             Err(e) => Err(e),
         }
     };
+    // Wakes the loop now and then to see whether the producers are done.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let queue = &queue;
     while !shared.consumers_done() {
         if inflight.len() < window && (inflight.len() as u64) < shared.outstanding() {
-            let queue = queue.clone();
-            inflight.spawn(async move {
-                within("receive", queue.receive(RECEIVE_WAIT, Tx::None))
-                    .await
-                    .and_then(|r| r)
-            });
+            inflight.push(queue.receive(RECEIVE_WAIT, Tx::None));
             continue;
         }
         if inflight.is_empty() {
             tokio::time::sleep(Duration::from_millis(2)).await;
+            watchdog.fed(Instant::now());
             continue;
         }
-        // Wake up now and then to see whether the producers are done.
-        if let Ok(Some(r)) =
-            tokio::time::timeout(Duration::from_millis(100), inflight.join_next()).await
-        {
-            take(r, &mut latencies)?;
+        tokio::select! {
+            Some(r) = inflight.next() => {
+                watchdog.fed(Instant::now());
+                take(r, &mut latencies)?;
+            }
+            _ = tick.tick() => {}
+            e = watchdog.expired("receive") => return Err(e),
         }
     }
     // Receives still waiting on the server end within their wait; any message they take counts.
     let give_up = tokio::time::Instant::now() + RECEIVE_WAIT + Duration::from_secs(2);
-    while let Ok(Some(r)) = tokio::time::timeout_at(give_up, inflight.join_next()).await {
+    while let Ok(Some(r)) = tokio::time::timeout_at(give_up, inflight.next()).await {
         take(r, &mut latencies)?;
     }
     Ok(latencies)
@@ -1153,20 +1205,93 @@ async fn amqp_consumer(conn: AmqpConn, window: usize, shared: &Shared) -> mqemu:
 // ---------------------------------------------------------------------------------------------
 // Round trips (--rtt)
 
-/// A loopback TCP echo server for one connection on a thread of its own: what a round trip of
-/// the same payload costs on this machine with no queue server in the way.
+/// A loopback TCP echo server for one connection, in a child process (`mqemu echo-worker`): what
+/// a round trip of the same payload costs on this machine with no queue server in the way.
+///
+/// A round trip between two CPUs costs several times one within a CPU (on this 2-vCPU virtual
+/// machine 13 µs against 4-6 µs for 1 KiB, because waking the other CPU is slow), and where the
+/// scheduler puts an unpinned echo decides which one the baseline measures. The queue server
+/// answers from another CPU than the client's (its figures do not move between runs), so the
+/// bench pins itself to one CPU and the echo to another: the baseline pays what the server pays.
 struct Echo {
-    addr: SocketAddr,
-    thread: thread::JoinHandle<()>,
+    addr: String,
+    child: std::process::Child,
 }
 
-fn start_echo(size: usize) -> mqemu::Result<Echo> {
-    let failed = |what: &str, e: std::io::Error| {
+impl Drop for Echo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the echo, pinned to `cpu` if given.
+fn start_echo(size: usize, cpu: Option<usize>) -> mqemu::Result<Echo> {
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
         Error::new(
             ErrorCode::InsufficientResources,
             format!("cannot start the loopback echo server: {what}: {e}"),
         )
     };
+    let exe = std::env::current_exe().map_err(|e| failed("find this program", &e))?;
+    let mut command = std::process::Command::new(exe);
+    command.args(["echo-worker", "--size", &size.to_string()]);
+    if let Some(cpu) = cpu {
+        command.args(["--cpu", &cpu.to_string()]);
+    }
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| failed("spawn", &e))?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped");
+    let read = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+    // From here on, dropping `echo` stops the child.
+    let mut echo = Echo {
+        addr: String::new(),
+        child,
+    };
+    match (read, line.trim().strip_prefix("listening on ")) {
+        (Ok(_), Some(addr)) => {
+            echo.addr = addr.to_owned();
+            Ok(echo)
+        }
+        (Err(e), _) => Err(failed("read its address", &e)),
+        (Ok(_), None) => Err(failed("read its address", &format!("it said {line:?}"))),
+    }
+}
+
+/// Pins the calling thread to one CPU; false where that cannot be done.
+fn pin_to_cpu(cpu: usize) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `set` is a plain bit set that lives across the call, and its size is passed
+        // with it; pid 0 is the calling thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = cpu;
+        false
+    }
+}
+
+/// `mqemu echo-worker`: echoes `size`-byte blocks on one connection, then exits (at the
+/// connection's end, or when nothing comes for [`ANSWER_TIMEOUT`]). With `cpu`, it runs there.
+pub fn echo_worker(size: usize, cpu: Option<usize>) -> mqemu::Result<()> {
+    let failed = |what: &str, e: std::io::Error| {
+        Error::new(ErrorCode::Error, format!("echo worker: {what}: {e}"))
+    };
+    if let Some(cpu) = cpu {
+        if !pin_to_cpu(cpu) {
+            return Err(failed("pin to a CPU", std::io::Error::last_os_error()));
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| failed("bind", e))?;
     let addr = listener
         .local_addr()
@@ -1174,38 +1299,31 @@ fn start_echo(size: usize) -> mqemu::Result<Echo> {
     listener
         .set_nonblocking(true)
         .map_err(|e| failed("nonblocking", e))?;
-    let thread = thread::Builder::new()
-        .name("bench-echo".to_owned())
-        .spawn(move || {
-            // Wait a bounded time for the bench to connect.
-            let give_up = Instant::now() + CONNECT_TIMEOUT;
-            let mut stream = loop {
-                match listener.accept() {
-                    Ok((s, _)) => break s,
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::WouldBlock
-                            && Instant::now() < give_up =>
-                    {
-                        thread::sleep(Duration::from_millis(1));
-                    }
-                    Err(_) => return,
-                }
-            };
-            if stream.set_nonblocking(false).is_err()
-                || stream.set_nodelay(true).is_err()
-                || stream.set_read_timeout(Some(ANSWER_TIMEOUT)).is_err()
-            {
-                return;
+    println!("listening on {addr}");
+    std::io::stdout().flush().map_err(|e| failed("stdout", e))?;
+    // Wait a bounded time for the bench to connect.
+    let give_up = Instant::now() + CONNECT_TIMEOUT;
+    let mut stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < give_up => {
+                thread::sleep(Duration::from_millis(1));
             }
-            let mut buf = vec![0u8; size];
-            while stream.read_exact(&mut buf).is_ok() {
-                if stream.write_all(&buf).is_err() {
-                    break;
-                }
-            }
-        })
-        .map_err(|e| failed("thread", e))?;
-    Ok(Echo { addr, thread })
+            Err(e) => return Err(failed("accept", e)),
+        }
+    };
+    stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_nodelay(true))
+        .and_then(|()| stream.set_read_timeout(Some(ANSWER_TIMEOUT)))
+        .map_err(|e| failed("socket options", e))?;
+    let mut buf = vec![0u8; size];
+    while stream.read_exact(&mut buf).is_ok() {
+        if stream.write_all(&buf).is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// `--rtt`: one connection, one request at a time, in alternating blocks of raw TCP
@@ -1214,7 +1332,9 @@ async fn rtt(opts: &Options, addr: &str) -> mqemu::Result<()> {
     let client = connect_mqemu(addr, opts).await?;
     prepare_mqemu_queue(&client, Mode::Express).await?;
     let queue = within("open the bench queue", client.open(QUEUE)).await??;
-    let echo = start_echo(opts.size)?;
+    // The bench on CPU 0 and the echo on CPU 1 (see `Echo`); one CPU cannot be split so.
+    let two_cpus = thread::available_parallelism().is_ok_and(|n| n.get() >= 2) && pin_to_cpu(0);
+    let echo = start_echo(opts.size, two_cpus.then_some(1))?;
     let raw_failed = |what: &str, e: std::io::Error| {
         Error::new(
             ErrorCode::Error,
@@ -1223,7 +1343,7 @@ async fn rtt(opts: &Options, addr: &str) -> mqemu::Result<()> {
     };
     let mut raw = within(
         "connect to the echo server",
-        tokio::net::TcpStream::connect(echo.addr),
+        tokio::net::TcpStream::connect(&echo.addr),
     )
     .await?
     .map_err(|e| raw_failed("connect", e))?;
@@ -1275,8 +1395,7 @@ async fn rtt(opts: &Options, addr: &str) -> mqemu::Result<()> {
         done += b;
     }
     drop(raw);
-    // The echo thread ends on EOF; it is bounded by its read timeout in any case.
-    let _ = tokio::task::spawn_blocking(move || echo.thread.join()).await;
+    drop(echo);
     report_rtt(opts, addr, done, &raw_h, &send_h, &receive_h);
     Ok(())
 }
