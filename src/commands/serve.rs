@@ -291,6 +291,14 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         if let Some(t) = &triggers {
             t.stop();
         }
+        if let Some((log, segments)) = qm.log_stats() {
+            tracing::info!(
+                records = log.records,
+                syncs = log.syncs,
+                segments,
+                "log written since start"
+            );
+        }
         drop(qm);
         tracing::info!("stopped");
         Ok(())
