@@ -41,6 +41,11 @@ pub trait Disk: Send + Sync + 'static {
     /// Takes an exclusive lock on `path` (created if needed), held until the returned value is
     /// dropped. Fails with `WouldBlock` if another owner holds it.
     fn lock_exclusive(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>>;
+    /// Whether the log may prepare files on a thread of its own (the next segment, zero-filled
+    /// ahead of need). A simulated disk says no, so that its sync points come in one order.
+    fn background_io(&self) -> bool {
+        true
+    }
 }
 
 /// The real file system.

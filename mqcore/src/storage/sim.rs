@@ -189,6 +189,10 @@ impl DiskFile for SimHandle {
 }
 
 impl Disk for SimDisk {
+    fn background_io(&self) -> bool {
+        false
+    }
+
     fn create_dir_all(&self, _dir: &Path) -> io::Result<()> {
         Ok(())
     }

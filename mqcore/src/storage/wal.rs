@@ -27,10 +27,13 @@
 //! ownership since (a higher epoch), the log refuses to write, fails the waiting committers and
 //! every later append ([`WalError::Fenced`]).
 
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 
 use super::disk::{Disk, DiskFile};
@@ -139,6 +142,9 @@ struct Shared {
     waiting: Mutex<()>,
     /// Wakes committers when the durable LSN moves (or the log fails); paired with `waiting`.
     durable: Condvar,
+    /// Async committers ([`Wal::durable`]): the LSN each waits for and its waker, woken by the
+    /// writer after each sync (all of them when the log fails).
+    wakers: Mutex<Vec<(Lsn, Waker)>>,
 }
 
 struct State {
@@ -203,6 +209,42 @@ pub struct WalStats {
 }
 
 impl Shared {
+    /// Wakes the async committers whose record is durable, or all of them when the log failed.
+    fn wake_async(&self, failed: bool) {
+        let to = self.durable_to.load(Ordering::Acquire);
+        let woken: Vec<Waker> = {
+            let mut w = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
+            if w.is_empty() {
+                return;
+            }
+            let mut woken = Vec::new();
+            w.retain(|(lsn, waker)| {
+                let done = failed || *lsn <= to;
+                if done {
+                    woken.push(waker.clone());
+                }
+                !done
+            });
+            woken
+        };
+        for w in woken {
+            w.wake();
+        }
+    }
+
+    /// Where the wait for `lsn` stands: done, failed, or not yet (checked without a lock).
+    fn durable_state(&self, lsn: Lsn) -> Option<Result<(), WalError>> {
+        if self.durable_to.load(Ordering::Acquire) >= lsn {
+            return Some(Ok(()));
+        }
+        if self.failed.load(Ordering::Acquire) {
+            let state = lock(&self.state);
+            let f = state.failed.as_ref().expect("set before the flag");
+            return Some(Err(f.error()));
+        }
+        None
+    }
+
     /// Returns once every record up to `lsn` is durable (or the log failed).
     fn wait(&self, lsn: Lsn) -> Result<(), WalError> {
         if self.durable_to.load(Ordering::Acquire) >= lsn {
@@ -236,6 +278,44 @@ impl Shared {
                 continue;
             }
             guard = Some(self.durable.wait(g).unwrap_or_else(PoisonError::into_inner));
+        }
+    }
+}
+
+/// Resolves once every record up to its LSN is durable, or the log failed ([`Wal::durable`]).
+#[must_use = "a future does nothing unless polled"]
+pub struct Durable {
+    shared: Arc<Shared>,
+    lsn: Lsn,
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable").field("lsn", &self.lsn).finish()
+    }
+}
+
+impl Future for Durable {
+    type Output = Result<(), WalError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(r) = self.shared.durable_state(self.lsn) {
+            return Poll::Ready(r);
+        }
+        {
+            let mut w = self
+                .shared
+                .wakers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            w.retain(|(_, waker)| !waker.will_wake(cx.waker()));
+            w.push((self.lsn, cx.waker().clone()));
+        }
+        // The writer may have synced (and looked at the wakers) between the first look and the
+        // registration: look again, now that a later sync is sure to see this waker.
+        match self.shared.durable_state(self.lsn) {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
         }
     }
 }
@@ -512,6 +592,7 @@ impl Wal {
                 marks,
             }),
             work: Condvar::new(),
+            wakers: Mutex::new(Vec::new()),
             durable_to: AtomicU64::new(last_lsn),
             failed: AtomicBool::new(false),
             waiting: Mutex::new(()),
@@ -525,6 +606,7 @@ impl Wal {
             segment_size: options.segment_size,
             tail,
             shared: shared.clone(),
+            spare: None,
         };
         let handle = std::thread::Builder::new()
             .name("mqcore-wal".into())
@@ -578,6 +660,14 @@ impl Wal {
     /// Returns once every record up to `lsn` is durable (or the log failed).
     pub fn wait(&self, lsn: Lsn) -> Result<(), WalError> {
         self.shared.wait(lsn)
+    }
+
+    /// [`Wal::wait`] as a future, for async hosts: no thread blocks while the writer syncs.
+    pub fn durable(&self, lsn: Lsn) -> Durable {
+        Durable {
+            shared: self.shared.clone(),
+            lsn,
+        }
     }
 
     /// The LSN the next record will get.
@@ -748,6 +838,33 @@ fn removable(segments: &[(u64, Lsn)], lsn: Lsn) -> usize {
     segments.windows(2).take_while(|w| w[1].1 <= lsn).count()
 }
 
+/// A segment's header.
+fn segment_header(seq: u64, first_lsn: Lsn) -> Vec<u8> {
+    let mut header = Vec::with_capacity(HEADER_LEN as usize);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    header.extend_from_slice(&[0; 4]);
+    header.extend_from_slice(&seq.to_le_bytes());
+    header.extend_from_slice(&first_lsn.to_le_bytes());
+    header
+}
+
+/// Creates segment `seq` as `size` zeros with no header yet, durable with its directory entry:
+/// the spare the writer rolls to.
+fn zero_filled(disk: &dyn Disk, dir: &Path, seq: u64, size: u64) -> io::Result<Box<dyn DiskFile>> {
+    let file = disk.open(&segment_path(dir, seq), true)?;
+    let chunk = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < size {
+        let n = chunk.len().min((size - at) as usize);
+        file.write_at(&chunk[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_data()?;
+    disk.sync_dir(dir)?;
+    Ok(file)
+}
+
 /// Creates segment `seq`, preallocated with zeros, header written and durable.
 fn new_segment(
     disk: &dyn Disk,
@@ -758,12 +875,7 @@ fn new_segment(
 ) -> Result<Tail, WalError> {
     let path = segment_path(dir, seq);
     let file = disk.open(&path, true)?;
-    let mut header = Vec::with_capacity(HEADER_LEN as usize);
-    header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&VERSION.to_le_bytes());
-    header.extend_from_slice(&[0; 4]);
-    header.extend_from_slice(&seq.to_le_bytes());
-    header.extend_from_slice(&first_lsn.to_le_bytes());
+    let header = segment_header(seq, first_lsn);
     // Header first: a crash during the zero fill leaves a short segment with a valid header
     // (read up to its end), and one before the header leaves an empty or all-zero file, which
     // recovery removes as an interrupted roll.
@@ -794,6 +906,20 @@ struct Writer {
     segment_size: u64,
     tail: Tail,
     shared: Arc<Shared>,
+    /// The next segment's file, being zero-filled on a thread of its own once the tail is half
+    /// full: filling 64 MiB on the writer's thread stalled every commit for tens of milliseconds
+    /// at each roll.
+    spare: Option<std::thread::JoinHandle<io::Result<Box<dyn DiskFile>>>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // A spare being filled is finished before the log is gone, so a reopen never meets a
+        // file still being written.
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.join();
+        }
+    }
 }
 
 impl Writer {
@@ -842,6 +968,7 @@ impl Writer {
                     .unwrap_or_else(PoisonError::into_inner),
             );
             self.shared.durable.notify_all();
+            self.shared.wake_async(failed);
             if failed {
                 return;
             }
@@ -861,14 +988,26 @@ impl Writer {
             && self.tail.offset > HEADER_LEN
         {
             let first_lsn = first_lsn_of(batch);
-            self.tail = new_segment(
-                &*self.disk,
-                &self.dir,
-                self.tail.seq + 1,
-                first_lsn,
-                self.segment_size,
-            )
-            .map_err(|e| Failure::Other(e.to_string()))?;
+            let seq = self.tail.seq + 1;
+            let spare = self.spare.take().and_then(|t| t.join().ok()?.ok());
+            self.tail = match spare {
+                Some(file) => {
+                    // Zero-filled, synced and in the directory already: the header goes with
+                    // this batch's sync. A crash before that sync leaves an all-zero segment,
+                    // which recovery removes as an interrupted roll.
+                    let header = segment_header(seq, first_lsn);
+                    file.write_at(&header, 0)
+                        .map_err(|e| Failure::Other(e.to_string()))?;
+                    Tail {
+                        file,
+                        seq,
+                        offset: HEADER_LEN,
+                        marked: None,
+                    }
+                }
+                None => new_segment(&*self.disk, &self.dir, seq, first_lsn, self.segment_size)
+                    .map_err(|e| Failure::Other(e.to_string()))?,
+            };
             lock(&self.shared.state)
                 .segments
                 .push((self.tail.seq, first_lsn));
@@ -881,6 +1020,22 @@ impl Writer {
         self.tail.file.sync_data().map_err(io)?;
         let at = self.tail.offset;
         self.tail.offset += batch.len() as u64;
+        if self.spare.is_none()
+            && self.tail.offset > self.segment_size / 2
+            && self.disk.background_io()
+        {
+            let (disk, dir, seq, size) = (
+                self.disk.clone(),
+                self.dir.clone(),
+                self.tail.seq + 1,
+                self.segment_size,
+            );
+            // If the thread cannot start, the roll creates the segment itself.
+            self.spare = std::thread::Builder::new()
+                .name("mqcore-wal-spare".into())
+                .spawn(move || zero_filled(&*disk, &dir, seq, size))
+                .ok();
+        }
         if self.tail.marked.is_none_or(|m| at >= m + MARK_EVERY) {
             self.tail.marked = Some(at);
             lock(&self.shared.state).marks.push(Mark {
