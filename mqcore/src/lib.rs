@@ -24,6 +24,7 @@
 
 pub mod blocking;
 pub mod clock;
+pub mod deferred;
 mod effects;
 pub mod error;
 mod loom;

@@ -360,7 +360,7 @@ pub(crate) struct Inner {
     /// `SYSTEM$;JOURNAL`, the computer journal.
     journal: Arc<Store>,
     /// The log and catalog; `None` for an in-memory queue manager.
-    durable: Option<Durable>,
+    pub(crate) durable: Option<Durable>,
     /// Where stores read messages past the cache budget back from (durable queue managers).
     cold: Option<Arc<dyn ColdSource>>,
     /// Prepared transactions found by recovery, waiting for their outcome, by xid.
@@ -860,10 +860,29 @@ impl Inner {
                 prepared
             }
             (Some(d), None) if !eff.ops.is_empty() => {
-                d.log(record::COMMIT, &eff.ops, eff.keeps, eff.kept_bytes)?
+                let lsn = d.submit(record::COMMIT, &eff.ops, eff.keeps, eff.kept_bytes)?;
+                // A host collecting steps (`crate::deferred`) waits for the record itself and
+                // publishes after; everyone else waits here.
+                if let Err(rest) =
+                    crate::deferred::defer(self, lsn, crate::deferred::Rest { eff, tidy })
+                {
+                    let crate::deferred::Rest { eff, tidy } = *rest;
+                    d.wal
+                        .wait(lsn)
+                        .map_err(crate::storage::durable::storage_error)?;
+                    self.publish(eff, tidy, lsn);
+                }
+                return Ok(lsn);
             }
             _ => 0,
         };
+        self.publish(eff, tidy, lsn);
+        Ok(lsn)
+    }
+
+    /// The second half of [`Inner::apply_as`], once the step's record (at `lsn`, 0 if none) is
+    /// durable: releases what it ended and makes its puts visible.
+    pub(crate) fn publish(self: &Arc<Self>, eff: Effects, tidy: Vec<Arc<QueueInner>>, lsn: Lsn) {
         if let Some(d) = &self.durable {
             d.release(&eff.released);
         }
@@ -904,7 +923,6 @@ impl Inner {
                 }
             }
         }
-        Ok(lsn)
     }
 
     /// A non-transactional send reaching its queue: quota check and publish under one lock, or

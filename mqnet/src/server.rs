@@ -407,6 +407,12 @@ enum Step {
     Block(Box<dyn FnOnce() -> Response + Send>),
 }
 
+/// Answers held until the log records of the steps that gave them are durable.
+struct Held {
+    logged: Vec<mqcore::deferred::Deferred>,
+    replies: Vec<(u64, Response)>,
+}
+
 /// A cursor of a connection, with the key of its queue for permission checks.
 struct OpenCursor {
     cursor: Arc<Mutex<Cursor>>,
@@ -507,10 +513,28 @@ impl Session {
             .requests_total
             .fetch_add(requests.len() as u64, Ordering::Relaxed);
         let hook = blocking_hook();
-        let steps = match hook {
+        let (steps, held) = match hook {
             Some(hook) => mqcore::blocking::with_hook(hook, || self.steps(requests)),
             None => self.steps(requests),
         };
+        if !held.is_empty() {
+            // Answers of logged steps leave once their records are durable and their effects
+            // published; meanwhile the connection reads and runs its next requests, whose
+            // records then share the log writer's next sync.
+            let done = self.done.clone();
+            self.waits.spawn(async move {
+                for h in held {
+                    let r = mqcore::deferred::finish_all(h.logged).await;
+                    for (id, answer) in h.replies {
+                        let answer = match &r {
+                            Ok(()) => answer,
+                            Err(e) => Response::error(e),
+                        };
+                        let _ = done.send((id, answer));
+                    }
+                }
+            });
+        }
         for (id, step) in steps {
             match step {
                 Step::Reply(r) => wire.push(id, &r),
@@ -549,9 +573,11 @@ impl Session {
     /// Runs requests in order. Consecutive sends to one queue under the same single-message or
     /// no transaction, and consecutive non-waiting receives from one queue, run as one engine
     /// step each, so a pipelined producer or consumer costs one log record and one disk sync per
-    /// batch instead of one per message.
-    fn steps(&mut self, requests: Vec<(u64, Request)>) -> Vec<(u64, Step)> {
+    /// batch instead of one per message. Those steps do not wait for their records: their
+    /// answers come back held until the records are durable.
+    fn steps(&mut self, requests: Vec<(u64, Request)>) -> (Vec<(u64, Step)>, Vec<Held>) {
         let mut out = Vec::with_capacity(requests.len());
+        let mut held = Vec::new();
         let mut it = requests.into_iter().peekable();
         while let Some((id, req)) = it.next() {
             match req {
@@ -578,13 +604,20 @@ impl Session {
                         ids.push(id2);
                         msgs.push(*msg);
                     }
-                    let results = self.send_batch(&queue, msgs, tx);
-                    out.extend(ids.into_iter().zip(results.into_iter().map(|r| {
-                        Step::Reply(match r {
-                            Ok(mid) => Response::Sent(mid),
-                            Err(e) => Response::error(&e),
-                        })
-                    })));
+                    let (results, logged) =
+                        mqcore::deferred::collect(|| self.send_batch(&queue, msgs, tx));
+                    let replies = ids.into_iter().zip(results.into_iter().map(|r| match r {
+                        Ok(mid) => Response::Sent(mid),
+                        Err(e) => Response::error(&e),
+                    }));
+                    if logged.is_empty() {
+                        out.extend(replies.map(|(id, r)| (id, Step::Reply(r))));
+                    } else {
+                        held.push(Held {
+                            logged,
+                            replies: replies.collect(),
+                        });
+                    }
                 }
                 Request::Receive {
                     queue,
@@ -611,12 +644,25 @@ impl Session {
                         };
                         reqs.push((id2, timeout_ms));
                     }
-                    out.extend(self.receive_batch(&queue, reqs));
+                    let (steps, logged) =
+                        mqcore::deferred::collect(|| self.receive_batch(&queue, reqs));
+                    if logged.is_empty() {
+                        out.extend(steps);
+                        continue;
+                    }
+                    let mut replies = Vec::new();
+                    for (id, step) in steps {
+                        match step {
+                            Step::Reply(r) => replies.push((id, r)),
+                            waiting => out.push((id, waiting)),
+                        }
+                    }
+                    held.push(Held { logged, replies });
                 }
                 other => out.push((id, self.step(other))),
             }
         }
-        out
+        (out, held)
     }
 
     fn send_batch(
@@ -1108,7 +1154,11 @@ fn wait_head(q: Queue, timeout_ms: u64, tx: Option<Arc<Transaction>>, receive: b
                 Some(t) => Tx::In(t),
                 None => Tx::None,
             };
-            q.receive_async(timeout, t).await
+            // The receive's log record is awaited here, not by blocking a runtime thread.
+            let receive = Box::pin(q.receive_async(timeout, t));
+            let (r, logged) = mqcore::deferred::Collecting::new(receive).await;
+            let finished = mqcore::deferred::finish_all(logged).await;
+            finished.and(r)
         } else {
             q.peek_async(timeout).await
         };
