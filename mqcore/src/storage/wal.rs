@@ -849,19 +849,30 @@ fn segment_header(seq: u64, first_lsn: Lsn) -> Vec<u8> {
     header
 }
 
-/// Creates segment `seq` as `size` zeros with no header yet, durable with its directory entry:
-/// the spare the writer rolls to.
-fn zero_filled(disk: &dyn Disk, dir: &Path, seq: u64, size: u64) -> io::Result<Box<dyn DiskFile>> {
-    let file = disk.open(&segment_path(dir, seq), true)?;
+/// Writes zeros over `file` from `from` to `to`, then makes it durable with its directory entry.
+fn fill_zeros(
+    disk: &dyn Disk,
+    dir: &Path,
+    file: &dyn DiskFile,
+    from: u64,
+    to: u64,
+) -> io::Result<()> {
     let chunk = vec![0u8; 1 << 20];
-    let mut at = 0;
-    while at < size {
-        let n = chunk.len().min((size - at) as usize);
+    let mut at = from;
+    while at < to {
+        let n = chunk.len().min((to - at) as usize);
         file.write_at(&chunk[..n], at)?;
         at += n as u64;
     }
     file.sync_data()?;
-    disk.sync_dir(dir)?;
+    disk.sync_dir(dir)
+}
+
+/// Creates segment `seq` as `size` zeros with no header yet, durable with its directory entry:
+/// the spare the writer rolls to.
+fn zero_filled(disk: &dyn Disk, dir: &Path, seq: u64, size: u64) -> io::Result<Box<dyn DiskFile>> {
+    let file = disk.open(&segment_path(dir, seq), true)?;
+    fill_zeros(disk, dir, &*file, 0, size)?;
     Ok(file)
 }
 
@@ -880,15 +891,7 @@ fn new_segment(
     // (read up to its end), and one before the header leaves an empty or all-zero file, which
     // recovery removes as an interrupted roll.
     file.write_at(&header, 0)?;
-    let chunk = vec![0u8; 1 << 20];
-    let mut at = HEADER_LEN;
-    while at < size {
-        let n = chunk.len().min((size - at) as usize);
-        file.write_at(&chunk[..n], at)?;
-        at += n as u64;
-    }
-    file.sync_data()?;
-    disk.sync_dir(dir)?;
+    fill_zeros(disk, dir, &*file, HEADER_LEN, size)?;
     Ok(Tail {
         file,
         seq,
