@@ -99,7 +99,6 @@ impl Tx<'_> {
 /// Frames of requests not yet written. A request made while the socket is free writes its frame
 /// at once; one made while a write waits for the socket leaves its frame here, and the writer
 /// task takes all that gathered in one write.
-#[derive(Default)]
 struct Outbox {
     frames: Vec<u8>,
     /// The writer task owns the socket until it finds `frames` empty. Only while this is false

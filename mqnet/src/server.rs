@@ -540,17 +540,13 @@ impl Session {
                 Step::Reply(r) => wire.push(id, &r),
                 Step::Wait(fut) => {
                     let done = self.done.clone();
-                    let mut stop = self.stop.clone();
                     let fut = match hook {
                         Some(hook) => Box::pin(mqcore::blocking::Hooked::new(hook, fut)),
                         None => fut,
                     };
+                    // The wait ends itself on shutdown (`wait_head`).
                     self.waits.spawn(async move {
-                        let r = tokio::select! {
-                            r = fut => r,
-                            _ = stopped_signal(&mut stop) => Response::error(&shutting_down()),
-                        };
-                        let _ = done.send((id, r));
+                        let _ = done.send((id, fut.await));
                     });
                 }
                 Step::Block(f) => {
@@ -708,7 +704,7 @@ impl Session {
         for (id, timeout_ms) in reqs {
             let step = match got.next() {
                 Some(m) => Step::Reply(Response::Message(Box::new(m))),
-                None => wait_head(q.clone(), timeout_ms, None, true),
+                None => wait_head(q.clone(), timeout_ms, None, true, self.stop.clone()),
             };
             out.push((id, step));
         }
@@ -893,7 +889,7 @@ impl Session {
                             TxRef::In(id) => Some(self.tx(id)?),
                             _ => None,
                         };
-                        return Ok(wait_head(q, timeout_ms, t, true));
+                        return Ok(wait_head(q, timeout_ms, t, true, self.stop.clone()));
                     }
                     got => Response::Message(Box::new(got?)),
                 }
@@ -912,7 +908,7 @@ impl Session {
                 };
                 match got {
                     Err(e) if e.code() == ErrorCode::IoTimeout && timeout_ms > 0 => {
-                        return Ok(wait_head(q, timeout_ms, None, false));
+                        return Ok(wait_head(q, timeout_ms, None, false, self.stop.clone()));
                     }
                     got => Response::Message(Box::new(got?)),
                 }
@@ -1146,7 +1142,16 @@ fn blocking_hook() -> Option<mqcore::blocking::Hook> {
 }
 
 /// A receive or peek of the first message that waits on its own task.
-fn wait_head(q: Queue, timeout_ms: u64, tx: Option<Arc<Transaction>>, receive: bool) -> Step {
+///
+/// Shutdown ends the wait (a message already handed to it goes back), but never a receive that
+/// has taken its message: its removal is logged, so its answer must go out.
+fn wait_head(
+    q: Queue,
+    timeout_ms: u64,
+    tx: Option<Arc<Transaction>>,
+    receive: bool,
+    mut stop: watch::Receiver<bool>,
+) -> Step {
     let timeout = timeout_from_wire(timeout_ms);
     Step::Wait(Box::pin(async move {
         let r = if receive {
@@ -1156,11 +1161,17 @@ fn wait_head(q: Queue, timeout_ms: u64, tx: Option<Arc<Transaction>>, receive: b
             };
             // The receive's log record is awaited here, not by blocking a runtime thread.
             let receive = Box::pin(q.receive_async(timeout, t));
-            let (r, logged) = mqcore::deferred::Collecting::new(receive).await;
+            let (r, logged) = tokio::select! {
+                got = mqcore::deferred::Collecting::new(receive) => got,
+                _ = stopped_signal(&mut stop) => return Response::error(&shutting_down()),
+            };
             let finished = mqcore::deferred::finish_all(logged).await;
             finished.and(r)
         } else {
-            q.peek_async(timeout).await
+            tokio::select! {
+                r = q.peek_async(timeout) => r,
+                _ = stopped_signal(&mut stop) => return Response::error(&shutting_down()),
+            }
         };
         match r {
             Ok(m) => Response::Message(Box::new(m)),
