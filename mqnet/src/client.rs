@@ -96,9 +96,9 @@ impl Tx<'_> {
     }
 }
 
-/// Frames of requests not yet written. A request made while the socket is free writes its frame
-/// at once; one made while a write waits for the socket leaves its frame here, and the writer
-/// task takes all that gathered in one write.
+/// Frames of requests not yet written. A lone request (none other in flight) made while the
+/// socket is free writes its frame at once; any other leaves its frame here, and the writer task
+/// takes all that gathered in one write.
 struct Outbox {
     frames: Vec<u8>,
     /// The writer task owns the socket until it finds `frames` empty. Only while this is false
@@ -307,13 +307,17 @@ impl Client {
     pub async fn request(&self, req: Request) -> Result<Response, Error> {
         let id = self.conn.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        {
+        // A request with none before it in flight goes straight to the socket (a round trip
+        // pays for no task switch); one made behind others joins them in the writer task's next
+        // write (a pipeline pays one write for many requests, not one each).
+        let alone = {
             let mut p = self.conn.lock_pending();
             if let Some(why) = &p.closed {
                 return Err(lost(why));
             }
             p.waiting.insert(id, tx);
-        }
+            p.waiting.len() == 1
+        };
         {
             let mut out = self.conn.lock_outbox();
             let start = out.frames.len();
@@ -330,7 +334,10 @@ impl Client {
                     ),
                 ));
             }
-            if !out.writing {
+            if !out.writing && !alone {
+                out.writing = true;
+                self.conn.wake_writer.notify_one();
+            } else if !out.writing {
                 // The socket is free: write now, without waiting (and without a trip through
                 // the writer task), and leave the writer whatever does not fit.
                 let written = match self.conn.wr.try_write(&out.frames) {
