@@ -63,6 +63,11 @@ impl Deferred {
         self.log().durable(self.lsn)
     }
 
+    /// Whether [`Deferred::finish`] would not wait: the record is durable, or the log failed.
+    pub fn is_durable(&self) -> bool {
+        self.log().settled(self.lsn)
+    }
+
     fn log(&self) -> &wal::Wal {
         &self
             .qm

@@ -629,6 +629,7 @@ async fn read_answers(
                 let _ = w.send(env.body);
             }
         }
+        frame::make_read_room(&mut buf);
         match rd.read_buf(&mut buf).await {
             Ok(0) => return "the server closed the connection".into(),
             Ok(_) => {}

@@ -88,6 +88,20 @@ pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, FrameErro
     Ok(Some(buf.split_to(len).freeze()))
 }
 
+/// Room a reader keeps free in its buffer before each read.
+const READ_ROOM: usize = 64 * 1024;
+
+/// Makes room in `buf` for a read of many frames. [`decode`] splits each frame's bytes off, with
+/// their share of the allocation, and reserves only the rest of a frame it waits for: a reader
+/// that read into what is left would, once the first allocation is used up, get one frame per
+/// read. `reserve` takes back the front of the allocation once the frames split off are
+/// dropped, so this rarely allocates.
+pub fn make_read_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_ROOM / 4 {
+        buf.reserve(READ_ROOM);
+    }
+}
+
 /// Appends a frame holding `payload` to `out`.
 pub fn encode(payload: &[u8], out: &mut BytesMut) {
     out.reserve(HEADER_LEN + payload.len());

@@ -17,7 +17,7 @@
 //! transactions and closes. The caller then drops the queue manager, which flushes its log.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -246,6 +246,7 @@ impl Wire {
 
     /// Reads more bytes; 0 at end of stream (an error if it cuts a frame).
     async fn read(&mut self) -> Result<usize, End> {
+        frame::make_read_room(&mut self.buf);
         let n = self.rd.read_buf(&mut self.buf).await.map_err(End::Io)?;
         if n == 0 && !self.buf.is_empty() {
             return Err(End::Refused(frame_error(FrameError::Truncated {
@@ -306,10 +307,20 @@ async fn serve(
         cursors: HashMap::new(),
         next_handle: 1,
         waits: JoinSet::new(),
+        held: HeldAnswers::default(),
         done: done_tx,
         stop: stop.clone(),
     };
     let end = session.run(&mut wire, &mut stop, &mut done_rx).await;
+    // Held answers are finished however the connection ends: their steps are done and must be
+    // published.
+    let mut answers = Vec::new();
+    while !session.held.is_empty() {
+        session.held.next(&mut answers).await;
+    }
+    for (id, r) in answers {
+        wire.push(id, &r);
+    }
     // Waiting requests: on shutdown they answer (and are written); otherwise they are cancelled.
     if matches!(end, End::Shutdown) {
         while session.waits.join_next().await.is_some() {}
@@ -413,6 +424,73 @@ struct Held {
     replies: Vec<(u64, Response)>,
 }
 
+impl Held {
+    /// The step whose record the answers wait for: the batch's last.
+    fn last(&self) -> &mqcore::deferred::Deferred {
+        self.logged
+            .iter()
+            .max_by_key(|d| d.lsn())
+            .expect("a held batch logged something")
+    }
+
+    /// Publishes the steps (their records are durable, or the log failed) and gives the answers:
+    /// the replies, or the log's error for every one.
+    fn finish(self) -> Vec<(u64, Response)> {
+        let mut failed = None;
+        for d in self.logged {
+            if let Err(e) = d.finish() {
+                failed.get_or_insert(e);
+            }
+        }
+        match failed {
+            None => self.replies,
+            Some(e) => self
+                .replies
+                .into_iter()
+                .map(|(id, _)| (id, Response::error(&e)))
+                .collect(),
+        }
+    }
+}
+
+/// A connection's held answers, oldest first, and the wait for the oldest's record. The session
+/// task waits here itself, so the log writer's wake-up reaches the task that writes the answers,
+/// with no task or channel between.
+#[derive(Default)]
+struct HeldAnswers {
+    queue: VecDeque<Held>,
+    front: Option<mqcore::storage::wal::Durable>,
+}
+
+impl HeldAnswers {
+    fn push(&mut self, h: Held) {
+        self.queue.push_back(h);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Waits until the oldest held batch can be answered, then answers it and every later one
+    /// that can be too (their records are durable as well). Pending forever while none is held.
+    async fn next(&mut self, out: &mut Vec<(u64, Response)>) {
+        let Some(first) = self.queue.front() else {
+            return std::future::pending().await;
+        };
+        let front = self.front.get_or_insert_with(|| first.last().durable());
+        // A failure shows in `finish`.
+        let _ = front.await;
+        self.front = None;
+        while let Some(h) = self.queue.front() {
+            if !h.logged.iter().all(|d| d.is_durable()) {
+                break;
+            }
+            let h = self.queue.pop_front().expect("looked at");
+            out.extend(h.finish());
+        }
+    }
+}
+
 /// A cursor of a connection, with the key of its queue for permission checks.
 struct OpenCursor {
     cursor: Arc<Mutex<Cursor>>,
@@ -432,6 +510,7 @@ struct Session {
     cursors: HashMap<u64, OpenCursor>,
     next_handle: u64,
     waits: JoinSet<()>,
+    held: HeldAnswers,
     done: mpsc::UnboundedSender<(u64, Response)>,
     stop: watch::Receiver<bool>,
 }
@@ -449,6 +528,7 @@ impl Session {
         let mut last_active = Instant::now();
         let idle_timer = tokio::time::sleep(idle);
         tokio::pin!(idle_timer);
+        let mut answers = Vec::new();
         loop {
             // Everything already read is one batch.
             let mut batch = Vec::new();
@@ -473,6 +553,14 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = stopped_signal(stop) => return End::Shutdown,
+                () = self.held.next(&mut answers) => {
+                    for (id, r) in answers.drain(..) {
+                        wire.push(id, &r);
+                    }
+                    if let Err(e) = wire.flush().await {
+                        return e;
+                    }
+                }
                 Some((id, r)) = done.recv() => {
                     wire.push(id, &r);
                     while let Ok((id, r)) = done.try_recv() {
@@ -490,7 +578,7 @@ impl Session {
                 },
                 () = &mut idle_timer => {
                     let due = last_active + idle;
-                    if Instant::now() >= due && self.waits.is_empty() {
+                    if Instant::now() >= due && self.waits.is_empty() && self.held.is_empty() {
                         return End::Idle;
                     }
                     // Still busy, or active since the timer was set: look again a period on.
@@ -517,23 +605,11 @@ impl Session {
             Some(hook) => mqcore::blocking::with_hook(hook, || self.steps(requests)),
             None => self.steps(requests),
         };
-        if !held.is_empty() {
-            // Answers of logged steps leave once their records are durable and their effects
-            // published; meanwhile the connection reads and runs its next requests, whose
-            // records then share the log writer's next sync.
-            let done = self.done.clone();
-            self.waits.spawn(async move {
-                for h in held {
-                    let r = mqcore::deferred::finish_all(h.logged).await;
-                    for (id, answer) in h.replies {
-                        let answer = match &r {
-                            Ok(()) => answer,
-                            Err(e) => Response::error(e),
-                        };
-                        let _ = done.send((id, answer));
-                    }
-                }
-            });
+        // Answers of logged steps leave once their records are durable and their effects
+        // published; meanwhile the connection reads and runs its next requests, whose records
+        // then share the log writer's next sync.
+        for h in held {
+            self.held.push(h);
         }
         for (id, step) in steps {
             match step {

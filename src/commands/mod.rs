@@ -4,5 +4,6 @@ pub mod admin;
 pub mod crash_worker;
 pub mod netbench;
 pub mod recovery;
+pub mod runtime;
 pub mod serve;
 pub mod triggers;

@@ -129,13 +129,13 @@ pub fn run(opts: &Options) -> mqemu::Result<()> {
     // Round trips are one at a time on one connection: one thread runs them, so an answer does
     // not hop threads to reach its request, just as the raw ping-pong's read does not.
     let mut builder = if opts.rtt {
-        tokio::runtime::Builder::new_current_thread()
+        let mut b = tokio::runtime::Builder::new_current_thread();
+        b.enable_all().thread_name("mqemu-bench");
+        b
     } else {
-        tokio::runtime::Builder::new_multi_thread()
+        super::runtime::multi_thread("mqemu-bench")
     };
     let rt = builder
-        .enable_all()
-        .thread_name("mqemu-bench")
         .build()
         .map_err(|e| {
             Error::new(

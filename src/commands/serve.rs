@@ -249,9 +249,7 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
     };
     let open = server_config.auth.is_open();
     let users: BTreeMap<_, _> = config.users.iter().map(|u| (&u.name, u.admin)).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("mqemu-serve")
+    let rt = super::runtime::multi_thread("mqemu-serve")
         .build()
         .map_err(|e| Error::new(ErrorCode::InsufficientResources, e.to_string()))?;
     rt.block_on(async move {

@@ -670,6 +670,12 @@ impl Wal {
         }
     }
 
+    /// Whether [`Wal::wait`] for `lsn` would return at once: the record is durable, or the log
+    /// has failed.
+    pub fn settled(&self, lsn: Lsn) -> bool {
+        self.shared.durable_state(lsn).is_some()
+    }
+
     /// The LSN the next record will get.
     pub fn next_lsn(&self) -> Lsn {
         lock(&self.shared.state).next_lsn
