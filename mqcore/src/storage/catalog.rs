@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// A small durable key-value map.
 pub trait CatalogStore: Send + Sync {
@@ -36,15 +37,40 @@ fn io_error(e: sled::Error) -> io::Error {
 }
 
 impl SledCatalog {
-    /// Opens (or creates) the catalog in `dir`.
+    /// Opens (or creates) the catalog in `dir`. The caller owns the storage directory
+    /// ([`crate::storage::Ownership`]).
     pub fn open(dir: &Path) -> io::Result<SledCatalog> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::LowSpace)
-            .open()
-            .map_err(io_error)?;
-        Ok(SledCatalog { db })
+        // sled releases its file lock from its own threads, some time after the last `Db` is
+        // dropped: a queue manager reopened at once (a restart in a test, a failover back) can
+        // find the lock still taken. The caller's ownership of the directory means no other
+        // process holds it, so a taken lock is this process's last catalog closing: wait for it,
+        // a while.
+        let mut delay = Duration::from_millis(1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            // No periodic flusher: every change is flushed before it returns anyway.
+            let opened = sled::Config::new()
+                .path(dir)
+                .mode(sled::Mode::LowSpace)
+                .flush_every_ms(None)
+                .open()
+                .map_err(io_error);
+            match opened {
+                Ok(db) => return Ok(SledCatalog { db }),
+                Err(e) if lock_taken(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
+}
+
+/// Whether sled failed to open because its lock file is locked: sled 0.34 reports that as
+/// `ErrorKind::Other` with this text, not as `WouldBlock`.
+fn lock_taken(e: &io::Error) -> bool {
+    e.to_string().contains("could not acquire lock")
 }
 
 impl CatalogStore for SledCatalog {
@@ -115,5 +141,26 @@ impl CatalogStore for MemCatalog {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reopen_waits_for_the_catalog_still_closing() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SledCatalog::open(dir.path()).unwrap();
+        first.put("k", b"v").unwrap();
+        // Held on another thread a little longer: as sled's own threads hold its lock after a
+        // queue manager drops its catalog.
+        let closing = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(first);
+        });
+        let second = SledCatalog::open(dir.path()).unwrap();
+        assert_eq!(second.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+        closing.join().unwrap();
     }
 }
