@@ -280,3 +280,199 @@ fn a_roll_interrupted_before_its_header_is_removed() {
     let (_, records) = open(&disk, 4096).unwrap();
     assert_eq!(records.len(), 5);
 }
+
+/// The segment being written.
+fn last_segment(disk: &SimDisk) -> PathBuf {
+    disk.list(&dir())
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .max()
+        .unwrap()
+}
+
+/// The free segment compaction leaves for the next roll.
+fn free_segment() -> PathBuf {
+    dir().join("free.wal-segment")
+}
+
+/// Appends records 1..=n, letting go of all but the last ten every five records, so segments
+/// die and are reused. Returns how many were acknowledged and the lowest LSN the last
+/// successful compaction promised to keep.
+fn reusing_workload(wal: &Wal, n: u64) -> (u64, u64) {
+    let mut kept_from = 1;
+    for i in 1..=n {
+        if wal.append(7, &payload(i)).is_err() {
+            return (i - 1, kept_from);
+        }
+        if i % 5 == 0 && i > 10 {
+            if wal.remove_before(i - 10).is_err() {
+                return (i, kept_from);
+            }
+            kept_from = i - 10;
+        }
+    }
+    (n, kept_from)
+}
+
+/// Checks a log recovered after compactions: consecutive LSNs, each with its own payload, ending
+/// at or after the last acknowledged record and holding every record from `kept_from` on.
+fn check_suffix(recovered: &[Record], acknowledged: u64, kept_from: u64, context: &str) {
+    let first = recovered.first().map_or(acknowledged + 1, |r| r.lsn);
+    assert!(
+        first <= kept_from.max(1) || acknowledged < kept_from,
+        "{context}: records from {kept_from} were to be kept, the log starts at {first}"
+    );
+    for (i, r) in recovered.iter().enumerate() {
+        assert_eq!(
+            r.lsn,
+            first + i as u64,
+            "{context}: a gap, or an old record read back"
+        );
+        assert_eq!(r.data, payload(r.lsn), "{context}: record {}", r.lsn);
+    }
+    let last = recovered.last().map_or(0, |r| r.lsn);
+    assert!(
+        last >= acknowledged,
+        "{context}: {acknowledged} acknowledged, the log ends at {last}"
+    );
+}
+
+#[test]
+fn reused_segments_never_give_back_their_old_records() {
+    const N: u64 = 120;
+    const SEGMENT: u64 = 2048;
+    // A clean run: dead segments are reused, and the log reads back exactly its own records.
+    let clean = SimDisk::new();
+    let (wal, _) = open(&clean, SEGMENT).unwrap();
+    let mut reused = 0;
+    for i in 1..=N {
+        let had_free = clean.read_file(&free_segment()).is_some();
+        assert_eq!(wal.append(7, &payload(i)).unwrap(), i);
+        if had_free && clean.read_file(&free_segment()).is_none() {
+            reused += 1;
+        }
+        if i % 5 == 0 && i > 10 {
+            wal.remove_before(i - 10).unwrap();
+        }
+    }
+    assert!(reused >= 3, "segments reused {reused} times");
+    let mut read = Vec::new();
+    let kept_from = N - 10;
+    wal.reader()
+        .read(kept_from, N, |r| {
+            read.push(r.lsn);
+            true
+        })
+        .unwrap();
+    assert_eq!(read, (kept_from..=N).collect::<Vec<_>>());
+    drop(wal);
+    let (_, recovered) = open(&clean, SEGMENT).unwrap();
+    check_suffix(&recovered, N, kept_from, "clean run");
+    let total = clean.syncs();
+    // Crash at every sync point.
+    for n in 0..=total {
+        let disk = SimDisk::new();
+        disk.fail_after_syncs(n);
+        let (acknowledged, kept_from) = match open(&disk, SEGMENT) {
+            Ok((wal, _)) => reusing_workload(&wal, N),
+            Err(_) => (0, 1),
+        };
+        for (label, torn) in [("clean", false), ("torn", true)] {
+            let image = disk.crash_image(|_, unsynced| if torn { unsynced / 2 } else { 0 });
+            let context = format!("crash after sync {n} ({label})");
+            let (wal, recovered) =
+                open(&image, SEGMENT).unwrap_or_else(|e| panic!("{context}: {e}"));
+            check_suffix(&recovered, acknowledged, kept_from, &context);
+            // The log goes on from where it stopped, and reads back the same way again.
+            let next = recovered.last().map_or(1, |r| r.lsn + 1);
+            assert_eq!(wal.append(7, &payload(next)).unwrap(), next, "{context}");
+            drop(wal);
+            let (_, again) = open(&image, SEGMENT).unwrap();
+            check_suffix(&again, next, kept_from, &format!("{context}, reopened"));
+        }
+    }
+}
+
+#[test]
+fn a_torn_batch_over_old_records_is_a_torn_tail_not_corruption() {
+    const SEGMENT: u64 = 2048;
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk, SEGMENT).unwrap();
+    // Fill and let go of segments until the tail is a reused one with records in it.
+    let mut i = 0;
+    let tail = loop {
+        i += 1;
+        let had_free = disk.read_file(&free_segment()).is_some();
+        wal.append(7, &payload(i)).unwrap();
+        if had_free && disk.read_file(&free_segment()).is_none() {
+            break last_segment(&disk);
+        }
+        if i % 5 == 0 && i > 10 {
+            wal.remove_before(i - 10).unwrap();
+        }
+    };
+    // Two more records in the reused tail, the last one torn: old records follow it.
+    wal.append(7, &payload(i + 1)).unwrap();
+    wal.append(7, &payload(i + 2)).unwrap();
+    drop(wal);
+    let record_len = |lsn: u64| 8 + 17 + payload(lsn).len();
+    let torn_at = 32 + record_len(i) + record_len(i + 1);
+    let after = torn_at + record_len(i + 2);
+    let bytes = disk.read_file(&tail).unwrap();
+    assert!(
+        bytes[after..after + 64].iter().any(|&b| b != 0),
+        "old records follow the tail's own"
+    );
+    disk.corrupt(&tail, torn_at + 30, &[bytes[torn_at + 30] ^ 0xff]);
+    let (wal, recovered) = open(&disk, SEGMENT).unwrap();
+    assert_eq!(recovered.last().unwrap().lsn, i + 1);
+    check_suffix(&recovered, i + 1, i + 1, "torn tail");
+    assert_eq!(wal.append(7, &payload(i + 2)).unwrap(), i + 2);
+    drop(wal);
+    let (_, recovered) = open(&disk, SEGMENT).unwrap();
+    check_suffix(&recovered, i + 2, i + 1, "torn tail, rewritten");
+}
+
+#[test]
+fn old_records_right_after_a_reused_segments_own_are_not_read() {
+    // Records of one size sit at the same offsets in every segment, so a reused segment's own
+    // records end exactly where an old one begins, whole and with a good crc.
+    const N: u64 = 60; // 16 records a segment: the tail holds 49..=60 and four old ones
+    let body = |lsn: u64| vec![lsn as u8; 100];
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk, 2048).unwrap();
+    for i in 1..=N {
+        assert_eq!(wal.append(7, &body(i)).unwrap(), i);
+        if i % 5 == 0 && i > 10 {
+            wal.remove_before(i - 10).unwrap();
+        }
+    }
+    let tail = last_segment(&disk);
+    let bytes = disk.read_file(&tail).unwrap();
+    // Every record is 8 + 17 + 100 bytes: the tail's own end where an old record starts.
+    let slot = 8 + 17 + 100;
+    let tail_first = u64::from_le_bytes(bytes[24..32].try_into().unwrap());
+    let end = 32 + (N + 1 - tail_first) as usize * slot;
+    let old_lsn = u64::from_le_bytes(bytes[end + 9..end + 17].try_into().unwrap());
+    assert!(
+        old_lsn > 0 && old_lsn < tail_first,
+        "an old record (LSN {old_lsn}) follows the tail's own, which start at {tail_first}"
+    );
+    let mut read = Vec::new();
+    wal.reader()
+        .read(N - 10, N, |r| {
+            read.push(r.lsn);
+            true
+        })
+        .unwrap();
+    assert_eq!(read, (N - 10..=N).collect::<Vec<_>>());
+    drop(wal);
+    let (wal, recovered) = open(&disk, 2048).unwrap();
+    assert_eq!(recovered.last().unwrap().lsn, N);
+    for (i, r) in recovered.iter().enumerate() {
+        assert_eq!(r.lsn, recovered[0].lsn + i as u64);
+        assert_eq!(r.data, body(r.lsn));
+    }
+    assert_eq!(wal.append(7, &body(N + 1)).unwrap(), N + 1);
+}

@@ -135,14 +135,12 @@ pub fn run(opts: &Options) -> mqemu::Result<()> {
     } else {
         super::runtime::multi_thread("mqemu-bench")
     };
-    let rt = builder
-        .build()
-        .map_err(|e| {
-            Error::new(
-                ErrorCode::InsufficientResources,
-                format!("cannot start the bench's runtime: {e}"),
-            )
-        })?;
+    let rt = builder.build().map_err(|e| {
+        Error::new(
+            ErrorCode::InsufficientResources,
+            format!("cannot start the bench's runtime: {e}"),
+        )
+    })?;
     rt.block_on(async {
         match (&target, opts.rtt) {
             (Target::Mqemu { addr }, true) => rtt(opts, addr).await,

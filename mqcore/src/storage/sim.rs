@@ -237,6 +237,16 @@ impl Disk for SimDisk {
             .ok_or(io::ErrorKind::NotFound.into())
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut s = lock(&self.state);
+        if s.crashed {
+            return Err(crashed());
+        }
+        let file = s.files.remove(from).ok_or(io::ErrorKind::NotFound)?;
+        s.files.insert(to.to_owned(), file);
+        Ok(())
+    }
+
     fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
         // Directory entries are durable at once here: the tests target file contents.
         if lock(&self.state).crashed {

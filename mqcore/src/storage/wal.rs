@@ -2,8 +2,10 @@
 //!
 //! # Format
 //! A segment is `<dir>/<seq as 16 hex digits>.wal`: a 32-byte header (`MQEMUWAL`, format version,
-//! segment sequence number, first LSN), then records, then zeros (segments are preallocated, so
-//! an fdatasync overwrites blocks instead of growing the file). A record is
+//! segment sequence number, first LSN), then records, then zeros or a dead segment's old records
+//! (segments are preallocated, so an fdatasync overwrites blocks instead of growing the file; and
+//! compaction's newest dead segment is kept as `free.wal-segment` and reused by the next roll,
+//! so the blocks are written once, not zeroed first). A record is
 //! `[len u32][crc32 u32][kind u8][lsn u64][epoch u64][data]`, little-endian, where `len` counts
 //! the bytes after the crc and the crc covers `len` and everything after it. LSNs increase by one
 //! per record across segments; the epoch is the owner epoch of the process that wrote it.
@@ -16,11 +18,15 @@
 //! waits for one write and one sync.
 //!
 //! # Recovery
-//! [`Wal::open`] reads every segment in order and checks every record. A record that fails its
-//! check with no valid record after it is the torn tail of an interrupted batch: it and everything
-//! after it are dropped (zeroed), since no committer was told it was durable. A bad record with a
-//! valid record after it is corruption of acknowledged data: opening fails with
-//! [`WalError::Corrupt`] naming the file and offset, instead of starting silently wrong.
+//! [`Wal::open`] reads every segment in order and checks every record. A segment's records end at
+//! zeros, or where a reused segment's old bytes begin: an old record (its LSN is below the
+//! segment's first) or the cut-off rest of one. Each segment's header must start at the LSN after
+//! the previous segment's last record, so records missing at the end of a segment are found
+//! there. In the last segment, a record that fails its check with no valid record continuing the
+//! log after it is the torn tail of an interrupted batch: it and everything after it are dropped
+//! (zeroed), since no committer was told it was durable. A bad record with a valid record after
+//! it is corruption of acknowledged data: opening fails with [`WalError::Corrupt`] naming the
+//! file and offset, instead of starting silently wrong.
 //!
 //! # Fencing
 //! Before each batch the writer reads the owner epoch on disk; if another process has taken
@@ -43,8 +49,12 @@ pub type Lsn = u64;
 
 /// The segment header's first bytes.
 const MAGIC: &[u8; 8] = b"MQEMUWAL";
-/// The on-disk format version written in every segment header.
-const VERSION: u32 = 1;
+/// The on-disk format version written in every segment header. Version 2 reuses dead segments,
+/// so old records may follow a segment's own; version 1 segments (never reused) read the same.
+const VERSION: u32 = 2;
+/// The dead segment kept for the next roll to reuse ([`spare_segment`]); not a segment of the
+/// log, so recovery passes it by.
+const FREE_SEGMENT: &str = "free.wal-segment";
 /// Bytes of a segment header.
 const HEADER_LEN: u64 = 32;
 /// `len` and `crc` before each record's checked bytes.
@@ -145,6 +155,9 @@ struct Shared {
     /// Async committers ([`Wal::durable`]): the LSN each waits for and its waker, woken by the
     /// writer after each sync (all of them when the log fails).
     wakers: Mutex<Vec<(Lsn, Waker)>>,
+    /// Held while the free segment ([`FREE_SEGMENT`]) is put in place or taken, which compaction
+    /// and the spare's thread both do.
+    free: Mutex<()>,
 }
 
 struct State {
@@ -424,9 +437,18 @@ fn decode_at(bytes: &[u8], offset: u64) -> Decoded {
 
 /// Whether any valid record with an LSN above `after` starts somewhere in `bytes[from..]`.
 fn valid_record_after(bytes: &[u8], from: u64, after: Lsn) -> Option<u64> {
-    (from..bytes.len() as u64).find(|&off| match decode_at(bytes, off) {
-        Decoded::Record(r, _) => r.lsn > after,
-        _ => false,
+    // The LSN field is looked at before the crc, which costs a pass over the record: the old
+    // records of a reused segment are all at or below `after`, and a record that continues the
+    // log cannot be further on than there are bytes.
+    let lsn_at = FRAME_LEN + 1;
+    (from..bytes.len() as u64).find(|&off| {
+        let Some(field) = bytes.get(off as usize + lsn_at..off as usize + lsn_at + 8) else {
+            return false;
+        };
+        let lsn = u64::from_le_bytes(field.try_into().expect("8 bytes"));
+        lsn > after
+            && lsn - after <= bytes.len() as u64
+            && matches!(decode_at(bytes, off), Decoded::Record(r, _) if r.lsn > after)
     })
 }
 
@@ -478,6 +500,8 @@ impl Wal {
             .collect();
         segments.sort();
         let mut last_lsn: Lsn = 0;
+        // Where a segment before the last stopped other than at zeros, and why.
+        let mut cut_short: Option<(PathBuf, u64, String)> = None;
         let mut marks = Vec::new();
         let mut tail: Option<Tail> = None;
         let mut on_disk = Vec::new();
@@ -508,22 +532,47 @@ impl Wal {
                 }
                 return Err(corrupt(0, "segment header cut off".into()));
             }
+            let first_lsn = u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes"));
             if &bytes[..8] != MAGIC
-                || u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) != VERSION
+                || !(1..=VERSION).contains(&u32::from_le_bytes(
+                    bytes[8..12].try_into().expect("4 bytes"),
+                ))
                 || u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes")) != *seq
+                || first_lsn == 0
             {
                 return Err(corrupt(0, "bad segment header".into()));
             }
-            on_disk.push((
-                *seq,
-                u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes")),
-            ));
+            if last_lsn == 0 {
+                last_lsn = first_lsn - 1;
+            } else if first_lsn != last_lsn + 1 {
+                // The previous segment's records stopped short of where this one starts.
+                let why = match cut_short.take() {
+                    Some((file, offset, why)) => format!(
+                        "{why} at offset {offset} of {}, and this segment starts at record \
+                         {first_lsn}",
+                        file.display()
+                    ),
+                    None => format!("segment starts at record {first_lsn}"),
+                };
+                return Err(corrupt(0, format!("{why}, after record {last_lsn}")));
+            }
+            cut_short = None;
+            on_disk.push((*seq, first_lsn));
             let mut offset = HEADER_LEN;
             let mut marked: Option<u64> = None;
             loop {
                 match decode_at(&bytes, offset) {
+                    // A reused segment's old records: every one is below the segment's first
+                    // LSN, so below the last record read. The segment's own records end here.
+                    Decoded::Record(r, _) if r.lsn <= last_lsn => {
+                        if !is_last {
+                            cut_short =
+                                Some((path.clone(), offset, format!("old record {}", r.lsn)));
+                        }
+                        break;
+                    }
                     Decoded::Record(r, next) => {
-                        if last_lsn != 0 && r.lsn != last_lsn + 1 {
+                        if r.lsn != last_lsn + 1 {
                             return Err(corrupt(
                                 offset,
                                 format!("record {} follows record {last_lsn}", r.lsn),
@@ -543,10 +592,15 @@ impl Wal {
                     }
                     Decoded::End => break,
                     Decoded::Bad(why) => {
-                        // Torn tail or corruption: a torn tail has nothing valid after it.
+                        // Before the last segment: the end of its records, with the rest of an
+                        // old record after them if the segment was reused; whether any of its
+                        // own records are missing shows when the next segment's first LSN is
+                        // read.
                         if !is_last {
-                            return Err(corrupt(offset, why));
+                            cut_short = Some((path.clone(), offset, why));
+                            break;
                         }
+                        // Torn tail or corruption: a torn tail has nothing valid after it.
                         if let Some(at) = valid_record_after(&bytes, offset + 1, last_lsn) {
                             return Err(corrupt(
                                 offset,
@@ -593,6 +647,7 @@ impl Wal {
             }),
             work: Condvar::new(),
             wakers: Mutex::new(Vec::new()),
+            free: Mutex::new(()),
             durable_to: AtomicU64::new(last_lsn),
             failed: AtomicBool::new(false),
             waiting: Mutex::new(()),
@@ -700,7 +755,7 @@ impl Wal {
     }
 
     /// Deletes every segment whose records all have LSNs below `lsn` (never the segment being
-    /// written). The caller guarantees nothing below `lsn` is needed for recovery any more.
+    /// written), keeping the newest of them as the free segment for a later roll. The caller guarantees nothing below `lsn` is needed for recovery any more.
     /// Returns how many segments went.
     pub fn remove_before(&self, lsn: Lsn) -> Result<usize, WalError> {
         let doomed: Vec<u64> = {
@@ -714,9 +769,20 @@ impl Wal {
             doomed
         };
         // Oldest first, each removal durable before the next: a crash leaves a suffix of the
-        // segments, never a gap in the middle of the log.
-        for seq in &doomed {
-            self.disk.remove(&segment_path(&self.dir, *seq))?;
+        // segments, never a gap in the middle of the log. The newest goes last, renamed to be
+        // the free segment the next roll reuses (replacing any free one not yet taken).
+        for (i, seq) in doomed.iter().enumerate() {
+            let path = segment_path(&self.dir, *seq);
+            if i + 1 == doomed.len() {
+                let _free = self
+                    .shared
+                    .free
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                self.disk.rename(&path, &self.dir.join(FREE_SEGMENT))?;
+            } else {
+                self.disk.remove(&path)?;
+            }
             self.disk.sync_dir(&self.dir)?;
         }
         Ok(doomed.len())
@@ -777,6 +843,7 @@ impl WalReader {
             (start, segments)
         };
         let mut offset = start.offset;
+        let mut last: Lsn = 0;
         for seq in segments {
             let file = self.disk.open(&segment_path(&self.dir, seq), false)?;
             // `buf` holds the segment's bytes from `base` on; `at` is the next record in it.
@@ -810,8 +877,12 @@ impl WalReader {
                     continue;
                 }
                 match decode_at(&buf, at as u64) {
+                    // The old records of a reused segment, after the segment's own: all below
+                    // any record still asked for, so nothing more of this segment is.
+                    Decoded::Record(r, _) if r.lsn <= last => break,
                     Decoded::Record(r, next) => {
                         at = next as usize;
+                        last = r.lsn;
                         if r.lsn > to {
                             return Ok(());
                         }
@@ -874,10 +945,43 @@ fn fill_zeros(
     disk.sync_dir(dir)
 }
 
-/// Creates segment `seq` as `size` zeros with no header yet, durable with its directory entry:
-/// the spare the writer rolls to.
-fn zero_filled(disk: &dyn Disk, dir: &Path, seq: u64, size: u64) -> io::Result<Box<dyn DiskFile>> {
-    let file = disk.open(&segment_path(dir, seq), true)?;
+/// Makes segment `seq` with a header of zeros, durable with its directory entry: the spare the
+/// writer rolls to. It is the free segment compaction left ([`Wal::remove_before`]) if there is
+/// one, or else `size` new zeros.
+///
+/// Reusing a dead segment's blocks halves what the log writes: filling a new segment with zeros
+/// (so that an `fdatasync` overwrites blocks instead of allocating them) writes it twice. The
+/// old records left in it are told apart by their LSNs, all below the segment's first (see
+/// [Recovery](self#recovery)).
+fn spare_segment(
+    disk: &dyn Disk,
+    dir: &Path,
+    seq: u64,
+    size: u64,
+    free: &Mutex<()>,
+) -> io::Result<Box<dyn DiskFile>> {
+    let path = segment_path(dir, seq);
+    {
+        let _free = free.lock().unwrap_or_else(PoisonError::into_inner);
+        let free_path = dir.join(FREE_SEGMENT);
+        match disk.open(&free_path, false) {
+            Ok(file) if file.len()? == size => {
+                // The old header goes, durably, before the rename: a crash after it leaves a
+                // last segment whose header was never written, which recovery removes.
+                file.write_at(&[0; HEADER_LEN as usize], 0)?;
+                file.sync_data()?;
+                drop(file);
+                disk.rename(&free_path, &path)?;
+                disk.sync_dir(dir)?;
+                return disk.open(&path, false);
+            }
+            // Left by a log with another segment size.
+            Ok(_) => disk.remove(&free_path)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let file = disk.open(&path, true)?;
     fill_zeros(disk, dir, &*file, 0, size)?;
     Ok(file)
 }
@@ -915,9 +1019,9 @@ struct Writer {
     segment_size: u64,
     tail: Tail,
     shared: Arc<Shared>,
-    /// The next segment's file, being zero-filled on a thread of its own once the tail is half
-    /// full: filling 64 MiB on the writer's thread stalled every commit for tens of milliseconds
-    /// at each roll.
+    /// The next segment's file, prepared on a thread of its own once the tail is half full
+    /// ([`spare_segment`]): zero-filling 64 MiB on the writer's thread stalled every commit for
+    /// tens of milliseconds at each roll.
     spare: Option<std::thread::JoinHandle<io::Result<Box<dyn DiskFile>>>>,
 }
 
@@ -999,23 +1103,27 @@ impl Writer {
             let first_lsn = first_lsn_of(batch);
             let seq = self.tail.seq + 1;
             let spare = self.spare.take().and_then(|t| t.join().ok()?.ok());
-            self.tail = match spare {
-                Some(file) => {
-                    // Zero-filled, synced and in the directory already: the header goes with
-                    // this batch's sync. A crash before that sync leaves an all-zero segment,
-                    // which recovery removes as an interrupted roll.
-                    let header = segment_header(seq, first_lsn);
-                    file.write_at(&header, 0)
-                        .map_err(|e| Failure::Other(e.to_string()))?;
-                    Tail {
-                        file,
-                        seq,
-                        offset: HEADER_LEN,
-                        marked: None,
-                    }
-                }
-                None => new_segment(&*self.disk, &self.dir, seq, first_lsn, self.segment_size)
-                    .map_err(|e| Failure::Other(e.to_string()))?,
+            let file = match spare {
+                Some(file) => file,
+                None => spare_segment(
+                    &*self.disk,
+                    &self.dir,
+                    seq,
+                    self.segment_size,
+                    &self.shared.free,
+                )
+                .map_err(|e| Failure::Other(e.to_string()))?,
+            };
+            // The spare's header is zeros, synced, and it is in the directory already: the
+            // header goes with this batch's sync. A crash before that sync leaves a segment
+            // whose header was never written, which recovery removes as an interrupted roll.
+            file.write_at(&segment_header(seq, first_lsn), 0)
+                .map_err(|e| Failure::Other(e.to_string()))?;
+            self.tail = Tail {
+                file,
+                seq,
+                offset: HEADER_LEN,
+                marked: None,
             };
             lock(&self.shared.state)
                 .segments
@@ -1033,16 +1141,17 @@ impl Writer {
             && self.tail.offset > self.segment_size / 2
             && self.disk.background_io()
         {
-            let (disk, dir, seq, size) = (
+            let (disk, dir, seq, size, shared) = (
                 self.disk.clone(),
                 self.dir.clone(),
                 self.tail.seq + 1,
                 self.segment_size,
+                self.shared.clone(),
             );
-            // If the thread cannot start, the roll creates the segment itself.
+            // If the thread cannot start, the roll prepares the segment itself.
             self.spare = std::thread::Builder::new()
                 .name("mqcore-wal-spare".into())
-                .spawn(move || zero_filled(&*disk, &dir, seq, size))
+                .spawn(move || spare_segment(&*disk, &dir, seq, size, &shared.free))
                 .ok();
         }
         if self.tail.marked.is_none_or(|m| at >= m + MARK_EVERY) {
