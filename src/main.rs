@@ -344,9 +344,15 @@ enum Mode {
 #[derive(clap::Args, Debug)]
 struct BenchArgs {
     /// Drive a running server instead of an engine in this process: mqemu://HOST:PORT, or
-    /// amqp://USER:PASS@HOST:PORT/VHOST for an AMQP 0-9-1 broker such as RabbitMQ.
+    /// amqp://USER:PASS@HOST:PORT/VHOST for an AMQP 0-9-1 broker such as RabbitMQ. Give it
+    /// more than once to measure several servers in one run, in turn (see --rounds).
     #[arg(long, conflicts_with = "data")]
-    target: Option<String>,
+    target: Vec<String>,
+    /// With --target: runs against each target, taken in turn, so machine noise hits all alike;
+    /// the report ends with each target's median rate and the first target's rate over each
+    /// other's.
+    #[arg(long, default_value_t = 1, requires = "target", value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
     /// Authentication token of an mqemu:// target (or MQEMU_TOKEN).
     #[arg(long, env = "MQEMU_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -553,10 +559,11 @@ fn main() -> ExitCode {
         }
         Command::Bench(args) => report(
             "bench",
-            match &args.target {
-                None => bench(&args),
-                Some(target) => commands::netbench::run(&commands::netbench::Options {
-                    target: target.clone(),
+            match &args.target[..] {
+                [] => bench(&args),
+                targets => commands::netbench::run(&commands::netbench::Options {
+                    targets: targets.to_vec(),
+                    rounds: args.rounds,
                     token: args.token.clone(),
                     producers: args.producers,
                     consumers: args.consumers,

@@ -94,8 +94,10 @@ impl Mode {
 /// What `mqemu bench --target` was asked to do.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// `mqemu://HOST:PORT` or `amqp://USER:PASS@HOST:PORT/VHOST`.
-    pub target: String,
+    /// `mqemu://HOST:PORT` or `amqp://USER:PASS@HOST:PORT/VHOST`, one or more.
+    pub targets: Vec<String>,
+    /// With several targets: runs of each, taken in turn, so machine noise hits all alike.
+    pub rounds: u32,
     /// The mqemu server's token, if it asks for one.
     pub token: Option<String>,
     /// Producer connections.
@@ -125,7 +127,14 @@ pub fn run(opts: &Options) -> mqemu::Result<()> {
             "--size must be at least 8 bytes (the send time rides in the body)",
         ));
     }
-    let target = parse_target(&opts.target)?;
+    let targets = opts
+        .targets
+        .iter()
+        .map(|t| parse_target(t))
+        .collect::<mqemu::Result<Vec<_>>>()?;
+    if opts.rtt && targets.len() != 1 {
+        return Err(invalid("--rtt measures one mqemu:// target"));
+    }
     // Round trips are one at a time on one connection: one thread runs them, so an answer does
     // not hop threads to reach its request, just as the raw ping-pong's read does not.
     let mut builder = if opts.rtt {
@@ -142,10 +151,24 @@ pub fn run(opts: &Options) -> mqemu::Result<()> {
         )
     })?;
     rt.block_on(async {
-        match (&target, opts.rtt) {
-            (Target::Mqemu { addr }, true) => rtt(opts, addr).await,
-            (Target::Amqp(_), true) => Err(invalid("--rtt needs an mqemu:// target")),
-            (_, false) => load(opts, &target).await,
+        match (&targets[..], opts.rtt) {
+            ([Target::Mqemu { addr }], true) => rtt(opts, addr).await,
+            (_, true) => Err(invalid("--rtt needs an mqemu:// target")),
+            (_, false) => {
+                let mut rates = vec![Vec::new(); targets.len()];
+                for round in 1..=opts.rounds {
+                    if opts.rounds > 1 && !opts.json {
+                        println!("round {round} of {}:", opts.rounds);
+                    }
+                    for (target, rates) in targets.iter().zip(&mut rates) {
+                        rates.push(load(opts, target).await?);
+                    }
+                }
+                if rates.len() > 1 || opts.rounds > 1 {
+                    report_rounds(opts, &targets, &rates);
+                }
+                Ok(())
+            }
         }
     })
 }
@@ -474,7 +497,8 @@ fn share_of(total: u64, n: u32, i: u32) -> u64 {
 }
 
 /// A load run: prepares the queue, connects every worker, runs them and reports.
-async fn load(opts: &Options, target: &Target) -> mqemu::Result<()> {
+/// One load run against `target`; prints its report and returns its messages per second.
+async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> {
     let queue = opts.mode.queue();
     match target {
         Target::Mqemu { addr } => prepare_mqemu(addr, opts).await?,
@@ -580,8 +604,58 @@ async fn load(opts: &Options, target: &Target) -> mqemu::Result<()> {
     if let Some(e) = first_error {
         return Err(e);
     }
-    report_load(opts, target, &shared, &send, &e2e);
-    Ok(())
+    Ok(report_load(opts, target, &shared, &send, &e2e))
+}
+
+/// The median of `v` (not empty).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// After runs against several targets (or several rounds): each target's median rate, and the
+/// first target's rate over each other's, as a median and as the range over the rounds.
+fn report_rounds(opts: &Options, targets: &[Target], rates: &[Vec<f64>]) {
+    let first = &rates[0];
+    let rows: Vec<_> = targets
+        .iter()
+        .zip(rates)
+        .map(|(target, r)| {
+            let ratios: Vec<f64> = first.iter().zip(r).map(|(a, b)| a / b).collect();
+            let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = ratios.iter().copied().fold(0.0, f64::max);
+            (target, median(r), median(&ratios), lo, hi)
+        })
+        .collect();
+    if opts.json {
+        let summary: Vec<_> = rows
+            .iter()
+            .map(|(target, rate, ratio, lo, hi)| {
+                json!({
+                    "target": target.to_string(),
+                    "median_msgs_per_sec": rate.round(),
+                    "first_over_this": (ratio * 100.0).round() / 100.0,
+                    "first_over_this_range": [(lo * 100.0).round() / 100.0, (hi * 100.0).round() / 100.0],
+                })
+            })
+            .collect();
+        println!("{}", json!({ "rounds": opts.rounds, "summary": summary }));
+        return;
+    }
+    println!(
+        "summary over {} round(s), each target in turn: median msgs/s, and the first target's \
+         rate over this one's",
+        opts.rounds
+    );
+    for (target, rate, ratio, lo, hi) in rows {
+        println!("  {target}: {rate:.0} msgs/s, ratio {ratio:.2}x (rounds {lo:.2}x to {hi:.2}x)");
+    }
 }
 
 /// The once-a-second progress display on stderr: a bar on a terminal, a plain line otherwise,
@@ -638,13 +712,14 @@ impl Progress {
     }
 }
 
+/// Prints one load run's report; returns its messages per second.
 fn report_load(
     opts: &Options,
     target: &Target,
     shared: &Shared,
     send: &Latencies,
     e2e: &Latencies,
-) {
+) -> f64 {
     let sent = shared.sent.load(Ordering::SeqCst);
     let received = shared.received.load(Ordering::SeqCst);
     let nacked = shared.nacked.load(Ordering::SeqCst);
@@ -681,7 +756,7 @@ fn report_load(
             report["nacked"] = json!(nacked);
         }
         println!("{report}");
-        return;
+        return rate;
     }
     println!(
         "{target} {}, {} B, {} producer(s) / {} consumer(s), window {}",
@@ -699,6 +774,7 @@ fn report_load(
     println!("  sent {sent}{nacks}, received {received} in {seconds:.2} s: {rate:.0} msgs/s");
     println!("  send latency (µs)        {}", send.text());
     println!("  end-to-end latency (µs)  {}", e2e.text());
+    rate
 }
 
 // ---------------------------------------------------------------------------------------------

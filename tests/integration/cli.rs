@@ -99,6 +99,49 @@ impl Drop for Serve {
 }
 
 #[test]
+fn bench_measures_several_targets_in_turn_and_sums_them_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Serve::start(dir.path(), &[]);
+    let target = format!("mqemu://{}", s.addr);
+    let out = mqemu()
+        .args(["bench", "--target", &target, "--target", &target])
+        .args(["--rounds", "2", "--count", "300", "--size", "64"])
+        .args(["--mode", "transactional", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Two rounds of two runs, then the summary.
+    assert_eq!(lines.len(), 5, "{stdout}");
+    for run in &lines[..4] {
+        assert_eq!(run["received"], 300, "{run}");
+        assert!(run["msgs_per_sec"].as_f64().unwrap() > 0.0, "{run}");
+    }
+    let summary = &lines[4];
+    assert_eq!(summary["rounds"], 2, "{summary}");
+    let rows = summary["summary"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{summary}");
+    assert_eq!(rows[0]["first_over_this"], 1.0, "{summary}");
+    // The second target's ratio is the median of the rounds' first-over-second rates.
+    let rate = |i: usize| lines[i]["msgs_per_sec"].as_f64().unwrap();
+    let ratios = [rate(0) / rate(1), rate(2) / rate(3)];
+    let expected = (ratios[0] + ratios[1]) / 2.0;
+    let got = rows[1]["first_over_this"].as_f64().unwrap();
+    assert!(
+        (got - expected).abs() < 0.011,
+        "{got} against {expected}: {summary}"
+    );
+}
+
+#[test]
 fn serve_and_the_client_commands() {
     let dir = tempfile::tempdir().unwrap();
     let s = Serve::start(dir.path(), &[]);
