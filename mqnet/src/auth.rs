@@ -105,6 +105,12 @@ impl Principal {
         }
     }
 
+    /// Whether the connection proved who it is (logged in with a token): only then are its
+    /// messages authenticated, as a queue with `authenticate` set asks.
+    pub fn is_authenticated(&self) -> bool {
+        matches!(self, Principal::User(_))
+    }
+
     /// Whether this principal administers the whole queue manager.
     pub fn is_admin(&self) -> bool {
         match self {

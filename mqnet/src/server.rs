@@ -744,7 +744,7 @@ impl Session {
         tx: TxRef,
     ) -> Vec<Result<mqcore::MessageId, Error>> {
         let n = msgs.len();
-        let q = match self.open(Some(Right::Send), queue) {
+        let q = match self.open_to_send(queue) {
             Ok(q) => q,
             Err(e) => return vec![Err(e); n],
         };
@@ -886,6 +886,23 @@ impl Session {
         Ok(q)
     }
 
+    /// Opens a queue to send to: the send right, and an authenticated connection if the queue
+    /// accepts only authenticated messages.
+    fn open_to_send(&self, name: &str) -> Result<Queue, Error> {
+        let q = self.open(Some(Right::Send), name)?;
+        if q.requires_authentication() && !self.principal.is_authenticated() {
+            return Err(Error::new(
+                ErrorCode::MessageNotAuthenticated,
+                format!(
+                    "{name} accepts only authenticated messages: connect with a user's token \
+                     (this connection is {})",
+                    self.principal.name()
+                ),
+            ));
+        }
+        Ok(q)
+    }
+
     fn check_admin(&self) -> Result<(), Error> {
         if self.principal.is_admin() {
             return Ok(());
@@ -942,7 +959,7 @@ impl Session {
             }
             Request::Len { name } => Response::Count(self.open(None, &name)?.len()? as u64),
             Request::Send { queue, msg, tx } => {
-                let q = self.open(Some(Right::Send), &queue)?;
+                let q = self.open_to_send(&queue)?;
                 Response::Sent(self.with_tx(tx, |t| q.send(*msg, t))?)
             }
             Request::Receive {

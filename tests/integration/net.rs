@@ -433,6 +433,85 @@ async fn tokens_and_rights_are_enforced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_that_authenticates_takes_messages_only_from_a_logged_in_sender() {
+    const AUTH: &str = r".\private$\signed";
+    const AUTH_TX: &str = r".\private$\signed-tx";
+    let props = |transactional| QueueProps {
+        authenticate: true,
+        transactional,
+        ..QueueProps::default()
+    };
+    // An open server: nobody logs in, so no message is authenticated.
+    let qm = QueueManager::new();
+    let s = start(qm.clone(), ServerConfig::default()).await;
+    let c = Client::connect(&s.addr()).await.unwrap();
+    c.create_queue(AUTH, props(false)).await.unwrap();
+    c.create_queue(AUTH_TX, props(true)).await.unwrap();
+    c.create_queue(Q, QueueProps::default()).await.unwrap();
+    let code = |r: Result<_, mqemu::Error>| r.unwrap_err().code();
+    let refused = ErrorCode::MessageNotAuthenticated;
+    assert_eq!(
+        code(c.send(AUTH, Message::new("x"), Tx::None).await),
+        refused
+    );
+    assert_eq!(
+        code(c.send(AUTH_TX, Message::new("x"), Tx::Single).await),
+        refused
+    );
+    let t = c.begin().await.unwrap();
+    assert_eq!(
+        code(c.send(AUTH_TX, Message::new("x"), Tx::In(&t)).await),
+        refused
+    );
+    t.commit().await.unwrap();
+    // Pipelined sends, which the server runs as one batch.
+    let q = c.open(AUTH).await.unwrap();
+    let sends: Vec<_> = (0..20)
+        .map(|_| q.send(Message::new("x"), Tx::None))
+        .collect();
+    for r in futures_util::future::join_all(sends).await {
+        assert_eq!(code(r), refused);
+    }
+    assert!(q.is_empty().await.unwrap());
+    assert!(c.open(AUTH_TX).await.unwrap().is_empty().await.unwrap());
+    // Other queues take the same sender's messages; the engine's own process is trusted.
+    c.send(Q, Message::new("ok"), Tx::None).await.unwrap();
+    qm.send(AUTH, Message::new("local"), mqemu::Tx::None)
+        .unwrap();
+    assert_eq!(q.len().await.unwrap(), 1);
+    s.stop().await;
+
+    // With users, a sender that logged in is authenticated.
+    let user = User {
+        name: "signer".into(),
+        token: "t0ken".into(),
+        admin: true,
+        queues: Default::default(),
+    };
+    let config = ServerConfig {
+        auth: Auth::new(vec![user]),
+        ..ServerConfig::default()
+    };
+    let s = start(QueueManager::new(), config).await;
+    let options = ClientOptions {
+        token: Some("t0ken".into()),
+        ..ClientOptions::default()
+    };
+    let c = Client::connect_with(&s.addr(), &options).await.unwrap();
+    c.create_queue(AUTH_TX, props(true)).await.unwrap();
+    c.send(AUTH_TX, Message::new("signed"), Tx::Single)
+        .await
+        .unwrap();
+    let t = c.begin().await.unwrap();
+    c.send(AUTH_TX, Message::new("signed too"), Tx::In(&t))
+        .await
+        .unwrap();
+    t.commit().await.unwrap();
+    assert_eq!(c.open(AUTH_TX).await.unwrap().len().await.unwrap(), 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limit_and_idle_timeout() {
     let config = ServerConfig {
         max_connections: 1,

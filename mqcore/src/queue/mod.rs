@@ -256,6 +256,16 @@ impl Queue {
         }
     }
 
+    /// Whether the queue accepts only authenticated messages (`PROPID_Q_AUTHENTICATE`). The
+    /// engine trusts its own process; a server refuses unauthenticated senders' messages with
+    /// `MQ_ERROR_MESSAGE_NOT_AUTHENTICATED` when this is set.
+    pub fn requires_authentication(&self) -> bool {
+        match &self.target {
+            Target::Main(q) | Target::Journal(q) | Target::Sub(q, _) => q.read_props().authenticate,
+            Target::System(_) => false,
+        }
+    }
+
     /// The name this handle was opened with.
     pub fn name(&self) -> &QueueName {
         &self.name
