@@ -476,3 +476,30 @@ fn old_records_right_after_a_reused_segments_own_are_not_read() {
     }
     assert_eq!(wal.append(7, &body(N + 1)).unwrap(), N + 1);
 }
+
+#[test]
+fn damage_in_a_segment_before_the_last_is_refused_wherever_it_is() {
+    // Records of 125 bytes, 16 to a 2048-byte segment: records 1..=16 fill segment 1.
+    let body = |lsn: u64| vec![lsn as u8; 100];
+    let slot = 8 + 17 + 100;
+    let first = dir().join(format!("{:016x}.wal", 1));
+    for (damaged, expect) in [(5u64, "valid record after it"), (16, "starts at record 17")] {
+        let disk = SimDisk::new();
+        let (wal, _) = open(&disk, 2048).unwrap();
+        for i in 1..=40 {
+            wal.append(7, &body(i)).unwrap();
+        }
+        drop(wal);
+        let at = 32 + (damaged as usize - 1) * slot + 40;
+        let byte = disk.read_file(&first).unwrap()[at];
+        disk.corrupt(&first, at, &[byte ^ 0x01]);
+        match open(&disk, 2048) {
+            Err(WalError::Corrupt { why, .. }) => {
+                assert!(why.contains(expect), "record {damaged}: {why}");
+                assert!(why.contains("crc32"), "record {damaged}: {why}");
+            }
+            Err(e) => panic!("record {damaged}: wrong error: {e}"),
+            Ok(_) => panic!("record {damaged}: opened a log with a damaged record"),
+        }
+    }
+}

@@ -561,17 +561,9 @@ impl Wal {
             let mut offset = HEADER_LEN;
             let mut marked: Option<u64> = None;
             loop {
-                match decode_at(&bytes, offset) {
-                    // A reused segment's old records: every one is below the segment's first
-                    // LSN, so below the last record read. The segment's own records end here.
-                    Decoded::Record(r, _) if r.lsn <= last_lsn => {
-                        if !is_last {
-                            cut_short =
-                                Some((path.clone(), offset, format!("old record {}", r.lsn)));
-                        }
-                        break;
-                    }
-                    Decoded::Record(r, next) => {
+                let (why, torn) = match decode_at(&bytes, offset) {
+                    Decoded::End => break,
+                    Decoded::Record(r, next) if r.lsn > last_lsn => {
                         if r.lsn != last_lsn + 1 {
                             return Err(corrupt(
                                 offset,
@@ -589,32 +581,34 @@ impl Wal {
                         last_lsn = r.lsn;
                         visit(r)?;
                         offset = next;
+                        continue;
                     }
-                    Decoded::End => break,
-                    Decoded::Bad(why) => {
-                        // Before the last segment: the end of its records, with the rest of an
-                        // old record after them if the segment was reused; whether any of its
-                        // own records are missing shows when the next segment's first LSN is
-                        // read.
-                        if !is_last {
-                            cut_short = Some((path.clone(), offset, why));
-                            break;
-                        }
-                        // Torn tail or corruption: a torn tail has nothing valid after it.
-                        if let Some(at) = valid_record_after(&bytes, offset + 1, last_lsn) {
-                            return Err(corrupt(
-                                offset,
-                                format!("{why}, with a valid record after it at offset {at}"),
-                            ));
-                        }
-                        // Drop the torn tail: zero it so nothing of it is read again.
-                        let zeros = vec![0u8; bytes.len() - offset as usize];
-                        file.write_at(&zeros, offset)?;
-                        file.sync_data()?;
-                        tracing::warn!(file = %path.display(), offset, "dropped the torn tail of the write-ahead log");
-                        break;
-                    }
+                    // A reused segment's old records: every one is below the segment's first
+                    // LSN, so at or below the last record read.
+                    Decoded::Record(r, _) => (format!("old record {}", r.lsn), false),
+                    Decoded::Bad(why) => (why, true),
+                };
+                // The segment's own records end here, unless a record continuing the log comes
+                // after: then acknowledged records were damaged.
+                if let Some(at) = valid_record_after(&bytes, offset + 1, last_lsn) {
+                    return Err(corrupt(
+                        offset,
+                        format!("{why}, with a valid record after it at offset {at}"),
+                    ));
                 }
+                if !is_last {
+                    // Whether any of its last records are missing shows when the next
+                    // segment's first LSN is read.
+                    cut_short = Some((path.clone(), offset, why));
+                } else if torn {
+                    // The torn tail of an interrupted batch: zeroed, so nothing of it is read
+                    // again.
+                    let zeros = vec![0u8; bytes.len() - offset as usize];
+                    file.write_at(&zeros, offset)?;
+                    file.sync_data()?;
+                    tracing::warn!(file = %path.display(), offset, "dropped the torn tail of the write-ahead log");
+                }
+                break;
             }
             if is_last {
                 tail = Some(Tail {
