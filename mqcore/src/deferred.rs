@@ -185,6 +185,12 @@ pub async fn finish_all(steps: Vec<Deferred>) -> Result<()> {
         // A failure shows in `finish` below.
         let _ = last.durable().await;
     }
+    finish_each(steps)
+}
+
+/// Finishes every step in `steps` in order, on the spot (waiting for any whose record is not
+/// durable yet); the first failure is returned once all are finished.
+pub fn finish_each(steps: Vec<Deferred>) -> Result<()> {
     let mut first = Ok(());
     for d in steps {
         if let Err(e) = d.finish() {

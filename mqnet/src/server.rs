@@ -436,15 +436,9 @@ impl Held {
     /// Publishes the steps (their records are durable, or the log failed) and gives the answers:
     /// the replies, or the log's error for every one.
     fn finish(self) -> Vec<(u64, Response)> {
-        let mut failed = None;
-        for d in self.logged {
-            if let Err(e) = d.finish() {
-                failed.get_or_insert(e);
-            }
-        }
-        match failed {
-            None => self.replies,
-            Some(e) => self
+        match mqcore::deferred::finish_each(self.logged) {
+            Ok(()) => self.replies,
+            Err(e) => self
                 .replies
                 .into_iter()
                 .map(|(id, _)| (id, Response::error(&e)))

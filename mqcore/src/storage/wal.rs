@@ -22,11 +22,11 @@
 //! zeros, or where a reused segment's old bytes begin: an old record (its LSN is below the
 //! segment's first) or the cut-off rest of one. Each segment's header must start at the LSN after
 //! the previous segment's last record, so records missing at the end of a segment are found
-//! there. In the last segment, a record that fails its check with no valid record continuing the
-//! log after it is the torn tail of an interrupted batch: it and everything after it are dropped
-//! (zeroed), since no committer was told it was durable. A bad record with a valid record after
-//! it is corruption of acknowledged data: opening fails with [`WalError::Corrupt`] naming the
-//! file and offset, instead of starting silently wrong.
+//! there. Where a segment's records end early, a valid record continuing the log after that
+//! point is corruption of acknowledged data: opening fails with [`WalError::Corrupt`] naming the
+//! file and offset, instead of starting silently wrong. Otherwise, in the last segment, a record
+//! that fails its check is the torn tail of an interrupted batch: it and everything after it are
+//! dropped (zeroed), since no committer was told it was durable.
 //!
 //! # Fencing
 //! Before each batch the writer reads the owner epoch on disk; if another process has taken
@@ -749,7 +749,8 @@ impl Wal {
     }
 
     /// Deletes every segment whose records all have LSNs below `lsn` (never the segment being
-    /// written), keeping the newest of them as the free segment for a later roll. The caller guarantees nothing below `lsn` is needed for recovery any more.
+    /// written), keeping the newest of them as the free segment for a later roll. The caller
+    /// guarantees nothing below `lsn` is needed for recovery any more.
     /// Returns how many segments went.
     pub fn remove_before(&self, lsn: Lsn) -> Result<usize, WalError> {
         let doomed: Vec<u64> = {
