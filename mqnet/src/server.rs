@@ -475,8 +475,9 @@ impl HeldAnswers {
         // A failure shows in `finish`.
         let _ = front.await;
         self.front = None;
+        // Records become durable in LSN order: a batch's last one speaks for the batch.
         while let Some(h) = self.queue.front() {
-            if !h.logged.iter().all(|d| d.is_durable()) {
+            if !h.last().is_durable() {
                 break;
             }
             let h = self.queue.pop_front().expect("looked at");
