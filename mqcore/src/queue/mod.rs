@@ -621,6 +621,14 @@ impl Queue {
         Ok(self.store()?.lock().visible_messages())
     }
 
+    /// How many receives, peeks and cursors are registered as waiting on this queue right now.
+    /// Tests wait on it to know a receiver is really blocked before they act, instead of
+    /// sleeping and hoping.
+    #[doc(hidden)]
+    pub fn waiting(&self) -> Result<usize> {
+        Ok(self.store()?.lock().waiting())
+    }
+
     /// Number of messages, locked ones included.
     pub fn len(&self) -> Result<usize> {
         Ok(self.store()?.lock().len())

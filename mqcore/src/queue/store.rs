@@ -980,6 +980,11 @@ impl State {
     pub(crate) fn has_waiters(&self) -> bool {
         !self.takers.is_empty() || !self.watchers.is_empty() || !self.handed.is_empty()
     }
+
+    /// How many receivers, peekers and cursors are registered as waiting for a message.
+    pub(crate) fn waiting(&self) -> usize {
+        self.takers.len() + self.watchers.len()
+    }
 }
 
 /// The producers' side of a queue: messages sent but not yet absorbed into [`State`].
