@@ -24,14 +24,14 @@
 
 pub mod blocking;
 pub mod clock;
-pub mod deferred;
-mod effects;
 pub mod error;
 mod loom;
 pub mod manager;
 pub mod message;
 pub mod name;
 pub mod queue;
+#[doc(hidden)]
+pub mod step;
 pub mod storage;
 mod timer;
 pub mod triggers;

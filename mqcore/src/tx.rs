@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use crate::effects::Effects;
 use crate::error::{Error, ErrorCode, Result};
 use crate::manager::Inner;
 use crate::message::Message;
 use crate::queue::store::{LookupId, Store, TxId};
 use crate::queue::QueueInner;
+use crate::step::Step;
 use crate::storage::wal::Lsn;
 
 /// The transaction a send or receive runs under (MSMQ's `pTransaction` argument).
@@ -121,7 +121,7 @@ pub(crate) struct TxState {
     pub(crate) first_times: Option<(Option<Duration>, Option<Duration>)>,
     /// Once prepared: what commit will apply (sends and held messages are in it), and the LSN of
     /// its PREPARE record (0 in memory).
-    pub(crate) prepared: Option<(Effects, Lsn)>,
+    pub(crate) prepared: Option<(Step, Lsn)>,
 }
 
 pub(crate) struct TxShared {
@@ -238,7 +238,7 @@ impl Transaction {
     }
 
     /// A transaction recovered in its prepared state.
-    pub(crate) fn set_prepared(&self, eff: Effects, lsn: Lsn) {
+    pub(crate) fn set_prepared(&self, eff: Step, lsn: Lsn) {
         let mut state = self.shared.lock();
         state.phase = Phase::Prepared;
         state.prepared = Some((eff, lsn));
@@ -279,8 +279,8 @@ impl Transaction {
         let held = std::mem::take(&mut state.held);
         drop(state);
         let result = match prepared {
-            Some((eff, lsn)) => qm.apply_as(eff, Some((self.xid(), lsn))).map(drop),
-            None => qm.apply(qm.commit_effects(sends, held)),
+            Some((eff, lsn)) => qm.apply_outcome(eff, self.xid(), lsn).map(drop),
+            None => qm.apply(qm.commit_effects(sends, held)).map(drop),
         };
         qm.finished(&self.shared.kind);
         result

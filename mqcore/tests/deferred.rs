@@ -1,10 +1,10 @@
-//! Steps an async host defers (`mqcore::deferred`): logged, invisible until finished, finished
+//! Steps an async host defers (`mqcore::step::deferred`): logged, invisible until finished, finished
 //! exactly once, durable across a restart.
 
 use std::path::Path;
 use std::time::Duration;
 
-use mqcore::deferred::{collect, finish_all, Collecting};
+use mqcore::step::deferred::{collect, finish_all, Collecting};
 use mqcore::{ErrorCode, Message, Queue, QueueManager, QueueProps, Tx};
 
 const Q: &str = r".\private$\deferred";

@@ -420,13 +420,13 @@ enum Step {
 
 /// Answers held until the log records of the steps that gave them are durable.
 struct Held {
-    logged: Vec<mqcore::deferred::Deferred>,
+    logged: Vec<mqcore::step::deferred::Deferred>,
     replies: Vec<(u64, Response)>,
 }
 
 impl Held {
     /// The step whose record the answers wait for: the batch's last.
-    fn last(&self) -> &mqcore::deferred::Deferred {
+    fn last(&self) -> &mqcore::step::deferred::Deferred {
         self.logged
             .iter()
             .max_by_key(|d| d.lsn())
@@ -436,7 +436,7 @@ impl Held {
     /// Publishes the steps (their records are durable, or the log failed) and gives the answers:
     /// the replies, or the log's error for every one.
     fn finish(self) -> Vec<(u64, Response)> {
-        match mqcore::deferred::finish_each(self.logged) {
+        match mqcore::step::deferred::finish_each(self.logged) {
             Ok(()) => self.replies,
             Err(e) => self
                 .replies
@@ -672,7 +672,7 @@ impl Session {
                         msgs.push(*msg);
                     }
                     let (results, logged) =
-                        mqcore::deferred::collect(|| self.send_batch(&queue, msgs, tx));
+                        mqcore::step::deferred::collect(|| self.send_batch(&queue, msgs, tx));
                     let replies = ids.into_iter().zip(results.into_iter().map(|r| match r {
                         Ok(mid) => Response::Sent(mid),
                         Err(e) => Response::error(&e),
@@ -712,7 +712,7 @@ impl Session {
                         reqs.push((id2, timeout_ms));
                     }
                     let (steps, logged) =
-                        mqcore::deferred::collect(|| self.receive_batch(&queue, reqs));
+                        mqcore::step::deferred::collect(|| self.receive_batch(&queue, reqs));
                     if logged.is_empty() {
                         out.extend(steps);
                         continue;
@@ -1250,10 +1250,10 @@ fn wait_head(
             // The receive's log record is awaited here, not by blocking a runtime thread.
             let receive = Box::pin(q.receive_async(timeout, t));
             let (r, logged) = tokio::select! {
-                got = mqcore::deferred::Collecting::new(receive) => got,
+                got = mqcore::step::deferred::Collecting::new(receive) => got,
                 _ = stopped_signal(&mut stop) => return Response::error(&shutting_down()),
             };
-            let finished = mqcore::deferred::finish_all(logged).await;
+            let finished = mqcore::step::deferred::finish_all(logged).await;
             finished.and(r)
         } else {
             tokio::select! {

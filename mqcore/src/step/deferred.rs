@@ -19,10 +19,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::effects::Effects;
 use crate::error::Result;
 use crate::manager::Inner;
 use crate::queue::QueueInner;
+use crate::step::Step;
 use crate::storage::durable::storage_error;
 use crate::storage::wal::{self, Lsn};
 
@@ -33,7 +33,7 @@ thread_local! {
 
 /// What a logged step still has to do once its record is durable.
 pub(crate) struct Rest {
-    pub(crate) eff: Effects,
+    pub(crate) eff: Step,
     pub(crate) tidy: Vec<Arc<QueueInner>>,
 }
 

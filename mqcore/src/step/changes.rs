@@ -1,12 +1,6 @@
-//! What one step of the queue manager changes, collected so it can be logged as one record before
-//! any of it becomes visible.
-//!
-//! A send, a receive, a commit or an expiry builds an [`Effects`]: messages to put (with lookup
-//! ids reserved up front, so the record can name them), messages that left their queues, moves,
-//! and held messages to claim from their stores. [`crate::manager`] then applies it: claim, log
-//! (durable queue managers only, and only if something durable changed), publish. Because the log
-//! comes before the publish, a message is never received before its send is durable, and a removal
-//! is always logged after the put it removes.
+//! What one step changes ([`Step`]), collected so it can be logged as one record before any of it
+//! becomes visible: puts with lookup ids reserved up front, removals, moves, held messages to
+//! claim, and the log space each keeps alive or releases.
 
 use std::sync::Arc;
 
@@ -36,7 +30,7 @@ pub(crate) struct Put {
 }
 
 /// One step's changes.
-pub(crate) struct Effects {
+pub(crate) struct Step {
     /// Whether changes to recoverable messages go to the log.
     durable: bool,
     /// The record's encoded operations.
@@ -53,9 +47,9 @@ pub(crate) struct Effects {
     pub(crate) claims: Vec<Held>,
 }
 
-impl Effects {
-    pub(crate) fn new(durable: bool) -> Effects {
-        Effects {
+impl Step {
+    pub(crate) fn new(durable: bool) -> Step {
+        Step {
             durable,
             ops: Vec::new(),
             keeps: 0,
@@ -79,7 +73,7 @@ impl Effects {
         self.put_refusing(store, msg, MessageClass::NACK_Q_DELETED);
     }
 
-    /// [`Effects::put`], failing with `refused` if the store is gone by then.
+    /// [`Step::put`], failing with `refused` if the store is gone by then.
     pub(crate) fn put_refusing(
         &mut self,
         store: &Arc<Store>,

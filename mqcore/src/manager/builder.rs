@@ -1,0 +1,277 @@
+//! Building a queue manager: its settings, and opening (or creating) its storage directory.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+use std::sync::{Arc, Mutex, RwLock};
+
+use uuid::Uuid;
+
+use super::catalog::{Catalog, GUID_KEY};
+use super::{Inner, QueueManager};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, ErrorCode, Result};
+use crate::name::SystemQueue;
+use crate::queue::cold::ColdSource;
+use crate::queue::store::Store;
+use crate::storage::catalog::{CatalogStore, MemCatalog, SledCatalog};
+use crate::storage::durable::{storage_dir, storage_error, Durable, LogSource, Replay};
+use crate::storage::record::StoreRef;
+use crate::storage::wal::{Wal, WalError, WalOptions};
+use crate::storage::{Disk, FileDisk, Ownership, OwnershipError};
+use crate::timer::Timer;
+use crate::tx::{Coordinator, LocalCoordinator};
+
+/// Which MSMQ version's behaviour the queue manager follows.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+pub enum Compat {
+    /// MSMQ 3.0 (Windows Server 2003): no subqueues, no move or reject, no remote transactional
+    /// receive.
+    Msmq3,
+    /// MSMQ 4.0 and later (the default): subqueues, move, reject, and remote transactional
+    /// receive under an external transaction.
+    #[default]
+    Msmq4,
+}
+
+impl FromStr for Compat {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Compat> {
+        match s.to_ascii_lowercase().as_str() {
+            "msmq3" => Ok(Compat::Msmq3),
+            "msmq4" => Ok(Compat::Msmq4),
+            _ => Err(Error::new(
+                ErrorCode::InvalidParameter,
+                format!("compatibility level {s:?} is not msmq3 or msmq4"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Compat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compat::Msmq3 => "msmq3",
+            Compat::Msmq4 => "msmq4",
+        })
+    }
+}
+
+/// How much of the queued messages' data a durable queue manager keeps in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Body and label bytes of logged messages held in memory.
+    pub cached_bytes: u64,
+    /// Queued messages held only as their position in the log.
+    pub cold_messages: u64,
+}
+
+/// Builds a [`QueueManager`].
+#[must_use]
+pub struct Builder {
+    name: String,
+    guid: Option<Uuid>,
+    clock: Arc<dyn Clock>,
+    compat: Compat,
+    coordinator: Arc<dyn Coordinator>,
+    segment_size: u64,
+    cache_size: u64,
+}
+
+impl Builder {
+    /// The defaults: `localhost`, a new GUID, the system clock, MSMQ 4.0, a local coordinator.
+    pub(super) fn new() -> Builder {
+        Builder {
+            name: "localhost".to_owned(),
+            guid: None,
+            clock: Arc::new(SystemClock),
+            compat: Compat::default(),
+            coordinator: LocalCoordinator::new(),
+            segment_size: WalOptions::default().segment_size,
+            cache_size: DEFAULT_CACHE,
+        }
+    }
+
+    /// The computer name (`HOST` in `HOST\private$\q`); default `localhost`.
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = name.into();
+        self
+    }
+
+    /// The queue manager's GUID (the first 16 bytes of its message ids); default random.
+    pub fn guid(mut self, guid: Uuid) -> Builder {
+        self.guid = Some(guid);
+        self
+    }
+
+    /// The clock behind every timeout and expiry; default wall time.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Builder {
+        self.clock = clock;
+        self
+    }
+
+    /// MSMQ 3.0 or 4.0 behaviour; default 4.0.
+    pub fn compat(mut self, compat: Compat) -> Builder {
+        self.compat = compat;
+        self
+    }
+
+    /// The transaction coordinator for external transactions; default an always-available one.
+    pub fn coordinator(mut self, coordinator: Arc<dyn Coordinator>) -> Builder {
+        self.coordinator = coordinator;
+        self
+    }
+
+    /// Size of each log segment of a durable queue manager; default 64 MiB.
+    pub fn segment_size(mut self, bytes: u64) -> Builder {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// Bytes of logged message bodies and labels a durable queue manager keeps in memory;
+    /// messages past it are kept as log positions (16 bytes each) and read back when needed.
+    /// Default 64 MiB.
+    pub fn cache_size(mut self, bytes: u64) -> Builder {
+        self.cache_size = bytes;
+        self
+    }
+
+    /// Starts an in-memory queue manager.
+    pub fn build(self) -> QueueManager {
+        let guid = self.guid.unwrap_or_else(Uuid::new_v4);
+        QueueManager {
+            inner: self.start(guid, None, None),
+        }
+    }
+
+    /// Opens (or creates) a durable queue manager whose storage is `<root>/msmq/storage/`: an
+    /// owner lock and epoch, the write-ahead log (`wal/`) and the catalog (`catalog/`, sled).
+    /// Everything committed before a crash is there again. Another process holding the
+    /// directory makes this fail with `MQ_ERROR_SERVICE_NOT_AVAILABLE`.
+    pub fn open(self, root: impl AsRef<Path>) -> Result<QueueManager> {
+        let dir = storage_dir(root.as_ref());
+        let disk: Arc<dyn Disk> = Arc::new(FileDisk);
+        let owner = Ownership::acquire(disk.clone(), &dir).map_err(ownership_error)?;
+        let catalog = SledCatalog::open(&dir.join("catalog")).map_err(|e| {
+            Error::new(
+                ErrorCode::MessageStorageFailed,
+                format!("catalog in {}: {e}", dir.display()),
+            )
+        })?;
+        self.open_owned(disk, &dir, Arc::new(catalog), owner)
+    }
+
+    /// [`Builder::open`] on any disk and catalog, with `dir` the storage directory itself: crash
+    /// tests open a [`crate::storage::SimDisk`] and a [`crate::storage::MemCatalog`].
+    pub fn open_with(
+        self,
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        catalog: Arc<dyn CatalogStore>,
+    ) -> Result<QueueManager> {
+        let owner = Ownership::acquire(disk.clone(), dir).map_err(ownership_error)?;
+        self.open_owned(disk, dir, catalog, owner)
+    }
+
+    fn open_owned(
+        self,
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        catalog: Arc<dyn CatalogStore>,
+        owner: Ownership,
+    ) -> Result<QueueManager> {
+        let cat_err = |e: std::io::Error| {
+            Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}"))
+        };
+        let guid = match catalog.get(GUID_KEY).map_err(cat_err)? {
+            Some(bytes) => Uuid::from_slice(&bytes).map_err(|e| {
+                Error::new(
+                    ErrorCode::MessageStorageFailed,
+                    format!("catalog: bad GUID: {e}"),
+                )
+            })?,
+            None => {
+                let guid = self.guid.unwrap_or_else(Uuid::new_v4);
+                catalog.put(GUID_KEY, guid.as_bytes()).map_err(cat_err)?;
+                guid
+            }
+        };
+        let options_size = self.segment_size;
+        let options = WalOptions {
+            segment_size: self.segment_size,
+        };
+        let mut replay = Replay::new(guid, options_size);
+        let mut failed = None;
+        let wal = Wal::open_visiting(
+            disk,
+            &dir.join("wal"),
+            owner.epoch(),
+            owner.epoch_check(),
+            options,
+            |r| {
+                replay.record(r).map_err(|e| {
+                    let why = e.to_string();
+                    failed = Some(e);
+                    WalError::Poisoned(why)
+                })
+            },
+        )
+        .map_err(|e| failed.take().unwrap_or_else(|| storage_error(e)))?;
+        let (recovered, live) = replay.finish();
+        let cold: Arc<dyn ColdSource> = Arc::new(LogSource::new(wal.reader(), self.cache_size));
+        let durable = Durable::new(wal, catalog, owner, options_size, live);
+        let inner = self.start(guid, Some(durable), Some(cold));
+        inner.recover(recovered)?;
+        Ok(QueueManager { inner })
+    }
+
+    fn start(
+        self,
+        guid: Uuid,
+        durable: Option<Durable>,
+        cold: Option<Arc<dyn ColdSource>>,
+    ) -> Arc<Inner> {
+        let system = |q| Store::linked(StoreRef::System(q), false, cold.as_ref());
+        let timer = Timer::start(self.clock.clone());
+        Arc::new(Inner {
+            name: self.name,
+            guid,
+            compat: self.compat,
+            clock: self.clock,
+            timer,
+            coordinator: self.coordinator,
+            catalog: RwLock::new(Catalog::default()),
+            next_ordinal: AtomicU32::new(0),
+            next_tx: AtomicU64::new(0),
+            dead_letter: system(SystemQueue::DeadLetter),
+            dead_xact: system(SystemQueue::DeadXact),
+            journal: system(SystemQueue::Journal),
+            durable,
+            cold,
+            in_doubt: Mutex::new(HashMap::new()),
+            xids: Mutex::default(),
+            compacting: AtomicBool::new(false),
+            mem_settings: MemCatalog::new(),
+        })
+    }
+}
+
+/// One compaction record being built: messages rewritten at the head of the log.
+pub(super) const DEFAULT_CACHE: u64 = 64 * 1024 * 1024;
+
+pub(super) fn ownership_error(e: OwnershipError) -> Error {
+    match e {
+        OwnershipError::InUse(dir) => Error::new(
+            ErrorCode::ServiceNotAvailable,
+            format!(
+                "storage directory {} is in use by another queue manager process",
+                dir.display()
+            ),
+        ),
+        other => Error::new(ErrorCode::MessageStorageFailed, other.to_string()),
+    }
+}

@@ -1,0 +1,239 @@
+//! Recovery: rebuilding queues, messages, id counters and in-doubt transactions from the catalog
+//! and the log's replay.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::catalog::{QueueDef, QUEUE_ID_KEY, QUEUE_PREFIX};
+use super::Inner;
+use crate::error::{Error, ErrorCode, Result};
+use crate::message::MessageClass;
+use crate::queue::cold::Entry;
+use crate::queue::store::{LookupId, Store};
+use crate::queue::QueueInner;
+use crate::step::{logged_size, Put, LOGGED_OVERHEAD};
+use crate::storage::durable::{Durable, Recovered};
+use crate::storage::record::{self, Op, StoreRef};
+use crate::storage::wal::Lsn;
+use crate::tx::{Held, TxKind};
+
+impl Inner {
+    /// The store a log record names, if it still exists.
+    pub(super) fn store_of(&self, at: &StoreRef) -> Option<(Arc<Store>, Option<Arc<QueueInner>>)> {
+        let queue = |id: &u32| self.catalog().by_id.get(id).cloned();
+        match at {
+            StoreRef::System(s) => Some((self.system_store(*s).clone(), None)),
+            StoreRef::Main(id) => queue(id).map(|q| (q.store.clone(), Some(q))),
+            StoreRef::Journal(id) => queue(id).map(|q| (q.journal.clone(), None)),
+            StoreRef::Sub(id, name) => queue(id).map(|q| (q.subqueue(name), Some(q))),
+        }
+    }
+
+    /// Rebuilds queues, messages, id counters and in-doubt transactions from the catalog and
+    /// what replay found.
+    pub(super) fn recover(self: &Arc<Self>, mut rec: Recovered) -> Result<()> {
+        let d = self
+            .durable
+            .as_ref()
+            .expect("recovery is for durable queue managers");
+        let cat_err = |e: std::io::Error| {
+            Error::new(ErrorCode::MessageStorageFailed, format!("catalog: {e}"))
+        };
+        let last_id = match d.catalog.get(QUEUE_ID_KEY).map_err(cat_err)? {
+            Some(b) => u32::from_le_bytes(b.as_slice().try_into().map_err(|_| {
+                Error::new(
+                    ErrorCode::MessageStorageFailed,
+                    "catalog: bad queue id counter",
+                )
+            })?),
+            None => 0,
+        };
+        let mut queues = Vec::new();
+        for (key, value) in d.catalog.scan(QUEUE_PREFIX).map_err(cat_err)? {
+            let (def, _): (QueueDef, _) = record::decode(&value).map_err(|e| {
+                Error::new(
+                    ErrorCode::MessageStorageFailed,
+                    format!("catalog entry {key}: {e}"),
+                )
+            })?;
+            if rec.dropped.contains(&def.id) {
+                // The deletion was logged; the crash came before the catalog heard of it.
+                d.catalog.remove(&key).map_err(cat_err)?;
+                continue;
+            }
+            queues.push(self.new_queue(def.id, &def.name, def.props));
+        }
+        {
+            let mut cat = self.catalog_mut();
+            cat.next_id = last_id;
+            for q in queues {
+                cat.by_name.insert(q.key.clone(), q.clone());
+                cat.by_id.insert(q.id, q);
+            }
+        }
+        self.next_ordinal.store(rec.ordinal, Ordering::Relaxed);
+        for (at, last) in &rec.last_lookup {
+            if let Some((store, _)) = self.store_of(at) {
+                store.continue_after(*last);
+            }
+        }
+        let mut expiring = Vec::new();
+        for (at, slots) in std::mem::take(&mut rec.stores) {
+            let Some((store, _)) = self.store_of(&at) else {
+                continue;
+            };
+            d.keep(
+                slots
+                    .iter()
+                    .map(|(_, s)| (s.lsn, u64::from(s.footprint) + LOGGED_OVERHEAD)),
+            );
+            // Kept whole, moved (their record is another store's), or cold: one vector per
+            // priority, filled in lookup-id order.
+            let mut whole = Vec::new();
+            let mut moved = Vec::new();
+            let mut cold: [(VecDeque<Entry>, u64); 8] = Default::default();
+            for (lookup, slot) in slots.iter() {
+                if let Some(msg) = rec.kept.remove(&(at.clone(), lookup)) {
+                    whole.push(msg);
+                } else if slot.moves > 0 {
+                    moved.push((lookup, slot));
+                } else {
+                    let (entries, bytes) = &mut cold[usize::from(slot.rank.min(7))];
+                    entries.push_back(Entry {
+                        lookup,
+                        lsn: slot.lsn,
+                    });
+                    *bytes += u64::from(slot.footprint);
+                }
+            }
+            drop(slots);
+            let mut s = store.lock();
+            for (rank, (entries, bytes)) in (0u8..).zip(cold) {
+                if !entries.is_empty() {
+                    s.recover_cold(rank, entries, bytes);
+                }
+            }
+            for chunk in moved.chunks(256) {
+                let wanted: Vec<(Lsn, LookupId)> = chunk
+                    .iter()
+                    .map(|(lookup, slot)| (slot.lsn, *lookup))
+                    .collect();
+                let source = self
+                    .cold
+                    .as_ref()
+                    .expect("durable queue managers have a log source");
+                let msgs = source.load(&at, &wanted, u64::MAX).map_err(|e| {
+                    Error::new(ErrorCode::MessageStorageFailed, format!("recovery: {e}"))
+                })?;
+                for mut msg in msgs {
+                    let slot = chunk
+                        .iter()
+                        .find(|(lookup, _)| *lookup == msg.lookup_id)
+                        .map(|(_, slot)| *slot)
+                        .expect("loaded messages were asked for");
+                    msg.move_count = msg.move_count.saturating_add(u32::from(slot.moves));
+                    msg.abort_count = 0;
+                    whole.push(msg);
+                }
+            }
+            for msg in whole {
+                let _ = s.insert(msg, false);
+            }
+            s.refill_all();
+            if s.next_expiry().is_some() {
+                expiring.push(store.clone());
+            }
+        }
+        for store in expiring {
+            self.arm_expiry(&store);
+        }
+        for (xid, lsn, ops) in rec.in_doubt {
+            self.recover_in_doubt(d, xid, lsn, ops);
+        }
+        for q in self.catalog().by_id.values() {
+            q.tidy_subqueues();
+        }
+        Ok(())
+    }
+
+    /// Puts a prepared transaction back as it was when prepared: its received messages locked,
+    /// its sends waiting, until the coordinator says commit or abort.
+    pub(super) fn recover_in_doubt(
+        self: &Arc<Self>,
+        d: &Durable,
+        xid: String,
+        lsn: Lsn,
+        ops: Vec<Op>,
+    ) {
+        let t = self.begin(TxKind::External { xid: xid.clone() });
+        let mut eff = self.step();
+        let lock = |at: &StoreRef, lookup: LookupId, move_to: Option<Arc<Store>>| {
+            let (store, queue) = self.store_of(at)?;
+            let msg_lsn = {
+                let mut s = store.lock();
+                let key = s.key_of(lookup)?;
+                s.lock(key, t.shared.id)?;
+                let m = s.locked_message(lookup)?;
+                (m.lsn, logged_size(m))
+            };
+            Some((
+                Held {
+                    store,
+                    queue: queue.filter(|_| matches!(at, StoreRef::Main(_) | StoreRef::Sub(..))),
+                    lookup,
+                    move_to,
+                },
+                msg_lsn,
+            ))
+        };
+        let mut claims = Vec::new();
+        let mut released = Vec::new();
+        let mut keeps = 0;
+        let mut kept_bytes = 0;
+        let mut puts = Vec::new();
+        for op in ops {
+            match op {
+                Op::Put { at, msg } => {
+                    if let Some((store, _)) = self.store_of(&at) {
+                        keeps += 1;
+                        kept_bytes += logged_size(&msg);
+                        puts.push(Put {
+                            store,
+                            msg,
+                            logged: true,
+                            refused: MessageClass::NACK_BAD_DST_Q,
+                        });
+                    }
+                }
+                Op::Remove { at, lookup } => {
+                    if let Some((held, msg_lsn)) = lock(&at, lookup, None) {
+                        claims.push(held);
+                        released.push(msg_lsn);
+                    }
+                }
+                Op::Move { from, to, lookup } => {
+                    let dest = self.store_of(&to).map(|(s, _)| s);
+                    if let Some((held, _)) = dest.and_then(|dest| lock(&from, lookup, Some(dest))) {
+                        claims.push(held);
+                    }
+                }
+                Op::DropQueue { .. } => {}
+            }
+        }
+        eff.puts = puts;
+        eff.claims = claims;
+        eff.released = released;
+        eff.keeps = keeps;
+        eff.kept_bytes = kept_bytes;
+        d.keep(
+            std::iter::once((lsn, kept_bytes)).chain(std::iter::repeat_n(
+                (lsn, 0),
+                usize::try_from(keeps).unwrap_or(usize::MAX),
+            )),
+        );
+        t.set_prepared(eff, lsn);
+        tracing::warn!(%xid, "transaction in doubt after recovery: waiting for the coordinator's outcome");
+        self.lock_in_doubt().insert(xid, t);
+    }
+}

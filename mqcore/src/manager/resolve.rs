@@ -1,0 +1,103 @@
+//! Name resolution: which queue, journal, subqueue or system queue a parsed name points at on
+//! this queue manager, and whether a host names this computer at all.
+
+use std::sync::Arc;
+
+use super::Inner;
+use crate::error::{Error, ErrorCode, Result};
+use crate::name::{Host, QueueName, QueueRef};
+use crate::queue::{Queue, Target};
+
+impl Inner {
+    /// Whether `host` names this queue manager.
+    pub(super) fn is_local(&self, host: &Host<'_>) -> bool {
+        let me = |n: &str| {
+            n.eq_ignore_ascii_case(&self.name)
+                || n.eq_ignore_ascii_case("localhost")
+                || n == "127.0.0.1"
+                || n == "::1"
+                || n == "[::1]"
+        };
+        match host {
+            Host::Local => true,
+            Host::Computer(n) => me(n),
+            Host::Address { address, .. } => {
+                // An address may carry a port (HTTP forms): compare the host part.
+                let host = address.rsplit_once(':').map_or(*address, |(h, p)| {
+                    if p.chars().all(|c| c.is_ascii_digit()) {
+                        h
+                    } else {
+                        address
+                    }
+                });
+                me(host) || me(address)
+            }
+            Host::Machine(g) => *g == self.guid,
+        }
+    }
+
+    /// Finds what a name points at on this queue manager.
+    pub(crate) fn resolve(&self, name: &QueueName) -> Result<Target> {
+        if !self.is_local(&name.host()) {
+            return Err(Error::new(
+                ErrorCode::RemoteMachineNotAvailable,
+                format!(
+                    "{name} is on another computer; this queue manager ({}) reaches only its own queues",
+                    self.name
+                ),
+            ));
+        }
+        let not_found = || {
+            Error::new(
+                ErrorCode::QueueNotFound,
+                format!("queue {name} does not exist"),
+            )
+        };
+        match name.queue() {
+            QueueRef::Private {
+                name: qname,
+                subqueue,
+                journal,
+            } => {
+                let q = self
+                    .catalog()
+                    .by_name
+                    .get(&qname.to_ascii_lowercase())
+                    .cloned()
+                    .ok_or_else(not_found)?;
+                match (subqueue, journal) {
+                    (Some(sub), _) => {
+                        self.require_msmq4("subqueues")?;
+                        Ok(Target::Sub(q, sub.to_owned()))
+                    }
+                    (None, true) => Ok(Target::Journal(q)),
+                    (None, false) => Ok(Target::Main(q)),
+                }
+            }
+            QueueRef::PrivateId { id, journal } => {
+                let q = self.catalog().by_id.get(&id).cloned().ok_or_else(not_found)?;
+                Ok(if journal {
+                    Target::Journal(q)
+                } else {
+                    Target::Main(q)
+                })
+            }
+            QueueRef::Public { .. } | QueueRef::PublicGuid { .. } => Err(Error::new(
+                ErrorCode::UnsupportedOperation,
+                format!(
+                    "{name} is a public queue; public queues need Active Directory and mqemu runs in workgroup mode"
+                ),
+            )),
+            QueueRef::System(s) => Ok(Target::System(s)),
+        }
+    }
+
+    pub(crate) fn open(self: &Arc<Self>, name: &QueueName) -> Result<Queue> {
+        let target = self.resolve(name)?;
+        Ok(Queue {
+            qm: self.clone(),
+            target,
+            name: name.clone(),
+        })
+    }
+}
