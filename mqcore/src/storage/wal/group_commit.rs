@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use super::format::{count_records, first_lsn_of, segment_header, HEADER_LEN};
+use super::format::{count_records, first_lsn_of, HEADER_LEN};
 use super::reader::{Mark, MARK_EVERY};
-use super::segments::{spare_segment, Tail};
+use super::segments::Tail;
 use super::{EpochCheck, Lsn, WalError, WalStats};
 use crate::storage::disk::{Disk, DiskFile};
 
@@ -207,8 +207,8 @@ pub(super) struct Writer {
     pub(super) tail: Tail,
     pub(super) shared: Arc<Shared>,
     /// The next segment's file, prepared on a thread of its own once the tail is half full
-    /// ([`spare_segment`]): zero-filling 64 MiB on the writer's thread stalled every commit for
-    /// tens of milliseconds at each roll.
+    /// ([`Writer::prepare_spare`]): zero-filling 64 MiB on the writer's thread stalled every
+    /// commit for tens of milliseconds at each roll.
     pub(super) spare: Option<std::thread::JoinHandle<io::Result<Box<dyn DiskFile>>>>,
 }
 
@@ -287,34 +287,7 @@ impl Writer {
         if self.tail.offset + batch.len() as u64 > self.segment_size
             && self.tail.offset > HEADER_LEN
         {
-            let first_lsn = first_lsn_of(batch);
-            let seq = self.tail.seq + 1;
-            let spare = self.spare.take().and_then(|t| t.join().ok()?.ok());
-            let file = match spare {
-                Some(file) => file,
-                None => spare_segment(
-                    &*self.disk,
-                    &self.dir,
-                    seq,
-                    self.segment_size,
-                    &self.shared.free,
-                )
-                .map_err(|e| Failure::Other(e.to_string()))?,
-            };
-            // The spare's header is zeros, synced, and it is in the directory already: the
-            // header goes with this batch's sync. A crash before that sync leaves a segment
-            // whose header was never written, which recovery removes as an interrupted roll.
-            file.write_at(&segment_header(seq, first_lsn), 0)
-                .map_err(|e| Failure::Other(e.to_string()))?;
-            self.tail = Tail {
-                file,
-                seq,
-                offset: HEADER_LEN,
-                marked: None,
-            };
-            lock(&self.shared.state)
-                .segments
-                .push((self.tail.seq, first_lsn));
+            self.roll(first_lsn_of(batch))?;
         }
         let io = |e: io::Error| Failure::Other(e.to_string());
         self.tail
@@ -324,23 +297,7 @@ impl Writer {
         self.tail.file.sync_data().map_err(io)?;
         let at = self.tail.offset;
         self.tail.offset += batch.len() as u64;
-        if self.spare.is_none()
-            && self.tail.offset > self.segment_size / 2
-            && self.disk.background_io()
-        {
-            let (disk, dir, seq, size, shared) = (
-                self.disk.clone(),
-                self.dir.clone(),
-                self.tail.seq + 1,
-                self.segment_size,
-                self.shared.clone(),
-            );
-            // If the thread cannot start, the roll prepares the segment itself.
-            self.spare = std::thread::Builder::new()
-                .name("mqcore-wal-spare".into())
-                .spawn(move || spare_segment(&*disk, &dir, seq, size, &shared.free))
-                .ok();
-        }
+        self.prepare_spare();
         if self.tail.marked.is_none_or(|m| at >= m + MARK_EVERY) {
             self.tail.marked = Some(at);
             lock(&self.shared.state).marks.push(Mark {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
 use super::format::{segment_header, segment_path, HEADER_LEN};
-use super::group_commit::lock;
+use super::group_commit::{lock, Failure, Writer};
 use super::{Lsn, Wal, WalError};
 use crate::storage::disk::{Disk, DiskFile};
 
@@ -117,7 +117,7 @@ fn fill_zeros(
 /// (so that an `fdatasync` overwrites blocks instead of allocating them) writes it twice. The
 /// old records left in it are told apart by their LSNs, all below the segment's first (see
 /// [Recovery](super#recovery)).
-pub(super) fn spare_segment(
+fn spare_segment(
     disk: &dyn Disk,
     dir: &Path,
     seq: u64,
@@ -172,4 +172,61 @@ pub(super) fn new_segment(
         offset: HEADER_LEN,
         marked: None,
     })
+}
+
+impl Writer {
+    /// Moves the writer to segment `tail.seq + 1` for a batch that does not fit in the tail,
+    /// whose first record is `first_lsn`: the spare if one was prepared, or else one prepared now.
+    pub(super) fn roll(&mut self, first_lsn: Lsn) -> Result<(), Failure> {
+        let seq = self.tail.seq + 1;
+        let spare = self.spare.take().and_then(|t| t.join().ok()?.ok());
+        let file = match spare {
+            Some(file) => file,
+            None => spare_segment(
+                &*self.disk,
+                &self.dir,
+                seq,
+                self.segment_size,
+                &self.shared.free,
+            )
+            .map_err(|e| Failure::Other(e.to_string()))?,
+        };
+        // The spare's header is zeros, synced, and it is in the directory already: the
+        // header goes with this batch's sync. A crash before that sync leaves a segment
+        // whose header was never written, which recovery removes as an interrupted roll.
+        file.write_at(&segment_header(seq, first_lsn), 0)
+            .map_err(|e| Failure::Other(e.to_string()))?;
+        self.tail = Tail {
+            file,
+            seq,
+            offset: HEADER_LEN,
+            marked: None,
+        };
+        lock(&self.shared.state)
+            .segments
+            .push((self.tail.seq, first_lsn));
+        Ok(())
+    }
+
+    /// Starts preparing the next segment on a thread of its own once the tail is half full, if
+    /// the disk allows background I/O and no spare is under way.
+    pub(super) fn prepare_spare(&mut self) {
+        if self.spare.is_none()
+            && self.tail.offset > self.segment_size / 2
+            && self.disk.background_io()
+        {
+            let (disk, dir, seq, size, shared) = (
+                self.disk.clone(),
+                self.dir.clone(),
+                self.tail.seq + 1,
+                self.segment_size,
+                self.shared.clone(),
+            );
+            // If the thread cannot start, the roll prepares the segment itself.
+            self.spare = std::thread::Builder::new()
+                .name("mqcore-wal-spare".into())
+                .spawn(move || spare_segment(&*disk, &dir, seq, size, &shared.free))
+                .ok();
+        }
+    }
 }
