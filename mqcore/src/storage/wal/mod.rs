@@ -42,12 +42,14 @@
 //!   thread that batches, checks the epoch, writes and syncs.
 //! - `segments`: preallocated segments, the spare prepared off-thread, rolls and reuse of dead
 //!   segments.
-//! - `recovery`: [`Wal::open`], which scans the segments and tells a torn tail from corruption.
+//! - `recovery`: the scan of every segment that [`Wal::open`] runs before it starts the writer,
+//!   which tells a torn tail from corruption.
 //! - `reader`: [`WalReader`] and the sparse index of record positions it reads from.
 
 use std::io;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use super::disk::Disk;
@@ -63,7 +65,8 @@ pub use group_commit::Durable;
 pub use reader::WalReader;
 
 use format::{encode, FIXED_LEN};
-use group_commit::{lock, Shared};
+use group_commit::{lock, Shared, State, Writer};
+use recovery::Recovered;
 
 /// A log sequence number: the position of a record in the whole log, starting at 1.
 pub type Lsn = u64;
@@ -140,6 +143,84 @@ pub struct WalStats {
 }
 
 impl Wal {
+    /// Opens the log in `dir` (creating it), recovers every durable record, and starts the writer.
+    ///
+    /// `epoch` stamps every record written from now on; `epoch_check` reads the owner epoch on
+    /// disk before each batch, so a fenced writer stops.
+    pub fn open(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        epoch: u64,
+        epoch_check: EpochCheck,
+        options: WalOptions,
+    ) -> Result<(Wal, Vec<Record>), WalError> {
+        let mut records = Vec::new();
+        let wal = Wal::open_visiting(disk, dir, epoch, epoch_check, options, |r| {
+            records.push(r);
+            Ok(())
+        })?;
+        Ok((wal, records))
+    }
+
+    /// [`Wal::open`], handing each recovered record to `visit` in LSN order instead of keeping
+    /// them all: recovery then needs memory for one segment at a time, not for the whole log. An
+    /// error from `visit` stops the opening.
+    pub fn open_visiting(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        epoch: u64,
+        epoch_check: EpochCheck,
+        options: WalOptions,
+        visit: impl FnMut(Record) -> Result<(), WalError>,
+    ) -> Result<Wal, WalError> {
+        let Recovered {
+            last_lsn,
+            tail,
+            segments: on_disk,
+            marks,
+        } = recovery::recover(&*disk, dir, options.segment_size, visit)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                buffer: Vec::new(),
+                buffered_to: last_lsn,
+                next_lsn: last_lsn + 1,
+                writer_idle: false,
+                failed: None,
+                shutdown: false,
+                stats: WalStats::default(),
+                segments: on_disk,
+                marks,
+            }),
+            work: Condvar::new(),
+            wakers: Mutex::new(Vec::new()),
+            free: Mutex::new(()),
+            durable_to: AtomicU64::new(last_lsn),
+            failed: AtomicBool::new(false),
+            waiting: Mutex::new(()),
+            durable: Condvar::new(),
+        });
+        let writer = Writer {
+            disk: disk.clone(),
+            dir: dir.to_owned(),
+            epoch,
+            epoch_check,
+            segment_size: options.segment_size,
+            tail,
+            shared: shared.clone(),
+            spare: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("mqcore-wal".into())
+            .spawn(move || writer.run())?;
+        Ok(Wal {
+            shared,
+            disk,
+            dir: dir.to_owned(),
+            writer: Some(handle),
+            epoch,
+        })
+    }
+
     /// Appends a record and returns once it is durable (or the log failed).
     pub fn append(&self, kind: u8, data: &[u8]) -> Result<Lsn, WalError> {
         let lsn = self.submit(kind, data)?;
