@@ -35,6 +35,8 @@ pub(super) struct Shared {
     pub(super) durable: Condvar,
     /// Async committers ([`Wal::durable`]): the LSN each waits for and its waker, woken by the
     /// writer after each sync (all of them when the log fails).
+    ///
+    /// [`Wal::durable`]: super::Wal::durable
     pub(super) wakers: Mutex<Vec<(Lsn, Waker)>>,
     /// Held while the free segment ([`FREE_SEGMENT`](super::segments::FREE_SEGMENT)) is put in place or taken, which compaction
     /// and the spare's thread both do.
@@ -156,6 +158,8 @@ impl Shared {
 }
 
 /// Resolves once every record up to its LSN is durable, or the log failed ([`Wal::durable`]).
+///
+/// [`Wal::durable`]: super::Wal::durable
 #[must_use = "a future does nothing unless polled"]
 pub struct Durable {
     pub(super) shared: Arc<Shared>,
