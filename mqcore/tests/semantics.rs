@@ -3,10 +3,10 @@
 //! Each test names the MSMQ rule it pins; the error paths assert the exact MSMQ code.
 
 mod common;
-use common::{bodies, manual};
+use common::{bodies, body, eventually, manual, until_waiting};
 
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mqcore::{
     Acknowledge, Compat, Delivery, ErrorCode, JournalFlags, LocalCoordinator, LookupAction,
@@ -21,33 +21,18 @@ fn qm() -> QueueManager {
     QueueManager::new()
 }
 
-fn body(m: &Message) -> &str {
-    m.body_str().expect("test bodies are text")
-}
-
-/// Sends `body` to `q` from another thread a moment from now, for tests of waiting receivers.
+/// Sends `body` to `q` from another thread once a receiver waits on `q`, for tests of waiting
+/// receivers.
 fn send_later(q: &mqcore::Queue, body: &'static str) -> thread::JoinHandle<()> {
     let q = q.clone();
     thread::spawn(move || {
-        thread::sleep(Duration::from_millis(20));
+        until_waiting(&q, 1);
         q.send(Message::new(body), Tx::None).unwrap();
     })
 }
 
 fn code<T: std::fmt::Debug>(r: mqcore::Result<T>) -> ErrorCode {
     r.expect_err("expected an error").code()
-}
-
-/// Polls `cond` until it holds, for things the timer thread does in the background. Bounded.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(2));
-    }
 }
 
 // ---- 3. Message properties -------------------------------------------------------------------
@@ -410,7 +395,7 @@ fn receive_times_out_by_the_clock() {
         let q = q.clone();
         thread::spawn(move || q.receive(Duration::from_secs(60), Tx::None))
     };
-    thread::sleep(Duration::from_millis(20));
+    until_waiting(&q, 1);
     assert!(
         !waiter.is_finished(),
         "a manual clock does not move by itself"
@@ -431,7 +416,7 @@ fn blocked_receiver_is_woken_by_a_send() {
             thread::spawn(move || q.receive(INFINITE, Tx::None).map(|m| body(&m).to_owned()))
         })
         .collect();
-    thread::sleep(Duration::from_millis(20));
+    until_waiting(&q, 3);
     for b in ["a", "b", "c"] {
         q.send(Message::new(b), Tx::None).unwrap();
     }
@@ -458,8 +443,9 @@ fn async_receive_waits_and_times_out_by_the_clock() {
     assert_eq!(body(&m), "late");
     sender.join().unwrap();
 
+    let waited = q.clone();
     let advancer = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(20));
+        until_waiting(&waited, 1);
         clock.advance(Duration::from_secs(31));
     });
     assert_eq!(
@@ -514,7 +500,7 @@ fn peek_leaves_the_message_and_waits() {
         let q = q.clone();
         thread::spawn(move || q.peek(INFINITE).map(|m| body(&m).to_owned()))
     };
-    thread::sleep(Duration::from_millis(20));
+    until_waiting(&q, 1);
     q.send(Message::new("x"), Tx::None).unwrap();
     assert_eq!(peeker.join().unwrap().unwrap(), "x");
     assert_eq!(body(&q.peek(NOW).unwrap()), "x");
@@ -547,7 +533,7 @@ fn cursor_peeks_current_next_and_receives_current() {
     assert_eq!(bodies(&qm, r".\private$\q"), ["a", "c"]);
     // peek_next waits for an arrival past the cursor.
     let waiter = thread::spawn(move || c.peek_next(INFINITE).map(|m| body(&m).to_owned()));
-    thread::sleep(Duration::from_millis(20));
+    until_waiting(&q, 1);
     q.send(Message::new("e"), Tx::None).unwrap();
     assert_eq!(waiter.join().unwrap().unwrap(), "e");
 }
@@ -965,10 +951,12 @@ fn ttbr_expiry_dead_letters_by_the_clock() {
     assert_eq!(n.len().unwrap(), 3);
     clock.advance(Duration::from_secs(1));
     // The timer moves them without anyone touching the queues.
-    eventually("expiry", || {
+    eventually("the expired transactional message is dead-lettered", || {
         qm.open(r".\system$;DEADXACT").unwrap().len().unwrap() == 1
     });
-    eventually("expiry", || n.len().unwrap() == 1);
+    eventually("the expired messages leave the queue", || {
+        n.len().unwrap() == 1
+    });
     assert_eq!(bodies(&qm, r".\private$\n"), ["forever"]);
     assert!(t.is_empty().unwrap());
     let dlq = qm
@@ -1168,13 +1156,14 @@ fn deleting_a_queue_nacks_and_dead_letters_its_messages() {
         Tx::Single,
     )
     .unwrap();
+    let empty = qm
+        .create_queue(r".\private$\empty", QueueProps::default())
+        .unwrap();
     let waiter = {
-        let q2 = qm
-            .create_queue(r".\private$\empty", QueueProps::default())
-            .unwrap();
+        let q2 = empty.clone();
         thread::spawn(move || q2.receive(INFINITE, Tx::None))
     };
-    thread::sleep(Duration::from_millis(20));
+    until_waiting(&empty, 1);
     qm.delete_queue(r".\private$\empty").unwrap();
     assert_eq!(code(waiter.join().unwrap()), ErrorCode::QueueDeleted);
     qm.delete_queue(r".\private$\q").unwrap();
