@@ -67,17 +67,26 @@ fn send_refuses_bad_properties_and_changes_nothing() {
     let q = qm
         .create_queue(r".\private$\a", QueueProps::default())
         .unwrap();
-    let long = Message::new("x").with_label("l".repeat(250));
-    assert_eq!(code(q.send(long, Tx::None)), ErrorCode::LabelTooLong);
-    let big = Message::new(vec![0u8; 4 * 1024 * 1024 + 1]);
-    assert_eq!(
-        code(q.send(big, Tx::None)),
-        ErrorCode::InsufficientResources
-    );
-    assert_eq!(
-        code(q.send(Message::new("x").with_priority(8), Tx::None)),
-        ErrorCode::IllegalPropertyValue
-    );
+    let refused = [
+        (
+            "a 250-character label",
+            Message::new("x").with_label("l".repeat(250)),
+            ErrorCode::LabelTooLong,
+        ),
+        (
+            "a body over 4 MB",
+            Message::new(vec![0u8; 4 * 1024 * 1024 + 1]),
+            ErrorCode::InsufficientResources,
+        ),
+        (
+            "priority 8",
+            Message::new("x").with_priority(8),
+            ErrorCode::IllegalPropertyValue,
+        ),
+    ];
+    for (what, message, expected) in refused {
+        assert_eq!(code(q.send(message, Tx::None)), expected, "{what}");
+    }
     assert!(q.is_empty().unwrap());
     // The limits themselves are fine.
     q.send(
@@ -218,26 +227,19 @@ fn create_refuses_what_cannot_be_created() {
         code(qm.create_queue(r".\private$\a", bad_label)),
         ErrorCode::IllegalPropertyValue
     );
-    assert_eq!(
-        code(qm.create_queue(r"DIRECT=OS:.\private$\a", QueueProps::default())),
-        ErrorCode::IllegalQueuePathname
-    );
-    assert_eq!(
-        code(qm.create_queue(r".\private$\a;sub", QueueProps::default())),
-        ErrorCode::IllegalQueuePathname
-    );
-    assert_eq!(
-        code(qm.create_queue(r".\public", QueueProps::default())),
-        ErrorCode::UnsupportedOperation
-    );
-    assert_eq!(
-        code(qm.create_queue(r"elsewhere\private$\a", QueueProps::default())),
-        ErrorCode::UnsupportedOperation
-    );
-    assert_eq!(
-        code(qm.create_queue(r".\private$\a b", QueueProps::default())),
-        ErrorCode::IllegalQueuePathname
-    );
+    for (name, expected) in [
+        (r"DIRECT=OS:.\private$\a", ErrorCode::IllegalQueuePathname),
+        (r".\private$\a;sub", ErrorCode::IllegalQueuePathname),
+        (r".\public", ErrorCode::UnsupportedOperation),
+        (r"elsewhere\private$\a", ErrorCode::UnsupportedOperation),
+        (r".\private$\a b", ErrorCode::IllegalQueuePathname),
+    ] {
+        assert_eq!(
+            code(qm.create_queue(name, QueueProps::default())),
+            expected,
+            "{name}"
+        );
+    }
     assert!(qm.queues().is_empty());
 }
 
@@ -259,30 +261,19 @@ fn names_resolve_in_every_form() {
     ] {
         assert_eq!(qm.open(&name).unwrap().len().unwrap(), 1, "{name}");
     }
-    assert_eq!(
-        code(qm.open(r"DIRECT=TCP:10.1.2.3\private$\q")),
-        ErrorCode::RemoteMachineNotAvailable
-    );
-    assert_eq!(
-        code(qm.open(r"other\private$\q")),
-        ErrorCode::RemoteMachineNotAvailable
-    );
-    assert_eq!(
-        code(qm.open(r".\private$\missing")),
-        ErrorCode::QueueNotFound
-    );
-    assert_eq!(
-        code(qm.open(r".\private$\")),
-        ErrorCode::IllegalQueuePathname
-    );
-    assert_eq!(
-        code(qm.open(r"DIRECT=XYZ:host\q")),
-        ErrorCode::IllegalFormatname
-    );
-    assert_eq!(
-        code(qm.open(r".\somepublic")),
-        ErrorCode::UnsupportedOperation
-    );
+    for (name, expected) in [
+        (
+            r"DIRECT=TCP:10.1.2.3\private$\q",
+            ErrorCode::RemoteMachineNotAvailable,
+        ),
+        (r"other\private$\q", ErrorCode::RemoteMachineNotAvailable),
+        (r".\private$\missing", ErrorCode::QueueNotFound),
+        (r".\private$\", ErrorCode::IllegalQueuePathname),
+        (r"DIRECT=XYZ:host\q", ErrorCode::IllegalFormatname),
+        (r".\somepublic", ErrorCode::UnsupportedOperation),
+    ] {
+        assert_eq!(code(qm.open(name)), expected, "{name}");
+    }
 }
 
 #[test]
@@ -583,18 +574,17 @@ fn lookup_id_navigation() {
         ),
         "a"
     );
-    assert_eq!(
-        code(q.peek_by_lookup_id(LookupAction::Current(b.lookup_id()))),
-        ErrorCode::MessageNotFound
-    );
-    assert_eq!(
-        code(q.peek_by_lookup_id(LookupAction::Next(last.lookup_id()))),
-        ErrorCode::MessageNotFound
-    );
-    assert_eq!(
-        code(q.peek_by_lookup_id(LookupAction::Previous(first.lookup_id()))),
-        ErrorCode::MessageNotFound
-    );
+    for action in [
+        LookupAction::Current(b.lookup_id()),
+        LookupAction::Next(last.lookup_id()),
+        LookupAction::Previous(first.lookup_id()),
+    ] {
+        assert_eq!(
+            code(q.peek_by_lookup_id(action)),
+            ErrorCode::MessageNotFound,
+            "{action:?}"
+        );
+    }
     assert_eq!(
         body(
             &q.receive_by_lookup_id(LookupAction::First, Tx::None)
@@ -813,18 +803,29 @@ fn transaction_usage_mismatches_are_refused() {
         .create_queue(r".\private$\n", QueueProps::default())
         .unwrap();
     let tx = qm.begin();
-    assert_eq!(
-        code(t.send(Message::new("x"), Tx::None)),
-        ErrorCode::TransactionUsage
-    );
-    assert_eq!(
-        code(n.send(Message::new("x"), Tx::In(&tx))),
-        ErrorCode::TransactionUsage
-    );
-    assert_eq!(
-        code(n.send(Message::new("x"), Tx::Single)),
-        ErrorCode::TransactionUsage
-    );
+    for (what, queue, tx) in [
+        (
+            "a send outside a transaction to a transactional queue",
+            &t,
+            Tx::None,
+        ),
+        (
+            "a send in a transaction to a non-transactional queue",
+            &n,
+            Tx::In(&tx),
+        ),
+        (
+            "a single-message transaction to a non-transactional queue",
+            &n,
+            Tx::Single,
+        ),
+    ] {
+        assert_eq!(
+            code(queue.send(Message::new("x"), tx)),
+            ErrorCode::TransactionUsage,
+            "{what}"
+        );
+    }
     n.send(Message::new("x"), Tx::None).unwrap();
     assert_eq!(
         code(n.receive(NOW, Tx::In(&tx))),
@@ -1336,18 +1337,13 @@ fn msmq3_has_no_subqueues_moves_or_rejects() {
         .unwrap();
     q.send(Message::new("a"), Tx::None).unwrap();
     let m = q.peek(NOW).unwrap();
-    assert_eq!(
-        code(qm.open(r".\private$\q;poison")),
-        ErrorCode::UnsupportedOperation
-    );
-    assert_eq!(
-        code(q.reject(m.lookup_id())),
-        ErrorCode::UnsupportedOperation
-    );
-    assert_eq!(
-        code(q.move_message(m.lookup_id(), &q, Tx::None)),
-        ErrorCode::UnsupportedOperation
-    );
+    for (what, refusal) in [
+        ("opening a subqueue", code(qm.open(r".\private$\q;poison"))),
+        ("reject", code(q.reject(m.lookup_id()))),
+        ("move", code(q.move_message(m.lookup_id(), &q, Tx::None))),
+    ] {
+        assert_eq!(refusal, ErrorCode::UnsupportedOperation, "{what}");
+    }
     assert_eq!(q.len().unwrap(), 1);
     assert_eq!("msmq3".parse::<Compat>().unwrap(), Compat::Msmq3);
     assert_eq!(code("msmq5".parse::<Compat>()), ErrorCode::InvalidParameter);

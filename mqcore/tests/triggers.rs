@@ -578,39 +578,34 @@ fn bad_definitions_are_refused_with_msmq_codes() {
         .unwrap_err()
         .detail()
         .contains("exists"));
-    let code = |def: TriggerDef| triggers.add_trigger(def).unwrap_err().code();
-    assert_eq!(
-        code(TriggerDef::new(
-            "t",
-            r".\private$\missing",
-            Processing::Peek
-        )),
-        ErrorCode::QueueNotFound
-    );
-    assert_eq!(
-        code(TriggerDef::new(
-            "t",
-            r"DIRECT=OS:.\private$\plain",
-            Processing::Peek
-        )),
-        ErrorCode::IllegalQueuePathname
-    );
-    assert_eq!(
-        code(TriggerDef::new(
-            "t",
-            r".\private$\plain",
-            Processing::TransactionalRetrieval
-        )),
-        ErrorCode::TransactionUsage
-    );
-    assert_eq!(
-        code(TriggerDef::new(
-            &long,
-            r".\private$\plain",
-            Processing::Peek
-        )),
-        ErrorCode::InvalidParameter
-    );
+    for (what, def, expected) in [
+        (
+            "a missing queue",
+            TriggerDef::new("t", r".\private$\missing", Processing::Peek),
+            ErrorCode::QueueNotFound,
+        ),
+        (
+            "a format name",
+            TriggerDef::new("t", r"DIRECT=OS:.\private$\plain", Processing::Peek),
+            ErrorCode::IllegalQueuePathname,
+        ),
+        (
+            "transactional retrieval of a non-transactional queue",
+            TriggerDef::new("t", r".\private$\plain", Processing::TransactionalRetrieval),
+            ErrorCode::TransactionUsage,
+        ),
+        (
+            "a 129-character name",
+            TriggerDef::new(&long, r".\private$\plain", Processing::Peek),
+            ErrorCode::InvalidParameter,
+        ),
+    ] {
+        assert_eq!(
+            triggers.add_trigger(def).unwrap_err().code(),
+            expected,
+            "{what}"
+        );
+    }
     assert_eq!(
         triggers.attach_rule("nope", "r").unwrap_err().code(),
         ErrorCode::InvalidParameter
