@@ -27,6 +27,7 @@ pub(super) fn looks_like_format_name(text: &str) -> bool {
     }
 }
 
+/// Parses a format name; `input` is the whole text and `body` the part after any
 /// `FormatName:` prefix.
 pub(super) fn parse_format(input: &str, body: &str) -> Result<QueueName> {
     let ctx = Ctx::format(input);
