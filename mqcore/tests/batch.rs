@@ -2,17 +2,12 @@
 //! pipelined connection one log record per batch: each message keeps the result and the order
 //! it would have had when sent alone, and the durable ones survive a restart.
 
+mod common;
+use common::{bodies_of, recoverable};
+
 use std::time::Duration;
 
-use mqcore::{Delivery, ErrorCode, Message, QueueManager, QueueProps, Tx};
-
-fn recoverable(body: &str) -> Message {
-    Message::new(body.to_owned()).with_delivery(Delivery::Recoverable)
-}
-
-fn bodies(msgs: &[Message]) -> Vec<&str> {
-    msgs.iter().map(|m| m.body_str().unwrap()).collect()
-}
+use mqcore::{ErrorCode, Message, QueueManager, QueueProps, Tx};
 
 #[test]
 fn a_batch_behaves_as_its_messages_sent_one_by_one() {
@@ -49,7 +44,7 @@ fn a_batch_behaves_as_its_messages_sent_one_by_one() {
             ]
         );
         assert_eq!(
-            bodies(&q.messages().unwrap()),
+            bodies_of(&q.messages().unwrap()),
             ["a", "express", "b"],
             "order of sending"
         );
@@ -64,7 +59,7 @@ fn a_batch_behaves_as_its_messages_sent_one_by_one() {
         let results = tq.send_batch(msgs, Tx::Single);
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         let got = tq.messages().unwrap();
-        assert_eq!(bodies(&got), ["t1", "t2", "t3"]);
+        assert_eq!(bodies_of(&got), ["t1", "t2", "t3"]);
         // Each keeps its own time limit: only equal limits share a transaction.
         assert_eq!(got[0].time_to_be_received, None);
         assert_eq!(got[1].time_to_be_received, Some(Duration::from_secs(3600)));
@@ -80,13 +75,13 @@ fn a_batch_behaves_as_its_messages_sent_one_by_one() {
     // Recoverable and transactional messages are on disk; the express one is not.
     let qm = QueueManager::builder().open(dir.path()).unwrap();
     let q = qm.open(r".\private$\q").unwrap();
-    assert_eq!(bodies(&q.messages().unwrap()), ["a", "b"]);
+    assert_eq!(bodies_of(&q.messages().unwrap()), ["a", "b"]);
     let got = q.receive_batch(10, Tx::None).unwrap();
-    assert_eq!(bodies(&got), ["a", "b"]);
+    assert_eq!(bodies_of(&got), ["a", "b"]);
     assert!(q.receive_batch(10, Tx::None).unwrap().is_empty());
     let tq = qm.open(r".\private$\t").unwrap();
     assert_eq!(
-        bodies(&tq.receive_batch(2, Tx::Single).unwrap()),
+        bodies_of(&tq.receive_batch(2, Tx::Single).unwrap()),
         ["t1", "t2"]
     );
     drop((q, tq, qm));
@@ -94,7 +89,7 @@ fn a_batch_behaves_as_its_messages_sent_one_by_one() {
     let qm = QueueManager::builder().open(dir.path()).unwrap();
     assert!(qm.open(r".\private$\q").unwrap().is_empty().unwrap());
     assert_eq!(
-        bodies(&qm.open(r".\private$\t").unwrap().messages().unwrap()),
+        bodies_of(&qm.open(r".\private$\t").unwrap().messages().unwrap()),
         ["t3"]
     );
 }

@@ -1,11 +1,14 @@
 //! Steps an async host defers (`mqcore::step::deferred`): logged, invisible until finished, finished
 //! exactly once, durable across a restart.
 
+mod common;
+use common::{recoverable, until_waiting};
+
 use std::path::Path;
 use std::time::Duration;
 
 use mqcore::step::deferred::{collect, finish_all, Collecting};
-use mqcore::{ErrorCode, Message, Queue, QueueManager, QueueProps, Tx};
+use mqcore::{ErrorCode, Queue, QueueManager, QueueProps, Tx};
 
 const Q: &str = r".\private$\deferred";
 const TXQ: &str = r".\private$\deferred-tx";
@@ -21,12 +24,6 @@ fn open(root: &Path) -> (QueueManager, Queue, Queue) {
         Err(_) => qm.create_queue(TXQ, QueueProps::transactional()).unwrap(),
     };
     (qm, q, txq)
-}
-
-fn recoverable(body: &str) -> Message {
-    let mut m = Message::new(body.to_owned());
-    m.delivery = mqcore::Delivery::Recoverable;
-    m
 }
 
 fn nothing_in(q: &Queue) {
@@ -91,7 +88,7 @@ fn a_waiting_async_receive_hands_back_its_removal() {
         let (_qm, q, _) = open(dir.path());
         let sender = q.clone();
         let late = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
+            until_waiting(&sender, 1);
             sender.send(recoverable("late"), Tx::None).unwrap();
         });
         let receive = Box::pin(q.receive_async(Duration::from_secs(10), Tx::None));

@@ -4,7 +4,7 @@
 //! accounting errors around deletion, abort, expiry, quotas, journals and subqueues).
 
 mod common;
-use common::manual;
+use common::{manual, until_waiting};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -35,11 +35,12 @@ fn peek_next_times_out_after_an_unrelated_wakeup() {
         let r = c.peek_next(Duration::from_secs(1));
         done_tx.send(r.map(|_| ()).map_err(|e| e.code())).unwrap();
     });
-    thread::sleep(Duration::from_millis(100));
-    // Sorts before "a": wakes the watcher, but there is still nothing after the cursor.
+    until_waiting(&q, 1);
+    // Sorts before "a": wakes the watcher (the arrival removes it), but there is still nothing
+    // after the cursor, so it registers again.
     q.send(Message::new("b").with_priority(7), Tx::None)
         .unwrap();
-    thread::sleep(Duration::from_millis(100));
+    until_waiting(&q, 1);
     clock.advance(Duration::from_secs(5));
     let r = done_rx.recv_timeout(Duration::from_secs(10));
     assert_eq!(r.ok(), Some(Err(ErrorCode::IoTimeout)));
@@ -144,16 +145,17 @@ fn timer_survives_a_deleted_queue_with_expiring_messages() {
     qm.delete_queue(r".\private$\h").unwrap();
     clock.advance(Duration::from_secs(11));
     let (tx, rx) = mpsc::channel();
+    let receiver = other.clone();
     thread::spawn(move || {
         tx.send(
-            other
+            receiver
                 .receive(Duration::from_secs(1), Tx::None)
                 .map(|_| ())
                 .map_err(|e| e.code()),
         )
         .unwrap();
     });
-    thread::sleep(Duration::from_millis(100));
+    until_waiting(&other, 1);
     clock.advance(Duration::from_secs(5));
     let r = rx.recv_timeout(Duration::from_secs(10));
     assert_eq!(r.ok(), Some(Err(ErrorCode::IoTimeout)));
@@ -180,7 +182,7 @@ fn abort_hands_the_head_message_to_a_waiter() {
             .unwrap()
             .to_owned()
     });
-    thread::sleep(Duration::from_millis(100));
+    until_waiting(&q, 1);
     tx.abort();
     assert_eq!(waiter.join().unwrap(), "A");
 }

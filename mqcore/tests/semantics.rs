@@ -3,10 +3,10 @@
 //! Each test names the MSMQ rule it pins; the error paths assert the exact MSMQ code.
 
 mod common;
-use common::{bodies, manual};
+use common::{bodies, body, eventually, manual, until_waiting};
 
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mqcore::{
     Acknowledge, Compat, Delivery, ErrorCode, JournalFlags, LocalCoordinator, LookupAction,
@@ -21,33 +21,18 @@ fn qm() -> QueueManager {
     QueueManager::new()
 }
 
-fn body(m: &Message) -> &str {
-    m.body_str().expect("test bodies are text")
-}
-
-/// Sends `body` to `q` from another thread a moment from now, for tests of waiting receivers.
+/// Sends `body` to `q` from another thread once a receiver waits on `q`, for tests of waiting
+/// receivers.
 fn send_later(q: &mqcore::Queue, body: &'static str) -> thread::JoinHandle<()> {
     let q = q.clone();
     thread::spawn(move || {
-        thread::sleep(Duration::from_millis(20));
+        until_waiting(&q, 1);
         q.send(Message::new(body), Tx::None).unwrap();
     })
 }
 
 fn code<T: std::fmt::Debug>(r: mqcore::Result<T>) -> ErrorCode {
     r.expect_err("expected an error").code()
-}
-
-/// Polls `cond` until it holds, for things the timer thread does in the background. Bounded.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(2));
-    }
 }
 
 // ---- 3. Message properties -------------------------------------------------------------------
@@ -82,17 +67,26 @@ fn send_refuses_bad_properties_and_changes_nothing() {
     let q = qm
         .create_queue(r".\private$\a", QueueProps::default())
         .unwrap();
-    let long = Message::new("x").with_label("l".repeat(250));
-    assert_eq!(code(q.send(long, Tx::None)), ErrorCode::LabelTooLong);
-    let big = Message::new(vec![0u8; 4 * 1024 * 1024 + 1]);
-    assert_eq!(
-        code(q.send(big, Tx::None)),
-        ErrorCode::InsufficientResources
-    );
-    assert_eq!(
-        code(q.send(Message::new("x").with_priority(8), Tx::None)),
-        ErrorCode::IllegalPropertyValue
-    );
+    let refused = [
+        (
+            "a 250-character label",
+            Message::new("x").with_label("l".repeat(250)),
+            ErrorCode::LabelTooLong,
+        ),
+        (
+            "a body over 4 MB",
+            Message::new(vec![0u8; 4 * 1024 * 1024 + 1]),
+            ErrorCode::InsufficientResources,
+        ),
+        (
+            "priority 8",
+            Message::new("x").with_priority(8),
+            ErrorCode::IllegalPropertyValue,
+        ),
+    ];
+    for (what, message, expected) in refused {
+        assert_eq!(code(q.send(message, Tx::None)), expected, "{what}");
+    }
     assert!(q.is_empty().unwrap());
     // The limits themselves are fine.
     q.send(
@@ -233,26 +227,19 @@ fn create_refuses_what_cannot_be_created() {
         code(qm.create_queue(r".\private$\a", bad_label)),
         ErrorCode::IllegalPropertyValue
     );
-    assert_eq!(
-        code(qm.create_queue(r"DIRECT=OS:.\private$\a", QueueProps::default())),
-        ErrorCode::IllegalQueuePathname
-    );
-    assert_eq!(
-        code(qm.create_queue(r".\private$\a;sub", QueueProps::default())),
-        ErrorCode::IllegalQueuePathname
-    );
-    assert_eq!(
-        code(qm.create_queue(r".\public", QueueProps::default())),
-        ErrorCode::UnsupportedOperation
-    );
-    assert_eq!(
-        code(qm.create_queue(r"elsewhere\private$\a", QueueProps::default())),
-        ErrorCode::UnsupportedOperation
-    );
-    assert_eq!(
-        code(qm.create_queue(r".\private$\a b", QueueProps::default())),
-        ErrorCode::IllegalQueuePathname
-    );
+    for (name, expected) in [
+        (r"DIRECT=OS:.\private$\a", ErrorCode::IllegalQueuePathname),
+        (r".\private$\a;sub", ErrorCode::IllegalQueuePathname),
+        (r".\public", ErrorCode::UnsupportedOperation),
+        (r"elsewhere\private$\a", ErrorCode::UnsupportedOperation),
+        (r".\private$\a b", ErrorCode::IllegalQueuePathname),
+    ] {
+        assert_eq!(
+            code(qm.create_queue(name, QueueProps::default())),
+            expected,
+            "{name}"
+        );
+    }
     assert!(qm.queues().is_empty());
 }
 
@@ -274,30 +261,19 @@ fn names_resolve_in_every_form() {
     ] {
         assert_eq!(qm.open(&name).unwrap().len().unwrap(), 1, "{name}");
     }
-    assert_eq!(
-        code(qm.open(r"DIRECT=TCP:10.1.2.3\private$\q")),
-        ErrorCode::RemoteMachineNotAvailable
-    );
-    assert_eq!(
-        code(qm.open(r"other\private$\q")),
-        ErrorCode::RemoteMachineNotAvailable
-    );
-    assert_eq!(
-        code(qm.open(r".\private$\missing")),
-        ErrorCode::QueueNotFound
-    );
-    assert_eq!(
-        code(qm.open(r".\private$\")),
-        ErrorCode::IllegalQueuePathname
-    );
-    assert_eq!(
-        code(qm.open(r"DIRECT=XYZ:host\q")),
-        ErrorCode::IllegalFormatname
-    );
-    assert_eq!(
-        code(qm.open(r".\somepublic")),
-        ErrorCode::UnsupportedOperation
-    );
+    for (name, expected) in [
+        (
+            r"DIRECT=TCP:10.1.2.3\private$\q",
+            ErrorCode::RemoteMachineNotAvailable,
+        ),
+        (r"other\private$\q", ErrorCode::RemoteMachineNotAvailable),
+        (r".\private$\missing", ErrorCode::QueueNotFound),
+        (r".\private$\", ErrorCode::IllegalQueuePathname),
+        (r"DIRECT=XYZ:host\q", ErrorCode::IllegalFormatname),
+        (r".\somepublic", ErrorCode::UnsupportedOperation),
+    ] {
+        assert_eq!(code(qm.open(name)), expected, "{name}");
+    }
 }
 
 #[test]
@@ -410,7 +386,7 @@ fn receive_times_out_by_the_clock() {
         let q = q.clone();
         thread::spawn(move || q.receive(Duration::from_secs(60), Tx::None))
     };
-    thread::sleep(Duration::from_millis(20));
+    until_waiting(&q, 1);
     assert!(
         !waiter.is_finished(),
         "a manual clock does not move by itself"
@@ -431,7 +407,7 @@ fn blocked_receiver_is_woken_by_a_send() {
             thread::spawn(move || q.receive(INFINITE, Tx::None).map(|m| body(&m).to_owned()))
         })
         .collect();
-    thread::sleep(Duration::from_millis(20));
+    until_waiting(&q, 3);
     for b in ["a", "b", "c"] {
         q.send(Message::new(b), Tx::None).unwrap();
     }
@@ -458,8 +434,9 @@ fn async_receive_waits_and_times_out_by_the_clock() {
     assert_eq!(body(&m), "late");
     sender.join().unwrap();
 
+    let waited = q.clone();
     let advancer = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(20));
+        until_waiting(&waited, 1);
         clock.advance(Duration::from_secs(31));
     });
     assert_eq!(
@@ -514,7 +491,7 @@ fn peek_leaves_the_message_and_waits() {
         let q = q.clone();
         thread::spawn(move || q.peek(INFINITE).map(|m| body(&m).to_owned()))
     };
-    thread::sleep(Duration::from_millis(20));
+    until_waiting(&q, 1);
     q.send(Message::new("x"), Tx::None).unwrap();
     assert_eq!(peeker.join().unwrap().unwrap(), "x");
     assert_eq!(body(&q.peek(NOW).unwrap()), "x");
@@ -547,7 +524,7 @@ fn cursor_peeks_current_next_and_receives_current() {
     assert_eq!(bodies(&qm, r".\private$\q"), ["a", "c"]);
     // peek_next waits for an arrival past the cursor.
     let waiter = thread::spawn(move || c.peek_next(INFINITE).map(|m| body(&m).to_owned()));
-    thread::sleep(Duration::from_millis(20));
+    until_waiting(&q, 1);
     q.send(Message::new("e"), Tx::None).unwrap();
     assert_eq!(waiter.join().unwrap().unwrap(), "e");
 }
@@ -597,18 +574,17 @@ fn lookup_id_navigation() {
         ),
         "a"
     );
-    assert_eq!(
-        code(q.peek_by_lookup_id(LookupAction::Current(b.lookup_id()))),
-        ErrorCode::MessageNotFound
-    );
-    assert_eq!(
-        code(q.peek_by_lookup_id(LookupAction::Next(last.lookup_id()))),
-        ErrorCode::MessageNotFound
-    );
-    assert_eq!(
-        code(q.peek_by_lookup_id(LookupAction::Previous(first.lookup_id()))),
-        ErrorCode::MessageNotFound
-    );
+    for action in [
+        LookupAction::Current(b.lookup_id()),
+        LookupAction::Next(last.lookup_id()),
+        LookupAction::Previous(first.lookup_id()),
+    ] {
+        assert_eq!(
+            code(q.peek_by_lookup_id(action)),
+            ErrorCode::MessageNotFound,
+            "{action:?}"
+        );
+    }
     assert_eq!(
         body(
             &q.receive_by_lookup_id(LookupAction::First, Tx::None)
@@ -827,18 +803,29 @@ fn transaction_usage_mismatches_are_refused() {
         .create_queue(r".\private$\n", QueueProps::default())
         .unwrap();
     let tx = qm.begin();
-    assert_eq!(
-        code(t.send(Message::new("x"), Tx::None)),
-        ErrorCode::TransactionUsage
-    );
-    assert_eq!(
-        code(n.send(Message::new("x"), Tx::In(&tx))),
-        ErrorCode::TransactionUsage
-    );
-    assert_eq!(
-        code(n.send(Message::new("x"), Tx::Single)),
-        ErrorCode::TransactionUsage
-    );
+    for (what, queue, tx) in [
+        (
+            "a send outside a transaction to a transactional queue",
+            &t,
+            Tx::None,
+        ),
+        (
+            "a send in a transaction to a non-transactional queue",
+            &n,
+            Tx::In(&tx),
+        ),
+        (
+            "a single-message transaction to a non-transactional queue",
+            &n,
+            Tx::Single,
+        ),
+    ] {
+        assert_eq!(
+            code(queue.send(Message::new("x"), tx)),
+            ErrorCode::TransactionUsage,
+            "{what}"
+        );
+    }
     n.send(Message::new("x"), Tx::None).unwrap();
     assert_eq!(
         code(n.receive(NOW, Tx::In(&tx))),
@@ -965,10 +952,12 @@ fn ttbr_expiry_dead_letters_by_the_clock() {
     assert_eq!(n.len().unwrap(), 3);
     clock.advance(Duration::from_secs(1));
     // The timer moves them without anyone touching the queues.
-    eventually("expiry", || {
+    eventually("the expired transactional message is dead-lettered", || {
         qm.open(r".\system$;DEADXACT").unwrap().len().unwrap() == 1
     });
-    eventually("expiry", || n.len().unwrap() == 1);
+    eventually("the expired messages leave the queue", || {
+        n.len().unwrap() == 1
+    });
     assert_eq!(bodies(&qm, r".\private$\n"), ["forever"]);
     assert!(t.is_empty().unwrap());
     let dlq = qm
@@ -1168,13 +1157,14 @@ fn deleting_a_queue_nacks_and_dead_letters_its_messages() {
         Tx::Single,
     )
     .unwrap();
+    let empty = qm
+        .create_queue(r".\private$\empty", QueueProps::default())
+        .unwrap();
     let waiter = {
-        let q2 = qm
-            .create_queue(r".\private$\empty", QueueProps::default())
-            .unwrap();
+        let q2 = empty.clone();
         thread::spawn(move || q2.receive(INFINITE, Tx::None))
     };
-    thread::sleep(Duration::from_millis(20));
+    until_waiting(&empty, 1);
     qm.delete_queue(r".\private$\empty").unwrap();
     assert_eq!(code(waiter.join().unwrap()), ErrorCode::QueueDeleted);
     qm.delete_queue(r".\private$\q").unwrap();
@@ -1347,18 +1337,13 @@ fn msmq3_has_no_subqueues_moves_or_rejects() {
         .unwrap();
     q.send(Message::new("a"), Tx::None).unwrap();
     let m = q.peek(NOW).unwrap();
-    assert_eq!(
-        code(qm.open(r".\private$\q;poison")),
-        ErrorCode::UnsupportedOperation
-    );
-    assert_eq!(
-        code(q.reject(m.lookup_id())),
-        ErrorCode::UnsupportedOperation
-    );
-    assert_eq!(
-        code(q.move_message(m.lookup_id(), &q, Tx::None)),
-        ErrorCode::UnsupportedOperation
-    );
+    for (what, refusal) in [
+        ("opening a subqueue", code(qm.open(r".\private$\q;poison"))),
+        ("reject", code(q.reject(m.lookup_id()))),
+        ("move", code(q.move_message(m.lookup_id(), &q, Tx::None))),
+    ] {
+        assert_eq!(refusal, ErrorCode::UnsupportedOperation, "{what}");
+    }
     assert_eq!(q.len().unwrap(), 1);
     assert_eq!("msmq3".parse::<Compat>().unwrap(), Compat::Msmq3);
     assert_eq!(code("msmq5".parse::<Compat>()), ErrorCode::InvalidParameter);

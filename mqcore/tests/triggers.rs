@@ -1,23 +1,15 @@
 //! The Triggers service end to end: processing types, serialized order, executables, in-process
 //! handlers, every parameter token, definitions across a restart, and MSMQ's refusals.
 
+mod common;
+use common::{eventually, manual};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mqcore::triggers::{Processing, RuleDef, TriggerDef, Triggers, Value};
-use mqcore::{
-    ErrorCode, JournalFlags, ManualClock, Message, QueueManager, QueueName, QueueProps, Tx,
-};
-
-/// Waits (bounded) for work done on other threads to show.
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < until, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+use mqcore::{ErrorCode, JournalFlags, Message, QueueManager, QueueName, QueueProps, Tx};
 
 fn labels(q: &mqcore::Queue) -> Vec<String> {
     q.messages().unwrap().into_iter().map(|m| m.label).collect()
@@ -586,39 +578,34 @@ fn bad_definitions_are_refused_with_msmq_codes() {
         .unwrap_err()
         .detail()
         .contains("exists"));
-    let code = |def: TriggerDef| triggers.add_trigger(def).unwrap_err().code();
-    assert_eq!(
-        code(TriggerDef::new(
-            "t",
-            r".\private$\missing",
-            Processing::Peek
-        )),
-        ErrorCode::QueueNotFound
-    );
-    assert_eq!(
-        code(TriggerDef::new(
-            "t",
-            r"DIRECT=OS:.\private$\plain",
-            Processing::Peek
-        )),
-        ErrorCode::IllegalQueuePathname
-    );
-    assert_eq!(
-        code(TriggerDef::new(
-            "t",
-            r".\private$\plain",
-            Processing::TransactionalRetrieval
-        )),
-        ErrorCode::TransactionUsage
-    );
-    assert_eq!(
-        code(TriggerDef::new(
-            &long,
-            r".\private$\plain",
-            Processing::Peek
-        )),
-        ErrorCode::InvalidParameter
-    );
+    for (what, def, expected) in [
+        (
+            "a missing queue",
+            TriggerDef::new("t", r".\private$\missing", Processing::Peek),
+            ErrorCode::QueueNotFound,
+        ),
+        (
+            "a format name",
+            TriggerDef::new("t", r"DIRECT=OS:.\private$\plain", Processing::Peek),
+            ErrorCode::IllegalQueuePathname,
+        ),
+        (
+            "transactional retrieval of a non-transactional queue",
+            TriggerDef::new("t", r".\private$\plain", Processing::TransactionalRetrieval),
+            ErrorCode::TransactionUsage,
+        ),
+        (
+            "a 129-character name",
+            TriggerDef::new(&long, r".\private$\plain", Processing::Peek),
+            ErrorCode::InvalidParameter,
+        ),
+    ] {
+        assert_eq!(
+            triggers.add_trigger(def).unwrap_err().code(),
+            expected,
+            "{what}"
+        );
+    }
     assert_eq!(
         triggers.attach_rule("nope", "r").unwrap_err().code(),
         ErrorCode::InvalidParameter
@@ -660,8 +647,7 @@ fn disabling_stops_a_trigger_and_enabling_starts_it_from_the_head() {
 
 #[test]
 fn a_trigger_watches_the_dead_letter_queue() {
-    let clock = Arc::new(ManualClock::new());
-    let qm = QueueManager::builder().clock(clock.clone()).build();
+    let (qm, clock) = manual();
     let q = qm
         .create_queue(r".\private$\short", QueueProps::default())
         .unwrap();

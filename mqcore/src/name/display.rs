@@ -1,0 +1,92 @@
+//! The canonical text of a queue name, which parses back to an equal name.
+
+use std::fmt;
+
+use super::{
+    QueueName, Repr, Scope, Suffix, Target, JOURNAL_PATH_SUFFIX, JOURNAL_SUFFIX, PRIVATE_MARK,
+    SYSTEM_MARK,
+};
+
+impl fmt::Display for QueueName {
+    /// Writes the canonical text of the name, which parses back to an equal name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Path { computer, target } => {
+                write!(f, "{computer}\\")?;
+                match target {
+                    Target::System(system) => write!(f, "{SYSTEM_MARK};{}", system.keyword()),
+                    Target::Named {
+                        scope,
+                        name,
+                        suffix,
+                    } => {
+                        if let Scope::Private = scope {
+                            write!(f, "{PRIVATE_MARK}\\")?;
+                        }
+                        f.write_str(name)?;
+                        match suffix {
+                            Suffix::None => Ok(()),
+                            Suffix::Subqueue(subqueue) => write!(f, ";{subqueue}"),
+                            Suffix::Journal => write!(f, "\\{JOURNAL_PATH_SUFFIX}"),
+                        }
+                    }
+                }
+            }
+            Repr::Direct {
+                protocol,
+                address,
+                target,
+            } => {
+                let separator = if protocol.is_http() {
+                    write!(f, "DIRECT={}://{address}/msmq/", protocol.keyword())?;
+                    '/'
+                } else {
+                    write!(f, "DIRECT={}:{address}\\", protocol.keyword())?;
+                    '\\'
+                };
+                match target {
+                    Target::System(system) => write!(f, "{SYSTEM_MARK};{}", system.keyword()),
+                    Target::Named {
+                        scope,
+                        name,
+                        suffix,
+                    } => {
+                        if let Scope::Private = scope {
+                            write!(f, "{PRIVATE_MARK}{separator}")?;
+                        }
+                        f.write_str(name)?;
+                        match suffix {
+                            Suffix::None => Ok(()),
+                            Suffix::Subqueue(subqueue) => write!(f, ";{subqueue}"),
+                            Suffix::Journal => write!(f, ";{JOURNAL_SUFFIX}"),
+                        }
+                    }
+                }
+            }
+            Repr::PrivateId {
+                machine,
+                id,
+                journal,
+            } => {
+                write!(f, "PRIVATE={}\\{id:08x}", machine.hyphenated())?;
+                write_journal(f, *journal)
+            }
+            Repr::PublicGuid { guid, journal } => {
+                write!(f, "PUBLIC={}", guid.hyphenated())?;
+                write_journal(f, *journal)
+            }
+            Repr::Machine { machine, system } => {
+                write!(f, "MACHINE={};{}", machine.hyphenated(), system.keyword())
+            }
+        }
+    }
+}
+
+/// Writes the `;JOURNAL` suffix if `journal` is set.
+fn write_journal(f: &mut fmt::Formatter<'_>, journal: bool) -> fmt::Result {
+    if journal {
+        write!(f, ";{JOURNAL_SUFFIX}")
+    } else {
+        Ok(())
+    }
+}
