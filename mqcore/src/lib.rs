@@ -25,10 +25,12 @@
 pub mod blocking;
 pub mod clock;
 pub mod error;
+mod ids;
 mod loom;
 pub mod manager;
 pub mod message;
 pub mod name;
+mod persistence;
 pub mod queue;
 #[doc(hidden)]
 pub mod step;

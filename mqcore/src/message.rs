@@ -511,6 +511,11 @@ impl Message {
     }
 }
 
+/// The size a message counts for against quotas.
+pub(crate) fn footprint(msg: &Message) -> u64 {
+    msg.body.len() as u64 + msg.label.len() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

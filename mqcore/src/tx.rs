@@ -102,7 +102,7 @@ pub(crate) struct StagedSend {
 }
 
 /// A message locked by this transaction: received, or moved to `move_to`.
-pub(crate) struct Held {
+pub(crate) struct HeldMessage {
     pub(crate) store: Arc<Store>,
     /// The user queue it belongs to (for journaling a receive and tidying subqueues); `None` for
     /// journals and system queues.
@@ -116,7 +116,7 @@ pub(crate) struct Held {
 pub(crate) struct TxState {
     pub(crate) phase: Phase,
     pub(crate) sends: Vec<StagedSend>,
-    pub(crate) held: Vec<Held>,
+    pub(crate) held: Vec<HeldMessage>,
     /// Time-to-reach-queue and time-to-be-received of the first message sent, applied to all.
     pub(crate) first_times: Option<(Option<Duration>, Option<Duration>)>,
     /// Once prepared: what commit will apply (sends and held messages are in it), and the LSN of

@@ -453,7 +453,7 @@ impl Held {
 #[derive(Default)]
 struct HeldAnswers {
     queue: VecDeque<Held>,
-    front: Option<mqcore::storage::wal::Durable>,
+    front: Option<mqcore::step::deferred::Durability>,
 }
 
 impl HeldAnswers {

@@ -13,11 +13,12 @@ use super::{Inner, QueueManager};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, ErrorCode, Result};
 use crate::name::SystemQueue;
+use crate::persistence::record::StoreRef;
+use crate::persistence::{storage_error, LogSource, Persistence, Replay};
 use crate::queue::cold::ColdSource;
 use crate::queue::store::Store;
 use crate::storage::catalog::{CatalogStore, MemCatalog, SledCatalog};
-use crate::storage::durable::{storage_dir, storage_error, Durable, LogSource, Replay};
-use crate::storage::record::StoreRef;
+use crate::storage::storage_dir;
 use crate::storage::wal::{Wal, WalError, WalOptions};
 use crate::storage::{Disk, FileDisk, Ownership, OwnershipError};
 use crate::timer::Timer;
@@ -223,7 +224,7 @@ impl Builder {
         .map_err(|e| failed.take().unwrap_or_else(|| storage_error(e)))?;
         let (recovered, live) = replay.finish();
         let cold: Arc<dyn ColdSource> = Arc::new(LogSource::new(wal.reader(), self.cache_size));
-        let durable = Durable::new(wal, catalog, owner, options_size, live);
+        let durable = Persistence::new(wal, catalog, owner, options_size, live);
         let inner = self.start(guid, Some(durable), Some(cold));
         inner.recover(recovered)?;
         Ok(QueueManager { inner })
@@ -232,7 +233,7 @@ impl Builder {
     fn start(
         self,
         guid: Uuid,
-        durable: Option<Durable>,
+        durable: Option<Persistence>,
         cold: Option<Arc<dyn ColdSource>>,
     ) -> Arc<Inner> {
         let system = |q| Store::linked(StoreRef::System(q), false, cold.as_ref());

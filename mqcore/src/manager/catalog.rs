@@ -8,10 +8,10 @@ use std::sync::{Arc, RwLock};
 use super::Inner;
 use crate::error::{Error, ErrorCode, Result};
 use crate::name::{QueueName, QueueRef};
+use crate::persistence::record::{self, StoreRef};
 use crate::queue::store::Store;
 use crate::queue::{QueueInner, QueueProps};
 use crate::storage::catalog::CatalogStore;
-use crate::storage::record::{self, StoreRef};
 
 /// Catalog key of the queue manager's GUID.
 pub(super) const GUID_KEY: &str = "meta/guid";
@@ -42,11 +42,11 @@ pub(super) struct Catalog {
 /// Definitions other components keep with the queue manager, so that they travel with its storage
 /// directory (the Triggers service's rules and triggers). Keys must not start with `q/` or the
 /// other prefixes the queue manager uses for itself.
-pub(crate) struct Settings<'a> {
+pub(crate) struct CatalogEntries<'a> {
     inner: &'a Inner,
 }
 
-impl Settings<'_> {
+impl CatalogEntries<'_> {
     fn store(&self) -> &dyn CatalogStore {
         match &self.inner.durable {
             Some(d) => &*d.catalog,
@@ -60,7 +60,7 @@ impl Settings<'_> {
 
     /// Every entry under `prefix`, in key order.
     pub(crate) fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        self.store().scan(prefix).map_err(Settings::io)
+        self.store().scan(prefix).map_err(CatalogEntries::io)
     }
 
     /// Sets `key`; durable when it returns. Refused once another node owns the storage.
@@ -68,7 +68,7 @@ impl Settings<'_> {
         if let Some(d) = &self.inner.durable {
             d.check_owner()?;
         }
-        self.store().put(key, value).map_err(Settings::io)
+        self.store().put(key, value).map_err(CatalogEntries::io)
     }
 
     /// Removes `key`; durable when it returns. Refused once another node owns the storage.
@@ -76,7 +76,7 @@ impl Settings<'_> {
         if let Some(d) = &self.inner.durable {
             d.check_owner()?;
         }
-        self.store().remove(key).map_err(Settings::io)
+        self.store().remove(key).map_err(CatalogEntries::io)
     }
 }
 
@@ -109,8 +109,8 @@ impl Inner {
 
     /// The catalog that other components keep their definitions in: the durable one (checked for
     /// ownership on every write), or one in memory.
-    pub(crate) fn settings(&self) -> Settings<'_> {
-        Settings { inner: self }
+    pub(crate) fn catalog_entries(&self) -> CatalogEntries<'_> {
+        CatalogEntries { inner: self }
     }
 
     pub(super) fn save_queue(&self, q: &QueueInner) -> Result<()> {

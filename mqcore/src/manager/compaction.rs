@@ -7,11 +7,11 @@ use std::sync::Arc;
 use super::Inner;
 use crate::error::Result;
 use crate::message::Message;
+use crate::persistence::record::{self, OpRef, StoreRef};
+use crate::persistence::{storage_error, Persistence};
 use crate::queue::store::{LookupId, Store};
 use crate::queue::QueueInner;
 use crate::step::logged_size;
-use crate::storage::durable::{storage_error, Durable};
-use crate::storage::record::{self, OpRef, StoreRef};
 use crate::storage::wal::Lsn;
 
 #[derive(Default)]
@@ -31,7 +31,7 @@ impl Rewrite {
     }
 
     /// Submits the record (its messages live from it on); returns its LSN.
-    fn submit(self, d: &Durable) -> Result<Lsn> {
+    fn submit(self, d: &Persistence) -> Result<Lsn> {
         d.submit(record::COMMIT, &self.data, self.keeps, self.bytes)
     }
 
@@ -39,7 +39,7 @@ impl Rewrite {
     /// `gone`, to be released once it is durable.
     fn submit_cold(
         self,
-        d: &Durable,
+        d: &Persistence,
         s: &mut crate::queue::store::State,
         gone: &mut Vec<(Lsn, u64)>,
     ) -> Result<Lsn> {
@@ -76,7 +76,7 @@ impl Inner {
     /// per store, so that the old segments hold nothing live. Each record is submitted under its
     /// store's lock: a receive that takes one of these messages later logs its removal after the
     /// rewrite, and one that took it earlier finds it gone from the store.
-    pub(super) fn relocate(&self, d: &Durable, bound: Lsn) -> Result<()> {
+    pub(super) fn relocate(&self, d: &Persistence, bound: Lsn) -> Result<()> {
         let stores = self.all_stores();
         let mut moved = 0;
         for store in stores {

@@ -25,7 +25,7 @@ mod send;
 mod transactions;
 
 pub use builder::{Builder, CacheStats, Compat};
-pub(crate) use catalog::Settings;
+pub(crate) use catalog::CatalogEntries;
 use catalog::{queue_key, Catalog, QUEUE_ID_KEY};
 
 use std::collections::HashMap;
@@ -39,11 +39,11 @@ use crate::clock::{Clock, Timestamp};
 use crate::error::{Error, ErrorCode, Result};
 use crate::message::{Message, MessageClass, MessageId};
 use crate::name::{Host, QueueName, QueueRef, SystemQueue};
+use crate::persistence::Persistence;
 use crate::queue::cold::ColdSource;
 use crate::queue::store::Store;
-use crate::queue::{Queue, QueueInfo, QueueInner, QueueProps, QueueUpdate, Target};
+use crate::queue::{Opened, Queue, QueueInfo, QueueInner, QueueProps, QueueUpdate};
 use crate::storage::catalog::MemCatalog;
-use crate::storage::durable::Durable;
 use crate::timer::{Timer, TimerDeadline};
 use crate::tx::{Coordinator, Transaction, Tx, TxKind};
 
@@ -67,7 +67,7 @@ pub(crate) struct Inner {
     /// `SYSTEM$;JOURNAL`, the computer journal.
     journal: Arc<Store>,
     /// The log and catalog; `None` for an in-memory queue manager.
-    pub(crate) durable: Option<Durable>,
+    pub(crate) durable: Option<Persistence>,
     /// Where stores read messages past the cache budget back from (durable queue managers).
     cold: Option<Arc<dyn ColdSource>>,
     /// Prepared transactions found by recovery, waiting for their outcome, by xid.
@@ -212,8 +212,8 @@ impl QueueManager {
     }
 
     /// Definitions of other components kept in this queue manager's catalog.
-    pub(crate) fn settings(&self) -> Settings<'_> {
-        self.inner.settings()
+    pub(crate) fn catalog_entries(&self) -> CatalogEntries<'_> {
+        self.inner.catalog_entries()
     }
 
     /// Creates a private queue (`MQCreateQueue`) from a path name such as `.\private$\orders`.
@@ -255,7 +255,7 @@ impl QueueManager {
         }
         let id = cat.next_id + 1;
         let q = self.inner.new_queue(id, &qname, props);
-        // Durable before it is visible: the id counter first, so an id is never handed out twice.
+        // Persistence before it is visible: the id counter first, so an id is never handed out twice.
         self.inner.catalog_put(QUEUE_ID_KEY, &id.to_le_bytes())?;
         self.inner.save_queue(&q)?;
         cat.next_id = id;
@@ -264,7 +264,7 @@ impl QueueManager {
         drop(cat);
         Ok(Queue {
             qm: self.inner.clone(),
-            target: Target::Main(q),
+            target: Opened::Main(q),
             name,
         })
     }
@@ -281,7 +281,7 @@ impl QueueManager {
             ));
         }
         let q = match self.inner.resolve(&name)? {
-            Target::Main(q) => q,
+            Opened::Main(q) => q,
             _ => {
                 return Err(Error::new(
                     ErrorCode::UnsupportedFormatnameOperation,
@@ -366,7 +366,7 @@ impl QueueManager {
     /// A queue's properties and counts.
     pub fn queue_info(&self, name: &str) -> Result<QueueInfo> {
         match self.inner.resolve(&parse(name)?)? {
-            Target::Main(q) => Ok(Self::info(&q)),
+            Opened::Main(q) => Ok(Self::info(&q)),
             _ => Err(Error::new(
                 ErrorCode::UnsupportedFormatnameOperation,
                 format!("{name} has no properties of its own"),
@@ -378,7 +378,7 @@ impl QueueManager {
     /// change (`MQ_ERROR_PROPERTY_NOTALLOWED`); a new quota applies to arriving messages only.
     pub fn set_queue_props(&self, name: &str, update: QueueUpdate) -> Result<()> {
         let q = match self.inner.resolve(&parse(name)?)? {
-            Target::Main(q) => q,
+            Opened::Main(q) => q,
             _ => {
                 return Err(Error::new(
                     ErrorCode::UnsupportedFormatnameOperation,

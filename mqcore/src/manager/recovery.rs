@@ -9,14 +9,14 @@ use super::catalog::{QueueDef, QUEUE_ID_KEY, QUEUE_PREFIX};
 use super::Inner;
 use crate::error::{Error, ErrorCode, Result};
 use crate::message::MessageClass;
+use crate::persistence::record::{self, Op, StoreRef};
+use crate::persistence::{Persistence, Recovered};
 use crate::queue::cold::Entry;
 use crate::queue::store::{LookupId, Store};
 use crate::queue::QueueInner;
 use crate::step::{logged_size, Put, LOGGED_OVERHEAD};
-use crate::storage::durable::{Durable, Recovered};
-use crate::storage::record::{self, Op, StoreRef};
 use crate::storage::wal::Lsn;
-use crate::tx::{Held, TxKind};
+use crate::tx::{HeldMessage, TxKind};
 
 impl Inner {
     /// The store a log record names, if it still exists.
@@ -161,7 +161,7 @@ impl Inner {
     /// its sends waiting, until the coordinator says commit or abort.
     pub(super) fn recover_in_doubt(
         self: &Arc<Self>,
-        d: &Durable,
+        d: &Persistence,
         xid: String,
         lsn: Lsn,
         ops: Vec<Op>,
@@ -178,7 +178,7 @@ impl Inner {
                 (m.lsn, logged_size(m))
             };
             Some((
-                Held {
+                HeldMessage {
                     store,
                     queue: queue.filter(|_| matches!(at, StoreRef::Main(_) | StoreRef::Sub(..))),
                     lookup,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::Inner;
 use crate::error::{Error, ErrorCode, Result};
 use crate::name::{Host, QueueName, QueueRef};
-use crate::queue::{Queue, Target};
+use crate::queue::{Opened, Queue};
 
 impl Inner {
     /// Whether `host` names this queue manager.
@@ -37,7 +37,7 @@ impl Inner {
     }
 
     /// Finds what a name points at on this queue manager.
-    pub(crate) fn resolve(&self, name: &QueueName) -> Result<Target> {
+    pub(crate) fn resolve(&self, name: &QueueName) -> Result<Opened> {
         if !self.is_local(&name.host()) {
             return Err(Error::new(
                 ErrorCode::RemoteMachineNotAvailable,
@@ -68,18 +68,18 @@ impl Inner {
                 match (subqueue, journal) {
                     (Some(sub), _) => {
                         self.require_msmq4("subqueues")?;
-                        Ok(Target::Sub(q, sub.to_owned()))
+                        Ok(Opened::Sub(q, sub.to_owned()))
                     }
-                    (None, true) => Ok(Target::Journal(q)),
-                    (None, false) => Ok(Target::Main(q)),
+                    (None, true) => Ok(Opened::Journal(q)),
+                    (None, false) => Ok(Opened::Main(q)),
                 }
             }
             QueueRef::PrivateId { id, journal } => {
                 let q = self.catalog().by_id.get(&id).cloned().ok_or_else(not_found)?;
                 Ok(if journal {
-                    Target::Journal(q)
+                    Opened::Journal(q)
                 } else {
-                    Target::Main(q)
+                    Opened::Main(q)
                 })
             }
             QueueRef::Public { .. } | QueueRef::PublicGuid { .. } => Err(Error::new(
@@ -88,7 +88,7 @@ impl Inner {
                     "{name} is a public queue; public queues need Active Directory and mqemu runs in workgroup mode"
                 ),
             )),
-            QueueRef::System(s) => Ok(Target::System(s)),
+            QueueRef::System(s) => Ok(Opened::System(s)),
         }
     }
 

@@ -7,9 +7,10 @@ use bytes::Bytes;
 
 use super::send::over_quota;
 use super::Inner;
+use crate::message::footprint;
 use crate::message::{Acknowledge, JournalFlags, Message, MessageClass};
-use crate::queue::store::{footprint, Store};
-use crate::queue::{QueueInner, Target};
+use crate::queue::store::Store;
+use crate::queue::{Opened, QueueInner};
 use crate::step::Step;
 
 impl Inner {
@@ -91,7 +92,7 @@ impl Inner {
             return;
         }
         let q = match self.resolve(admin) {
-            Ok(Target::Main(q)) if !q.is_transactional() => q,
+            Ok(Opened::Main(q)) if !q.is_transactional() => q,
             _ => {
                 tracing::debug!(%admin, "acknowledgement dropped: admin queue is not a local non-transactional queue");
                 return;

@@ -8,20 +8,21 @@ use std::sync::{Arc, PoisonError};
 use super::send::over_quota;
 use super::Inner;
 use crate::error::Result;
+use crate::message::footprint;
 use crate::message::{Acknowledge, Message, MessageClass};
-use crate::queue::store::{footprint, LookupId, Store};
+use crate::persistence::record::{self};
+use crate::queue::store::{LookupId, Store};
 use crate::queue::QueueInner;
 use crate::step::Step;
-use crate::storage::record::{self};
 use crate::storage::wal::Lsn;
-use crate::tx::{Held, StagedSend, Transaction, TxKind};
+use crate::tx::{HeldMessage, StagedSend, Transaction, TxKind};
 
 impl Inner {
     /// What committing a transaction changes: staged messages reach their queues (or fail as
     /// MSMQ fails an undeliverable transactional message: negative acknowledgement and the
     /// transactional dead-letter queue, while the transaction still commits), and held messages
     /// leave theirs (journaled and acknowledged) or move.
-    pub(crate) fn commit_effects(&self, sends: Vec<StagedSend>, held: Vec<Held>) -> Step {
+    pub(crate) fn commit_effects(&self, sends: Vec<StagedSend>, held: Vec<HeldMessage>) -> Step {
         let mut eff = self.step();
         let now = self.now();
         let mut staged: Vec<(Arc<Store>, u64)> = Vec::new();
@@ -128,7 +129,7 @@ impl Inner {
     /// positions first and hands them out once, so a waiting receiver gets the head of the
     /// queue. Messages whose queue was deleted meanwhile, or whose time-to-be-received ran out
     /// while they were held, go where such messages go.
-    pub(crate) fn abort(self: &Arc<Self>, held: Vec<Held>) {
+    pub(crate) fn abort(self: &Arc<Self>, held: Vec<HeldMessage>) {
         let mut groups: Vec<(Arc<Store>, Vec<LookupId>)> = Vec::new();
         for h in held {
             match groups.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &h.store)) {

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::{
-    QueueName, Repr, Scope, Suffix, Target, JOURNAL_PATH_SUFFIX, JOURNAL_SUFFIX, PRIVATE_MARK,
+    QueueName, QueuePart, Repr, Scope, Suffix, JOURNAL_PATH_SUFFIX, JOURNAL_SUFFIX, PRIVATE_MARK,
     SYSTEM_MARK,
 };
 
@@ -14,8 +14,8 @@ impl fmt::Display for QueueName {
             Repr::Path { computer, target } => {
                 write!(f, "{computer}\\")?;
                 match target {
-                    Target::System(system) => write!(f, "{SYSTEM_MARK};{}", system.keyword()),
-                    Target::Named {
+                    QueuePart::System(system) => write!(f, "{SYSTEM_MARK};{}", system.keyword()),
+                    QueuePart::Named {
                         scope,
                         name,
                         suffix,
@@ -45,8 +45,8 @@ impl fmt::Display for QueueName {
                     '\\'
                 };
                 match target {
-                    Target::System(system) => write!(f, "{SYSTEM_MARK};{}", system.keyword()),
-                    Target::Named {
+                    QueuePart::System(system) => write!(f, "{SYSTEM_MARK};{}", system.keyword()),
+                    QueuePart::Named {
                         scope,
                         name,
                         suffix,

@@ -3,7 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use super::{Repr, Suffix, Target};
+use super::{QueuePart, Repr, Suffix};
 
 /// Compares two names the way MSMQ does, ignoring ASCII case.
 pub(super) fn eq_ci(a: &str, b: &str) -> bool {
@@ -121,34 +121,34 @@ impl Hash for Repr {
     }
 }
 
-impl PartialEq for Target {
-    fn eq(&self, other: &Target) -> bool {
+impl PartialEq for QueuePart {
+    fn eq(&self, other: &QueuePart) -> bool {
         match (self, other) {
             (
-                Target::Named {
+                QueuePart::Named {
                     scope: sa,
                     name: na,
                     suffix: xa,
                 },
-                Target::Named {
+                QueuePart::Named {
                     scope: sb,
                     name: nb,
                     suffix: xb,
                 },
             ) => sa == sb && eq_ci(na, nb) && xa == xb,
-            (Target::System(a), Target::System(b)) => a == b,
+            (QueuePart::System(a), QueuePart::System(b)) => a == b,
             _ => false,
         }
     }
 }
 
-impl Eq for Target {}
+impl Eq for QueuePart {}
 
-impl Hash for Target {
+impl Hash for QueuePart {
     fn hash<H: Hasher>(&self, state: &mut H) {
         std::mem::discriminant(self).hash(state);
         match self {
-            Target::Named {
+            QueuePart::Named {
                 scope,
                 name,
                 suffix,
@@ -157,7 +157,7 @@ impl Hash for Target {
                 hash_ci(name, state);
                 suffix.hash(state);
             }
-            Target::System(system) => system.hash(state),
+            QueuePart::System(system) => system.hash(state),
         }
     }
 }

@@ -11,7 +11,7 @@ use super::check::{
 };
 use super::eq::eq_ci;
 use super::{
-    Protocol, QueueName, Repr, Scope, Suffix, SystemQueue, Target, JOURNAL_SUFFIX,
+    Protocol, QueueName, QueuePart, Repr, Scope, Suffix, SystemQueue, JOURNAL_SUFFIX,
     MAX_PRIVATE_ID_DIGITS, PRIVATE_MARK, SUBQUEUE_HAS_NO_JOURNAL, SUFFIX_KEYWORDS,
 };
 use crate::error::Result;
@@ -150,7 +150,7 @@ pub(super) fn parse_direct(ctx: &Ctx<'_>, rest: &str) -> Result<Repr> {
             return Err(ctx.err("`private$` must be followed by a separator and a queue name"))
         }
         [single] => match after_system_mark(single) {
-            Some(rest) => Target::System(system_suffix(ctx, rest)?),
+            Some(rest) => QueuePart::System(system_suffix(ctx, rest)?),
             None => format_named(ctx, Scope::Public, single)?,
         },
         [mark, queue] if eq_ci(mark, PRIVATE_MARK) => format_named(ctx, Scope::Private, queue)?,
@@ -170,7 +170,7 @@ pub(super) fn parse_direct(ctx: &Ctx<'_>, rest: &str) -> Result<Repr> {
 }
 
 /// Parses `queue`, `queue;JOURNAL` or `queue;subqueue` in a direct format name.
-pub(super) fn format_named(ctx: &Ctx<'_>, scope: Scope, text: &str) -> Result<Target> {
+pub(super) fn format_named(ctx: &Ctx<'_>, scope: Scope, text: &str) -> Result<QueuePart> {
     let mut segments = text.split(';');
     // `split` yields at least one segment, even for empty text.
     let name = segments.next().unwrap_or_default();
@@ -197,7 +197,7 @@ pub(super) fn format_named(ctx: &Ctx<'_>, scope: Scope, text: &str) -> Result<Ta
         }
         _ => return Err(ctx.err("the queue name has more than one `;` suffix")),
     };
-    Ok(Target::Named {
+    Ok(QueuePart::Named {
         scope,
         name: name.to_owned(),
         suffix,

@@ -273,7 +273,7 @@ enum Repr {
         /// The computer name as written; `.` is the local computer.
         computer: String,
         /// The queue on that computer.
-        target: Target,
+        target: QueuePart,
     },
     /// A `DIRECT=` format name.
     Direct {
@@ -282,7 +282,7 @@ enum Repr {
         /// A computer name (OS), an IP literal (TCP) or `host[:port]` (HTTP, HTTPS).
         address: String,
         /// The queue at that address.
-        target: Target,
+        target: QueuePart,
     },
     /// A `PRIVATE=<computer guid>\<id>` format name.
     PrivateId {
@@ -311,7 +311,7 @@ enum Repr {
 
 /// The queue part of a path name or direct format name.
 #[derive(Debug, Clone)]
-enum Target {
+enum QueuePart {
     /// A private or public queue by name.
     Named {
         /// Whether the queue is private or public.
@@ -347,11 +347,11 @@ enum Suffix {
     Journal,
 }
 
-impl Target {
+impl QueuePart {
     /// The queue this target designates, borrowing its names.
     fn queue_ref(&self) -> QueueRef<'_> {
         match self {
-            Target::Named {
+            QueuePart::Named {
                 scope,
                 name,
                 suffix,
@@ -374,7 +374,7 @@ impl Target {
                     },
                 }
             }
-            Target::System(system) => QueueRef::System(*system),
+            QueuePart::System(system) => QueueRef::System(*system),
         }
     }
 }
@@ -460,7 +460,7 @@ impl QueueName {
         QueueName {
             repr: Repr::Path {
                 computer: computer.to_owned(),
-                target: Target::Named {
+                target: QueuePart::Named {
                     scope: Scope::Private,
                     name: name.to_owned(),
                     suffix: Suffix::None,

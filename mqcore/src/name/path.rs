@@ -8,7 +8,7 @@ use super::check::{
 };
 use super::eq::eq_ci;
 use super::{
-    QueueName, Repr, Scope, Suffix, SystemQueue, Target, JOURNAL_PATH_SUFFIX, PRIVATE_MARK,
+    QueueName, QueuePart, Repr, Scope, Suffix, SystemQueue, JOURNAL_PATH_SUFFIX, PRIVATE_MARK,
     SUBQUEUE_HAS_NO_JOURNAL,
 };
 use crate::error::{Error, Result};
@@ -61,21 +61,21 @@ pub(super) fn misplaced_extra(ctx: &Ctx<'_>, extra: &str) -> Error {
 }
 
 /// Parses the one part after the computer in a path name: a public queue or a system queue.
-pub(super) fn path_single(ctx: &Ctx<'_>, part: &str) -> Result<Target> {
+pub(super) fn path_single(ctx: &Ctx<'_>, part: &str) -> Result<QueuePart> {
     if eq_ci(part, PRIVATE_MARK) {
         return Err(ctx.err("`private$` must be followed by `\\` and a queue name"));
     }
     if let Some(system) = SystemQueue::from_path_suffix(part) {
-        return Ok(Target::System(system));
+        return Ok(QueuePart::System(system));
     }
     if let Some(rest) = after_system_mark(part) {
-        return system_suffix(ctx, rest).map(Target::System);
+        return system_suffix(ctx, rest).map(QueuePart::System);
     }
     path_named(ctx, Scope::Public, part)
 }
 
 /// Parses `queue` or `queue;subqueue` in a path name.
-pub(super) fn path_named(ctx: &Ctx<'_>, scope: Scope, text: &str) -> Result<Target> {
+pub(super) fn path_named(ctx: &Ctx<'_>, scope: Scope, text: &str) -> Result<QueuePart> {
     let (name, subqueue) = match text.split_once(';') {
         Some((name, subqueue)) => (name, Some(subqueue)),
         None => (text, None),
@@ -91,7 +91,7 @@ pub(super) fn path_named(ctx: &Ctx<'_>, scope: Scope, text: &str) -> Result<Targ
             Suffix::Subqueue(subqueue.to_owned())
         }
     };
-    Ok(Target::Named {
+    Ok(QueuePart::Named {
         scope,
         name: name.to_owned(),
         suffix,
@@ -99,7 +99,7 @@ pub(super) fn path_named(ctx: &Ctx<'_>, scope: Scope, text: &str) -> Result<Targ
 }
 
 /// Parses the queue before a `\JOURNAL$` path suffix.
-pub(super) fn path_journal(ctx: &Ctx<'_>, scope: Scope, queue: &str) -> Result<Target> {
+pub(super) fn path_journal(ctx: &Ctx<'_>, scope: Scope, queue: &str) -> Result<QueuePart> {
     if scope == Scope::Public && after_system_mark(queue).is_some() {
         return Err(ctx.err("system queues have no journal"));
     }
@@ -107,7 +107,7 @@ pub(super) fn path_journal(ctx: &Ctx<'_>, scope: Scope, queue: &str) -> Result<T
         return Err(ctx.err(SUBQUEUE_HAS_NO_JOURNAL));
     }
     check_queue_name(ctx, scope, queue)?;
-    Ok(Target::Named {
+    Ok(QueuePart::Named {
         scope,
         name: queue.to_owned(),
         suffix: Suffix::Journal,

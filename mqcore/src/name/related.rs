@@ -1,7 +1,7 @@
 //! Names derived from another name: the same queue's subqueue, and the queue's journal.
 
 use super::check::{check_subqueue, Ctx};
-use super::{QueueName, Repr, Suffix, Target};
+use super::{QueueName, QueuePart, Repr, Suffix};
 use crate::error::{ErrorCode, Result};
 
 impl QueueName {
@@ -88,35 +88,35 @@ impl QueueName {
     }
 }
 
-impl Target {
+impl QueuePart {
     /// The same named queue's subqueue `subqueue`; system queues and journals have none.
-    fn with_subqueue(&self, ctx: &Ctx<'_>, subqueue: &str) -> Result<Target> {
+    fn with_subqueue(&self, ctx: &Ctx<'_>, subqueue: &str) -> Result<QueuePart> {
         match self {
-            Target::Named {
+            QueuePart::Named {
                 suffix: Suffix::Journal,
                 ..
             } => Err(ctx.err("a queue journal has no subqueues")),
-            Target::Named { scope, name, .. } => {
+            QueuePart::Named { scope, name, .. } => {
                 check_subqueue(ctx, subqueue)?;
-                Ok(Target::Named {
+                Ok(QueuePart::Named {
                     scope: *scope,
                     name: name.clone(),
                     suffix: Suffix::Subqueue(subqueue.to_owned()),
                 })
             }
-            Target::System(_) => Err(ctx.err("system queues have no subqueues")),
+            QueuePart::System(_) => Err(ctx.err("system queues have no subqueues")),
         }
     }
 
     /// The journal of this target: a named queue's journal, or the target itself otherwise.
-    fn journal(&self) -> Target {
+    fn journal(&self) -> QueuePart {
         match self {
-            Target::Named { scope, name, .. } => Target::Named {
+            QueuePart::Named { scope, name, .. } => QueuePart::Named {
                 scope: *scope,
                 name: name.clone(),
                 suffix: Suffix::Journal,
             },
-            Target::System(system) => Target::System(*system),
+            QueuePart::System(system) => QueuePart::System(*system),
         }
     }
 }

@@ -15,9 +15,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::ids::Lsn;
+use crate::ids::StoreRef;
 use crate::message::Message;
-use crate::storage::record::StoreRef;
-use crate::storage::wal::Lsn;
 
 use super::store::LookupId;
 

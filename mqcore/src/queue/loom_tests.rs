@@ -10,8 +10,8 @@ use std::task::{Context, Poll, Waker};
 use loom::thread;
 
 use super::store::{Never, Store, TakeFuture};
+use crate::ids::StoreRef;
 use crate::message::Message;
-use crate::storage::record::StoreRef;
 use std::sync::Arc;
 
 fn msg(body: &'static str) -> Box<Message> {

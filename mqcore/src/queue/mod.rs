@@ -20,12 +20,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::ids::StoreRef;
 use crate::manager::Inner;
 use crate::message::{Message, MessageClass, MessageId};
 use crate::name::{QueueName, SystemQueue};
 use crate::queue::store::{Found, Key, LookupId, Owner, State, Store, WaitError};
-use crate::storage::record::StoreRef;
-use crate::tx::{Held, Tx, TxShared};
+use crate::tx::{HeldMessage, Tx, TxShared};
 
 pub use scan::{Interrupt, Scan};
 pub use store::LookupId as MessageLookupId;
@@ -199,7 +199,7 @@ impl QueueInner {
 
 /// Which store a handle reads.
 #[derive(Clone)]
-pub(crate) enum Target {
+pub(crate) enum Opened {
     /// The queue itself.
     Main(Arc<QueueInner>),
     /// The queue's journal.
@@ -233,7 +233,7 @@ pub enum LookupAction {
 #[derive(Clone)]
 pub struct Queue {
     pub(crate) qm: Arc<Inner>,
-    pub(crate) target: Target,
+    pub(crate) target: Opened,
     pub(crate) name: QueueName,
 }
 
@@ -249,10 +249,10 @@ impl Queue {
     /// holder that caches handles by name opens the name again.
     pub fn is_deleted(&self) -> bool {
         match &self.target {
-            Target::Main(q) | Target::Journal(q) | Target::Sub(q, _) => {
+            Opened::Main(q) | Opened::Journal(q) | Opened::Sub(q, _) => {
                 q.deleted.load(Ordering::SeqCst)
             }
-            Target::System(_) => false,
+            Opened::System(_) => false,
         }
     }
 
@@ -261,8 +261,8 @@ impl Queue {
     /// `MQ_ERROR_MESSAGE_NOT_AUTHENTICATED` when this is set.
     pub fn requires_authentication(&self) -> bool {
         match &self.target {
-            Target::Main(q) | Target::Journal(q) | Target::Sub(q, _) => q.read_props().authenticate,
-            Target::System(_) => false,
+            Opened::Main(q) | Opened::Journal(q) | Opened::Sub(q, _) => q.read_props().authenticate,
+            Opened::System(_) => false,
         }
     }
 
@@ -274,35 +274,35 @@ impl Queue {
     /// The store this handle reads, failing if its queue was deleted.
     pub(crate) fn store(&self) -> Result<Arc<Store>> {
         Ok(match &self.target {
-            Target::Main(q) => {
+            Opened::Main(q) => {
                 q.check_live()?;
                 q.store.clone()
             }
-            Target::Journal(q) => {
+            Opened::Journal(q) => {
                 q.check_live()?;
                 q.journal.clone()
             }
-            Target::Sub(q, name) => {
+            Opened::Sub(q, name) => {
                 q.check_live()?;
                 q.subqueue(name)
             }
-            Target::System(s) => self.qm.system_store(*s).clone(),
+            Opened::System(s) => self.qm.system_store(*s).clone(),
         })
     }
 
     /// Whether this store takes transactional receives.
     fn is_transactional(&self) -> bool {
         match &self.target {
-            Target::Main(q) | Target::Sub(q, _) => q.is_transactional(),
-            Target::Journal(_) => false,
-            Target::System(s) => *s == SystemQueue::DeadXact,
+            Opened::Main(q) | Opened::Sub(q, _) => q.is_transactional(),
+            Opened::Journal(_) => false,
+            Opened::System(s) => *s == SystemQueue::DeadXact,
         }
     }
 
     /// The user queue this store belongs to, for journaling (not for journals themselves).
     fn journaled_parent(&self) -> Option<&Arc<QueueInner>> {
         match &self.target {
-            Target::Main(q) | Target::Sub(q, _) => Some(q),
+            Opened::Main(q) | Opened::Sub(q, _) => Some(q),
             _ => None,
         }
     }
@@ -337,7 +337,7 @@ impl Queue {
     /// queue over its quota fails with `MQ_ERROR_INSUFFICIENT_RESOURCES` and changes nothing in the
     /// queue (a NACK 0x8003 goes to the admin queue if one was asked for, as MSMQ does).
     pub fn send(&self, msg: Message, tx: Tx<'_>) -> Result<MessageId> {
-        let Target::Main(q) = &self.target else {
+        let Opened::Main(q) = &self.target else {
             return Err(Error::new(
                 ErrorCode::UnsupportedAccessMode,
                 format!(
@@ -357,7 +357,7 @@ impl Queue {
     /// message is checked (limits, quota) on its own and a refused one leaves the others alone;
     /// a failed log write fails the messages it carried, none of which became visible.
     pub fn send_batch(&self, msgs: Vec<Message>, tx: Tx<'_>) -> Vec<Result<MessageId>> {
-        let Target::Main(q) = &self.target else {
+        let Opened::Main(q) = &self.target else {
             let e = Error::new(
                 ErrorCode::UnsupportedAccessMode,
                 format!(
@@ -501,7 +501,7 @@ impl Queue {
                         "the transaction was prepared while the receive waited",
                     ));
                 }
-                state.held.push(Held {
+                state.held.push(HeldMessage {
                     store,
                     queue: self.journaled_parent().cloned(),
                     lookup,
@@ -563,7 +563,7 @@ impl Queue {
 
     /// Removes empty subqueues after a message left one, as MSMQ does.
     fn tidy(&self) {
-        if let Target::Sub(q, _) = &self.target {
+        if let Opened::Sub(q, _) = &self.target {
             q.tidy_subqueues();
         }
     }
@@ -757,9 +757,9 @@ impl Queue {
         self.qm
             .require_msmq4("moving messages between a queue and its subqueues")?;
         let same_family = match (&self.target, &to.target) {
-            (Target::Main(a), Target::Sub(b, _))
-            | (Target::Sub(a, _), Target::Main(b))
-            | (Target::Sub(a, _), Target::Sub(b, _)) => Arc::ptr_eq(a, b),
+            (Opened::Main(a), Opened::Sub(b, _))
+            | (Opened::Sub(a, _), Opened::Main(b))
+            | (Opened::Sub(a, _), Opened::Sub(b, _)) => Arc::ptr_eq(a, b),
             _ => false,
         };
         if !same_family {
@@ -791,7 +791,7 @@ impl Queue {
                 drop(from);
                 self.tidy();
             }
-            Claim::Locked(lookup, t) => t.lock().held.push(Held {
+            Claim::Locked(lookup, t) => t.lock().held.push(HeldMessage {
                 store: from,
                 queue: self.journaled_parent().cloned(),
                 lookup,

@@ -35,18 +35,14 @@ use rustc_hash::FxHashMap as HashMap;
 use super::cold::{Cold, ColdLink, Entry};
 use crate::clock::Timestamp;
 // Only the mutex and the condition variables race; the `Arc` handles are plain std ones.
+use crate::ids::{Lsn, StoreRef};
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
 use crate::loom::thread::yield_now;
-use crate::message::{Message, MessageId};
-use crate::storage::record::StoreRef;
-use crate::storage::wal::Lsn;
+use crate::message::{footprint, Message, MessageId};
 use std::sync::Arc;
 
-/// A message's per-queue 64-bit lookup identifier (`PROPID_M_LOOKUPID`).
-pub type LookupId = u64;
-
-/// A transaction's identity inside one queue manager.
-pub(crate) type TxId = u64;
+pub use crate::ids::LookupId;
+pub(crate) use crate::ids::TxId;
 
 /// A waiter's identity inside one store.
 pub(crate) type WaiterId = u64;
@@ -225,11 +221,6 @@ fn highest(a: Option<(u8, LookupId)>, b: Option<(u8, LookupId)>) -> Option<Key> 
         (a, b) => a.or(b)?,
     };
     Some(Key { rank, lookup })
-}
-
-/// The size a message counts for against quotas.
-pub(crate) fn footprint(msg: &Message) -> u64 {
-    msg.body.len() as u64 + msg.label.len() as u64
 }
 
 impl State {

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::message::footprint;
 use crate::message::{Delivery, Message, MessageClass};
-use crate::queue::store::{footprint, Store};
-use crate::storage::record::{self, OpRef};
+use crate::persistence::record::{self, OpRef};
+use crate::queue::store::Store;
 use crate::storage::wal::Lsn;
-use crate::tx::Held;
+use crate::tx::HeldMessage;
 
 /// About how many bytes a message takes in the log, for compaction's accounting.
 pub(crate) fn logged_size(msg: &Message) -> u64 {
@@ -44,7 +45,7 @@ pub(crate) struct Step {
     pub(crate) puts: Vec<Put>,
     /// Messages held by a committing transaction: removed from (or moved out of) their stores
     /// before the record is written.
-    pub(crate) claims: Vec<Held>,
+    pub(crate) claims: Vec<HeldMessage>,
 }
 
 impl Step {

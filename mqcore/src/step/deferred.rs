@@ -21,10 +21,12 @@ use std::task::{Context, Poll};
 
 use crate::error::Result;
 use crate::manager::Inner;
+use crate::persistence::storage_error;
 use crate::queue::QueueInner;
 use crate::step::Step;
-use crate::storage::durable::storage_error;
-use crate::storage::wal::{self, Lsn};
+/// The future [`Deferred::durable`] returns: ready once the step's record is durable.
+pub use crate::storage::wal::Durability;
+use crate::storage::wal::Lsn;
 
 thread_local! {
     /// Steps deferred by the [`collect`] running on this thread, if one is.
@@ -59,7 +61,7 @@ impl Deferred {
 
     /// Resolves once the step's record is durable (or the log failed; [`Deferred::finish`] then
     /// says so).
-    pub fn durable(&self) -> wal::Durable {
+    pub fn durable(&self) -> Durability {
         self.log().durable(self.lsn)
     }
 
@@ -68,7 +70,7 @@ impl Deferred {
         self.log().settled(self.lsn)
     }
 
-    fn log(&self) -> &wal::Wal {
+    fn log(&self) -> &crate::storage::wal::Wal {
         &self
             .qm
             .durable

@@ -25,8 +25,8 @@ pub(crate) use changes::{logged_size, Put, Step, LOGGED_OVERHEAD};
 
 use crate::error::Result;
 use crate::manager::Inner;
+use crate::persistence::record;
 use crate::queue::QueueInner;
-use crate::storage::record;
 use crate::storage::wal::Lsn;
 
 impl Inner {
@@ -106,9 +106,7 @@ impl Inner {
                     crate::step::deferred::Rest { eff, tidy },
                 ) {
                     let crate::step::deferred::Rest { eff, tidy } = *rest;
-                    d.wal
-                        .wait(lsn)
-                        .map_err(crate::storage::durable::storage_error)?;
+                    d.wal.wait(lsn).map_err(crate::persistence::storage_error)?;
                     self.publish(eff, tidy, lsn);
                 }
                 return Ok(lsn);

@@ -7,15 +7,19 @@
 
 pub mod catalog;
 pub mod disk;
-pub(crate) mod durable;
 pub mod owner;
-pub(crate) mod record;
 pub mod sim;
 pub mod wal;
 
+use std::path::{Path, PathBuf};
+
 pub use catalog::{CatalogStore, MemCatalog, SledCatalog};
 pub use disk::{Disk, DiskFile, FileDisk};
-pub use durable::storage_dir;
 pub use owner::{take_over, Ownership, OwnershipError};
 pub use sim::SimDisk;
 pub use wal::{Lsn, Record, Wal, WalError, WalOptions, WalReader, WalStats};
+
+/// Where a queue manager keeps its storage under a root directory (MSMQ's layout).
+pub fn storage_dir(root: &Path) -> PathBuf {
+    root.join("msmq").join("storage")
+}

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{Rule, RuleDef, Trigger, Triggers};
 use crate::error::{Error, ErrorCode, Result};
 use crate::manager::QueueManager;
-use crate::storage::record;
+use crate::persistence::record;
 
 /// Catalog key prefixes.
 pub(super) const RULE_PREFIX: &str = "trigger-rule/";
@@ -72,7 +72,7 @@ fn lookup<T>(items: &BTreeMap<Uuid, T>, key: &str, name: impl Fn(&T) -> &String)
 /// Reads every definition from the catalog. A rule whose strings no longer parse is skipped with
 /// a log line (MSMQ's event 2208), and so is its place in triggers.
 pub(super) fn load(qm: &QueueManager) -> Result<Defs> {
-    let settings = qm.settings();
+    let settings = qm.catalog_entries();
     let mut defs = Defs::default();
     for (key, value) in settings.scan(RULE_PREFIX)? {
         let stored: StoredRule = postcard::from_bytes(&value).map_err(|e| corrupt(&key, e))?;
@@ -117,14 +117,14 @@ impl Triggers {
             condition: rule.condition_string(),
             action: rule.action_string(),
         };
-        self.svc.qm.settings().put(
+        self.svc.qm.catalog_entries().put(
             &format!("{RULE_PREFIX}{}", rule.id),
             &record::encode(&stored),
         )
     }
 
     pub(super) fn save_trigger(&self, trigger: &Trigger) -> Result<()> {
-        self.svc.qm.settings().put(
+        self.svc.qm.catalog_entries().put(
             &format!("{TRIGGER_PREFIX}{}", trigger.id),
             &record::encode(trigger),
         )

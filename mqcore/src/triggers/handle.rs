@@ -140,7 +140,7 @@ impl Triggers {
         }
         self.svc
             .qm
-            .settings()
+            .catalog_entries()
             .remove(&format!("{RULE_PREFIX}{id}"))?;
         defs.rules.remove(&id);
         self.svc.refresh(&defs);
@@ -322,7 +322,7 @@ impl Triggers {
         let id = defs.trigger_id(key)?;
         self.svc
             .qm
-            .settings()
+            .catalog_entries()
             .remove(&format!("{TRIGGER_PREFIX}{id}"))?;
         defs.triggers.remove(&id);
         self.svc.refresh(&defs);

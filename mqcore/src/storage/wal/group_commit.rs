@@ -1,6 +1,6 @@
 //! Group commit: committers hand their records to one writer thread, which writes everything
 //! buffered with one `write_at`, makes it durable with one `fdatasync`, and wakes the committers
-//! it covered, blocking ([`Shared::wait`]) or async ([`Durable`]).
+//! it covered, blocking ([`Shared::wait`]) or async ([`Durability`]).
 //!
 //! Invariant: a commit is acknowledged only after the `fdatasync` of a batch that holds it, and
 //! that batch was written only after the writer read its own epoch on disk; after any failure
@@ -161,18 +161,20 @@ impl Shared {
 ///
 /// [`Wal::durable`]: super::Wal::durable
 #[must_use = "a future does nothing unless polled"]
-pub struct Durable {
+pub struct Durability {
     pub(super) shared: Arc<Shared>,
     pub(super) lsn: Lsn,
 }
 
-impl std::fmt::Debug for Durable {
+impl std::fmt::Debug for Durability {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Durable").field("lsn", &self.lsn).finish()
+        f.debug_struct("Durability")
+            .field("lsn", &self.lsn)
+            .finish()
     }
 }
 
-impl Future for Durable {
+impl Future for Durability {
     type Output = Result<(), WalError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -38,7 +38,7 @@
 //!
 //! # Layout
 //! - `format`: the bytes of a segment header and of a record, and the segment file names.
-//! - `group_commit`: the committers' side (submit, wait, the [`Durable`] future) and the writer
+//! - `group_commit`: the committers' side (submit, wait, the [`Durability`] future) and the writer
 //!   thread that batches, checks the epoch, writes and syncs.
 //! - `segments`: preallocated segments, the spare prepared off-thread, rolls and reuse of dead
 //!   segments.
@@ -61,15 +61,14 @@ mod recovery;
 mod segments;
 
 pub use format::{Record, MAX_RECORD};
-pub use group_commit::Durable;
+pub use group_commit::Durability;
 pub use reader::WalReader;
 
 use format::{encode, FIXED_LEN};
 use group_commit::{lock, Shared, State, Writer};
 use recovery::Recovered;
 
-/// A log sequence number: the position of a record in the whole log, starting at 1.
-pub type Lsn = u64;
+pub use crate::ids::Lsn;
 
 /// What went wrong in the log.
 #[derive(Debug, thiserror::Error)]
@@ -255,8 +254,8 @@ impl Wal {
     }
 
     /// [`Wal::wait`] as a future, for async hosts: no thread blocks while the writer syncs.
-    pub fn durable(&self, lsn: Lsn) -> Durable {
-        Durable {
+    pub fn durable(&self, lsn: Lsn) -> Durability {
+        Durability {
             shared: self.shared.clone(),
             lsn,
         }

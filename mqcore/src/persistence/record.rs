@@ -1,15 +1,15 @@
 //! The queue manager's log records: what one committed step changed, in a form replay can apply.
 //!
-//! The write-ahead log ([`super::wal`]) stores opaque records; this module gives them meaning.
+//! The write-ahead log ([`crate::storage::wal`]) stores opaque records; this module gives them meaning.
 //! A record is one kind byte (the WAL's) and a postcard-encoded payload. Every change to durable
 //! queue contents is one of four operations on a store (a queue, its journal, a subqueue, or a
 //! system queue), named by a [`StoreRef`] that never changes meaning: queue ids are never reused.
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::LookupId;
+pub(crate) use crate::ids::StoreRef;
 use crate::message::Message;
-use crate::name::SystemQueue;
-use crate::queue::store::LookupId;
 
 /// A step's operations, all or nothing.
 pub(crate) const COMMIT: u8 = 1;
@@ -20,29 +20,6 @@ pub(crate) const RESOLVE: u8 = 3;
 /// Lookup-id and message-id high-water marks, written before old segments are deleted so that
 /// ids stay unique after the records that used them are gone.
 pub(crate) const CHECKPOINT: u8 = 4;
-
-/// Names one store for the log.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub(crate) enum StoreRef {
-    /// A system queue.
-    System(SystemQueue),
-    /// A private queue, by its catalog id.
-    Main(u32),
-    /// A private queue's journal.
-    Journal(u32),
-    /// A private queue's subqueue, by lowercase name.
-    Sub(u32, String),
-}
-
-impl StoreRef {
-    /// The private queue this store belongs to, if any.
-    pub(crate) fn queue_id(&self) -> Option<u32> {
-        match self {
-            StoreRef::System(_) => None,
-            StoreRef::Main(id) | StoreRef::Journal(id) | StoreRef::Sub(id, _) => Some(*id),
-        }
-    }
-}
 
 /// One change, as written (borrowing the message being put).
 #[derive(Serialize)]

@@ -1,29 +1,27 @@
 //! The queue manager's durable side: its log, its catalog, which log records still matter, and
 //! replay.
 //!
-//! The queue manager logs every durable change through [`Durable::log`] before it becomes
+//! The queue manager logs every durable change through [`Persistence::log`] before it becomes
 //! visible. Replay ([`replay`]) turns the records back into queue contents. Compaction deletes
-//! the oldest segments once no live message was put by them ([`Durable::removable_bound`]).
+//! the oldest segments once no live message was put by them ([`Persistence::removable_bound`]).
+
+pub(crate) mod record;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::catalog::CatalogStore;
-use super::record::{self, Checkpoint, Op, Outcome, StoreRef};
-use super::wal::{Lsn, Record, Wal, WalError, WalReader};
-use super::Ownership;
+use self::record::{Checkpoint, Op, Outcome, StoreRef};
 use crate::error::{Error, ErrorCode, Result};
+use crate::message::footprint;
 use crate::message::Message;
 use crate::name::SystemQueue;
 use crate::queue::cold::{Cache, ColdSource};
-use crate::queue::store::{footprint, LookupId};
-
-/// Where a queue manager keeps its storage under a root directory (MSMQ's layout).
-pub fn storage_dir(root: &Path) -> PathBuf {
-    root.join("msmq").join("storage")
-}
+use crate::queue::store::LookupId;
+use crate::storage::catalog::CatalogStore;
+use crate::storage::wal::{Lsn, Record, Wal, WalError, WalReader};
+use crate::storage::Ownership;
 
 /// Maps a log failure to what MSMQ callers see.
 pub(crate) fn storage_error(e: WalError) -> Error {
@@ -37,7 +35,7 @@ pub(crate) fn storage_error(e: WalError) -> Error {
 }
 
 /// The log, the catalog and the bookkeeping that decides what the log must keep.
-pub(crate) struct Durable {
+pub(crate) struct Persistence {
     pub(crate) wal: Wal,
     pub(crate) catalog: Arc<dyn CatalogStore>,
     owner: Ownership,
@@ -55,7 +53,7 @@ pub(crate) struct Durable {
 /// How many records go by between two looks for compaction work.
 const COMPACTION_EVERY: Lsn = 64;
 
-impl Durable {
+impl Persistence {
     /// `live` holds the buckets replay saw ([`Replay::buckets`]).
     pub(crate) fn new(
         wal: Wal,
@@ -63,8 +61,8 @@ impl Durable {
         owner: Ownership,
         segment_size: u64,
         live: Live,
-    ) -> Durable {
-        Durable {
+    ) -> Persistence {
+        Persistence {
             wal,
             catalog,
             owner,
@@ -103,7 +101,7 @@ impl Durable {
         Ok(lsn)
     }
 
-    /// [`Durable::log`] without waiting. The record is registered as live before anyone can see
+    /// [`Persistence::log`] without waiting. The record is registered as live before anyone can see
     /// its LSN, so compaction never deletes a record in flight.
     pub(crate) fn submit(&self, kind: u8, data: &[u8], keeps: u64, bytes: u64) -> Result<Lsn> {
         let mut live = self.live();
@@ -417,7 +415,7 @@ fn bad(r: &Record, e: impl std::fmt::Display) -> Error {
 /// messages' positions.
 pub(crate) struct Replay {
     out: Recovered,
-    /// The buckets of the records read, for [`Durable::new`].
+    /// The buckets of the records read, for [`Persistence::new`].
     live: Live,
     prepared: HashMap<String, (Lsn, Vec<Op>)>,
     /// This queue manager's GUID (for message-id ordinals).
