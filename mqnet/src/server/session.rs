@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use mqcore::{Compat, Cursor, Error, ErrorCode, Queue, Transaction, Tx};
@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::auth::{key_of, queue_key, Principal, Right};
 use crate::proto::{self, timeout_from_wire, Request, Response, TxRef, PROTOCOL_VERSION};
@@ -192,7 +193,8 @@ impl Session {
     ) -> End {
         let idle = self.shared.config.idle_timeout;
         // One timer for the connection, moved on only when it fires: setting a timer per request
-        // would cost a timer-wheel insertion and removal each.
+        // would cost a timer-wheel insertion and removal each. Activity is read on the timer's own
+        // clock (tokio's), so a test that pauses time drives the whole idle rule.
         let mut last_active = Instant::now();
         let idle_timer = tokio::time::sleep(idle);
         tokio::pin!(idle_timer);
@@ -251,7 +253,7 @@ impl Session {
                     }
                     // Still busy, or active since the timer was set: look again a period on.
                     let next = due.max(Instant::now() + idle.min(Duration::from_secs(1)));
-                    idle_timer.as_mut().reset(next.into());
+                    idle_timer.as_mut().reset(next);
                 }
             }
         }
