@@ -2,7 +2,8 @@
 //! they give held until the step's log record is durable.
 //!
 //! **Invariant:** a held answer goes out only once `finish` has published its step: nothing is
-//! seen before its record is durable.
+//! seen before its record is durable. Only receives without a transaction run in batches, so the
+//! remote-receive rule has nothing to refuse here.
 
 use std::collections::VecDeque;
 

@@ -1,5 +1,9 @@
 //! One request to one engine call and its answer: what running a request gives ([`Step`]), the
 //! request-by-request dispatch, cursor operations, statistics and Triggers administration.
+//!
+//! **Invariant:** MSMQ's remote-receive rule ([`Session::remote_receive_rule`]) is checked on
+//! every receive path that takes a transaction: head, lookup id, message id, correlation id,
+//! cursor.
 
 use std::future::Future;
 use std::pin::Pin;

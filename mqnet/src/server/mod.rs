@@ -57,7 +57,8 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Who may connect and what they may do.
     pub auth: Auth,
-    /// The queue manager's Triggers service, administered through [`Request::Triggers`];
+    /// The queue manager's Triggers service, administered through
+    /// [`Request::Triggers`](proto::Request::Triggers);
     /// without one those requests are refused with MQ_ERROR_SERVICE_NOT_AVAILABLE.
     pub triggers: Option<Arc<Triggers>>,
 }

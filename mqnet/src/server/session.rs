@@ -4,7 +4,8 @@
 //! **Invariant:** a connection owns its transactions, cursors and waiting requests; whatever ends
 //! the connection (peer gone, protocol error, idle, shutdown) cancels the waits and aborts
 //! unfinished transactions before the task returns. MSMQ's remote-receive rule
-//! ([`Session::remote_receive_rule`]) is checked on every receive path that takes a transaction.
+//! ([`Session::remote_receive_rule`]) is defined here and checked in `dispatch` on every receive
+//! path that takes a transaction.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
