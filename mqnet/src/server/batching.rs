@@ -1,0 +1,231 @@
+//! Runs of pipelined sends or receives on one queue, run as one engine step each, and the answers
+//! they give held until the step's log record is durable.
+//!
+//! **Invariant:** a held answer goes out only once `finish` has published its step: nothing is
+//! seen before its record is durable. Only receives without a transaction run in batches, so the
+//! remote-receive rule has nothing to refuse here.
+
+use std::collections::VecDeque;
+
+use mqcore::{Error, Message, Tx};
+
+use crate::auth::Right;
+use crate::proto::{Request, Response, Select, TxRef};
+
+use super::dispatch::Step;
+use super::session::{wait_head, Session};
+
+/// Answers held until the log records of the steps that gave them are durable.
+pub(super) struct Held {
+    logged: Vec<mqcore::step::deferred::Deferred>,
+    replies: Vec<(u64, Response)>,
+}
+
+impl Held {
+    /// The step whose record the answers wait for: the batch's last.
+    fn last(&self) -> &mqcore::step::deferred::Deferred {
+        self.logged
+            .iter()
+            .max_by_key(|d| d.lsn())
+            .expect("a held batch logged something")
+    }
+
+    /// Publishes the steps (their records are durable, or the log failed) and gives the answers:
+    /// the replies, or the log's error for every one.
+    fn finish(self) -> Vec<(u64, Response)> {
+        match mqcore::step::deferred::finish_each(self.logged) {
+            Ok(()) => self.replies,
+            Err(e) => self
+                .replies
+                .into_iter()
+                .map(|(id, _)| (id, Response::error(&e)))
+                .collect(),
+        }
+    }
+}
+
+/// A connection's held answers, oldest first, and the wait for the oldest's record. The session
+/// task waits here itself, so the log writer's wake-up reaches the task that writes the answers,
+/// with no task or channel between.
+#[derive(Default)]
+pub(super) struct HeldAnswers {
+    queue: VecDeque<Held>,
+    front: Option<mqcore::step::deferred::Durability>,
+}
+
+impl HeldAnswers {
+    pub(super) fn push(&mut self, h: Held) {
+        self.queue.push_back(h);
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Waits until the oldest held batch can be answered, then answers it and every later one
+    /// that can be too (their records are durable as well). Pending forever while none is held.
+    pub(super) async fn next(&mut self, out: &mut Vec<(u64, Response)>) {
+        let Some(first) = self.queue.front() else {
+            return std::future::pending().await;
+        };
+        let front = self.front.get_or_insert_with(|| first.last().durable());
+        // A failure shows in `finish`.
+        let _ = front.await;
+        self.front = None;
+        // Records become durable in LSN order: a batch's last one speaks for the batch.
+        while let Some(h) = self.queue.front() {
+            if !h.last().is_durable() {
+                break;
+            }
+            let h = self.queue.pop_front().expect("looked at");
+            out.extend(h.finish());
+        }
+    }
+}
+
+impl Session {
+    /// Runs requests in order. Consecutive sends to one queue under the same single-message or
+    /// no transaction, and consecutive non-waiting receives from one queue, run as one engine
+    /// step each, so a pipelined producer or consumer costs one log record and one disk sync per
+    /// batch instead of one per message. Those steps do not wait for their records: their
+    /// answers come back held until the records are durable.
+    pub(super) fn steps(&mut self, requests: Vec<(u64, Request)>) -> (Vec<(u64, Step)>, Vec<Held>) {
+        let mut out = Vec::with_capacity(requests.len());
+        let mut held = Vec::new();
+        let mut it = requests.into_iter().peekable();
+        while let Some((id, req)) = it.next() {
+            match req {
+                Request::Send {
+                    queue,
+                    msg,
+                    tx: tx @ (TxRef::None | TxRef::Single),
+                } => {
+                    let mut ids = vec![id];
+                    let mut msgs = vec![*msg];
+                    while let Some((
+                        _,
+                        Request::Send {
+                            queue: q2, tx: t2, ..
+                        },
+                    )) = it.peek()
+                    {
+                        if *q2 != queue || *t2 != tx {
+                            break;
+                        }
+                        let Some((id2, Request::Send { msg, .. })) = it.next() else {
+                            unreachable!("peeked a send")
+                        };
+                        ids.push(id2);
+                        msgs.push(*msg);
+                    }
+                    let (results, logged) =
+                        mqcore::step::deferred::collect(|| self.send_batch(&queue, msgs, tx));
+                    let replies = ids.into_iter().zip(results.into_iter().map(|r| match r {
+                        Ok(mid) => Response::Sent(mid),
+                        Err(e) => Response::error(&e),
+                    }));
+                    if logged.is_empty() {
+                        out.extend(replies.map(|(id, r)| (id, Step::Reply(r))));
+                    } else {
+                        held.push(Held {
+                            logged,
+                            replies: replies.collect(),
+                        });
+                    }
+                }
+                Request::Receive {
+                    queue,
+                    select: Select::Head,
+                    timeout_ms,
+                    tx: TxRef::None,
+                } => {
+                    let mut reqs = vec![(id, timeout_ms)];
+                    while let Some((
+                        _,
+                        Request::Receive {
+                            queue: q2,
+                            select: Select::Head,
+                            tx: TxRef::None,
+                            ..
+                        },
+                    )) = it.peek()
+                    {
+                        if *q2 != queue {
+                            break;
+                        }
+                        let Some((id2, Request::Receive { timeout_ms, .. })) = it.next() else {
+                            unreachable!("peeked a receive")
+                        };
+                        reqs.push((id2, timeout_ms));
+                    }
+                    let (steps, logged) =
+                        mqcore::step::deferred::collect(|| self.receive_batch(&queue, reqs));
+                    if logged.is_empty() {
+                        out.extend(steps);
+                        continue;
+                    }
+                    let mut replies = Vec::new();
+                    for (id, step) in steps {
+                        match step {
+                            Step::Reply(r) => replies.push((id, r)),
+                            waiting => out.push((id, waiting)),
+                        }
+                    }
+                    held.push(Held { logged, replies });
+                }
+                other => out.push((id, self.step(other))),
+            }
+        }
+        (out, held)
+    }
+
+    fn send_batch(
+        &mut self,
+        queue: &str,
+        msgs: Vec<Message>,
+        tx: TxRef,
+    ) -> Vec<Result<mqcore::MessageId, Error>> {
+        let n = msgs.len();
+        let q = match self.open_to_send(queue) {
+            Ok(q) => q,
+            Err(e) => return vec![Err(e); n],
+        };
+        let tx = if tx == TxRef::Single {
+            Tx::Single
+        } else {
+            Tx::None
+        };
+        q.send_batch(msgs, tx)
+    }
+
+    fn receive_batch(&mut self, queue: &str, reqs: Vec<(u64, u64)>) -> Vec<(u64, Step)> {
+        let q = match self.open(Some(Right::Receive), queue) {
+            Ok(q) => q,
+            Err(e) => {
+                return reqs
+                    .into_iter()
+                    .map(|(id, _)| (id, Step::Reply(Response::error(&e))))
+                    .collect()
+            }
+        };
+        let got = match q.receive_batch(reqs.len(), Tx::None) {
+            Ok(got) => got,
+            Err(e) => {
+                return reqs
+                    .into_iter()
+                    .map(|(id, _)| (id, Step::Reply(Response::error(&e))))
+                    .collect()
+            }
+        };
+        let mut out = Vec::with_capacity(reqs.len());
+        let mut got = got.into_iter();
+        for (id, timeout_ms) in reqs {
+            let step = match got.next() {
+                Some(m) => Step::Reply(Response::Message(Box::new(m))),
+                None => wait_head(q.clone(), timeout_ms, None, true, self.stop.clone()),
+            };
+            out.push((id, step));
+        }
+        out
+    }
+}
