@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+mod held;
+
+pub(crate) use held::{HeldMessage, StagedSend};
+
 use crate::error::{Error, ErrorCode, Result};
 use crate::manager::Inner;
-use crate::message::Message;
-use crate::queue::store::{LookupId, Store, TxId};
-use crate::queue::QueueInner;
+use crate::queue::store::TxId;
 use crate::step::Step;
 use crate::storage::wal::Lsn;
 
@@ -93,23 +95,6 @@ pub(crate) enum Phase {
     Active,
     Prepared,
     Done,
-}
-
-/// A send waiting for commit.
-pub(crate) struct StagedSend {
-    pub(crate) queue: Arc<QueueInner>,
-    pub(crate) msg: Message,
-}
-
-/// A message locked by this transaction: received, or moved to `move_to`.
-pub(crate) struct HeldMessage {
-    pub(crate) store: Arc<Store>,
-    /// The user queue it belongs to (for journaling a receive and tidying subqueues); `None` for
-    /// journals and system queues.
-    pub(crate) queue: Option<Arc<QueueInner>>,
-    pub(crate) lookup: LookupId,
-    /// For a transactional move, the store it goes to on commit.
-    pub(crate) move_to: Option<Arc<Store>>,
 }
 
 /// Everything a transaction has done so far.

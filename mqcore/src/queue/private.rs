@@ -1,0 +1,107 @@
+//! A private queue's state inside the queue manager: its store, journal and subqueues, and what
+//! a handle opened. Subqueues are created on first use and dropped when empty, unwaited and
+//! unreferenced.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use super::cold;
+use super::props::QueueProps;
+use crate::error::{Error, ErrorCode, Result};
+use crate::ids::StoreRef;
+use crate::name::{QueueName, SystemQueue};
+use crate::queue::store::Store;
+
+/// A private queue of the queue manager.
+pub(crate) struct QueueInner {
+    /// `PRIVATE=` id.
+    pub(crate) id: u32,
+    /// Path name as created, e.g. `HOST\private$\orders` (shared with every message's
+    /// destination property).
+    pub(crate) path: Arc<QueueName>,
+    /// Catalog key: the queue name in lower case.
+    pub(crate) key: String,
+    pub(crate) props: RwLock<QueueProps>,
+    /// The queue's messages.
+    pub(crate) store: Arc<Store>,
+    /// Its journal (`queue;journal`).
+    pub(crate) journal: Arc<Store>,
+    /// Subqueues by lower-case name; created on first use, removed when empty.
+    pub(crate) subqueues: Mutex<HashMap<String, (String, Arc<Store>)>>,
+    /// Set when the queue is deleted; handles then fail with MQ_ERROR_QUEUE_DELETED.
+    pub(crate) deleted: AtomicBool,
+    /// Where its stores read cold messages back from (durable queue managers).
+    pub(crate) cold: Option<Arc<dyn cold::ColdSource>>,
+}
+
+impl QueueInner {
+    pub(crate) fn props(&self) -> QueueProps {
+        self.props
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads the properties in place (no clone: this is on the send and receive paths).
+    pub(crate) fn read_props(&self) -> std::sync::RwLockReadGuard<'_, QueueProps> {
+        self.props.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn is_transactional(&self) -> bool {
+        self.read_props().transactional
+    }
+
+    pub(crate) fn subqueues(&self) -> MutexGuard<'_, HashMap<String, (String, Arc<Store>)>> {
+        self.subqueues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The subqueue store called `name`, created if needed.
+    pub(crate) fn subqueue(&self, name: &str) -> Arc<Store> {
+        self.subqueues()
+            .entry(name.to_ascii_lowercase())
+            .or_insert_with(|| {
+                let id = StoreRef::Sub(self.id, name.to_ascii_lowercase());
+                (name.to_owned(), Store::linked(id, true, self.cold.as_ref()))
+            })
+            .1
+            .clone()
+    }
+
+    /// Drops every subqueue that is empty, has no waiter, and that no operation holds (an
+    /// operation about to move a message in holds a reference, which keeps it alive).
+    pub(crate) fn tidy_subqueues(&self) {
+        self.subqueues().retain(|_, (_, store)| {
+            if Arc::strong_count(store) > 1 {
+                return true;
+            }
+            let s = store.lock();
+            s.len() > 0 || s.has_waiters()
+        });
+    }
+
+    pub(crate) fn check_live(&self) -> Result<()> {
+        if self.deleted.load(Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorCode::QueueDeleted,
+                format!("queue {} was deleted", self.path),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which store a handle reads.
+#[derive(Clone)]
+pub(crate) enum Opened {
+    /// The queue itself.
+    Main(Arc<QueueInner>),
+    /// The queue's journal.
+    Journal(Arc<QueueInner>),
+    /// A subqueue, by name.
+    Sub(Arc<QueueInner>, String),
+    /// A system queue of the queue manager.
+    System(SystemQueue),
+}
