@@ -9,7 +9,7 @@ use crate::message::{Delivery, Message, MessageClass};
 use crate::persistence::record::{self, OpRef};
 use crate::queue::store::Store;
 use crate::storage::wal::Lsn;
-use crate::tx::HeldMessage;
+use crate::tx::held::HeldMessage;
 
 /// About how many bytes a message takes in the log, for compaction's accounting.
 pub(crate) fn logged_size(msg: &Message) -> u64 {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-mod held;
+pub(crate) mod held;
 
 pub(crate) use held::{HeldMessage, StagedSend};
 
