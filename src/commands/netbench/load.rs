@@ -111,7 +111,7 @@ enum ConsumerConn {
 }
 
 /// The share of `total` for worker `i` of `n` (the first ones take the remainder).
-fn share_of(total: u64, n: u32, i: u32) -> u64 {
+pub(super) fn share_of(total: u64, n: u32, i: u32) -> u64 {
     let (n, i) = (u64::from(n), u64::from(i));
     total / n + u64::from(i < total % n)
 }
@@ -145,8 +145,8 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
     let start = Instant::now();
     let shared = Arc::new(Shared {
         start,
-        deadline: start + opts.secs,
-        hard_deadline: start + opts.secs + GRACE,
+        deadline: start + opts.secs(),
+        hard_deadline: start + opts.secs() + GRACE,
         count: opts.count,
         sent: AtomicU64::new(0),
         nacked: AtomicU64::new(0),
@@ -310,7 +310,7 @@ fn report_load(
             "consumers": opts.consumers,
             "window": opts.window,
             "count": opts.count,
-            "secs_cap": opts.secs.as_secs_f64(),
+            "secs_cap": opts.secs().as_secs_f64(),
             "sent": sent,
             "received": received,
             "seconds": (seconds * 1000.0).round() / 1000.0,

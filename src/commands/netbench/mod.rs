@@ -1,4 +1,7 @@
-//! `mqemu bench --target URL`: a network load generator, so a running `mqemu serve` and an AMQP
+//! `mqemu bench`: producers send and consumers receive from one queue, on the engine in this
+//! process (`local`) or, with `--target URL`, over the network.
+//!
+//! With `--target`, it is a network load generator, so a running `mqemu serve` and an AMQP
 //! 0-9-1 broker (RabbitMQ) are measured by one client under one workload, and so the cost of the
 //! native protocol can be set against a raw TCP round trip on the same machine (`--rtt`).
 //!
@@ -12,21 +15,24 @@
 
 mod amqp;
 mod load;
+mod local;
 mod measure;
 mod native;
 mod rtt;
 mod target;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use mqemu::{Error, ErrorCode};
 
+use super::admin::Conn;
 use load::{load, report_rounds};
 use rtt::rtt;
 use target::{parse_target, Target};
 
-pub use rtt::echo_worker;
+pub use rtt::{echo_worker, EchoWorkerArgs};
 
 /// The queue of the express and recoverable modes.
 const QUEUE: &str = r".\private$\bench";
@@ -50,15 +56,18 @@ const RTT_WARMUP: u64 = 200;
 const AMQP_PORT: u16 = 5672;
 
 /// How messages are sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// With a `--target`, transactional consumers receive without a transaction (remote
+/// transactional receives need an external one), and an AMQP broker gets the closest AMQP
+/// equivalent of each mode: transient messages for express, persistent ones for recoverable,
+/// and for transactional persistent messages each confirmed once the broker has them safe.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// mqemu: express messages, non-transactional queue. AMQP: transient messages.
+    /// MQMSG_DELIVERY_EXPRESS, non-transactional queue.
     Express,
-    /// mqemu: recoverable messages, non-transactional queue. AMQP: persistent messages.
+    /// MQMSG_DELIVERY_RECOVERABLE, non-transactional queue.
     Recoverable,
-    /// mqemu: a single-message transaction per send to a transactional queue (received without
-    /// one: remote transactional receives need an external transaction). AMQP: persistent
-    /// messages, each confirmed once the broker has them safe, the closest AMQP equivalent.
+    /// Transactional queue: single-message transactions on both sides.
     Transactional,
 }
 
@@ -79,37 +88,78 @@ impl Mode {
     }
 }
 
-/// What `mqemu bench --target` was asked to do.
-#[derive(Debug, Clone)]
+/// What `mqemu bench` was asked to do: its own flags, and the global `--token` and `--json`.
+#[derive(clap::Args, Debug, Clone)]
 pub struct Options {
-    /// `mqemu://HOST:PORT` or `amqp://USER:PASS@HOST:PORT/VHOST`, one or more.
+    /// Drive a running server instead of an engine in this process: mqemu://HOST:PORT, or
+    /// amqp://USER:PASS@HOST:PORT/VHOST for an AMQP 0-9-1 broker such as RabbitMQ. Give it
+    /// more than once to measure several servers in one run, in turn (see --rounds).
+    #[arg(long = "target", value_name = "TARGET", conflicts_with = "data")]
     pub targets: Vec<String>,
-    /// With several targets: runs of each, taken in turn, so machine noise hits all alike.
+    /// With --target: runs against each target, taken in turn, so machine noise hits all alike;
+    /// the report ends with each target's median rate and the first target's rate over each
+    /// other's.
+    #[arg(long, default_value_t = 1, requires = "targets", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rounds: u32,
-    /// The mqemu server's token, if it asks for one.
-    pub token: Option<String>,
-    /// Producer connections.
+    /// Producer threads (with --target: connections).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub producers: u32,
-    /// Consumer connections.
+    /// Consumer threads (with --target: connections).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub consumers: u32,
-    /// Messages to send in all (`--rtt`: round trips of each kind, at most [`RTT_MAX`]).
+    /// Messages to send in all (the run ends when all are received; with --rtt: round trips of
+    /// each kind, at most 20000).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     pub count: u64,
-    /// Time cap of the run.
-    pub secs: Duration,
-    /// Body size in bytes, at least 8.
-    pub size: usize,
-    /// How messages are sent.
-    pub mode: Mode,
-    /// Requests each connection keeps in flight.
+    /// Time cap in seconds of a --target run: sending stops at --count or --secs, whichever
+    /// comes first [default: 60].
+    #[arg(long, requires = "targets", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub secs: Option<u64>,
+    /// Sends each --target producer, and receives each consumer, keeps in flight (AMQP:
+    /// unconfirmed publishes, and the consumer prefetch).
+    #[arg(long, default_value_t = 100, requires = "targets", value_parser = clap::value_parser!(u32).range(1..=65_535))]
     pub window: u32,
-    /// Print one JSON object instead of text.
-    pub json: bool,
-    /// Measure single round trips against raw TCP instead of load.
+    /// Measure round trips one at a time against an mqemu:// --target (express sends and
+    /// receives), next to a raw loopback TCP ping-pong of the same size.
+    #[arg(long, requires = "targets")]
     pub rtt: bool,
+    /// Body size in bytes (at least 8: the send time rides in the body).
+    #[arg(long, default_value_t = 1024, value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(8..=4 * 1024 * 1024))]
+    pub size: usize,
+    /// Delivery mode (with a --target, transactional consumers receive without a transaction:
+    /// remote transactional receives need an external one).
+    #[arg(long, value_enum, default_value_t = Mode::Express)]
+    pub mode: Mode,
+    /// Keep the queue on disk in this directory (a durable queue manager) instead of in memory.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The mqemu server's token, if it asks for one (the global `--token`).
+    #[arg(skip)]
+    pub token: Option<String>,
+    /// Print one JSON object instead of text (the global `--json`).
+    #[arg(skip)]
+    pub json: bool,
+}
+
+impl Options {
+    /// The time cap of a `--target` run.
+    fn secs(&self) -> Duration {
+        Duration::from_secs(self.secs.unwrap_or(60))
+    }
+}
+
+/// Runs `mqemu bench`: on the engine in this process, or against the `--target`s.
+pub fn run(mut opts: Options, conn: &Conn) -> mqemu::Result<()> {
+    opts.token = conn.token.clone();
+    opts.json = conn.json;
+    if opts.targets.is_empty() {
+        return local::run(&opts);
+    }
+    run_targets(&opts)
 }
 
 /// Runs `mqemu bench --target` on a runtime of its own.
-pub fn run(opts: &Options) -> mqemu::Result<()> {
+fn run_targets(opts: &Options) -> mqemu::Result<()> {
     if opts.size < 8 {
         return Err(invalid(
             "--size must be at least 8 bytes (the send time rides in the body)",

@@ -95,9 +95,21 @@ fn pin_to_cpu(cpu: usize) -> bool {
     }
 }
 
+/// What `mqemu echo-worker` is started with (by `start_echo`).
+#[derive(clap::Args, Debug)]
+pub struct EchoWorkerArgs {
+    /// Bytes in each block.
+    #[arg(long)]
+    size: usize,
+    /// Run on this CPU.
+    #[arg(long)]
+    cpu: Option<usize>,
+}
+
 /// `mqemu echo-worker`: echoes `size`-byte blocks on one connection, then exits (at the
 /// connection's end, or when nothing comes for [`ANSWER_TIMEOUT`]). With `cpu`, it runs there.
-pub fn echo_worker(size: usize, cpu: Option<usize>) -> mqemu::Result<()> {
+pub fn echo_worker(args: &EchoWorkerArgs) -> mqemu::Result<()> {
+    let (size, cpu) = (args.size, args.cpu);
     let failed = |what: &str, e: std::io::Error| {
         Error::new(ErrorCode::Error, format!("echo worker: {what}: {e}"))
     };
@@ -168,7 +180,7 @@ pub(super) async fn rtt(opts: &Options, addr: &str) -> mqemu::Result<()> {
     let (mut raw_h, mut send_h, mut receive_h) =
         (Latencies::new(), Latencies::new(), Latencies::new());
     let n = opts.count.min(RTT_MAX);
-    let deadline = Instant::now() + opts.secs;
+    let deadline = Instant::now() + opts.secs();
 
     // One block of `b` round trips of each kind; `record` is false for the warm-up.
     let mut block = async |b: u64, record: bool| -> mqemu::Result<()> {
