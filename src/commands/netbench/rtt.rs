@@ -22,11 +22,11 @@ use super::{
 /// A loopback TCP echo server for one connection, in a child process (`mqemu echo-worker`): what
 /// a round trip of the same payload costs on this machine with no queue server in the way.
 ///
-/// A round trip between two CPUs costs several times one within a CPU (on this 2-vCPU virtual
-/// machine 13 µs against 4-6 µs for 1 KiB, because waking the other CPU is slow), and where the
-/// scheduler puts an unpinned echo decides which one the baseline measures. The queue server
-/// answers from another CPU than the client's (its figures do not move between runs), so the
-/// bench pins itself to one CPU and the echo to another: the baseline pays what the server pays.
+/// A round trip between two CPUs costs several times one within a CPU (waking the other CPU is
+/// slow; docs/performance.md, "Round trips"), and where the scheduler puts an unpinned echo
+/// decides which one the baseline measures. The queue server answers from another CPU than the
+/// client's (its figures do not move between runs), so the bench pins itself to one CPU and the
+/// echo to another: the baseline pays what the server pays.
 struct Echo {
     addr: String,
     child: std::process::Child,
