@@ -1,5 +1,6 @@
 //! The management and messaging commands (`mqemu queue ...`, `send`, `peek`, `receive`,
 //! `stats`): one blocking client call each, human output by default, `--json` for scripts.
+//! [`Conn`] is the global arguments every command may read: `--server`, `--token`, `--json`.
 
 use std::io::Read;
 use std::path::PathBuf;
