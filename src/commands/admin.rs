@@ -1,17 +1,28 @@
 //! The management and messaging commands (`mqemu queue ...`, `send`, `peek`, `receive`,
 //! `stats`): one blocking client call each, human output by default, `--json` for scripts.
+//! [`Conn`] is the global arguments every command may read: `--server`, `--token`, `--json`.
 
 use std::io::Read;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::Subcommand;
 use mqemu::{CorrelationId, Error, ErrorCode, Message, QueueInfo, QueueProps};
 use mqnet::{BlockingClient, ClientOptions, Tx};
 use serde_json::json;
 
-/// How to reach the server.
+/// The global arguments, accepted before or after the subcommand: which server the client
+/// commands talk to, as whom, and whether they print JSON.
+#[derive(clap::Args, Debug)]
 pub struct Conn {
+    /// The server's address.
+    #[arg(long, global = true, default_value = super::serve::DEFAULT_LISTEN)]
     pub server: String,
+    /// Authentication token (or MQEMU_TOKEN).
+    #[arg(long, global = true, env = "MQEMU_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
     pub json: bool,
 }
 
@@ -34,8 +45,76 @@ impl Conn {
     }
 }
 
+/// `mqemu queue ...`.
+#[derive(Subcommand, Debug)]
+pub enum QueueCommand {
+    /// Create a queue, e.g. '.\private$\orders'.
+    Create {
+        /// Path name.
+        path: String,
+        /// Transactional queue.
+        #[arg(long)]
+        transactional: bool,
+        /// Keep a journal of received messages.
+        #[arg(long)]
+        journal: bool,
+        /// Quota in kilobytes.
+        #[arg(long)]
+        quota_kb: Option<u32>,
+        /// Label.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List queues.
+    List,
+    /// Show one queue.
+    Show {
+        /// Queue name.
+        queue: String,
+    },
+    /// Remove every message from a queue.
+    Purge {
+        /// Queue name.
+        queue: String,
+    },
+    /// Delete a queue.
+    Delete {
+        /// Queue name.
+        queue: String,
+    },
+}
+
+impl QueueCommand {
+    /// Runs the queue command against the server `c` names.
+    pub fn run(self, c: &Conn) -> mqemu::Result<()> {
+        match self {
+            QueueCommand::Create {
+                path,
+                transactional,
+                journal,
+                quota_kb,
+                label,
+            } => create(
+                c,
+                &path,
+                QueueProps {
+                    transactional,
+                    journal,
+                    quota_kb,
+                    label: label.unwrap_or_default(),
+                    ..QueueProps::default()
+                },
+            ),
+            QueueCommand::List => list(c),
+            QueueCommand::Show { queue } => show(c, &queue),
+            QueueCommand::Purge { queue } => purge(c, &queue),
+            QueueCommand::Delete { queue } => delete(c, &queue),
+        }
+    }
+}
+
 /// `mqemu queue create`.
-pub fn create(c: &Conn, path: &str, props: QueueProps) -> mqemu::Result<()> {
+fn create(c: &Conn, path: &str, props: QueueProps) -> mqemu::Result<()> {
     let client = c.client()?;
     let q = client.create_queue(path, props)?;
     let info = client.queue_info(q.name())?;
@@ -48,7 +127,7 @@ pub fn create(c: &Conn, path: &str, props: QueueProps) -> mqemu::Result<()> {
 }
 
 /// `mqemu queue list`.
-pub fn list(c: &Conn) -> mqemu::Result<()> {
+fn list(c: &Conn) -> mqemu::Result<()> {
     let queues = c.client()?.queues()?;
     if c.json {
         println!("{}", json!(queues));
@@ -92,7 +171,7 @@ fn show_info(info: &QueueInfo) {
 }
 
 /// `mqemu queue show`.
-pub fn show(c: &Conn, name: &str) -> mqemu::Result<()> {
+fn show(c: &Conn, name: &str) -> mqemu::Result<()> {
     let info = c.client()?.queue_info(name)?;
     if c.json {
         println!("{}", json!(info));
@@ -103,7 +182,7 @@ pub fn show(c: &Conn, name: &str) -> mqemu::Result<()> {
 }
 
 /// `mqemu queue purge`.
-pub fn purge(c: &Conn, name: &str) -> mqemu::Result<()> {
+fn purge(c: &Conn, name: &str) -> mqemu::Result<()> {
     let n = c.client()?.purge(name)?;
     if c.json {
         println!("{}", json!({ "purged": n }));
@@ -114,7 +193,7 @@ pub fn purge(c: &Conn, name: &str) -> mqemu::Result<()> {
 }
 
 /// `mqemu queue delete`.
-pub fn delete(c: &Conn, name: &str) -> mqemu::Result<()> {
+fn delete(c: &Conn, name: &str) -> mqemu::Result<()> {
     c.client()?.delete_queue(name)?;
     if c.json {
         println!("{}", json!({ "deleted": name }));
@@ -125,13 +204,28 @@ pub fn delete(c: &Conn, name: &str) -> mqemu::Result<()> {
 }
 
 /// What `mqemu send` sends.
+#[derive(clap::Args, Debug)]
 pub struct SendArgs {
-    pub body: Option<String>,
-    pub body_file: Option<std::path::PathBuf>,
-    pub label: Option<String>,
-    pub priority: Option<u8>,
-    pub correlation_id: Option<String>,
-    pub tx: bool,
+    /// Queue name.
+    queue: String,
+    /// Body text.
+    #[arg(long, conflicts_with = "body_file")]
+    body: Option<String>,
+    /// Read the body from this file.
+    #[arg(long)]
+    body_file: Option<PathBuf>,
+    /// Label.
+    #[arg(long)]
+    label: Option<String>,
+    /// Priority 0-7.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=7))]
+    priority: Option<u8>,
+    /// Correlation id: guid\ordinal or 40 hex digits.
+    #[arg(long)]
+    correlation_id: Option<String>,
+    /// Send in a single-message transaction (transactional queues).
+    #[arg(long)]
+    tx: bool,
 }
 
 /// Parses a correlation id: `guid\ordinal` as MSMQ displays ids, or 40 hex digits (20 bytes).
@@ -157,7 +251,7 @@ pub fn parse_correlation(s: &str) -> mqemu::Result<CorrelationId> {
 }
 
 /// `mqemu send`.
-pub fn send(c: &Conn, queue: &str, a: SendArgs) -> mqemu::Result<()> {
+pub fn send(c: &Conn, a: SendArgs) -> mqemu::Result<()> {
     // Text from --body goes as MSMQ sends a string (UTF-16LE, VT_LPWSTR), so trigger body
     // conditions and string-reading receivers see text; files and stdin go as bytes.
     let mut msg = match (a.body, a.body_file) {
@@ -192,7 +286,7 @@ pub fn send(c: &Conn, queue: &str, a: SendArgs) -> mqemu::Result<()> {
         msg.delivery = mqemu::Delivery::Recoverable;
     }
     let tx = if a.tx { Tx::Single } else { Tx::None };
-    let id = c.client()?.send(queue, msg, tx)?;
+    let id = c.client()?.send(&a.queue, msg, tx)?;
     if c.json {
         println!("{}", json!({ "id": id.to_string() }));
     } else {
@@ -232,14 +326,38 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// `mqemu peek` and `mqemu receive`.
-pub fn take(
-    c: &Conn,
-    queue: &str,
+/// What `mqemu peek` looks at.
+#[derive(clap::Args, Debug)]
+pub struct TakeArgs {
+    /// Queue name.
+    queue: String,
+    /// How long to wait for a message (e.g. 500ms, 1s, 2m).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     timeout: Duration,
-    receive: bool,
+}
+
+/// What `mqemu receive` takes.
+#[derive(clap::Args, Debug)]
+pub struct ReceiveArgs {
+    #[command(flatten)]
+    take: TakeArgs,
+    /// Receive under a transaction (an external one, as MSMQ 4.0 requires remotely).
+    #[arg(long)]
     tx: bool,
-) -> mqemu::Result<()> {
+}
+
+/// `mqemu peek`.
+pub fn peek(c: &Conn, a: &TakeArgs) -> mqemu::Result<()> {
+    take(c, &a.queue, a.timeout, false, false)
+}
+
+/// `mqemu receive`.
+pub fn receive(c: &Conn, a: &ReceiveArgs) -> mqemu::Result<()> {
+    take(c, &a.take.queue, a.take.timeout, true, a.tx)
+}
+
+/// `mqemu peek` and `mqemu receive`.
+fn take(c: &Conn, queue: &str, timeout: Duration, receive: bool, tx: bool) -> mqemu::Result<()> {
     let client = c.client()?;
     let m = if receive && tx {
         // A remote transactional receive needs an external transaction (MSMQ 4.0's rule); the

@@ -7,7 +7,7 @@
 //! Bodies are `<sender>:<seq>`.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -27,8 +27,26 @@ fn say(line: String) {
     let _ = out.flush();
 }
 
+/// What the crash tests start a worker with.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Root of the storage directory.
+    #[arg(long)]
+    data: PathBuf,
+    /// Sender threads.
+    #[arg(long, default_value_t = 3)]
+    senders: u32,
+    /// Receiver threads.
+    #[arg(long, default_value_t = 2)]
+    receivers: u32,
+    /// First sequence number of every sender.
+    #[arg(long, default_value_t = 0)]
+    base: u64,
+}
+
 /// Runs `senders` and `receivers` threads against the queue in `data` until killed.
-pub fn run(data: &Path, senders: u32, receivers: u32, base: u64) -> mqemu::Result<()> {
+pub fn run(args: &Args) -> mqemu::Result<()> {
+    let (data, senders, receivers, base) = (&args.data, args.senders, args.receivers, args.base);
     // Small segments and a small cache, so that kills land in compaction and in messages
     // read back from the log, not only in commits.
     let qm = QueueManager::builder()

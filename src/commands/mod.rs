@@ -1,4 +1,5 @@
-//! Subcommands of the `mqemu` binary that are more than a few lines: each in its own file.
+//! Subcommands of the `mqemu` binary: each in its own module, which owns its clap arguments and
+//! runs them.
 
 pub mod admin;
 pub mod crash_worker;

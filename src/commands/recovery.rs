@@ -11,13 +11,24 @@ const QUEUE: &str = r".\private$\recovery";
 const BATCH: u64 = 1000;
 
 /// Options of one run.
+#[derive(clap::Args, Debug)]
 pub struct Options {
+    /// Messages in each scenario.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
     pub messages: u64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 1024, value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(0..=4 * 1024 * 1024))]
     pub size: usize,
+    /// Where the two storage directories go (emptied first).
+    #[arg(long, default_value = "./mqemu-recovery-bench")]
     pub dir: PathBuf,
-    pub json: bool,
-    /// Skip the history-only scenario (it writes as much again).
+    /// Skip the history-only scenario (it writes as much log again).
+    #[arg(long)]
     pub no_history: bool,
+    /// Only open this storage root, expecting `--messages` messages, and print the open time and
+    /// resident memory (the benchmark runs each open in a fresh process this way).
+    #[arg(long, hide = true)]
+    pub open_only: Option<PathBuf>,
 }
 
 /// Bytes in the files under `dir`.
@@ -110,7 +121,7 @@ fn fill(root: &Path, n: u64, size: usize, drain: bool, what: &str) -> mqemu::Res
 
 /// In this process (a fresh one, see [`reopen`]): opens `root`, checks it holds `expect`
 /// messages, and prints the open time in seconds and the resident memory in bytes.
-pub fn open_only(root: &Path, expect: u64) -> mqemu::Result<()> {
+fn open_only(root: &Path, expect: u64) -> mqemu::Result<()> {
     let start = Instant::now();
     let qm = QueueManager::builder().open(root)?;
     let took = start.elapsed();
@@ -171,8 +182,12 @@ fn reopen(root: &Path, expect: u64) -> mqemu::Result<Opened> {
     }
 }
 
-/// Runs both scenarios and prints the figures.
-pub fn run(o: &Options) -> mqemu::Result<()> {
+/// Runs both scenarios and prints the figures (JSON with `json`); with `--open-only`, only the
+/// open that one scenario runs in a fresh process.
+pub fn run(o: &Options, json: bool) -> mqemu::Result<()> {
+    if let Some(root) = &o.open_only {
+        return open_only(root, o.messages);
+    }
     let live = o.dir.join("live");
     let history = o.dir.join("history");
     for d in [&live, &history] {
@@ -192,7 +207,7 @@ pub fn run(o: &Options) -> mqemu::Result<()> {
         Some((reopen(&history, 0)?, bytes))
     };
     let mib = |b: u64| b >> 20;
-    if o.json {
+    if json {
         let history = match &history {
             Some((h, bytes)) => format!(
                 "{{\"open_s\":{:.3},\"log_bytes\":{bytes}}},\"live_over_history\":{:.1}",

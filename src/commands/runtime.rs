@@ -8,9 +8,8 @@ use std::thread;
 /// Neither program is alone on its cores: the server's log writer is a thread of its own that
 /// does the `fdatasync`s, and the load generator shares the machine with the server it drives.
 /// A worker for every core makes the threads take turns on the cores instead, and a turn costs
-/// a context switch on every wake-up: on two cores, a server and a load generator each with one
-/// worker moved 145-152k durable messages per second against 115k with two each (three
-/// alternating runs of `mqemu bench --target mqemu://... --mode transactional`).
+/// a context switch on every wake-up: a server and a load generator on two cores move more
+/// durable messages with one worker each than with two (docs/performance.md, "Tokio workers").
 pub fn multi_thread(name: &str) -> tokio::runtime::Builder {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all().thread_name(name);

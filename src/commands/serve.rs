@@ -163,11 +163,22 @@ pub struct QueueDecl {
 }
 
 /// What the command line says.
+#[derive(clap::Args, Debug)]
 pub struct Options {
+    /// Address to listen on [default: 127.0.0.1:18010].
+    #[arg(long)]
     pub listen: Option<String>,
+    /// Storage directory [default: ./mqemu-data].
+    #[arg(long, conflicts_with = "in_memory")]
     pub data: Option<PathBuf>,
+    /// Keep everything in memory (lost at exit).
+    #[arg(long)]
     pub in_memory: bool,
+    /// TOML configuration: queues to create, users and rights, limits (see README).
+    #[arg(long)]
     pub config: Option<PathBuf>,
+    /// MSMQ version to behave as: msmq3 or msmq4 [default: msmq4].
+    #[arg(long)]
     pub compat: Option<String>,
 }
 

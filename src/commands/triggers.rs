@@ -1,6 +1,7 @@
 //! `mqemu rule ...` and `mqemu trigger ...`: MSMQ Triggers administration against a server, in
 //! the spirit of `trigadm`, taking MSMQ's own condition and action strings.
 
+use clap::Subcommand;
 use mqemu::triggers::{Processing, Rule, TriggerDef};
 use mqemu::{Error, ErrorCode};
 use mqnet::{TriggerAnswer, TriggerRequest, TriggerView};
@@ -139,8 +140,129 @@ fn done(c: &Conn, what: &str, name: &str) {
     }
 }
 
+/// A rule or trigger named by name or id.
+#[derive(clap::Args, Debug)]
+pub struct Named {
+    /// Name (or id).
+    name: String,
+}
+
+/// `mqemu rule ...`.
+#[derive(Subcommand, Debug)]
+pub enum RuleCommand {
+    /// Define a rule from MSMQ's strings: a condition list such as
+    /// $'$MSG_LABEL_CONTAINS=go\t' (each condition ends with a TAB; trigadm's ';' separators
+    /// work too) and an action such as $'EXE\t/usr/bin/touch\t"/tmp/f"'.
+    Add {
+        /// Rule name (at most 128 characters).
+        name: String,
+        /// Conditions, all of which must hold; empty means always [default: empty].
+        #[arg(long, default_value = "")]
+        condition: String,
+        /// Action: EXE<TAB>path<TAB>params..., COM<TAB>ProgID<TAB>Method<TAB>params...,
+        /// or HTTP<TAB>url<TAB>params....
+        #[arg(long)]
+        action: String,
+        /// Description (at most 255 characters).
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List rules.
+    List,
+    /// Show one rule.
+    Show(Named),
+    /// Delete a rule (it is detached from every trigger).
+    Delete(Named),
+}
+
+impl RuleCommand {
+    /// Runs the rule command against the server `c` names.
+    pub fn run(self, c: &Conn) -> mqemu::Result<()> {
+        match self {
+            RuleCommand::Add {
+                name,
+                condition,
+                action,
+                description,
+            } => rule_add(c, &name, &condition, &action, &description),
+            RuleCommand::List => rule_list(c),
+            RuleCommand::Show(n) => rule_show(c, &n.name),
+            RuleCommand::Delete(n) => rule_delete(c, &n.name),
+        }
+    }
+}
+
+/// `mqemu trigger ...`.
+#[derive(Subcommand, Debug)]
+pub enum TriggerCommand {
+    /// Define a trigger on a queue given by path name.
+    Add {
+        /// Trigger name.
+        name: String,
+        /// Monitored queue: a path such as '.\private$\orders', '.\private$\orders\JOURNAL$'
+        /// or '.\DEADLETTER$'.
+        #[arg(long)]
+        queue: String,
+        /// Message processing: peek, retrieval or transactional.
+        #[arg(long = "type", value_name = "peek|retrieval|transactional")]
+        processing: String,
+        /// Finish each message's actions before the next (always so for transactional).
+        #[arg(long)]
+        serialized: bool,
+        /// Define it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Attach a rule at the end of a trigger's rules.
+    Attach {
+        /// Trigger name (or id).
+        trigger: String,
+        /// Rule name (or id).
+        rule: String,
+    },
+    /// Detach a rule from a trigger.
+    Detach {
+        /// Trigger name (or id).
+        trigger: String,
+        /// Rule name (or id).
+        rule: String,
+    },
+    /// List triggers.
+    List,
+    /// Show one trigger, with what it has processed.
+    Show(Named),
+    /// Delete a trigger.
+    Delete(Named),
+    /// Enable a trigger (it starts again at the head of its queue).
+    Enable(Named),
+    /// Disable a trigger.
+    Disable(Named),
+}
+
+impl TriggerCommand {
+    /// Runs the trigger command against the server `c` names.
+    pub fn run(self, c: &Conn) -> mqemu::Result<()> {
+        match self {
+            TriggerCommand::Add {
+                name,
+                queue,
+                processing,
+                serialized,
+                disabled,
+            } => trigger_add(c, &name, &queue, &processing, serialized, disabled),
+            TriggerCommand::Attach { trigger, rule } => trigger_attach(c, &trigger, &rule, true),
+            TriggerCommand::Detach { trigger, rule } => trigger_attach(c, &trigger, &rule, false),
+            TriggerCommand::List => trigger_list(c),
+            TriggerCommand::Show(n) => trigger_show(c, &n.name),
+            TriggerCommand::Delete(n) => trigger_delete(c, &n.name),
+            TriggerCommand::Enable(n) => trigger_enable(c, &n.name, true),
+            TriggerCommand::Disable(n) => trigger_enable(c, &n.name, false),
+        }
+    }
+}
+
 /// `mqemu rule add`.
-pub fn rule_add(
+fn rule_add(
     c: &Conn,
     name: &str,
     condition: &str,
@@ -161,13 +283,13 @@ pub fn rule_add(
 }
 
 /// `mqemu rule list`.
-pub fn rule_list(c: &Conn) -> mqemu::Result<()> {
+fn rule_list(c: &Conn) -> mqemu::Result<()> {
     print_rules(c, &rules(c, TriggerRequest::ListRules)?, false);
     Ok(())
 }
 
 /// `mqemu rule show`.
-pub fn rule_show(c: &Conn, name: &str) -> mqemu::Result<()> {
+fn rule_show(c: &Conn, name: &str) -> mqemu::Result<()> {
     let r = rules(
         c,
         TriggerRequest::ShowRule {
@@ -179,7 +301,7 @@ pub fn rule_show(c: &Conn, name: &str) -> mqemu::Result<()> {
 }
 
 /// `mqemu rule delete`.
-pub fn rule_delete(c: &Conn, name: &str) -> mqemu::Result<()> {
+fn rule_delete(c: &Conn, name: &str) -> mqemu::Result<()> {
     c.triggers(TriggerRequest::DeleteRule {
         name: name.to_owned(),
     })?;
@@ -188,7 +310,7 @@ pub fn rule_delete(c: &Conn, name: &str) -> mqemu::Result<()> {
 }
 
 /// `mqemu trigger add`.
-pub fn trigger_add(
+fn trigger_add(
     c: &Conn,
     name: &str,
     queue: &str,
@@ -209,7 +331,7 @@ pub fn trigger_add(
 }
 
 /// `mqemu trigger attach` and `detach`.
-pub fn trigger_attach(c: &Conn, trigger: &str, rule: &str, attach: bool) -> mqemu::Result<()> {
+fn trigger_attach(c: &Conn, trigger: &str, rule: &str, attach: bool) -> mqemu::Result<()> {
     let (trigger, rule) = (trigger.to_owned(), rule.to_owned());
     let req = if attach {
         TriggerRequest::Attach { trigger, rule }
@@ -221,13 +343,13 @@ pub fn trigger_attach(c: &Conn, trigger: &str, rule: &str, attach: bool) -> mqem
 }
 
 /// `mqemu trigger list`.
-pub fn trigger_list(c: &Conn) -> mqemu::Result<()> {
+fn trigger_list(c: &Conn) -> mqemu::Result<()> {
     print_triggers(c, &triggers(c, TriggerRequest::ListTriggers)?, false);
     Ok(())
 }
 
 /// `mqemu trigger show`.
-pub fn trigger_show(c: &Conn, name: &str) -> mqemu::Result<()> {
+fn trigger_show(c: &Conn, name: &str) -> mqemu::Result<()> {
     let t = triggers(
         c,
         TriggerRequest::ShowTrigger {
@@ -239,7 +361,7 @@ pub fn trigger_show(c: &Conn, name: &str) -> mqemu::Result<()> {
 }
 
 /// `mqemu trigger delete`.
-pub fn trigger_delete(c: &Conn, name: &str) -> mqemu::Result<()> {
+fn trigger_delete(c: &Conn, name: &str) -> mqemu::Result<()> {
     c.triggers(TriggerRequest::DeleteTrigger {
         name: name.to_owned(),
     })?;
@@ -248,7 +370,7 @@ pub fn trigger_delete(c: &Conn, name: &str) -> mqemu::Result<()> {
 }
 
 /// `mqemu trigger enable` and `disable`.
-pub fn trigger_enable(c: &Conn, name: &str, enabled: bool) -> mqemu::Result<()> {
+fn trigger_enable(c: &Conn, name: &str, enabled: bool) -> mqemu::Result<()> {
     let t = triggers(
         c,
         TriggerRequest::SetEnabled {

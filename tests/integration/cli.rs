@@ -41,10 +41,49 @@ fn bad_arguments_are_refused_with_a_clear_error() {
     assert!(err.contains("--size"), "{err}");
 }
 
-/// A `mqemu serve` child on a free port, killed if the test fails.
+/// A `mqemu serve` child on a free port, killed if the test fails; its stderr is kept and shown
+/// when the test fails.
 struct Serve {
     child: std::process::Child,
     addr: String,
+    stderr: Stderr,
+}
+
+/// A child's stderr, read to its end on a thread of its own (so a chatty child never blocks on
+/// a full pipe) and shown when the test fails.
+struct Stderr {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Stderr {
+    /// Starts reading `child`'s piped stderr.
+    fn of(child: &mut std::process::Child) -> Stderr {
+        use std::io::BufRead;
+        let pipe = child.stderr.take().expect("stderr is piped");
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = text.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut t = sink.lock().unwrap_or_else(|e| e.into_inner());
+                t.push_str(&line);
+                t.push('\n');
+            }
+        });
+        Stderr {
+            text,
+            reader: Some(reader),
+        }
+    }
+
+    /// Everything the child wrote, once it has exited (or closed its stderr).
+    fn wait(&mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.text.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl Serve {
@@ -54,20 +93,27 @@ impl Serve {
             .current_dir(dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
+            .env("NO_COLOR", "1") // plain log lines in a failed test's output
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        let mut stderr = Stderr::of(&mut child);
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Serve { child, addr }
+        let read = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        let Some(addr) = line.trim().strip_prefix("listening on ").map(str::to_owned) else {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!(
+                "mqemu serve: unexpected first line {line:?} ({read:?}), exit {status:?}; stderr:\n{}",
+                stderr.wait()
+            );
+        };
+        Serve {
+            child,
+            addr,
+            stderr,
+        }
     }
 
     /// Runs a client command against this server; (success, stdout, stderr).
@@ -84,17 +130,31 @@ impl Serve {
         )
     }
 
-    /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
+    /// SIGTERM; panics, with the server's stderr, unless that is a clean exit.
+    fn terminate(mut self) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        self.child.wait().unwrap()
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "SIGTERM is a clean exit, not {status}; mqemu serve's stderr:\n{}",
+            self.stderr.wait()
+        );
     }
 }
 
 impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
+        // Not yet shown by `terminate`'s own failure.
+        if std::thread::panicking() && self.stderr.reader.is_some() {
+            let _ = self.child.wait();
+            eprintln!(
+                "mqemu serve on {} (killed), its stderr:\n{}",
+                self.addr,
+                self.stderr.wait()
+            );
+        }
     }
 }
 
@@ -180,7 +240,7 @@ fn serve_and_the_client_commands() {
     assert!(s.run(&["queue", "delete", q]).0);
     let (ok, _, err) = s.run(&["queue", "show", q]);
     assert!(!ok && err.contains("MQ_ERROR_QUEUE_NOT_FOUND"), "{err}");
-    assert!(s.terminate().success(), "SIGTERM is a clean exit");
+    s.terminate();
     assert!(
         dir.path().join("mqemu-data").is_dir(),
         "the default data directory"
@@ -223,8 +283,75 @@ queues = { declared = ["send", "peek"] }
     assert!(!ok && err.contains("MQ_ERROR_ACCESS_DENIED"), "{err}");
     let (ok, out, _) = with(&["stats", "--json"]);
     assert!(ok && out.contains("\"Msmq3\""), "{out}");
-    assert!(s.terminate().success());
+    s.terminate();
     assert!(!dir.path().join("mqemu-data").exists(), "in memory");
+}
+
+#[test]
+fn global_flags_go_before_or_after_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mqemu.toml"),
+        r#"
+in_memory = true
+
+[[queue]]
+path = '.\private$\declared'
+
+[[user]]
+name = "app"
+token = "t0ken"
+queues = { declared = ["send", "peek"] }
+"#,
+    )
+    .unwrap();
+    let s = Serve::start(dir.path(), &["--config", "mqemu.toml"]);
+    let addr = s.addr.as_str();
+    let list = |args: &[&str]| {
+        let out = mqemu()
+            .env_remove("MQEMU_TOKEN")
+            .args(args)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "mqemu {args:?}: {stderr}");
+        let queues: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("mqemu {args:?} printed no JSON ({e}): {stdout}"));
+        assert_eq!(
+            queues[0]["path"], r"localhost\private$\declared",
+            "mqemu {args:?}"
+        );
+    };
+    let t = "t0ken";
+    list(&["--server", addr, "--json", "--token", t, "queue", "list"]);
+    list(&["queue", "list", "--server", addr, "--json", "--token", t]);
+    list(&["--json", "queue", "--token", t, "list", "--server", addr]);
+    // The token is what lets them in: without it the same listing is refused.
+    let out = mqemu()
+        .env_remove("MQEMU_TOKEN")
+        .args(["queue", "list", "--server", addr, "--json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("MQ_ERROR_ACCESS_DENIED"),
+        "{err}"
+    );
+    // And without --json the same listing is a table, wherever the other flags go.
+    let out = mqemu()
+        .args(["--token", t, "queue", "list", "--server", addr])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && table.starts_with("QUEUE"),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.terminate();
 }
 
 /// Waits (bounded) for a trigger's effect to show.
@@ -310,7 +437,7 @@ fn triggers_are_administered_from_the_cli_and_survive_a_restart() {
     assert!(!ok && err.contains("MQ_ERROR_INVALID_PARAMETER"), "{err}");
     let (ok, _, err) = s.run(&["trigger", "disable", "watch"]);
     assert!(ok, "{err}");
-    assert!(s.terminate().success());
+    s.terminate();
 
     // Restarted on the same data directory, the definitions are there.
     let s = Serve::start(dir.path(), &[]);
@@ -332,7 +459,7 @@ fn triggers_are_administered_from_the_cli_and_survive_a_restart() {
     assert!(ok, "{err}");
     let (ok, out, _) = s.run(&["trigger", "list", "--json"]);
     assert!(ok && out.trim() == "[]", "{out}");
-    assert!(s.terminate().success());
+    s.terminate();
 }
 
 #[cfg(unix)]
@@ -386,7 +513,7 @@ rules = ["msmq", "readable"]
         ok && out.trim() == "b",
         "a peek trigger leaves the message: {out}"
     );
-    assert!(s.terminate().success());
+    s.terminate();
 }
 
 #[cfg(unix)]
@@ -437,7 +564,7 @@ rules = ["log"]
     ]);
     assert!(ok, "{err}");
     eventually("the first run", || lines().len() == 1);
-    assert!(s.terminate().success());
+    s.terminate();
     // Restarted with the same configuration on the same data: MSMQ processes what remains in
     // the queue again, once; re-applying the declared rule list must not start a second walk.
     let s = Serve::start(dir.path(), &["--config", "mqemu.toml"]);
@@ -456,5 +583,5 @@ rules = ["log"]
         lines().contains(&"second".to_owned())
     });
     assert_eq!(lines(), ["first", "first", "second"]);
-    assert!(s.terminate().success());
+    s.terminate();
 }

@@ -103,6 +103,18 @@ fn settle(queue: &[String], acked: &mut Acknowledged) {
     }
 }
 
+/// Prints its text if dropped while the test panics: a killed worker's stderr, next to the
+/// failed check of what it left.
+struct ShowOnPanic(String);
+
+impl Drop for ShowOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.0);
+        }
+    }
+}
+
 #[test]
 fn killed_processes_lose_nothing_acknowledged_and_duplicate_nothing() {
     let kills: usize = std::env::var("MQEMU_KILLS")
@@ -120,10 +132,17 @@ fn killed_processes_lose_nothing_acknowledged_and_duplicate_nothing() {
             .args(["--senders", &SENDERS.to_string(), "--receivers", "2"])
             .args(["--base", &(kill as u64 * 10_000_000).to_string()])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        // The worker's stderr, read on its own thread so the pipe never fills.
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+            text
+        });
         let (tx, rx) = mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut lines = Vec::new();
@@ -136,12 +155,23 @@ fn killed_processes_lose_nothing_acknowledged_and_duplicate_nothing() {
             }
             lines
         });
-        rx.recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("kill {kill}: the worker never became ready"));
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!(
+                "kill {kill}: the worker never became ready (exit {status:?}); its stderr:\n{}",
+                errors.join().unwrap()
+            );
+        }
         std::thread::sleep(Duration::from_millis(1 + next(&mut rng) % 120));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let lines = reader.join().unwrap();
+        // Shown if a check of what this run left fails.
+        let _stderr = ShowOnPanic(format!(
+            "kill {kill}: the worker's stderr:\n{}",
+            errors.join().unwrap()
+        ));
         lines_total += lines.len();
         for line in &lines {
             acked.line(line);
