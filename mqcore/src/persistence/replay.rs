@@ -1,0 +1,276 @@
+//! Replay: the queue contents and transaction state the log's records describe, kept as log
+//! positions of live messages (not their bodies), and the buckets of the records read.
+
+use std::collections::{HashMap, HashSet};
+
+use super::live::Live;
+use super::record;
+use super::record::{Checkpoint, Op, Outcome, StoreRef};
+use crate::error::{Error, ErrorCode, Result};
+use crate::message::footprint;
+use crate::message::Message;
+use crate::name::SystemQueue;
+use crate::queue::store::LookupId;
+use crate::storage::wal::{Lsn, Record};
+
+/// One live message as replay knows it: where its record is, without its body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    /// The record that put it.
+    pub(crate) lsn: Lsn,
+    /// Its quota footprint (body and label bytes).
+    pub(crate) footprint: u32,
+    /// Its priority rank (`7 - priority`).
+    pub(crate) rank: u8,
+    /// Moves since its record was written (its record names the store it came from).
+    pub(crate) moves: u8,
+}
+
+/// The live messages of one store during replay, sorted by lookup id: puts mostly come in
+/// increasing lookup order and removals mostly take the oldest, so a vector with tombstones
+/// (24 bytes a message) beats a map by half, which is what recovery's peak memory is made of.
+#[derive(Default)]
+pub(crate) struct Slots {
+    v: Vec<(LookupId, Slot)>,
+    /// Tombstones in `v` (slots with LSN 0: no record has LSN 0).
+    dead: usize,
+}
+
+impl Slots {
+    fn put(&mut self, lookup: LookupId, slot: Slot) {
+        if self.v.last().is_none_or(|&(l, _)| l < lookup) {
+            self.v.push((lookup, slot));
+            return;
+        }
+        match self.v.binary_search_by_key(&lookup, |&(l, _)| l) {
+            Ok(i) => {
+                if self.v[i].1.lsn == 0 {
+                    self.dead -= 1;
+                }
+                self.v[i].1 = slot;
+            }
+            Err(i) => self.v.insert(i, (lookup, slot)),
+        }
+    }
+
+    fn remove(&mut self, lookup: LookupId) -> Option<Slot> {
+        let i = self.v.binary_search_by_key(&lookup, |&(l, _)| l).ok()?;
+        let slot = self.v[i].1;
+        if slot.lsn == 0 {
+            return None;
+        }
+        self.v[i].1.lsn = 0;
+        self.dead += 1;
+        if self.dead > 1024 && self.dead * 2 > self.v.len() {
+            self.v.retain(|(_, s)| s.lsn != 0);
+            self.dead = 0;
+        }
+        Some(slot)
+    }
+
+    /// The live messages, in lookup-id order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (LookupId, Slot)> + '_ {
+        self.v.iter().copied().filter(|(_, s)| s.lsn != 0)
+    }
+}
+
+/// What replay found: the queue contents and transaction state the records describe.
+#[derive(Default)]
+pub(crate) struct Recovered {
+    /// The live messages of each store by lookup id, as log positions: recovery reads back
+    /// only those that go in memory.
+    pub(crate) stores: HashMap<StoreRef, Slots>,
+    /// Live messages kept whole because they must stay in memory (they can expire), by store
+    /// and lookup id; each also has its slot.
+    pub(crate) kept: HashMap<(StoreRef, LookupId), Box<Message>>,
+    /// The last lookup id each store handed out.
+    pub(crate) last_lookup: HashMap<StoreRef, LookupId>,
+    /// Prepared transactions with no outcome: xid, the PREPARE record's LSN, its operations.
+    pub(crate) in_doubt: Vec<(String, Lsn, Vec<Op>)>,
+    /// Queues whose deletion was logged.
+    pub(crate) dropped: HashSet<u32>,
+    /// The last message-id ordinal used.
+    pub(crate) ordinal: u32,
+}
+
+/// Normalizes a store name for replay's maps: subqueue names are case-insensitive.
+pub(super) fn norm(at: StoreRef) -> StoreRef {
+    match at {
+        StoreRef::Sub(id, name) => StoreRef::Sub(id, name.to_ascii_lowercase()),
+        other => other,
+    }
+}
+
+impl Recovered {
+    fn saw(&mut self, at: &StoreRef, lookup: LookupId) {
+        let last = self.last_lookup.entry(at.clone()).or_default();
+        *last = (*last).max(lookup);
+    }
+
+    fn apply(&mut self, ops: Vec<Op>, lsn: Lsn, local: uuid::Uuid) {
+        for op in ops {
+            match op {
+                Op::Put { at, mut msg } => {
+                    let at = norm(at);
+                    if at.queue_id().is_some_and(|id| self.dropped.contains(&id)) {
+                        continue;
+                    }
+                    if msg.source_machine == local {
+                        self.ordinal = self.ordinal.max(msg.id.ordinal());
+                    }
+                    let lookup = msg.lookup_id;
+                    self.saw(&at, lookup);
+                    let slot = Slot {
+                        lsn,
+                        footprint: u32::try_from(footprint(&msg)).unwrap_or(u32::MAX),
+                        rank: 7u8.saturating_sub(msg.priority),
+                        moves: 0,
+                    };
+                    let store = self.stores.entry(at.clone()).or_default();
+                    store.put(lookup, slot);
+                    // Only a queue and its subqueues expire messages; elsewhere (journals, dead
+                    // letters) a time to be received means nothing and the message may go cold.
+                    let expires = matches!(at, StoreRef::Main(_) | StoreRef::Sub(..));
+                    if expires && msg.time_to_be_received.is_some() {
+                        msg.lsn = lsn;
+                        self.kept.insert((at, lookup), msg);
+                    } else {
+                        // A rewrite of a message kept whole before.
+                        self.kept.remove(&(at, lookup));
+                    }
+                }
+                Op::Remove { at, lookup } => {
+                    let at = norm(at);
+                    self.saw(&at, lookup);
+                    if let Some(s) = self.stores.get_mut(&at) {
+                        s.remove(lookup);
+                    }
+                    self.kept.remove(&(at, lookup));
+                }
+                Op::Move { from, to, lookup } => {
+                    let (from, to) = (norm(from), norm(to));
+                    self.saw(&from, lookup);
+                    let Some(mut slot) = self.stores.get_mut(&from).and_then(|s| s.remove(lookup))
+                    else {
+                        continue;
+                    };
+                    match self.kept.remove(&(from, lookup)) {
+                        Some(mut msg) => {
+                            msg.move_count = msg.move_count.saturating_add(1);
+                            msg.abort_count = 0;
+                            self.kept.insert((to.clone(), lookup), msg);
+                        }
+                        None => slot.moves = slot.moves.saturating_add(1),
+                    }
+                    self.stores.entry(to).or_default().put(lookup, slot);
+                }
+                Op::DropQueue { id } => {
+                    self.dropped.insert(id);
+                    self.stores.retain(|at, _| at.queue_id() != Some(id));
+                    self.kept.retain(|(at, _), _| at.queue_id() != Some(id));
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn bad(r: &Record, e: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorCode::MessageStorageFailed,
+        format!("log record {} (kind {}) cannot be read: {e}", r.lsn, r.kind),
+    )
+}
+
+/// Replays records in LSN order, one at a time ([`Replay::record`]), keeping only the live
+/// messages' positions.
+pub(crate) struct Replay {
+    out: Recovered,
+    /// The buckets of the records read, for [`Persistence::new`].
+    live: Live,
+    prepared: HashMap<String, (Lsn, Vec<Op>)>,
+    /// This queue manager's GUID (for message-id ordinals).
+    local: uuid::Uuid,
+}
+
+impl Replay {
+    pub(crate) fn new(local: uuid::Uuid, segment_size: u64) -> Replay {
+        Replay {
+            out: Recovered::default(),
+            live: Live::new(segment_size),
+            prepared: HashMap::new(),
+            local,
+        }
+    }
+
+    /// Applies the next record.
+    pub(crate) fn record(&mut self, r: Record) -> Result<()> {
+        self.live.wrote(r.lsn, r.data.len() as u64);
+        match r.kind {
+            record::COMMIT => {
+                let ops = record::ops(&r.data).map_err(|e| bad(&r, e))?;
+                self.out.apply(ops, r.lsn, self.local);
+            }
+            record::PREPARE => {
+                let (head, rest): (Outcome, _) = record::decode(&r.data).map_err(|e| bad(&r, e))?;
+                let ops = record::ops(rest).map_err(|e| bad(&r, e))?;
+                self.prepared.insert(head.xid, (r.lsn, ops));
+            }
+            record::RESOLVE => {
+                let (head, _): (Outcome, _) = record::decode(&r.data).map_err(|e| bad(&r, e))?;
+                if let Some((lsn, ops)) = self.prepared.remove(&head.xid) {
+                    if head.commit {
+                        self.out.apply(ops, lsn, self.local);
+                    }
+                }
+            }
+            record::CHECKPOINT => {
+                let (c, _): (Checkpoint, _) = record::decode(&r.data).map_err(|e| bad(&r, e))?;
+                for (at, lookup) in c.lookups {
+                    self.out.saw(&norm(at), lookup);
+                }
+                self.out.ordinal = self.out.ordinal.max(c.ordinal);
+            }
+            other => return Err(bad(&r, format!("unknown record kind {other}"))),
+        }
+        Ok(())
+    }
+
+    /// What the records describe, prepared transactions without an outcome in doubt, and the
+    /// buckets the live things are counted in.
+    pub(crate) fn finish(self) -> (Recovered, Live) {
+        let Replay {
+            mut out,
+            live,
+            prepared,
+            local,
+        } = self;
+        let mut in_doubt: Vec<(String, Lsn, Vec<Op>)> = prepared
+            .into_iter()
+            .map(|(xid, (lsn, ops))| (xid, lsn, ops))
+            .collect();
+        in_doubt.sort_by_key(|(_, lsn, _)| *lsn);
+        for (_, _, ops) in &in_doubt {
+            for op in ops {
+                if let Op::Put { at, msg } = op {
+                    let at = norm(at.clone());
+                    out.saw(&at, msg.lookup_id);
+                    if msg.source_machine == local {
+                        out.ordinal = out.ordinal.max(msg.id.ordinal());
+                    }
+                }
+            }
+        }
+        out.in_doubt = in_doubt;
+        (out, live)
+    }
+}
+
+/// Which stores share lookup ids (a queue and its subqueues), so that a message moved between
+/// them is found by the record that put it in another.
+pub(super) fn family(at: &StoreRef) -> (u8, u32, Option<SystemQueue>) {
+    match at {
+        StoreRef::Main(id) | StoreRef::Sub(id, _) => (0, *id, None),
+        StoreRef::Journal(id) => (1, *id, None),
+        StoreRef::System(q) => (2, 0, Some(*q)),
+    }
+}
