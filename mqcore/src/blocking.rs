@@ -6,7 +6,7 @@
 //! wait, but wrapping every call in `tokio::task::block_in_place` costs a thread hand-off even
 //! for the many calls (express sends, peeks, administration) that never touch the disk. Instead
 //! the host installs a hook around its engine calls ([`with_hook`], or [`Hooked`] around a
-//! future), and the engine runs each real wait through it ([`run`]).
+//! future), and the engine runs each real wait through it (`run`).
 
 use std::cell::Cell;
 use std::future::Future;

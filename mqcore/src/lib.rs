@@ -21,7 +21,16 @@
 //!
 //! The crate has no async runtime: `receive_async` and `peek_async` are plain futures that any
 //! executor can drive, and timeouts fire from the queue manager's own timer thread.
+//!
+//! # API boundary
+//! The public API is the re-exports below and the modules `clock`, `error`, `manager`, `message`,
+//! `name`, `queue`, `triggers` and `tx`. Three modules are `#[doc(hidden)]` plumbing, public only
+//! because other crates of the workspace need them, and not for applications:
+//! - `step` (its `deferred` part) and `blocking`: how an async host (`mqnet`'s server) runs
+//!   engine steps without a thread waiting for the disk;
+//! - `storage`: the log, disks and simulated disks, for the crash tests and benches.
 
+#[doc(hidden)]
 pub mod blocking;
 pub mod clock;
 pub mod error;
@@ -34,6 +43,7 @@ mod persistence;
 pub mod queue;
 #[doc(hidden)]
 pub mod step;
+#[doc(hidden)]
 pub mod storage;
 mod timer;
 pub mod triggers;

@@ -1,17 +1,17 @@
 //! The queue manager: one MSMQ "computer" with its catalog of private queues, its system queues,
 //! and the rules that route journal copies, dead letters and acknowledgements.
 //!
-//! [`QueueManager`] (here) is the engine's entry point; [`Inner`] is the state it shares with
+//! `QueueManager` (here) is the engine's entry point; `Inner` is the state it shares with
 //! every queue handle and transaction. Each concept has a file of its own, each an `impl Inner`:
-//! - [`builder`]: settings, and opening a storage directory;
-//! - [`catalog`]: queue definitions by name and id, and other components' entries;
-//! - [`resolve`]: what a name points at, and whether a host is this computer;
-//! - [`send`]: stamping, quotas, and how a message reaches its queue;
-//! - [`transactions`]: commit effects, PREPARE records, aborts, in-doubt transactions;
-//! - [`routing`]: MSMQ's acknowledgements, dead letters, journal copies and expiry;
-//! - [`recovery`] and [`compaction`]: the durable queue manager's start and its log's upkeep.
+//! - `builder`: settings, and opening a storage directory;
+//! - `catalog`: queue definitions by name and id, and other components' entries;
+//! - `resolve`: what a name points at, and whether a host is this computer;
+//! - `send`: stamping, quotas, and how a message reaches its queue;
+//! - `transactions`: commit effects, PREPARE records, aborts, in-doubt transactions;
+//! - `routing`: MSMQ's acknowledgements, dead letters, journal copies and expiry;
+//! - `recovery` and `compaction`: the durable queue manager's start and its log's upkeep.
 //!
-//! Every change they make goes through a step ([`crate::step`]). It never touches the network; a
+//! Every change they make goes through a step (`crate::step`). It never touches the network; a
 //! name that points at another computer is refused until the network layer provides outgoing
 //! queues.
 

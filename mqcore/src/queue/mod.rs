@@ -4,7 +4,7 @@
 //! A handle is what `MQOpenQueue` returns: it names one store (a queue, its journal, one of its
 //! subqueues, or a system queue) and checks MSMQ's rules for that store (journals and subqueues
 //! cannot be sent to, transactional queues take only transactional sends, and so on). The order,
-//! locking and waiting live in [`store`]; the routing of journal copies, dead letters and
+//! locking and waiting live in `store`; the routing of journal copies, dead letters and
 //! acknowledgements lives in the queue manager.
 
 pub(crate) mod cold;

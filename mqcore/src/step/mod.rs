@@ -1,20 +1,20 @@
 //! A step: the one way an operation of the queue manager changes anything. It is staged, then
 //! logged, then published.
 //!
-//! A send, a receive, a commit, an expiry or a deletion builds a [`Step`] ([`changes`]): messages
+//! A send, a receive, a commit, an expiry or a deletion builds a `Step` (`changes`): messages
 //! to put (lookup ids reserved up front, so the record can name them), removals, moves, held
-//! messages to claim. [`Inner::apply`] claims the held messages, writes the durable part as one
+//! messages to claim. `Inner::apply` claims the held messages, writes the durable part as one
 //! log record and waits for it, then publishes. In memory the same path skips the log, so there is
-//! one code path for both modes. An async host may take the wait over ([`deferred`]).
+//! one code path for both modes. An async host may take the wait over (`deferred`).
 //!
 //! **Invariant:** nothing becomes visible before the record that holds it is durable, and a
 //! message's removal is logged only after it left its store; so a removal is always logged after
 //! the put (or compaction rewrite) it removes.
 //!
-//! The verbs: [`Inner::run`] builds a step with a closure and applies it; [`Inner::apply`] applies
-//! one already built; [`Inner::run_quietly`] is `run` where nobody can take the error; a prepared
-//! transaction's outcome goes through [`Inner::apply_outcome`]. Publishing (the second half of
-//! `apply`) is private to this module and to [`deferred`].
+//! The verbs: `Inner::run` builds a step with a closure and applies it; `Inner::apply` applies
+//! one already built; `Inner::run_quietly` is `run` where nobody can take the error; a prepared
+//! transaction's outcome goes through `Inner::apply_outcome`. Publishing (the second half of
+//! `apply`) is private to this module and to `deferred`.
 
 pub(crate) mod changes;
 pub mod deferred;
