@@ -137,7 +137,8 @@ mod tests {
 
     #[test]
     fn file_disk_reads_writes_lists_and_locks() {
-        let dir = std::env::temp_dir().join(format!("mqcore-disk-{}", std::process::id()));
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("disk");
         let disk = FileDisk;
         disk.create_dir_all(&dir).unwrap();
         let path = dir.join("a.bin");
@@ -155,6 +156,6 @@ mod tests {
         drop(lock);
         disk.lock_exclusive(&dir.join("LOCK")).unwrap();
         disk.remove(&path).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(disk.list(&dir).unwrap().iter().all(|p| p != &path));
     }
 }
