@@ -55,13 +55,17 @@ fn rule(triggers: &Triggers, name: &str, condition: &str, action: &str) {
         .unwrap();
 }
 
+/// Adds a trigger with its rules. It is added disabled and enabled once every rule is attached:
+/// an enabled trigger walks its queue at once, and a message it evaluated with only the first
+/// rule attached is not evaluated again (attaching swaps the rules in place).
 fn trigger(triggers: &Triggers, name: &str, queue: &str, p: Processing, rules: &[&str]) {
-    triggers
-        .add_trigger(TriggerDef::new(name, queue, p))
-        .unwrap();
+    let mut def = TriggerDef::new(name, queue, p);
+    def.enabled = false;
+    triggers.add_trigger(def).unwrap();
     for r in rules {
         triggers.attach_rule(name, r).unwrap();
     }
+    triggers.set_enabled(name, true).unwrap();
 }
 
 #[test]
