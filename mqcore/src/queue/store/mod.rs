@@ -21,8 +21,9 @@
 //! running side by side rarely pay for a futex round trip.
 //!
 //! The invariant that makes hand-off simple: **if a receiver is waiting, no message is visible.**
-//! Every path that makes a message visible ([`State::publish`], [`State::unlock`]) ends in
-//! [`State::dispatch`], which hands messages to waiters until one side runs out.
+//! Every path that makes a message visible ([`Guard::publish`](locks::Guard::publish),
+//! [`State::unlock`]) ends in [`State::dispatch`], which hands messages to waiters until one side
+//! runs out.
 //!
 //! Here: the module's map and re-exports. [`State`] and its indexes are in `state`, tiering to
 //! cold storage in `tiering`, hand-off to waiters in `handoff`, the inbox and the two locks
