@@ -13,24 +13,7 @@ impl fmt::Display for QueueName {
         match &self.repr {
             Repr::Path { computer, target } => {
                 write!(f, "{computer}\\")?;
-                match target {
-                    QueuePart::System(system) => write!(f, "{SYSTEM_MARK};{}", system.keyword()),
-                    QueuePart::Named {
-                        scope,
-                        name,
-                        suffix,
-                    } => {
-                        if let Scope::Private = scope {
-                            write!(f, "{PRIVATE_MARK}\\")?;
-                        }
-                        f.write_str(name)?;
-                        match suffix {
-                            Suffix::None => Ok(()),
-                            Suffix::Subqueue(subqueue) => write!(f, ";{subqueue}"),
-                            Suffix::Journal => write!(f, "\\{JOURNAL_PATH_SUFFIX}"),
-                        }
-                    }
-                }
+                write_part(f, target, '\\', ('\\', JOURNAL_PATH_SUFFIX))
             }
             Repr::Direct {
                 protocol,
@@ -44,24 +27,7 @@ impl fmt::Display for QueueName {
                     write!(f, "DIRECT={}:{address}\\", protocol.keyword())?;
                     '\\'
                 };
-                match target {
-                    QueuePart::System(system) => write!(f, "{SYSTEM_MARK};{}", system.keyword()),
-                    QueuePart::Named {
-                        scope,
-                        name,
-                        suffix,
-                    } => {
-                        if let Scope::Private = scope {
-                            write!(f, "{PRIVATE_MARK}{separator}")?;
-                        }
-                        f.write_str(name)?;
-                        match suffix {
-                            Suffix::None => Ok(()),
-                            Suffix::Subqueue(subqueue) => write!(f, ";{subqueue}"),
-                            Suffix::Journal => write!(f, ";{JOURNAL_SUFFIX}"),
-                        }
-                    }
-                }
+                write_part(f, target, separator, (';', JOURNAL_SUFFIX))
             }
             Repr::PrivateId {
                 machine,
@@ -88,5 +54,34 @@ fn write_journal(f: &mut fmt::Formatter<'_>, journal: bool) -> fmt::Result {
         write!(f, ";{JOURNAL_SUFFIX}")
     } else {
         Ok(())
+    }
+}
+
+/// Writes the queue part of a path or direct name: a system queue, or `private$` and the name
+/// after `separator`, then a subqueue after `;` or the journal as `journal` (its separator and
+/// keyword: `\JOURNAL$` in a path name, `;JOURNAL` in a format name).
+fn write_part(
+    f: &mut fmt::Formatter<'_>,
+    part: &QueuePart,
+    separator: char,
+    journal: (char, &str),
+) -> fmt::Result {
+    match part {
+        QueuePart::System(system) => write!(f, "{SYSTEM_MARK};{}", system.keyword()),
+        QueuePart::Named {
+            scope,
+            name,
+            suffix,
+        } => {
+            if let Scope::Private = scope {
+                write!(f, "{PRIVATE_MARK}{separator}")?;
+            }
+            f.write_str(name)?;
+            match suffix {
+                Suffix::None => Ok(()),
+                Suffix::Subqueue(subqueue) => write!(f, ";{subqueue}"),
+                Suffix::Journal => write!(f, "{}{}", journal.0, journal.1),
+            }
+        }
     }
 }
