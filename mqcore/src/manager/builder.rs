@@ -261,7 +261,7 @@ impl Builder {
     }
 }
 
-/// One compaction record being built: messages rewritten at the head of the log.
+/// Default bytes of logged messages kept in memory ([`Builder::cache_size`]).
 pub(super) const DEFAULT_CACHE: u64 = 64 * 1024 * 1024;
 
 pub(super) fn ownership_error(e: OwnershipError) -> Error {

@@ -14,6 +14,7 @@ use crate::queue::QueueInner;
 use crate::step::logged_size;
 use crate::storage::wal::Lsn;
 
+/// One compaction record being built: messages rewritten at the head of the log.
 #[derive(Default)]
 pub(super) struct Rewrite {
     data: Vec<u8>,
@@ -52,7 +53,6 @@ impl Rewrite {
     }
 }
 
-/// Default bytes of logged messages kept in memory ([`Builder::cache_size`]).
 /// Bytes of rewritten messages per compaction record.
 pub(super) const REWRITE_CHUNK: usize = 8 * 1024 * 1024;
 

@@ -9,6 +9,13 @@ use crate::message::Message;
 use crate::queue::store::{Key, State, WaitError};
 use crate::tx::Tx;
 
+/// A cursor over a queue (`MQCreateCursor`): peek current, peek next, receive current.
+///
+/// A fresh cursor is before the first message: `peek_current` moves it onto the first message,
+/// while `peek_next` is `MQ_ERROR_ILLEGAL_CURSOR_ACTION` until it has been placed. When the
+/// message under the cursor is received through the cursor, the cursor moves on to the message
+/// after it; when someone else removes it, `peek_current` gives
+/// `MQ_ERROR_MESSAGE_ALREADY_RECEIVED`.
 pub struct Cursor {
     queue: Queue,
     /// The position of the current message; `None` before the first peek.

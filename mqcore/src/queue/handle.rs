@@ -18,6 +18,10 @@ use crate::name::{QueueName, SystemQueue};
 use crate::queue::store::{Key, LookupId, State, Store, WaitError};
 use crate::tx::{HeldMessage, Tx, TxShared};
 
+/// An open queue: send, peek, receive, browse with cursors, move and reject.
+///
+/// Cheap to clone. Blocking calls wait on the queue manager's clock; async calls are
+/// cancellation-safe (dropping the future never loses a message).
 #[derive(Clone)]
 pub struct Queue {
     pub(crate) qm: Arc<Inner>,

@@ -95,6 +95,8 @@ pub struct QueueInfo {
 }
 
 /// `Next` and `Previous` walk in that order and work even when the given id has left the queue.
+/// How to find a message for `MQReceiveMessageByLookupId`. Lookup ids grow in arrival order, so
+/// `Next` and `Previous` walk in that order and work even when the given id has left the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LookupAction {
     /// The message with the lowest lookup id (`MQ_LOOKUP_*_FIRST`).
