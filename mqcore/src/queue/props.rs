@@ -94,7 +94,6 @@ pub struct QueueInfo {
     pub subqueues: Vec<String>,
 }
 
-/// `Next` and `Previous` walk in that order and work even when the given id has left the queue.
 /// How to find a message for `MQReceiveMessageByLookupId`. Lookup ids grow in arrival order, so
 /// `Next` and `Previous` walk in that order and work even when the given id has left the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
