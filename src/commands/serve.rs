@@ -34,6 +34,10 @@ pub struct Config {
     pub compat: Option<String>,
     /// The queue manager's computer name.
     pub name: Option<String>,
+    /// Computer names and the addresses they are reached at (`orders = "127.0.0.2"`): how
+    /// `DIRECT=OS:<name>` and `<name>\private$\q` names find their queue manager.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, String>,
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
@@ -195,6 +199,14 @@ pub fn load(path: &Path) -> mqemu::Result<Config> {
     toml::from_str(&text).map_err(|e| bad_config(path, e))
 }
 
+/// The host part of a listen address, unless it is every interface (`0.0.0.0`, `[::]`).
+fn listen_ip(listen: &str) -> Option<String> {
+    if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
+        return (!addr.ip().is_unspecified()).then(|| addr.ip().to_string());
+    }
+    listen.rsplit_once(':').map(|(host, _)| host.to_owned())
+}
+
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn run(opts: Options) -> mqemu::Result<()> {
     let config = match &opts.config {
@@ -212,6 +224,14 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
     let mut builder = QueueManager::builder().compat(compat);
     if let Some(name) = &config.name {
         builder = builder.name(name.clone());
+    }
+    // The address it listens on is the one `DIRECT=TCP:` names reach it at (all of them, and
+    // so the loopback default, when it listens on every interface).
+    if let Some(ip) = listen_ip(&listen) {
+        builder = builder.address(ip);
+    }
+    for (name, address) in &config.hosts {
+        builder = builder.host(name, address);
     }
     let in_memory = opts.in_memory || config.in_memory;
     let data = opts
@@ -388,5 +408,51 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{listen_ip, Config};
+
+    #[test]
+    fn the_listen_address_is_the_queue_managers_unless_it_is_every_interface() {
+        for (listen, ip) in [
+            ("127.0.0.2:18010", Some("127.0.0.2")),
+            ("[::1]:18010", Some("::1")),
+            ("0.0.0.0:18010", None),
+            ("[::]:18010", None),
+            ("orders.example:18010", Some("orders.example")),
+        ] {
+            assert_eq!(listen_ip(listen).as_deref(), ip, "{listen}");
+        }
+    }
+
+    #[test]
+    fn the_configuration_maps_computer_names_to_addresses() {
+        let config: Config = toml::from_str(
+            r#"
+            name = "orders"
+            listen = "127.0.0.2:18010"
+            [hosts]
+            billing = "127.0.0.3"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.hosts["billing"], "127.0.0.3");
+        assert!(toml::from_str::<Config>("[hosts]\nbilling = 3\n").is_err());
+    }
+
+    #[test]
+    fn the_readmes_configuration_example_is_a_valid_configuration() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("```toml\n")
+            .expect("the README shows a configuration")
+            + 8;
+        let end = start + readme[start..].find("```").expect("closed");
+        let config: Config = toml::from_str(&readme[start..end]).unwrap();
+        assert_eq!(config.name.as_deref(), Some("orders"));
+        assert!(!config.hosts.is_empty() && !config.queues.is_empty());
     }
 }

@@ -81,6 +81,16 @@ pub struct Builder {
     coordinator: Arc<dyn Coordinator>,
     segment_size: u64,
     cache_size: u64,
+    addresses: Vec<String>,
+    hosts: HashMap<String, String>,
+}
+
+/// An address as names compare it: lower case, without the brackets of an IPv6 literal.
+pub(super) fn normal_address(address: &str) -> String {
+    address
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase()
 }
 
 impl Builder {
@@ -94,7 +104,32 @@ impl Builder {
             coordinator: LocalCoordinator::new(),
             segment_size: WalOptions::default().segment_size,
             cache_size: DEFAULT_CACHE,
+            addresses: Vec::new(),
+            hosts: HashMap::new(),
         }
+    }
+
+    /// An address this queue manager answers to in `DIRECT=TCP:<address>` names: an IP address
+    /// (or a DNS name) it is reached at, without a port. With none given, the loopback addresses
+    /// (`127.0.0.1`, `::1`) are this queue manager's, as they are for an engine in one process;
+    /// once one is given, only the given ones are, so that two servers on one machine
+    /// (`127.0.0.2`, `127.0.0.3`) tell each other apart. `localhost` always names this queue
+    /// manager.
+    pub fn address(mut self, address: impl AsRef<str>) -> Builder {
+        self.addresses.push(normal_address(address.as_ref()));
+        self
+    }
+
+    /// A computer name and the address it is reached at: how `DIRECT=OS:<name>\...` and
+    /// `<name>\private$\...` find their queue manager (MSMQ asks DNS; here the map is given,
+    /// from the configuration's `[hosts]`). A name mapped to one of this queue manager's
+    /// addresses names this queue manager. Names compare without regard to ASCII case.
+    pub fn host(mut self, name: impl AsRef<str>, address: impl AsRef<str>) -> Builder {
+        self.hosts.insert(
+            name.as_ref().to_ascii_lowercase(),
+            normal_address(address.as_ref()),
+        );
+        self
     }
 
     /// The computer name (`HOST` in `HOST\private$\q`); default `localhost`.
@@ -240,6 +275,8 @@ impl Builder {
         let timer = Timer::start(self.clock.clone());
         Arc::new(Inner {
             name: self.name,
+            addresses: self.addresses,
+            hosts: self.hosts,
             guid,
             compat: self.compat,
             clock: self.clock,

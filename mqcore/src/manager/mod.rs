@@ -50,6 +50,11 @@ use crate::tx::{Coordinator, Transaction, Tx, TxKind};
 /// The shared state behind a [`QueueManager`] and every handle and transaction it gave out.
 pub(crate) struct Inner {
     name: String,
+    /// The addresses `DIRECT=TCP:` names reach this queue manager at (normalized); empty: the
+    /// loopback addresses.
+    addresses: Vec<String>,
+    /// Computer names to addresses (`[hosts]`), names in lower case.
+    hosts: HashMap<String, String>,
     guid: Uuid,
     compat: Compat,
     clock: Arc<dyn Clock>,
@@ -194,6 +199,20 @@ impl QueueManager {
     /// The computer name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The addresses `DIRECT=TCP:` names reach this queue manager at ([`Builder::address`]);
+    /// empty when none were given (then the loopback addresses are its own).
+    pub fn addresses(&self) -> &[String] {
+        &self.inner.addresses
+    }
+
+    /// The address a computer name is reached at, from the host map ([`Builder::host`]).
+    pub fn address_of(&self, computer: &str) -> Option<&str> {
+        self.inner
+            .hosts
+            .get(&computer.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// The queue manager's GUID.

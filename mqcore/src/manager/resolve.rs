@@ -3,24 +3,20 @@
 
 use std::sync::Arc;
 
+use super::builder::normal_address;
 use super::Inner;
 use crate::error::{Error, ErrorCode, Result};
 use crate::name::{Host, QueueName, QueueRef};
 use crate::queue::{Opened, Queue};
 
 impl Inner {
-    /// Whether `host` names this queue manager.
+    /// Whether `host` names this queue manager: its own name, `localhost`, one of its addresses
+    /// (the loopback ones when none were given), a name the host map sends to one of them, or
+    /// its GUID.
     pub(super) fn is_local(&self, host: &Host<'_>) -> bool {
-        let me = |n: &str| {
-            n.eq_ignore_ascii_case(&self.name)
-                || n.eq_ignore_ascii_case("localhost")
-                || n == "127.0.0.1"
-                || n == "::1"
-                || n == "[::1]"
-        };
         match host {
             Host::Local => true,
-            Host::Computer(n) => me(n),
+            Host::Computer(n) => self.is_my_name(n),
             Host::Address { address, .. } => {
                 // An address may carry a port (HTTP forms): compare the host part.
                 let host = address.rsplit_once(':').map_or(*address, |(h, p)| {
@@ -30,19 +26,54 @@ impl Inner {
                         address
                     }
                 });
-                me(host) || me(address)
+                self.is_my_name(host) || self.is_my_name(address)
             }
             Host::Machine(g) => *g == self.guid,
         }
     }
 
+    /// Whether a computer name or address written in a queue name is this queue manager's.
+    fn is_my_name(&self, n: &str) -> bool {
+        n.eq_ignore_ascii_case(&self.name)
+            || n.eq_ignore_ascii_case("localhost")
+            || self.is_my_address(n)
+            || self
+                .hosts
+                .get(&n.to_ascii_lowercase())
+                .is_some_and(|a| self.is_my_address(a))
+    }
+
+    fn is_my_address(&self, address: &str) -> bool {
+        let address = normal_address(address);
+        if self.addresses.is_empty() {
+            address == "127.0.0.1" || address == "::1"
+        } else {
+            self.addresses.contains(&address)
+        }
+    }
+
+    /// Where a remote host is reached, for error messages: ` (at ADDRESS)` when the host map
+    /// knows the computer.
+    fn reached_at(&self, host: &Host<'_>) -> String {
+        match host {
+            Host::Computer(n) => self
+                .hosts
+                .get(&n.to_ascii_lowercase())
+                .map(|a| format!(" (at {a})"))
+                .unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
     /// Finds what a name points at on this queue manager.
     pub(crate) fn resolve(&self, name: &QueueName) -> Result<Opened> {
-        if !self.is_local(&name.host()) {
+        let host = name.host();
+        if !self.is_local(&host) {
             return Err(Error::new(
                 ErrorCode::RemoteMachineNotAvailable,
                 format!(
-                    "{name} is on another computer; this queue manager ({}) reaches only its own queues",
+                    "{name} is on another computer{}; this queue manager ({}) reaches only its own queues",
+                    self.reached_at(&host),
                     self.name
                 ),
             ));
