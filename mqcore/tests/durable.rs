@@ -161,6 +161,41 @@ fn committed_messages_survive_a_restart_and_express_ones_do_not() {
 }
 
 #[test]
+fn a_queue_manager_keeps_its_computer_name_with_its_guid() {
+    let root = tempfile::tempdir().unwrap();
+    let first = QueueManager::builder()
+        .name("ORDERS")
+        .open(root.path())
+        .unwrap();
+    let guid = first.guid();
+    drop(first);
+    // Opened without a name, it is still the computer it was.
+    let again = QueueManager::builder().open(root.path()).unwrap();
+    assert_eq!((again.name(), again.guid()), ("ORDERS", guid));
+    again
+        .create_queue(r"ORDERS\private$\q", QueueProps::default())
+        .unwrap();
+    drop(again);
+    // Renamed, as a Windows computer can be: the new name stays.
+    drop(
+        QueueManager::builder()
+            .name("sales")
+            .open(root.path())
+            .unwrap(),
+    );
+    let renamed = QueueManager::builder().open(root.path()).unwrap();
+    assert_eq!((renamed.name(), renamed.guid()), ("sales", guid));
+    assert!(renamed.open(r"sales\private$\q").is_ok());
+    // A new directory opened without a name is localhost, and stays so.
+    let fresh = tempfile::tempdir().unwrap();
+    drop(QueueManager::builder().open(fresh.path()).unwrap());
+    assert_eq!(
+        QueueManager::builder().open(fresh.path()).unwrap().name(),
+        "localhost"
+    );
+}
+
+#[test]
 fn a_second_opener_is_refused_while_the_first_holds_the_directory() {
     let root = tempfile::tempdir().unwrap();
     let qm = QueueManager::builder().open(root.path()).unwrap();

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use uuid::Uuid;
 
-use super::catalog::{Catalog, GUID_KEY};
+use super::catalog::{Catalog, GUID_KEY, NAME_KEY};
 use super::{Inner, QueueManager};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, ErrorCode, Result};
@@ -74,7 +74,8 @@ pub struct CacheStats {
 /// Builds a [`QueueManager`].
 #[must_use]
 pub struct Builder {
-    name: String,
+    /// `None` until set: then a durable queue manager keeps the name it was created with.
+    name: Option<String>,
     guid: Option<Uuid>,
     clock: Arc<dyn Clock>,
     compat: Compat,
@@ -97,7 +98,7 @@ impl Builder {
     /// The defaults: `localhost`, a new GUID, the system clock, MSMQ 4.0, a local coordinator.
     pub(super) fn new() -> Builder {
         Builder {
-            name: "localhost".to_owned(),
+            name: None,
             guid: None,
             clock: Arc::new(SystemClock),
             compat: Compat::default(),
@@ -132,9 +133,12 @@ impl Builder {
         self
     }
 
-    /// The computer name (`HOST` in `HOST\private$\q`); default `localhost`.
+    /// The computer name (`HOST` in `HOST\private$\q`). A durable queue manager keeps its
+    /// name with its GUID: opened without one, it is the name it had (`localhost` for a new
+    /// one); opened with another, it is renamed, as a Windows computer can be. Default
+    /// `localhost`.
     pub fn name(mut self, name: impl Into<String>) -> Builder {
-        self.name = name.into();
+        self.name = Some(name.into());
         self
     }
 
@@ -179,8 +183,9 @@ impl Builder {
     /// Starts an in-memory queue manager.
     pub fn build(self) -> QueueManager {
         let guid = self.guid.unwrap_or_else(Uuid::new_v4);
+        let name = self.name.clone().unwrap_or_else(default_name);
         QueueManager {
-            inner: self.start(guid, None, None),
+            inner: self.start(name, guid, None, None),
         }
     }
 
@@ -236,6 +241,19 @@ impl Builder {
                 guid
             }
         };
+        let stored = catalog
+            .get(NAME_KEY)
+            .map_err(cat_err)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let name = match (self.name.clone(), stored) {
+            (Some(name), Some(stored)) if name == stored => name,
+            (None, Some(stored)) => stored,
+            (given, _) => {
+                let name = given.unwrap_or_else(default_name);
+                catalog.put(NAME_KEY, name.as_bytes()).map_err(cat_err)?;
+                name
+            }
+        };
         let options_size = self.segment_size;
         let options = WalOptions {
             segment_size: self.segment_size,
@@ -260,13 +278,14 @@ impl Builder {
         let (recovered, live) = replay.finish();
         let cold: Arc<dyn ColdSource> = Arc::new(LogSource::new(wal.reader(), self.cache_size));
         let durable = Persistence::new(wal, catalog, owner, options_size, live);
-        let inner = self.start(guid, Some(durable), Some(cold));
+        let inner = self.start(name, guid, Some(durable), Some(cold));
         inner.recover(recovered)?;
         Ok(QueueManager { inner })
     }
 
     fn start(
         self,
+        name: String,
         guid: Uuid,
         durable: Option<Persistence>,
         cold: Option<Arc<dyn ColdSource>>,
@@ -274,7 +293,7 @@ impl Builder {
         let system = |q| Store::linked(StoreRef::System(q), false, cold.as_ref());
         let timer = Timer::start(self.clock.clone());
         Arc::new(Inner {
-            name: self.name,
+            name,
             addresses: self.addresses,
             hosts: self.hosts,
             guid,
@@ -296,6 +315,11 @@ impl Builder {
             mem_settings: MemCatalog::new(),
         })
     }
+}
+
+/// The computer name of a queue manager nobody named.
+fn default_name() -> String {
+    "localhost".to_owned()
 }
 
 /// Default bytes of logged messages kept in memory ([`Builder::cache_size`]).

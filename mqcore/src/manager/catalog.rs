@@ -15,6 +15,8 @@ use crate::storage::catalog::CatalogStore;
 
 /// Catalog key of the queue manager's GUID.
 pub(super) const GUID_KEY: &str = "meta/guid";
+/// Catalog key of the queue manager's computer name, kept with its GUID.
+pub(super) const NAME_KEY: &str = "meta/name";
 /// Catalog key of the last queue id handed out.
 pub(super) const QUEUE_ID_KEY: &str = "meta/last_queue_id";
 /// Catalog key prefix of queue definitions.
