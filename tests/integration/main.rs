@@ -4,4 +4,5 @@ mod cli;
 mod crash;
 mod loom_models;
 mod net;
+mod proxy;
 mod testing_kit;

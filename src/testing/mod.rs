@@ -1,5 +1,6 @@
 //! The test-double kit: an in-memory queue manager in one line, time under the test's control,
-//! fault injection, and assertions on queue contents with readable failure messages.
+//! fault injection (a coordinator that goes offline, a network that stalls and cuts:
+//! [`FaultyProxy`]), and assertions on queue contents with readable failure messages.
 //!
 //! ```
 //! use std::time::Duration;
@@ -19,6 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mqcore::{LocalCoordinator, ManualClock, Message, Queue, QueueManager, QueueProps};
+
+mod proxy;
+
+pub use proxy::{Direction, FaultyProxy, ProxyStats};
 
 /// Starts an in-memory queue manager on the wall clock, with MSMQ 4.0 behaviour.
 pub fn queue_manager() -> QueueManager {
