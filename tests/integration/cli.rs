@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use crate::support::eventually;
+
 fn mqemu() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mqemu"))
 }
@@ -352,18 +354,6 @@ queues = { declared = ["send", "peek"] }
         String::from_utf8_lossy(&out.stderr)
     );
     s.terminate();
-}
-
-/// Waits (bounded) for a trigger's effect to show.
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < until,
-            "timed out waiting until {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }
 
 #[cfg(unix)]

@@ -5,4 +5,5 @@ mod crash;
 mod loom_models;
 mod net;
 mod proxy;
+mod support;
 mod testing_kit;

@@ -15,6 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+use crate::support::eventually_async;
+
 const Q: &str = r".\private$\orders";
 const TXQ: &str = r".\private$\tx-orders";
 const SECOND: Duration = Duration::from_secs(1);
@@ -40,7 +42,7 @@ impl Running {
     /// Returns once `n` receivers or peekers wait on the queue `name` on the server.
     async fn waiting_on(&self, name: &str, n: usize) {
         let q = self.qm.open(name).unwrap();
-        eventually(&format!("{n} waiting on {name}"), async || {
+        eventually_async(&format!("{n} waiting on {name}"), async || {
             q.waiting().unwrap() >= n
         })
         .await;
@@ -74,17 +76,6 @@ async fn open_server() -> (Running, Client) {
 
 fn body(m: &Message) -> &str {
     m.body_str().unwrap()
-}
-
-/// Polls `done` until it holds; panics naming `what` if it has not within about 20 s.
-async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    for _ in 0..2000 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never happened: {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -853,7 +844,7 @@ async fn triggers_are_administered_remotely_and_http_actions_post_the_message() 
     assert_eq!(json["params"], serde_json::json!(["hook 1", "lit", 0]));
     assert_eq!(json["trigger"]["name"], "t");
     assert_eq!(json["queue"], r"localhost\private$\orders");
-    eventually("the message is committed away", async || {
+    eventually_async("the message is committed away", async || {
         ops.queue_info(Q).await.unwrap().message_count == 0
     })
     .await;
@@ -880,7 +871,7 @@ async fn triggers_are_administered_remotely_and_http_actions_post_the_message() 
         .await
         .unwrap()
         .expect("the failing endpoint was called");
-    eventually("the failed action aborts", async || {
+    eventually_async("the failed action aborts", async || {
         triggers.stats("t").unwrap().aborted > 0
     })
     .await;

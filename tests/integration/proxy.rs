@@ -9,6 +9,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mqemu::testing::{Direction, FaultyProxy};
+
+use crate::support::{eventually, eventually_async};
 use mqemu::{Message, QueueManager, QueueProps};
 use mqnet::{Client, Server, ServerConfig, Tx};
 
@@ -76,26 +78,6 @@ impl Echo {
 
 /// Polls `done` until it holds; panics naming `what` if it has not within about 20 s.
 #[track_caller]
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..2000 {
-        if done() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    panic!("never happened: {what}");
-}
-
-async fn eventually_async(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..2000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never happened: {what}");
-}
-
 fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
@@ -253,7 +235,10 @@ async fn a_request_cut_mid_frame_fails_and_the_server_stays_healthy() {
         .await
         .expect("a request after the cut hung");
     later.unwrap_err();
-    eventually_async("the cut connection closed", || proxy.stats().open == 0).await;
+    eventually_async("the cut connection closed", async || {
+        proxy.stats().open == 0
+    })
+    .await;
 
     // The server took nothing from half a frame and serves a new connection, through the proxy.
     proxy.heal();
