@@ -27,7 +27,7 @@ use crate::error::Result;
 use crate::manager::Inner;
 use crate::persistence::record;
 use crate::queue::QueueInner;
-use crate::storage::wal::Lsn;
+use crate::ids::Lsn;
 
 impl Inner {
     /// A new, empty step.
