@@ -24,10 +24,10 @@ use std::sync::Arc;
 pub(crate) use changes::{logged_size, Put, Step, LOGGED_OVERHEAD};
 
 use crate::error::Result;
+use crate::ids::Lsn;
 use crate::manager::Inner;
 use crate::persistence::record;
 use crate::queue::QueueInner;
-use crate::ids::Lsn;
 
 impl Inner {
     /// A new, empty step.
