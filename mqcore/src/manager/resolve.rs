@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use super::builder::normal_address;
 use super::Inner;
 use crate::error::{Error, ErrorCode, Result};
 use crate::name::{Host, QueueName, QueueRef};
@@ -37,18 +36,23 @@ impl Inner {
         n.eq_ignore_ascii_case(&self.name)
             || n.eq_ignore_ascii_case("localhost")
             || self.is_my_address(n)
-            || self
-                .hosts
-                .get(&n.to_ascii_lowercase())
-                .is_some_and(|a| self.is_my_address(a))
+            // The map is keyed in lower case; a lookup allocates, so only when there is a map.
+            || (!self.hosts.is_empty()
+                && self
+                    .hosts
+                    .get(&n.to_ascii_lowercase())
+                    .is_some_and(|a| self.is_my_address(a)))
     }
 
+    /// Compares without allocating: names are resolved on every send by name.
     fn is_my_address(&self, address: &str) -> bool {
-        let address = normal_address(address);
+        let address = address.trim_start_matches('[').trim_end_matches(']');
         if self.addresses.is_empty() {
             address == "127.0.0.1" || address == "::1"
         } else {
-            self.addresses.contains(&address)
+            self.addresses
+                .iter()
+                .any(|mine| mine.eq_ignore_ascii_case(address))
         }
     }
 
