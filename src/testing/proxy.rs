@@ -465,13 +465,13 @@ struct Chunk {
 
 /// The chunks one direction holds, kept in its [`Counters::held`] count, which forgets them
 /// however the direction ends.
-struct Held<'a> {
+struct HeldBytes<'a> {
     chunks: VecDeque<Chunk>,
     bytes: usize,
     counter: &'a AtomicU64,
 }
 
-impl Held<'_> {
+impl HeldBytes<'_> {
     fn push(&mut self, chunk: Chunk) {
         self.bytes += chunk.bytes.len();
         self.counter.fetch_add(chunk.bytes.len() as u64, Relaxed);
@@ -490,7 +490,7 @@ impl Held<'_> {
     }
 }
 
-impl Drop for Held<'_> {
+impl Drop for HeldBytes<'_> {
     fn drop(&mut self) {
         self.counter.fetch_sub(self.bytes as u64, Relaxed);
     }
@@ -517,7 +517,7 @@ async fn pump(
     counters: &Counters,
 ) -> End {
     let i = direction.index();
-    let mut held = Held {
+    let mut held = HeldBytes {
         chunks: VecDeque::new(),
         bytes: 0,
         counter: &counters.held[i],
