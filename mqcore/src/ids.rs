@@ -26,13 +26,15 @@ pub(crate) enum StoreRef {
     Journal(u32),
     /// A private queue's subqueue, by lowercase name.
     Sub(u32, String),
+    /// An outgoing queue, by its destination's lower-case format name.
+    Outgoing(String),
 }
 
 impl StoreRef {
     /// The private queue this store belongs to, if any.
     pub(crate) fn queue_id(&self) -> Option<u32> {
         match self {
-            StoreRef::System(_) => None,
+            StoreRef::System(_) | StoreRef::Outgoing(_) => None,
             StoreRef::Main(id) | StoreRef::Journal(id) | StoreRef::Sub(id, _) => Some(*id),
         }
     }

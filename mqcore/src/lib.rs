@@ -46,6 +46,7 @@ pub mod step;
 #[doc(hidden)]
 pub mod storage;
 mod timer;
+pub mod transfer;
 pub mod triggers;
 pub mod tx;
 

@@ -222,6 +222,8 @@ impl MessageClass {
     pub const NACK_RECEIVE_TIMEOUT_AT_SENDER: MessageClass = MessageClass(0xC003);
     /// MQMSG_CLASS_NACK_RECEIVE_REJECTED: MQMarkMessageRejected.
     pub const NACK_RECEIVE_REJECTED: MessageClass = MessageClass(0xC004);
+    /// MQMSG_CLASS_NACK_MESSAGE_TOO_LARGE: larger than the destination takes.
+    pub const NACK_MESSAGE_TOO_LARGE: MessageClass = MessageClass(0x800D);
 
     /// Whether this is a negative acknowledgement (bit 15).
     pub fn is_nack(self) -> bool {

@@ -1,21 +1,38 @@
 //! Which names are this queue manager: its name, `localhost`, its addresses, and the computer
-//! names the host map sends to them. Everything else is another computer, refused with
-//! `MQ_ERROR_REMOTE_MACHINE_NOT_AVAILABLE` until outgoing queues exist.
+//! names the host map sends to them. Everything else is another computer, reached through an
+//! outgoing queue.
 
-use mqcore::{ErrorCode, Message, QueueManager, QueueProps, Tx};
+use mqcore::{Message, QueueManager, QueueProps, Tx};
 
-/// Opens `name` on `qm` (holding a queue `q`): `Ok` if it is this queue manager's, or the code.
-fn reach(qm: &QueueManager, name: &str) -> Result<(), ErrorCode> {
-    qm.open(name).map(drop).map_err(|e| e.code())
+/// Where a name opened on a queue manager leads.
+#[derive(Debug, PartialEq, Eq)]
+enum Reach {
+    /// A queue of this queue manager.
+    Here,
+    /// Another computer's queue, through an outgoing queue (such a handle only sends).
+    Remote,
+}
+use Reach::{Here, Remote};
+
+/// Opens `name` on `qm` (holding a queue `q`).
+fn reach(qm: &QueueManager, name: &str) -> Reach {
+    let q = qm.open(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    match q.len() {
+        Ok(_) => Here,
+        Err(e) => {
+            assert_eq!(e.code(), mqcore::ErrorCode::UnsupportedOperation, "{name}");
+            Remote
+        }
+    }
 }
 
-fn check(qm: &QueueManager, table: &[(&str, Result<(), ErrorCode>)]) {
+fn check(qm: &QueueManager, table: &[(&str, Reach)]) {
     for (name, expected) in table {
         assert_eq!(&reach(qm, name), expected, "{name}");
     }
 }
 
-const REMOTE: Result<(), ErrorCode> = Err(ErrorCode::RemoteMachineNotAvailable);
+const REMOTE: Reach = Remote;
 
 #[test]
 fn with_no_address_given_the_loopback_addresses_are_this_queue_managers() {
@@ -25,13 +42,13 @@ fn with_no_address_given_the_loopback_addresses_are_this_queue_managers() {
     check(
         &qm,
         &[
-            (r".\private$\q", Ok(())),
-            (r"QM1\private$\q", Ok(())),
-            (r"qm1\private$\q", Ok(())),
-            (r"localhost\private$\q", Ok(())),
-            (r"DIRECT=TCP:127.0.0.1\private$\q", Ok(())),
-            (r"DIRECT=TCP:[::1]\private$\q", Ok(())),
-            (r"DIRECT=OS:qm1\private$\q", Ok(())),
+            (r".\private$\q", Here),
+            (r"QM1\private$\q", Here),
+            (r"qm1\private$\q", Here),
+            (r"localhost\private$\q", Here),
+            (r"DIRECT=TCP:127.0.0.1\private$\q", Here),
+            (r"DIRECT=TCP:[::1]\private$\q", Here),
+            (r"DIRECT=OS:qm1\private$\q", Here),
             (r"DIRECT=TCP:127.0.0.2\private$\q", REMOTE),
             (r"DIRECT=OS:elsewhere\private$\q", REMOTE),
             (r"elsewhere\private$\q", REMOTE),
@@ -56,13 +73,13 @@ fn given_addresses_and_a_host_map_two_queue_managers_on_one_machine_tell_each_ot
     check(
         &orders,
         &[
-            (r"DIRECT=TCP:127.0.0.2\private$\q", Ok(())),
-            (r"DIRECT=OS:orders\private$\q", Ok(())),
-            (r"Orders\private$\q", Ok(())),
+            (r"DIRECT=TCP:127.0.0.2\private$\q", Here),
+            (r"DIRECT=OS:orders\private$\q", Here),
+            (r"Orders\private$\q", Here),
             // Another name for the same address.
-            (r"DIRECT=OS:SHOP\private$\q", Ok(())),
-            (r"shop\private$\q", Ok(())),
-            (r"localhost\private$\q", Ok(())),
+            (r"DIRECT=OS:SHOP\private$\q", Here),
+            (r"shop\private$\q", Here),
+            (r"localhost\private$\q", Here),
             (r"DIRECT=TCP:127.0.0.3\private$\q", REMOTE),
             (r"DIRECT=OS:billing\private$\q", REMOTE),
             (r"BILLING\private$\q", REMOTE),
@@ -75,8 +92,8 @@ fn given_addresses_and_a_host_map_two_queue_managers_on_one_machine_tell_each_ot
     check(
         &billing,
         &[
-            (r"DIRECT=TCP:127.0.0.3\private$\q", Ok(())),
-            (r"DIRECT=OS:BILLING\private$\q", Ok(())),
+            (r"DIRECT=TCP:127.0.0.3\private$\q", Here),
+            (r"DIRECT=OS:BILLING\private$\q", Here),
             (r"DIRECT=TCP:127.0.0.2\private$\q", REMOTE),
             (r"orders\private$\q", REMOTE),
             (r"shop\private$\q", REMOTE),
@@ -89,7 +106,7 @@ fn given_addresses_and_a_host_map_two_queue_managers_on_one_machine_tell_each_ot
 }
 
 #[test]
-fn a_refused_remote_name_says_where_the_host_map_puts_it_and_changes_nothing() {
+fn a_send_to_a_mapped_name_waits_in_an_outgoing_queue_for_that_computer() {
     let qm = QueueManager::builder()
         .name("orders")
         .address("127.0.0.2")
@@ -98,10 +115,12 @@ fn a_refused_remote_name_says_where_the_host_map_puts_it_and_changes_nothing() {
     let q = qm
         .create_queue(r".\private$\q", QueueProps::default())
         .unwrap();
-    let e = qm
-        .send(r"billing\private$\q", Message::new("x"), Tx::None)
-        .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RemoteMachineNotAvailable);
-    assert!(e.to_string().contains("127.0.0.3"), "{e}");
+    qm.send(r"billing\private$\q", Message::new("x"), Tx::None)
+        .unwrap();
     assert_eq!(q.len().unwrap(), 0);
+    let out = qm.transfer().outgoing();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].host(), "billing");
+    assert_eq!(out[0].info().messages, 1);
+    assert_eq!(qm.address_of(out[0].host()), Some("127.0.0.3"));
 }

@@ -261,12 +261,16 @@ fn names_resolve_in_every_form() {
     ] {
         assert_eq!(qm.open(&name).unwrap().len().unwrap(), 1, "{name}");
     }
+    // Another computer's queue opens to send (through an outgoing queue), not to read here.
+    for name in [r"DIRECT=TCP:10.1.2.3\private$\q", r"other\private$\q"] {
+        let q = qm.open(name).unwrap();
+        assert_eq!(code(q.len()), ErrorCode::UnsupportedOperation, "{name}");
+    }
     for (name, expected) in [
         (
-            r"DIRECT=TCP:10.1.2.3\private$\q",
+            r"PRIVATE=00000000-0000-0000-0000-000000000001\00000001",
             ErrorCode::RemoteMachineNotAvailable,
         ),
-        (r"other\private$\q", ErrorCode::RemoteMachineNotAvailable),
         (r".\private$\missing", ErrorCode::QueueNotFound),
         (r".\private$\", ErrorCode::IllegalQueuePathname),
         (r"DIRECT=XYZ:host\q", ErrorCode::IllegalFormatname),

@@ -182,13 +182,14 @@ const LAYERS: &[(&str, &[&str])] = &[
             "queue::cold",
             "queue::private",
             "queue::props",
+            "queue::outgoing",
             "timer",
         ],
     ),
     ("persistence", &["persistence", "tx::held", "step::changes"]),
     (
         "queue manager",
-        &["manager", "step", "tx", "queue", "triggers"],
+        &["manager", "step", "tx", "queue", "triggers", "transfer"],
     ),
 ];
 

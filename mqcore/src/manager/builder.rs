@@ -84,6 +84,7 @@ pub struct Builder {
     cache_size: u64,
     addresses: Vec<String>,
     hosts: HashMap<String, String>,
+    max_message_bytes: usize,
 }
 
 /// An address as names compare it: lower case, without the brackets of an IPv6 literal.
@@ -107,7 +108,16 @@ impl Builder {
             cache_size: DEFAULT_CACHE,
             addresses: Vec::new(),
             hosts: HashMap::new(),
+            max_message_bytes: crate::message::MAX_BODY_LEN,
         }
+    }
+
+    /// The largest body a message transferred from another queue manager may have here; larger
+    /// ones are refused with NACK 0x800D (`MQMSG_CLASS_NACK_MESSAGE_TOO_LARGE`). Default 4 MB,
+    /// MSMQ's limit.
+    pub fn max_message_size(mut self, bytes: usize) -> Builder {
+        self.max_message_bytes = bytes;
+        self
     }
 
     /// An address this queue manager answers to in `DIRECT=TCP:<address>` names: an IP address
@@ -313,6 +323,10 @@ impl Builder {
             xids: Mutex::default(),
             compacting: AtomicBool::new(false),
             mem_settings: MemCatalog::new(),
+            outgoing: Mutex::default(),
+            inbound: Mutex::default(),
+            ready: Arc::default(),
+            max_message_bytes: self.max_message_bytes,
         })
     }
 }

@@ -69,6 +69,7 @@ impl Inner {
             stores.push(q.journal.clone());
             stores.extend(q.subqueues().values().map(|(_, s)| s.clone()));
         }
+        stores.extend(self.outgoing_queues().iter().map(|o| o.store.clone()));
         stores
     }
 
@@ -171,10 +172,28 @@ impl Inner {
                 mark(&q.store);
                 mark(&q.journal);
             }
+            // An outgoing queue's lookup ids are its sequence numbers: never reused.
+            let outgoing = self.outgoing_queues();
+            for o in &outgoing {
+                mark(&o.store);
+            }
             let checkpoint = record::Checkpoint {
                 lookups,
                 ordinal: self.next_ordinal.load(Ordering::Relaxed),
             };
+            // Read after the records that set them were submitted, logged after them.
+            let sequences = record::Sequences {
+                acked: outgoing
+                    .iter()
+                    .map(|o| (o.key.clone(), o.state().acked))
+                    .filter(|(_, n)| *n > 0)
+                    .collect(),
+                inbound: match self.inbound_snapshot() {
+                    Some(v) => v,
+                    None => return Ok(0),
+                },
+            };
+            d.log(record::SEQUENCES, &record::encode(&sequences), 0, 0)?;
             d.log(record::CHECKPOINT, &record::encode(&checkpoint), 0, 0)?;
             d.wal.remove_before(bound).map_err(storage_error)
         })();

@@ -9,15 +9,18 @@
 //! - `send`: stamping, quotas, and how a message reaches its queue;
 //! - `transactions`: commit effects, PREPARE records, aborts, in-doubt transactions;
 //! - `routing`: MSMQ's acknowledgements, dead letters, journal copies and expiry;
-//! - `recovery` and `compaction`: the durable queue manager's start and its log's upkeep.
+//! - `recovery` and `compaction`: the durable queue manager's start and its log's upkeep;
+//! - `outgoing` and `inbound`: the two ends of transfer between queue managers.
 //!
-//! Every change they make goes through a step (`crate::step`). It never touches the network; a
-//! name that points at another computer is refused until the network layer provides outgoing
-//! queues.
+//! Every change they make goes through a step (`crate::step`). It never touches the network: a
+//! send to another computer goes into an outgoing queue, which the network layer's transfer
+//! task reads through `crate::transfer`.
 
 mod builder;
 mod catalog;
 mod compaction;
+mod inbound;
+mod outgoing;
 mod recovery;
 mod resolve;
 mod routing;
@@ -85,6 +88,14 @@ pub(crate) struct Inner {
     /// Where other components' definitions (triggers and rules) live when there is no durable
     /// catalog, so that they outlive the component within the process.
     mem_settings: MemCatalog,
+    /// Outgoing queues by key (the destination's lower-case format name).
+    outgoing: Mutex<HashMap<String, Arc<crate::queue::outgoing::Outgoing>>>,
+    /// Incoming transfer sequences.
+    inbound: Mutex<inbound::InboundMap>,
+    /// Where outgoing queues say they have something to send.
+    pub(crate) ready: Arc<crate::queue::outgoing::ReadyHook>,
+    /// The largest body a transferred message may have here.
+    max_message_bytes: usize,
 }
 
 impl Drop for Inner {
@@ -213,6 +224,13 @@ impl QueueManager {
             .hosts
             .get(&computer.to_ascii_lowercase())
             .map(String::as_str)
+    }
+
+    /// The transfer face: outgoing queues and the entry point for transferred messages.
+    pub fn transfer(&self) -> crate::transfer::Transfer {
+        crate::transfer::Transfer {
+            qm: self.inner.clone(),
+        }
     }
 
     /// The queue manager's GUID.

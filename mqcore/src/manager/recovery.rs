@@ -27,6 +27,7 @@ impl Inner {
             StoreRef::Main(id) => queue(id).map(|q| (q.store.clone(), Some(q))),
             StoreRef::Journal(id) => queue(id).map(|q| (q.journal.clone(), None)),
             StoreRef::Sub(id, name) => queue(id).map(|q| (q.subqueue(name), Some(q))),
+            StoreRef::Outgoing(key) => self.outgoing_by_key(key).map(|o| (o.store.clone(), None)),
         }
     }
 
@@ -73,6 +74,17 @@ impl Inner {
             }
         }
         self.next_ordinal.store(rec.ordinal, Ordering::Relaxed);
+        for (key, acked) in std::mem::take(&mut rec.acked) {
+            if let Some(o) = self.outgoing_by_key(&key) {
+                o.state().acked = acked;
+            }
+        }
+        {
+            let mut inbound = self.lock_inbound();
+            for (k, state) in std::mem::take(&mut rec.inbound) {
+                inbound.insert(k, super::inbound::InboundSeq { state, lsn: 0 });
+            }
+        }
         for (at, last) in &rec.last_lookup {
             if let Some((store, _)) = self.store_of(at) {
                 store.continue_after(*last);
@@ -192,9 +204,16 @@ impl Inner {
         let mut keeps = 0;
         let mut kept_bytes = 0;
         let mut puts = Vec::new();
+        let mut pending = Vec::new();
         for op in ops {
             match op {
                 Op::Put { at, msg } => {
+                    if let StoreRef::Outgoing(key) = &at {
+                        // Its number is taken: later commits must not be sent past it.
+                        if let Some(o) = self.outgoing_by_key(key) {
+                            pending.push(o.hold(msg.lookup_id));
+                        }
+                    }
                     if let Some((store, _)) = self.store_of(&at) {
                         keeps += 1;
                         kept_bytes += logged_size(&msg);
@@ -218,10 +237,11 @@ impl Inner {
                         claims.push(held);
                     }
                 }
-                Op::DropQueue { .. } => {}
+                Op::DropQueue { .. } | Op::Acked { .. } | Op::Sequence { .. } => {}
             }
         }
         eff.puts = puts;
+        eff.pending = pending;
         eff.claims = claims;
         eff.released = released;
         eff.keeps = keeps;

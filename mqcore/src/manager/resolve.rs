@@ -58,7 +58,7 @@ impl Inner {
 
     /// Where a remote host is reached, for error messages: ` (at ADDRESS)` when the host map
     /// knows the computer.
-    fn reached_at(&self, host: &Host<'_>) -> String {
+    pub(super) fn reached_at(&self, host: &Host<'_>) -> String {
         match host {
             Host::Computer(n) => self
                 .hosts
@@ -71,16 +71,8 @@ impl Inner {
 
     /// Finds what a name points at on this queue manager.
     pub(crate) fn resolve(&self, name: &QueueName) -> Result<Opened> {
-        let host = name.host();
-        if !self.is_local(&host) {
-            return Err(Error::new(
-                ErrorCode::RemoteMachineNotAvailable,
-                format!(
-                    "{name} is on another computer{}; this queue manager ({}) reaches only its own queues",
-                    self.reached_at(&host),
-                    self.name
-                ),
-            ));
+        if !self.is_local(&name.host()) {
+            return self.remote(name);
         }
         let not_found = || {
             Error::new(

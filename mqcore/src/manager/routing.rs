@@ -91,10 +91,11 @@ impl Inner {
         if !orig.acknowledge.contains(wanted) {
             return;
         }
-        let q = match self.resolve(admin) {
-            Ok(Opened::Main(q)) if !q.is_transactional() => q,
+        let target = match self.resolve(admin) {
+            Ok(Opened::Main(q)) if !q.is_transactional() => Ok(q),
+            Ok(Opened::Remote(out)) => Err(out),
             _ => {
-                tracing::debug!(%admin, "acknowledgement dropped: admin queue is not a local non-transactional queue");
+                tracing::debug!(%admin, "acknowledgement dropped: admin queue is not a non-transactional queue");
                 return;
             }
         };
@@ -115,10 +116,28 @@ impl Inner {
             sent_time: now,
             arrived_time: now,
             source_machine: self.guid,
-            destination: Some(q.path.clone()),
             ..Message::default()
         };
-        eff.put(&q.store, ack);
+        match target {
+            Ok(q) => {
+                let ack = Message {
+                    destination: Some(q.path.clone()),
+                    ..ack
+                };
+                eff.put(&q.store, ack);
+            }
+            Err(out) => {
+                // Back to the sender's queue manager through this one's outgoing queue: logged,
+                // so it survives a restart on the way.
+                let ack = Message {
+                    destination: Some(out.name.clone()),
+                    delivery: crate::message::Delivery::Recoverable,
+                    arrived_time: Default::default(),
+                    ..ack
+                };
+                eff.put_outgoing(&out, ack);
+            }
+        }
     }
 
     /// Makes sure the timer will expire `store`'s messages at its earliest time-to-be-received

@@ -11,7 +11,7 @@ use crate::message::footprint;
 use crate::message::{Acknowledge, Delivery, JournalFlags, Message, MessageClass, MessageId};
 use crate::queue::QueueInner;
 use crate::step::Step;
-use crate::tx::{StagedSend, Transaction, Tx, TxKind};
+use crate::tx::{Dest, StagedSend, Transaction, Tx, TxKind};
 
 /// Whether adding `adding` bytes to `current` exceeds a quota in kilobytes.
 pub(super) fn over_quota(quota_kb: Option<u32>, current: u64, adding: u64) -> bool {
@@ -210,13 +210,13 @@ impl Inner {
         let staged: u64 = st
             .sends
             .iter()
-            .filter(|s| Arc::ptr_eq(&s.queue, q))
+            .filter(|s| matches!(&s.dest, Dest::Queue(d) if Arc::ptr_eq(d, q)))
             .map(|s| footprint(&s.msg))
             .sum();
         let current = q.store.lock().bytes() + staged;
         self.check_quota(q, current, &msg)?;
         st.sends.push(StagedSend {
-            queue: q.clone(),
+            dest: Dest::Queue(q.clone()),
             msg,
         });
         Ok(())

@@ -15,7 +15,7 @@ use crate::queue::store::{LookupId, Store};
 use crate::queue::QueueInner;
 use crate::step::Step;
 use crate::storage::wal::Lsn;
-use crate::tx::{HeldMessage, StagedSend, Transaction, TxKind};
+use crate::tx::{Dest, HeldMessage, StagedSend, Transaction, TxKind};
 
 impl Inner {
     /// What committing a transaction changes: staged messages reach their queues (or fail as
@@ -26,13 +26,21 @@ impl Inner {
         let mut eff = self.step();
         let now = self.now();
         let mut staged: Vec<(Arc<Store>, u64)> = Vec::new();
-        for StagedSend { queue, mut msg } in sends {
+        for StagedSend { dest, mut msg } in sends {
             if let Some(ttrq) = msg.time_to_reach_queue {
                 if now > msg.sent_time.saturating_add(ttrq) {
                     self.fail_message(msg, MessageClass::NACK_REACH_QUEUE_TIMEOUT, &mut eff);
                     continue;
                 }
             }
+            let queue = match dest {
+                Dest::Queue(q) => q,
+                Dest::Outgoing(out) => {
+                    // Its number is its lookup id, reserved here, in this commit's record.
+                    eff.put_outgoing(&out, msg);
+                    continue;
+                }
+            };
             msg.arrived_time = now;
             let quota = queue.read_props().quota_kb;
             let earlier = staged

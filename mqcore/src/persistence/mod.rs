@@ -12,7 +12,7 @@ mod replay;
 
 pub(crate) use cold::LogSource;
 pub(crate) use live::Live;
-pub(crate) use replay::{Recovered, Replay};
+pub(crate) use replay::{Recovered, Replay, SeqState};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -20,6 +20,8 @@ pub(crate) const RESOLVE: u8 = 3;
 /// Lookup-id and message-id high-water marks, written before old segments are deleted so that
 /// ids stay unique after the records that used them are gone.
 pub(crate) const CHECKPOINT: u8 = 4;
+/// The transfer sequences' state (both ends), written with a [`CHECKPOINT`] for the same reason.
+pub(crate) const SEQUENCES: u8 = 5;
 
 /// One change, as written (borrowing the message being put).
 #[derive(Serialize)]
@@ -37,6 +39,16 @@ pub(crate) enum OpRef<'a> {
     },
     /// The queue was deleted: every store of it is gone, and records naming it mean nothing.
     DropQueue { id: u32 },
+    /// The receiver acknowledged the outgoing queue `at`'s transactional numbers up to `n`.
+    Acked { at: &'a StoreRef, n: u64 },
+    /// An incoming sequence accepted (or consumed by a rejection) every number up to `last`;
+    /// `rejected` are the numbers of this record it refused, with their NACK classes.
+    Sequence {
+        source: uuid::Uuid,
+        key: &'a str,
+        last: u64,
+        rejected: &'a [(u64, u16)],
+    },
 }
 
 /// One change, as read back. Variants in the same order as [`OpRef`]'s.
@@ -57,6 +69,16 @@ pub(crate) enum Op {
     },
     DropQueue {
         id: u32,
+    },
+    Acked {
+        at: StoreRef,
+        n: u64,
+    },
+    Sequence {
+        source: uuid::Uuid,
+        key: String,
+        last: u64,
+        rejected: Vec<(u64, u16)>,
     },
 }
 
@@ -105,4 +127,13 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(
     data: &'a [u8],
 ) -> Result<(T, &'a [u8]), postcard::Error> {
     postcard::take_from_bytes(data)
+}
+
+/// A [`SEQUENCES`] payload.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Sequences {
+    /// Each outgoing queue's acknowledged number, by its key.
+    pub(crate) acked: Vec<(String, u64)>,
+    /// Each incoming sequence: source queue manager, key, last number, remembered rejections.
+    pub(crate) inbound: Vec<(uuid::Uuid, String, u64, Vec<(u64, u16)>)>,
 }

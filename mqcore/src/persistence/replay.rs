@@ -1,7 +1,7 @@
 //! Replay: the queue contents and transaction state the log's records describe, kept as log
 //! positions of live messages (not their bodies), and the buckets of the records read.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::live::Live;
 use super::record;
@@ -91,6 +91,45 @@ pub(crate) struct Recovered {
     pub(crate) dropped: HashSet<u32>,
     /// The last message-id ordinal used.
     pub(crate) ordinal: u32,
+    /// Each outgoing queue's acknowledged number, by key.
+    pub(crate) acked: HashMap<String, u64>,
+    /// Each incoming transfer sequence's state, by source queue manager and key.
+    pub(crate) inbound: HashMap<(uuid::Uuid, String), SeqState>,
+}
+
+/// How many rejections an incoming sequence remembers, so that a sender that lost the answer
+/// to a rejected message and sends it again still learns its class.
+pub(crate) const REMEMBERED_REJECTIONS: usize = 1024;
+
+/// One incoming transfer sequence at the receiver.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SeqState {
+    /// The last number accepted or consumed by a rejection.
+    pub(crate) last: u64,
+    /// The latest rejections (number, NACK class), oldest first.
+    pub(crate) rejected: VecDeque<(u64, u16)>,
+}
+
+impl SeqState {
+    /// Records `last` and this step's rejections.
+    pub(crate) fn advance(&mut self, last: u64, rejected: &[(u64, u16)]) {
+        self.last = self.last.max(last);
+        for r in rejected {
+            if self.rejected.len() == REMEMBERED_REJECTIONS {
+                self.rejected.pop_front();
+            }
+            self.rejected.push_back(*r);
+        }
+    }
+
+    /// The class `n` was rejected with, if it was and is still remembered.
+    pub(crate) fn rejection(&self, n: u64) -> Option<u16> {
+        self.rejected
+            .iter()
+            .rev()
+            .find(|(m, _)| *m == n)
+            .map(|(_, c)| *c)
+    }
 }
 
 /// Normalizes a store name for replay's maps: subqueue names are case-insensitive.
@@ -169,6 +208,23 @@ impl Recovered {
                     self.stores.retain(|at, _| at.queue_id() != Some(id));
                     self.kept.retain(|(at, _), _| at.queue_id() != Some(id));
                 }
+                Op::Acked { at, n } => {
+                    if let StoreRef::Outgoing(key) = at {
+                        let acked = self.acked.entry(key).or_default();
+                        *acked = (*acked).max(n);
+                    }
+                }
+                Op::Sequence {
+                    source,
+                    key,
+                    last,
+                    rejected,
+                } => {
+                    self.inbound
+                        .entry((source, key))
+                        .or_default()
+                        .advance(last, &rejected);
+                }
             }
         }
     }
@@ -230,6 +286,21 @@ impl Replay {
                 }
                 self.out.ordinal = self.out.ordinal.max(c.ordinal);
             }
+            record::SEQUENCES => {
+                let (c, _): (record::Sequences, _) =
+                    record::decode(&r.data).map_err(|e| bad(&r, e))?;
+                for (key, n) in c.acked {
+                    let acked = self.out.acked.entry(key).or_default();
+                    *acked = (*acked).max(n);
+                }
+                for (source, key, last, rejected) in c.inbound {
+                    let seq = self.out.inbound.entry((source, key)).or_default();
+                    if last >= seq.last {
+                        seq.last = last;
+                        seq.rejected = rejected.into_iter().collect();
+                    }
+                }
+            }
             other => return Err(bad(&r, format!("unknown record kind {other}"))),
         }
         Ok(())
@@ -267,10 +338,12 @@ impl Replay {
 
 /// Which stores share lookup ids (a queue and its subqueues), so that a message moved between
 /// them is found by the record that put it in another.
-pub(super) fn family(at: &StoreRef) -> (u8, u32, Option<SystemQueue>) {
+pub(super) fn family(at: &StoreRef) -> (u8, u32, Option<SystemQueue>, Option<&str>) {
     match at {
-        StoreRef::Main(id) | StoreRef::Sub(id, _) => (0, *id, None),
-        StoreRef::Journal(id) => (1, *id, None),
-        StoreRef::System(q) => (2, 0, Some(*q)),
+        StoreRef::Main(id) | StoreRef::Sub(id, _) => (0, *id, None, None),
+        StoreRef::Journal(id) => (1, *id, None, None),
+        StoreRef::System(q) => (2, 0, Some(*q), None),
+        // Messages never move into or out of an outgoing queue.
+        StoreRef::Outgoing(key) => (3, 0, None, Some(key.as_str())),
     }
 }

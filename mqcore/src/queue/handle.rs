@@ -44,7 +44,7 @@ impl Queue {
             Opened::Main(q) | Opened::Journal(q) | Opened::Sub(q, _) => {
                 q.deleted.load(Ordering::SeqCst)
             }
-            Opened::System(_) => false,
+            Opened::System(_) | Opened::Remote(_) => false,
         }
     }
 
@@ -54,7 +54,7 @@ impl Queue {
     pub fn requires_authentication(&self) -> bool {
         match &self.target {
             Opened::Main(q) | Opened::Journal(q) | Opened::Sub(q, _) => q.read_props().authenticate,
-            Opened::System(_) => false,
+            Opened::System(_) | Opened::Remote(_) => false,
         }
     }
 
@@ -79,6 +79,15 @@ impl Queue {
                 q.subqueue(name)
             }
             Opened::System(s) => self.qm.system_store(*s).clone(),
+            Opened::Remote(_) => {
+                return Err(Error::new(
+                    ErrorCode::UnsupportedOperation,
+                    format!(
+                        "{} is on another computer: its queue manager's messages are read there (connect a client to it); this handle only sends",
+                        self.name
+                    ),
+                ))
+            }
         })
     }
 
@@ -86,7 +95,7 @@ impl Queue {
     pub(super) fn is_transactional(&self) -> bool {
         match &self.target {
             Opened::Main(q) | Opened::Sub(q, _) => q.is_transactional(),
-            Opened::Journal(_) => false,
+            Opened::Journal(_) | Opened::Remote(_) => false,
             Opened::System(s) => *s == SystemQueue::DeadXact,
         }
     }
@@ -129,6 +138,9 @@ impl Queue {
     /// queue over its quota fails with `MQ_ERROR_INSUFFICIENT_RESOURCES` and changes nothing in the
     /// queue (a NACK 0x8003 goes to the admin queue if one was asked for, as MSMQ does).
     pub fn send(&self, msg: Message, tx: Tx<'_>) -> Result<MessageId> {
+        if let Opened::Remote(out) = &self.target {
+            return self.qm.send_remote(out, msg, tx);
+        }
         let Opened::Main(q) = &self.target else {
             return Err(Error::new(
                 ErrorCode::UnsupportedAccessMode,
@@ -149,6 +161,12 @@ impl Queue {
     /// message is checked (limits, quota) on its own and a refused one leaves the others alone;
     /// a failed log write fails the messages it carried, none of which became visible.
     pub fn send_batch(&self, msgs: Vec<Message>, tx: Tx<'_>) -> Vec<Result<MessageId>> {
+        if let Opened::Remote(out) = &self.target {
+            return msgs
+                .into_iter()
+                .map(|m| self.qm.send_remote(out, m, tx))
+                .collect();
+        }
         let Opened::Main(q) = &self.target else {
             let e = Error::new(
                 ErrorCode::UnsupportedAccessMode,

@@ -8,6 +8,7 @@
 //! acknowledgements lives in the queue manager.
 
 pub(crate) mod cold;
+pub(crate) mod outgoing;
 mod scan;
 pub(crate) mod store;
 

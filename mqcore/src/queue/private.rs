@@ -104,4 +104,6 @@ pub(crate) enum Opened {
     Sub(Arc<QueueInner>, String),
     /// A system queue of the queue manager.
     System(SystemQueue),
+    /// A queue on another queue manager, through its outgoing queue.
+    Remote(Arc<super::outgoing::Outgoing>),
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::message::footprint;
 use crate::message::{Delivery, Message, MessageClass};
 use crate::persistence::record::{self, OpRef};
+use crate::queue::outgoing::{Outgoing, Pending};
 use crate::queue::store::Store;
 use crate::storage::wal::Lsn;
 use crate::tx::held::HeldMessage;
@@ -46,6 +47,9 @@ pub(crate) struct Step {
     /// Messages held by a committing transaction: removed from (or moved out of) their stores
     /// before the record is written.
     pub(crate) claims: Vec<HeldMessage>,
+    /// Lookup ids of outgoing queues this step's puts reserved: released once they are
+    /// published (or the step is dropped), which lets the transfer task send past them.
+    pub(crate) pending: Vec<Pending>,
 }
 
 impl Step {
@@ -58,6 +62,7 @@ impl Step {
             released: Vec::new(),
             puts: Vec::new(),
             claims: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -102,6 +107,62 @@ impl Step {
             logged,
             refused,
         });
+    }
+
+    /// Puts `msg` in the outgoing queue `out` under the next lookup id, which is also its
+    /// number in the transfer sequence.
+    pub(crate) fn put_outgoing(&mut self, out: &std::sync::Arc<Outgoing>, msg: impl Into<Box<Message>>) {
+        let mut msg = msg.into();
+        let (lookup, pending) = out.reserve();
+        msg.lookup_id = lookup;
+        msg.lsn = 0;
+        let logged = self.durable && msg.delivery == Delivery::Recoverable;
+        if logged {
+            record::push(
+                &mut self.ops,
+                &OpRef::Put {
+                    at: &out.store.id,
+                    msg: &msg,
+                },
+            );
+            self.keeps += 1;
+            self.kept_bytes += logged_size(&msg);
+        }
+        self.puts.push(Put {
+            store: out.store.clone(),
+            msg,
+            logged,
+            refused: MessageClass::NACK_BAD_DST_Q,
+        });
+        self.pending.push(pending);
+    }
+
+    /// The receiver acknowledged the outgoing queue `out`'s numbers up to `n`.
+    pub(crate) fn acked(&mut self, out: &Outgoing, n: u64) {
+        if self.durable {
+            record::push(&mut self.ops, &OpRef::Acked { at: &out.store.id, n });
+        }
+    }
+
+    /// An incoming sequence reached `last`, refusing `rejected` on the way.
+    pub(crate) fn sequence(
+        &mut self,
+        source: uuid::Uuid,
+        key: &str,
+        last: u64,
+        rejected: &[(u64, u16)],
+    ) {
+        if self.durable {
+            record::push(
+                &mut self.ops,
+                &OpRef::Sequence {
+                    source,
+                    key,
+                    last,
+                    rejected,
+                },
+            );
+        }
     }
 
     /// `msg` left `store` for good.

@@ -148,6 +148,8 @@ impl Inner {
                 }
             }
         }
+        // After the inserts: the transfer task may now send past these messages' numbers.
+        drop(eff.pending);
         for q in tidy {
             q.tidy_subqueues();
         }

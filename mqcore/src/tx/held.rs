@@ -5,13 +5,22 @@ use std::sync::Arc;
 
 use crate::ids::LookupId;
 use crate::message::Message;
+use crate::queue::outgoing::Outgoing;
 use crate::queue::private::QueueInner;
 use crate::queue::store::Store;
 
 /// A send waiting for commit.
 pub(crate) struct StagedSend {
-    pub(crate) queue: Arc<QueueInner>,
+    pub(crate) dest: Dest,
     pub(crate) msg: Message,
+}
+
+/// Where a staged send goes.
+pub(crate) enum Dest {
+    /// A queue of this queue manager.
+    Queue(Arc<QueueInner>),
+    /// The outgoing queue for a queue on another queue manager.
+    Outgoing(Arc<Outgoing>),
 }
 
 /// A message locked by a transaction: received, or moved to `move_to`.

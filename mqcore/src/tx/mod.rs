@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub(crate) mod held;
 
-pub(crate) use held::{HeldMessage, StagedSend};
+pub(crate) use held::{Dest, HeldMessage, StagedSend};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::manager::Inner;

@@ -1,0 +1,280 @@
+//! The sender's side of transfer: outgoing queues for queues on other queue managers, sends into
+//! them (alone or inside a transaction with local sends), the batches the transfer task takes out
+//! of them and what the receiver's answers do to them.
+//!
+//! **Invariant:** a message leaves its outgoing queue only on the receiver's answer for it
+//! (accepted, already accepted, or rejected and dead-lettered here), or by a withdrawal the
+//! receiver confirmed; so a crash anywhere leaves every unanswered message where it was.
+
+use std::sync::{Arc, PoisonError};
+
+use super::Inner;
+use crate::error::{Error, ErrorCode, Result};
+use crate::message::{Delivery, JournalFlags, Message, MessageClass, MessageId};
+use crate::name::{Host, Protocol, QueueName, QueueRef};
+use crate::queue::outgoing::Outgoing;
+use crate::queue::store::{LookupId, Store};
+use crate::queue::Opened;
+use crate::transfer::{Outbound, Reply, SendCursor, Seq, Verdict};
+use crate::tx::{Dest, StagedSend, Tx, TxKind};
+
+impl Inner {
+    /// What a name on another computer opens: its outgoing queue, created on first use. Only a
+    /// private queue named through a computer name or a TCP address can be reached.
+    pub(super) fn remote(&self, name: &QueueName) -> Result<Opened> {
+        let host = name.host();
+        let refuse = |why: &str| {
+            Err(Error::new(
+                ErrorCode::RemoteMachineNotAvailable,
+                format!("{name} is on another computer{}: {why}", self.reached_at(&host)),
+            ))
+        };
+        let (protocol, computer) = match host {
+            Host::Computer(c) => (Protocol::Os, c),
+            Host::Address {
+                protocol: Protocol::Tcp,
+                address,
+            } => (Protocol::Tcp, address),
+            Host::Address { .. } => return refuse("HTTP names are not reached by transfer yet"),
+            _ => return refuse("a computer named by GUID gives no address to send to"),
+        };
+        let queue = match name.queue() {
+            QueueRef::Private {
+                name: q,
+                subqueue: None,
+                journal: false,
+            } => q,
+            QueueRef::Private { .. } | QueueRef::System(_) => {
+                return Err(Error::new(
+                    ErrorCode::UnsupportedAccessMode,
+                    format!("{name} cannot be sent to: only a queue itself takes sends"),
+                ))
+            }
+            _ => return refuse("only private queues are reached on other computers"),
+        };
+        let keyword = if protocol == Protocol::Tcp { "TCP" } else { "OS" };
+        let direct = QueueName::parse(&format!("DIRECT={keyword}:{computer}\\private$\\{queue}"))?;
+        Ok(Opened::Remote(self.outgoing_named(direct)?))
+    }
+
+    /// The outgoing queue for the destination `direct` (a `DIRECT=` name), created on first use.
+    pub(crate) fn outgoing_named(&self, direct: QueueName) -> Result<Arc<Outgoing>> {
+        let key = direct.to_string().to_ascii_lowercase();
+        let mut map = self.lock_outgoing();
+        if let Some(o) = map.get(&key) {
+            return Ok(o.clone());
+        }
+        let (host, queue) = match (direct.host(), direct.queue()) {
+            (
+                Host::Computer(h) | Host::Address { address: h, .. },
+                QueueRef::Private { name: q, .. },
+            ) => (h.to_ascii_lowercase(), q.to_owned()),
+            _ => {
+                return Err(Error::new(
+                    ErrorCode::IllegalFormatname,
+                    format!("{direct} is not a queue on another computer"),
+                ))
+            }
+        };
+        let remote_path = QueueName::try_private(".", &queue)?.to_string();
+        let store = Store::linked(Outgoing::store_ref(&key), false, self.cold.as_ref());
+        let o = Arc::new(Outgoing::new(
+            direct,
+            host,
+            remote_path,
+            store,
+            self.ready.clone(),
+        ));
+        map.insert(key, o.clone());
+        Ok(o)
+    }
+
+    /// The outgoing queue a log record names by `key`, recreated from its name (recovery).
+    pub(super) fn outgoing_by_key(&self, key: &str) -> Option<Arc<Outgoing>> {
+        if let Some(o) = self.lock_outgoing().get(key) {
+            return Some(o.clone());
+        }
+        let name = QueueName::parse(key).ok()?;
+        self.outgoing_named(name).ok()
+    }
+
+    pub(super) fn lock_outgoing(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<Outgoing>>> {
+        self.outgoing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every outgoing queue, by name.
+    pub(crate) fn outgoing_queues(&self) -> Vec<Arc<Outgoing>> {
+        let mut all: Vec<Arc<Outgoing>> = self.lock_outgoing().values().cloned().collect();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all
+    }
+
+    /// Sends `msg` to a queue on another computer through its outgoing queue, under `tx`. The
+    /// message is the sender's until the receiver answers: express ones in memory only (lost on
+    /// a restart, as MSMQ's are), recoverable and transactional ones logged.
+    pub(crate) fn send_remote(
+        self: &Arc<Self>,
+        out: &Arc<Outgoing>,
+        msg: Message,
+        tx: Tx<'_>,
+    ) -> Result<MessageId> {
+        msg.validate()?;
+        let msg = self.stamp_remote(out, msg, tx.is_transactional());
+        let id = msg.id;
+        match tx {
+            Tx::None => {
+                self.run(|eff| eff.put_outgoing(out, msg))?;
+            }
+            Tx::Single => {
+                let t = self.begin(TxKind::Internal);
+                self.stage_remote(out, msg, &t)?;
+                t.commit()?;
+            }
+            Tx::In(t) => {
+                self.check_own_tx(t)?;
+                self.stage_remote(out, msg, t)?;
+            }
+        }
+        Ok(id)
+    }
+
+    fn stamp_remote(&self, out: &Outgoing, mut msg: Message, transactional: bool) -> Message {
+        msg.id = self.next_id();
+        msg.class = MessageClass::NORMAL;
+        msg.sent_time = self.now();
+        msg.arrived_time = Default::default();
+        msg.source_machine = self.guid;
+        msg.destination = Some(out.name.clone());
+        msg.lookup_id = 0;
+        msg.abort_count = 0;
+        msg.move_count = 0;
+        msg.lsn = 0;
+        msg.transactional = transactional;
+        msg
+    }
+
+    fn stage_remote(
+        &self,
+        out: &Arc<Outgoing>,
+        mut msg: Message,
+        t: &crate::tx::Transaction,
+    ) -> Result<()> {
+        let mut st = t.shared.lock_active()?;
+        msg.priority = 0;
+        msg.delivery = Delivery::Recoverable;
+        let (ttrq, ttbr) = *st
+            .first_times
+            .get_or_insert((msg.time_to_reach_queue, msg.time_to_be_received));
+        msg.time_to_reach_queue = ttrq;
+        msg.time_to_be_received = ttbr;
+        st.sends.push(StagedSend {
+            dest: Dest::Outgoing(out.clone()),
+            msg,
+        });
+        Ok(())
+    }
+
+    /// The next messages to send after `cursor`, in number order, at most `max` of them and
+    /// about `max_bytes`: none while the queue is paused, and none at or above a number a
+    /// committing step still holds.
+    pub(crate) fn outgoing_batch(
+        &self,
+        out: &Outgoing,
+        cursor: &mut SendCursor,
+        max: usize,
+        max_bytes: u64,
+    ) -> Vec<Outbound> {
+        let (limit, acked) = {
+            let st = out.state();
+            if st.paused {
+                return Vec::new();
+            }
+            (out.watermark(&st), st.acked)
+        };
+        cursor.prev = cursor.prev.max(acked);
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        let s = out.store.lock();
+        while batch.len() < max && bytes < max_bytes {
+            let Some(key) = s.next_by_lookup(cursor.after) else {
+                break;
+            };
+            let lookup: LookupId = key.lookup();
+            if lookup >= limit {
+                break;
+            }
+            let Some(msg) = s.read(key) else { break };
+            cursor.after = lookup;
+            let seq = msg.transactional.then(|| {
+                let seq = Seq {
+                    n: lookup,
+                    prev: cursor.prev,
+                };
+                cursor.prev = lookup;
+                seq
+            });
+            bytes += crate::message::footprint(&msg);
+            batch.push(Outbound { lookup, seq, msg });
+        }
+        batch
+    }
+
+    /// Applies the receiver's answer to a batch: answered messages leave the outgoing queue
+    /// (rejected ones dead-lettered here with their class, and negatively acknowledged), the
+    /// acknowledged number moves on, messages the receiver saw as a gap stay to be sent again.
+    /// Returns how many messages left.
+    pub(crate) fn settle(
+        self: &Arc<Self>,
+        out: &Arc<Outgoing>,
+        sent: &[(LookupId, Option<Seq>)],
+        reply: &Reply,
+    ) -> Result<usize> {
+        if reply.verdicts.len() != sent.len() {
+            return Err(Error::new(
+                ErrorCode::InvalidParameter,
+                format!(
+                    "the receiver answered {} of {} transferred messages",
+                    reply.verdicts.len(),
+                    sent.len()
+                ),
+            ));
+        }
+        let mut left = 0;
+        self.run(|eff| {
+            let mut s = out.store.lock();
+            let mut done = Vec::new();
+            for ((lookup, _), verdict) in sent.iter().zip(&reply.verdicts) {
+                if *verdict == Verdict::Gap {
+                    continue;
+                }
+                let Some(key) = s.key_of(*lookup) else {
+                    continue;
+                };
+                let Some(msg) = s.take(key) else { continue };
+                done.push((msg, *verdict));
+            }
+            drop(s);
+            let mut st = out.state();
+            if reply.last > st.acked {
+                st.acked = reply.last;
+                eff.acked(out, reply.last);
+            }
+            drop(st);
+            for (msg, verdict) in done {
+                eff.removed(&out.store, &msg);
+                left += 1;
+                match verdict {
+                    Verdict::Rejected(class) => self.fail_message(*msg, class, eff),
+                    _ if msg.journal.contains(JournalFlags::JOURNAL) => {
+                        // Source journaling: the copy is taken once the message arrived.
+                        eff.put(&self.journal, msg);
+                    }
+                    _ => {}
+                }
+            }
+        })?;
+        Ok(left)
+    }
+}
