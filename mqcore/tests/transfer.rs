@@ -84,7 +84,11 @@ fn pump(from: &QueueManager, to: &QueueManager) {
 }
 
 fn outgoing_len(qm: &QueueManager) -> usize {
-    qm.transfer().outgoing().iter().map(|o| o.info().messages).sum()
+    qm.transfer()
+        .outgoing()
+        .iter()
+        .map(|o| o.info().messages)
+        .sum()
 }
 
 #[test]
@@ -95,7 +99,8 @@ fn transactional_messages_arrive_once_in_order_through_lost_answers() {
     let dest = a.open(&remote(B, "orders")).unwrap();
     for i in 0..5 {
         let t = a.begin();
-        dest.send(Message::new(format!("m{i}")), Tx::In(&t)).unwrap();
+        dest.send(Message::new(format!("m{i}")), Tx::In(&t))
+            .unwrap();
         t.commit().unwrap();
     }
     assert_eq!(outgoing_len(&a), 5);
@@ -120,7 +125,8 @@ fn a_message_whose_predecessor_is_missing_waits() {
     b.create_queue(".\\private$\\orders", tx_queue()).unwrap();
     let dest = a.open(&remote(B, "orders")).unwrap();
     for i in 0..3 {
-        dest.send(Message::new(format!("m{i}")), Tx::Single).unwrap();
+        dest.send(Message::new(format!("m{i}")), Tx::Single)
+            .unwrap();
     }
     let out = &a.transfer().outgoing()[0];
     let mut cursor = out.start();
@@ -205,10 +211,10 @@ fn names_of_other_computers_reach_them_through_the_host_map() {
         ["by path", "by direct name"]
     );
     // Receives go to the queue's own queue manager.
-    let err = a.open("beta\\private$\\orders").unwrap().receive(
-        std::time::Duration::ZERO,
-        Tx::None,
-    );
+    let err = a
+        .open("beta\\private$\\orders")
+        .unwrap()
+        .receive(std::time::Duration::ZERO, Tx::None);
     assert_eq!(
         err.unwrap_err().code(),
         mqcore::ErrorCode::UnsupportedOperation
@@ -436,7 +442,10 @@ fn a_sequence_survives_compaction_and_a_restart_of_both_sides() {
         a.compact().unwrap();
         b.compact().unwrap();
         assert!(a.log_stats().unwrap().1 < 10, "the sender's log compacted");
-        assert!(b.log_stats().unwrap().1 < 10, "the receiver's log compacted");
+        assert!(
+            b.log_stats().unwrap().1 < 10,
+            "the receiver's log compacted"
+        );
         // Two more committed, sent, accepted; the answer lost in the crash of both.
         for i in 200..202 {
             let mut m = Message::new("late");
@@ -447,7 +456,11 @@ fn a_sequence_survives_compaction_and_a_restart_of_both_sides() {
     }
     let a = durable_at(A, dir_a.path());
     let b = durable_at(B, dir_b.path());
-    assert_eq!(outgoing_len(&a), 2, "the unanswered messages are still the sender's");
+    assert_eq!(
+        outgoing_len(&a),
+        2,
+        "the unanswered messages are still the sender's"
+    );
     // The resend is recognized, and a new message after it is accepted.
     a.send(&remote(B, "orders"), Message::new("after"), Tx::Single)
         .unwrap();

@@ -3,6 +3,8 @@
 //! - [`Server`] serves one `mqcore::QueueManager` on TCP ([`server`]).
 //! - [`Client`] and [`BlockingClient`] reach it with the engine's method names and MSMQ's error
 //!   codes ([`client`]); a format name such as `DIRECT=TCP:127.0.0.1\private$\q` picks the server.
+//! - [`TransferService`] carries messages from the queue manager's outgoing queues to the
+//!   servers that hold their destination queues, exactly once and in order ([`transfer`]).
 //! - [`frame`] and [`proto`] define the wire: length + crc32 frames holding postcard-encoded
 //!   requests and responses with request ids, so one connection pipelines many requests.
 //!
@@ -25,6 +27,7 @@ pub mod http_action;
 pub mod names;
 pub mod proto;
 pub mod server;
+pub mod transfer;
 
 pub use auth::{Auth, Right, User};
 pub use client::{
@@ -34,3 +37,4 @@ pub use client::{
 pub use http_action::HttpAction;
 pub use proto::{Stats, TriggerRequest, TriggerView, DEFAULT_PORT};
 pub use server::{Server, ServerConfig, Stopper};
+pub use transfer::{TransferConfig, TransferService};

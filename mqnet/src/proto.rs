@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use mqcore::transfer::{Inbound, OutgoingInfo, Reply};
 use mqcore::triggers::{Rule, Trigger, TriggerDef, TriggerStats};
 use mqcore::{
     Compat, Error, ErrorCode, LookupAction, Message, MessageId, QueueInfo, QueueProps, QueueUpdate,
@@ -245,6 +246,27 @@ pub enum Request {
     /// Administration of MSMQ Triggers' rules and triggers (what `trigadm` does); needs the
     /// admin right.
     Triggers(TriggerRequest),
+    /// Messages another queue manager's outgoing queue transfers here (queue-manager transfer):
+    /// answered once what was accepted is durable.
+    Transfer {
+        /// The sending queue manager's GUID.
+        source: uuid::Uuid,
+        /// The sequence: the destination's format name as the sender spells it.
+        sequence: String,
+        /// The destination queue's path on this queue manager.
+        queue: String,
+        /// The messages, in sequence order.
+        items: Vec<Inbound>,
+    },
+    /// The outgoing queues and their transfer state.
+    ListOutgoing,
+    /// A management action on an outgoing queue (`MQMgmtAction`).
+    OutgoingAction {
+        /// The destination's format name, as the list shows it.
+        name: String,
+        /// `PAUSE`, `RESUME` or `EOD_RESEND`.
+        action: OutgoingAction,
+    },
 }
 
 /// A Triggers administration request. Rules and triggers are named by name or by id.
@@ -394,6 +416,52 @@ pub enum Response {
     Rules(Vec<Rule>),
     /// Triggers.
     Triggers(Vec<TriggerView>),
+    /// What the receiver did with a transferred batch.
+    Transferred(Reply),
+    /// Outgoing queues.
+    Outgoing(Vec<OutgoingView>),
+}
+
+/// `MQMgmtAction` on an outgoing queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutgoingAction {
+    /// `PAUSE`: stop sending; the messages stay (state `ONHOLD`).
+    Pause,
+    /// `RESUME`: send again, in order.
+    Resume,
+    /// `EOD_RESEND`: send every unacknowledged message again now.
+    EodResend,
+}
+
+impl std::str::FromStr for OutgoingAction {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.to_ascii_uppercase().replace('-', "_").as_str() {
+            "PAUSE" => Ok(OutgoingAction::Pause),
+            "RESUME" => Ok(OutgoingAction::Resume),
+            "EOD_RESEND" => Ok(OutgoingAction::EodResend),
+            _ => Err(Error::new(
+                ErrorCode::InvalidParameter,
+                format!("unknown action {s:?}: MQMgmtAction on a queue takes PAUSE, RESUME or EOD_RESEND"),
+            )),
+        }
+    }
+}
+
+/// An outgoing queue as management shows it (`MQMgmtGetInfo` on an outgoing queue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutgoingView {
+    /// The engine's counts.
+    pub info: OutgoingInfo,
+    /// `PROPID_MGMT_QUEUE_STATE`: `CONNECTED`, `WAITING`, `ONHOLD`, `INACTIVE`...
+    pub state: String,
+    /// Resends since the last successful answer.
+    pub resends: u32,
+    /// Milliseconds until the next attempt, while waiting.
+    pub next_attempt_ms: Option<u64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
 }
 
 impl Response {

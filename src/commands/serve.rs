@@ -56,6 +56,51 @@ pub struct Config {
     /// Triggers defined (or redefined) at start-up.
     #[serde(default, rename = "trigger")]
     pub trigger_decls: Vec<TriggerDecl>,
+    /// Queue-manager transfer: how messages for other computers' queues are delivered.
+    #[serde(default)]
+    pub transfer: TransferDecl,
+}
+
+/// `[transfer]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferDecl {
+    /// The port other queue managers listen on [default: this server's own port].
+    pub port: Option<u16>,
+    /// The token presented to other servers that ask for one.
+    pub token: Option<String>,
+    /// Waits before attempts after failures, in milliseconds [default: MSMQ's schedule,
+    /// 30 s x3, 300 s x3, 1800 s x3, then 6 h].
+    pub resend_ms: Option<Vec<u64>>,
+    /// Divides MSMQ's resend schedule (1000 turns 30 s into 30 ms).
+    pub resend_scale: Option<u32>,
+    /// Messages per batch [default 256].
+    pub batch: Option<usize>,
+    /// Batches in flight per connection [default 8].
+    pub window: Option<usize>,
+    /// Seconds a connection with nothing to send stays open [default 60].
+    pub idle_secs: Option<u64>,
+}
+
+impl TransferDecl {
+    /// The service's settings, for a server listening on `port`.
+    pub fn config(&self, port: u16) -> mqnet::TransferConfig {
+        let defaults = mqnet::TransferConfig::default();
+        let resend = match (&self.resend_ms, self.resend_scale) {
+            (Some(ms), _) => ms.iter().map(|&m| Duration::from_millis(m)).collect(),
+            (None, Some(scale)) => mqnet::TransferConfig::scaled_schedule(scale),
+            (None, None) => defaults.resend.clone(),
+        };
+        mqnet::TransferConfig {
+            port: self.port.unwrap_or(port),
+            token: self.token.clone(),
+            resend,
+            batch: self.batch.unwrap_or(defaults.batch).max(1),
+            window: self.window.unwrap_or(defaults.window).max(1),
+            idle: self.idle_secs.map_or(defaults.idle, Duration::from_secs),
+            ..defaults
+        }
+    }
 }
 
 /// `[triggers]`.
@@ -284,6 +329,13 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         .build()
         .map_err(|e| Error::new(ErrorCode::InsufficientResources, e.to_string()))?;
     rt.block_on(async move {
+        let mut server_config = server_config;
+        let port = listen
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(mqnet::DEFAULT_PORT);
+        let transfer = mqnet::TransferService::start(qm.clone(), config.transfer.config(port));
+        server_config.transfer = Some(transfer.clone());
         let server = Server::bind(&listen, qm.clone(), server_config)
             .await
             .map_err(|e| {
@@ -317,6 +369,7 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
             .run()
             .await
             .map_err(|e| Error::new(ErrorCode::Error, e.to_string()))?;
+        transfer.stop();
         if let Some(t) = &triggers {
             t.stop();
         }

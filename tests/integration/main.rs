@@ -7,3 +7,4 @@ mod net;
 mod proxy;
 mod support;
 mod testing_kit;
+mod transfer;

@@ -19,6 +19,7 @@ use super::Inner;
 use crate::error::Result;
 use crate::message::{footprint, Message, MessageClass};
 use crate::name::QueueName;
+use crate::persistence::record::InboundSequence;
 use crate::persistence::SeqState;
 use crate::queue::Opened;
 use crate::storage::wal::Lsn;
@@ -186,7 +187,7 @@ impl Inner {
 
     /// The incoming sequences' state, for a checkpoint. Compaction can run inside an accept's
     /// own step (which holds the lock): it then waits for a later step, like a busy compaction.
-    pub(super) fn inbound_snapshot(&self) -> Option<Vec<(Uuid, String, u64, Vec<(u64, u16)>)>> {
+    pub(super) fn inbound_snapshot(&self) -> Option<Vec<InboundSequence>> {
         let map = match self.inbound.try_lock() {
             Ok(map) => map,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
@@ -194,15 +195,13 @@ impl Inner {
         };
         Some(
             map.iter()
-            .map(|((source, key), s)| {
-                (
-                    *source,
-                    key.clone(),
-                    s.state.last,
-                    s.state.rejected.iter().copied().collect(),
-                )
-            })
-            .collect(),
+                .map(|((source, key), s)| InboundSequence {
+                    source: *source,
+                    key: key.clone(),
+                    last: s.state.last,
+                    rejected: s.state.rejected.iter().copied().collect(),
+                })
+                .collect(),
         )
     }
 }

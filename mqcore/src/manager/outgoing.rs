@@ -26,7 +26,10 @@ impl Inner {
         let refuse = |why: &str| {
             Err(Error::new(
                 ErrorCode::RemoteMachineNotAvailable,
-                format!("{name} is on another computer{}: {why}", self.reached_at(&host)),
+                format!(
+                    "{name} is on another computer{}: {why}",
+                    self.reached_at(&host)
+                ),
             ))
         };
         let (protocol, computer) = match host {
@@ -52,7 +55,11 @@ impl Inner {
             }
             _ => return refuse("only private queues are reached on other computers"),
         };
-        let keyword = if protocol == Protocol::Tcp { "TCP" } else { "OS" };
+        let keyword = if protocol == Protocol::Tcp {
+            "TCP"
+        } else {
+            "OS"
+        };
         let direct = QueueName::parse(&format!("DIRECT={keyword}:{computer}\\private$\\{queue}"))?;
         Ok(Opened::Remote(self.outgoing_named(direct)?))
     }

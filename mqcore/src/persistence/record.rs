@@ -134,6 +134,19 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(
 pub(crate) struct Sequences {
     /// Each outgoing queue's acknowledged number, by its key.
     pub(crate) acked: Vec<(String, u64)>,
-    /// Each incoming sequence: source queue manager, key, last number, remembered rejections.
-    pub(crate) inbound: Vec<(uuid::Uuid, String, u64, Vec<(u64, u16)>)>,
+    /// Each incoming sequence.
+    pub(crate) inbound: Vec<InboundSequence>,
+}
+
+/// One incoming sequence in a [`SEQUENCES`] record.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct InboundSequence {
+    /// The sending queue manager.
+    pub(crate) source: uuid::Uuid,
+    /// The sender's name for the sequence.
+    pub(crate) key: String,
+    /// The last number accepted or consumed.
+    pub(crate) last: u64,
+    /// The rejections remembered (number, NACK class), oldest first.
+    pub(crate) rejected: Vec<(u64, u16)>,
 }

@@ -293,11 +293,11 @@ impl Replay {
                     let acked = self.out.acked.entry(key).or_default();
                     *acked = (*acked).max(n);
                 }
-                for (source, key, last, rejected) in c.inbound {
-                    let seq = self.out.inbound.entry((source, key)).or_default();
-                    if last >= seq.last {
-                        seq.last = last;
-                        seq.rejected = rejected.into_iter().collect();
+                for i in c.inbound {
+                    let seq = self.out.inbound.entry((i.source, i.key)).or_default();
+                    if i.last >= seq.last {
+                        seq.last = i.last;
+                        seq.rejected = i.rejected.into_iter().collect();
                     }
                 }
             }

@@ -30,7 +30,11 @@ impl ReadyHook {
     }
 
     pub(crate) fn call(&self, host: &str) {
-        let f = self.0.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let f = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         if let Some(f) = f {
             f(host);
         }

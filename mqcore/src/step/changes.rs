@@ -111,7 +111,11 @@ impl Step {
 
     /// Puts `msg` in the outgoing queue `out` under the next lookup id, which is also its
     /// number in the transfer sequence.
-    pub(crate) fn put_outgoing(&mut self, out: &std::sync::Arc<Outgoing>, msg: impl Into<Box<Message>>) {
+    pub(crate) fn put_outgoing(
+        &mut self,
+        out: &std::sync::Arc<Outgoing>,
+        msg: impl Into<Box<Message>>,
+    ) {
         let mut msg = msg.into();
         let (lookup, pending) = out.reserve();
         msg.lookup_id = lookup;
@@ -140,7 +144,13 @@ impl Step {
     /// The receiver acknowledged the outgoing queue `out`'s numbers up to `n`.
     pub(crate) fn acked(&mut self, out: &Outgoing, n: u64) {
         if self.durable {
-            record::push(&mut self.ops, &OpRef::Acked { at: &out.store.id, n });
+            record::push(
+                &mut self.ops,
+                &OpRef::Acked {
+                    at: &out.store.id,
+                    n,
+                },
+            );
         }
     }
 

@@ -287,6 +287,35 @@ impl Client {
         }
     }
 
+    /// Sends a [`Request::Transfer`] (queue-manager transfer; the transfer service's call).
+    pub async fn transfer(&self, req: Request) -> Result<mqcore::transfer::Reply, Error> {
+        match self.request(req).await? {
+            Response::Transferred(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The outgoing queues of the server's queue manager and their transfer state.
+    pub async fn outgoing(&self) -> Result<Vec<crate::proto::OutgoingView>, Error> {
+        match self.request(Request::ListOutgoing).await? {
+            Response::Outgoing(v) => Ok(v),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// `PAUSE`, `RESUME` or `EOD_RESEND` on an outgoing queue of the server (admin right).
+    pub async fn outgoing_action(
+        &self,
+        name: &str,
+        action: crate::proto::OutgoingAction,
+    ) -> Result<(), Error> {
+        self.done(Request::OutgoingAction {
+            name: name.to_owned(),
+            action,
+        })
+        .await
+    }
+
     /// One round trip that does nothing.
     pub async fn ping(&self) -> Result<(), Error> {
         self.done(Request::Ping).await

@@ -173,6 +173,33 @@ impl Session {
                     }
                     held.push(Held { logged, replies });
                 }
+                Request::Transfer {
+                    source,
+                    sequence,
+                    queue,
+                    items,
+                } => {
+                    // A destination this connection may not send to refuses every message
+                    // with NACK_ACCESS_DENIED (the number is consumed: later ones go on).
+                    let allowed = self.check(Right::Send, &queue).is_ok();
+                    let qm = self.shared.qm.clone();
+                    let (result, logged) = mqcore::step::deferred::collect(|| {
+                        qm.transfer()
+                            .accept(source, &sequence, &queue, allowed, items)
+                    });
+                    let reply = match result {
+                        Ok(r) => Response::Transferred(r),
+                        Err(e) => Response::error(&e),
+                    };
+                    if logged.is_empty() {
+                        out.push((id, Step::Reply(reply)));
+                    } else {
+                        held.push(Held {
+                            logged,
+                            replies: vec![(id, reply)],
+                        });
+                    }
+                }
                 other => out.push((id, self.step(other))),
             }
         }

@@ -53,6 +53,33 @@ impl Session {
                 ))
             }
             Request::Ping => Response::Done,
+            Request::Transfer {
+                source,
+                sequence,
+                queue,
+                items,
+            } => {
+                let allowed = self.check(Right::Send, &queue).is_ok();
+                Response::Transferred(
+                    qm.transfer()
+                        .accept(source, &sequence, &queue, allowed, items)?,
+                )
+            }
+            Request::ListOutgoing => {
+                self.check_admin()?;
+                Response::Outgoing(match &self.shared.config.transfer {
+                    Some(t) => t.outgoing(),
+                    None => crate::transfer::outgoing_without_service(&qm),
+                })
+            }
+            Request::OutgoingAction { name, action } => {
+                self.check_admin()?;
+                match &self.shared.config.transfer {
+                    Some(t) => t.act(&name, action)?,
+                    None => crate::transfer::act(&qm, &name, action)?,
+                }
+                Response::Done
+            }
             Request::CreateQueue { path, props } => {
                 self.check(Right::Admin, &path)?;
                 let q = qm.create_queue(&path, props)?;

@@ -61,6 +61,10 @@ pub struct ServerConfig {
     /// [`Request::Triggers`](proto::Request::Triggers);
     /// without one those requests are refused with MQ_ERROR_SERVICE_NOT_AVAILABLE.
     pub triggers: Option<Arc<Triggers>>,
+    /// The queue manager's transfer service, whose links management lists
+    /// ([`Request::ListOutgoing`](proto::Request::ListOutgoing)); without one the outgoing
+    /// queues are listed from the engine alone.
+    pub transfer: Option<crate::transfer::TransferService>,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +76,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             auth: Auth::default(),
             triggers: None,
+            transfer: None,
         }
     }
 }
