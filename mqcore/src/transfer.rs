@@ -37,6 +37,9 @@ pub struct Outbound {
     pub seq: Option<Seq>,
     /// The message as sent.
     pub msg: Message,
+    /// Send a withdrawal of its number instead of the message ([`Inbound::msg`] `None`): it ran
+    /// out of time here after it may have been sent.
+    pub withdraw: bool,
 }
 
 /// A message as the receiver gets it.

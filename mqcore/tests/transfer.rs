@@ -58,7 +58,7 @@ fn pump_once(from: &QueueManager, to: &QueueManager, lose_answer: bool) -> Vec<V
             .into_iter()
             .map(|b| Inbound {
                 seq: b.seq,
-                msg: Some(b.msg),
+                msg: (!b.withdraw).then_some(b.msg),
             })
             .collect();
         let reply = to
@@ -501,4 +501,199 @@ fn express_messages_in_an_outgoing_queue_are_lost_on_restart() {
     let left = out.next_batch(&mut cursor, 10, u64::MAX);
     assert_eq!(left.len(), 1);
     assert_eq!(body(&left[0].msg), "recoverable");
+}
+
+fn manual_at(addr: &str) -> (QueueManager, mqcore::ManualClock) {
+    let clock = mqcore::ManualClock::new();
+    let qm = QueueManager::builder()
+        .name(format!("qm{addr}"))
+        .address(addr)
+        .clock(std::sync::Arc::new(clock.clone()))
+        .build();
+    (qm, clock)
+}
+
+fn admin_of(qm: &QueueManager) -> QueueName {
+    qm.create_queue(".\\private$\\admin", QueueProps::default())
+        .unwrap();
+    QueueName::parse(".\\private$\\admin").unwrap()
+}
+
+fn classes(qm: &QueueManager, queue: &str) -> Vec<(String, MessageClass)> {
+    qm.open(queue)
+        .unwrap()
+        .messages()
+        .unwrap()
+        .iter()
+        .map(|m| (m.body_str().unwrap_or("").to_owned(), m.class()))
+        .collect()
+}
+
+const DEADXACT: &str = "DIRECT=OS:.\\SYSTEM$;DEADXACT";
+
+#[test]
+fn a_destination_down_past_the_time_to_reach_queue_dead_letters_in_order_with_nacks() {
+    let (a, clock) = manual_at(A);
+    let admin = admin_of(&a);
+    for i in 0..3 {
+        let m = Message::new(format!("m{i}"))
+            .with_time_to_reach_queue(std::time::Duration::from_secs(10))
+            .with_acknowledge(admin.clone(), Acknowledge::NACK_REACH_QUEUE);
+        a.send(&remote(B, "orders"), m, Tx::Single).unwrap();
+    }
+    clock.advance(std::time::Duration::from_secs(11));
+    common::eventually("the outgoing queue is empty", || outgoing_len(&a) == 0);
+    let dead = classes(&a, DEADXACT);
+    let want: Vec<(String, MessageClass)> = (0..3)
+        .map(|i| (format!("m{i}"), MessageClass::NACK_REACH_QUEUE_TIMEOUT))
+        .collect();
+    assert_eq!(dead, want);
+    let nacks: Vec<MessageClass> = classes(&a, ".\\private$\\admin")
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(nacks, vec![MessageClass::NACK_REACH_QUEUE_TIMEOUT; 3]);
+}
+
+#[test]
+fn time_to_be_received_running_out_in_the_outgoing_queue_is_a_receive_timeout_at_the_sender() {
+    let (a, clock) = manual_at(A);
+    let admin = admin_of(&a);
+    let m = Message::new("late")
+        .with_delivery(Delivery::Recoverable)
+        .with_journal(mqcore::JournalFlags::DEADLETTER)
+        .with_time_to_be_received(std::time::Duration::from_secs(5))
+        .with_acknowledge(admin, Acknowledge::NACK_RECEIVE);
+    a.send(&remote(B, "plain"), m, Tx::None).unwrap();
+    clock.advance(std::time::Duration::from_secs(6));
+    common::eventually("the outgoing queue is empty", || outgoing_len(&a) == 0);
+    assert_eq!(
+        classes(&a, "DIRECT=OS:.\\SYSTEM$;DEADLETTER"),
+        [(
+            "late".to_owned(),
+            MessageClass::NACK_RECEIVE_TIMEOUT_AT_SENDER
+        )]
+    );
+    assert_eq!(
+        classes(&a, ".\\private$\\admin")[0].1,
+        MessageClass::NACK_RECEIVE_TIMEOUT_AT_SENDER
+    );
+}
+
+/// A transactional message that may have been sent is never dead-lettered on a guess: its
+/// number is withdrawn, and the receiver's answer says whether it had it.
+#[test]
+fn a_sent_message_out_of_time_is_withdrawn_and_dead_lettered_only_if_the_receiver_lacks_it() {
+    let (a, clock) = manual_at(A);
+    let b = qm_at(B);
+    b.create_queue(".\\private$\\orders", tx_queue()).unwrap();
+    let ttrq = std::time::Duration::from_secs(10);
+    for body in ["delivered", "lost"] {
+        a.send(
+            &remote(B, "orders"),
+            Message::new(body).with_time_to_reach_queue(ttrq),
+            Tx::Single,
+        )
+        .unwrap();
+    }
+    let out = &a.transfer().outgoing()[0];
+    let mut cursor = out.start();
+    let batch = out.next_batch(&mut cursor, 10, u64::MAX);
+    // Only the first reaches the receiver, and its answer is lost; the second is lost on the way.
+    let reply = b
+        .transfer()
+        .accept(
+            a.guid(),
+            out.sequence(),
+            out.remote_path(),
+            true,
+            vec![Inbound {
+                seq: batch[0].seq,
+                msg: Some(batch[0].msg.clone()),
+            }],
+        )
+        .unwrap();
+    assert_eq!(reply.verdicts, [Verdict::Accepted]);
+    clock.advance(std::time::Duration::from_secs(11));
+    common::eventually("both wait for their withdrawal", || {
+        let mut c = out.start();
+        out.next_batch(&mut c, 10, u64::MAX)
+            .iter()
+            .all(|b| b.withdraw)
+    });
+    // Both numbers are withdrawn: the first was delivered after all, the second was not.
+    assert_eq!(outgoing_len(&a), 2);
+    a.send(&remote(B, "orders"), Message::new("after"), Tx::Single)
+        .unwrap();
+    let mut verdicts = Vec::new();
+    for _ in 0..3 {
+        let mut c = out.start();
+        let batch = out.next_batch(&mut c, 10, u64::MAX);
+        if batch.is_empty() {
+            break;
+        }
+        let sent: Vec<_> = batch.iter().map(|b| (b.lookup, b.seq)).collect();
+        let items = batch
+            .into_iter()
+            .map(|b| Inbound {
+                seq: b.seq,
+                msg: (!b.withdraw).then_some(b.msg),
+            })
+            .collect();
+        let reply = b
+            .transfer()
+            .accept(a.guid(), out.sequence(), out.remote_path(), true, items)
+            .unwrap();
+        verdicts.extend(reply.verdicts.iter().copied());
+        out.settle(&sent, &reply).unwrap();
+    }
+    assert_eq!(
+        verdicts,
+        [Verdict::Duplicate, Verdict::Withdrawn, Verdict::Accepted]
+    );
+    assert_eq!(bodies(&b, ".\\private$\\orders"), ["delivered", "after"]);
+    assert_eq!(
+        classes(&a, DEADXACT),
+        [("lost".to_owned(), MessageClass::NACK_REACH_QUEUE_TIMEOUT)]
+    );
+}
+
+#[test]
+fn after_a_restart_an_expired_transactional_message_is_withdrawn_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = mqcore::ManualClock::new();
+    let open = || {
+        QueueManager::builder()
+            .name("qma")
+            .address(A)
+            .clock(std::sync::Arc::new(clock.clone()))
+            .open(dir.path())
+            .unwrap()
+    };
+    {
+        let a = open();
+        a.send(
+            &remote(B, "orders"),
+            Message::new("x").with_time_to_reach_queue(std::time::Duration::from_secs(10)),
+            Tx::Single,
+        )
+        .unwrap();
+    }
+    clock.advance(std::time::Duration::from_secs(11));
+    let a = open();
+    let b = qm_at(B);
+    b.create_queue(".\\private$\\orders", tx_queue()).unwrap();
+    let out = &a.transfer().outgoing()[0];
+    common::eventually("the message waits for its withdrawal", || {
+        let mut c = out.start();
+        out.next_batch(&mut c, 10, u64::MAX)
+            .first()
+            .is_some_and(|b| b.withdraw)
+    });
+    assert_eq!(pump_once(&a, &b, false), [Verdict::Withdrawn]);
+    assert_eq!(
+        classes(&a, DEADXACT),
+        [("x".to_owned(), MessageClass::NACK_REACH_QUEUE_TIMEOUT)]
+    );
+    assert!(bodies(&b, ".\\private$\\orders").is_empty());
 }

@@ -193,14 +193,14 @@ impl Inner {
         max: usize,
         max_bytes: u64,
     ) -> Vec<Outbound> {
-        let (limit, acked) = {
-            let st = out.state();
-            if st.paused {
-                return Vec::new();
-            }
-            (out.watermark(&st), st.acked)
-        };
-        cursor.prev = cursor.prev.max(acked);
+        // The state stays locked while the batch is read: an expiry deciding whether a message
+        // may have been sent sees either all of this batch handed out or none of it.
+        let mut st = out.state();
+        if st.paused {
+            return Vec::new();
+        }
+        let limit = out.watermark(&st);
+        cursor.prev = cursor.prev.max(st.acked);
         let mut batch = Vec::new();
         let mut bytes = 0;
         let s = out.store.lock();
@@ -222,10 +222,93 @@ impl Inner {
                 cursor.prev = lookup;
                 seq
             });
+            st.maybe_sent = st.maybe_sent.max(lookup);
             bytes += crate::message::footprint(&msg);
-            batch.push(Outbound { lookup, seq, msg });
+            let withdraw = st.withdrawing.contains_key(&lookup);
+            batch.push(Outbound {
+                lookup,
+                seq,
+                msg,
+                withdraw,
+            });
         }
         batch
+    }
+
+    /// Makes sure the timer expires `out`'s messages at its earliest deadline.
+    pub(crate) fn arm_outgoing(self: &Arc<Self>, out: &Arc<Outgoing>) {
+        let at = {
+            let mut st = out.state();
+            let Some(&(next, _)) = st.deadlines.first() else {
+                return;
+            };
+            if st.armed.is_some_and(|armed| armed <= next) {
+                return;
+            }
+            st.armed = Some(next);
+            next
+        };
+        let qm = Arc::downgrade(self);
+        let weak = Arc::downgrade(out);
+        self.timer.schedule(at, move || {
+            let (Some(qm), Some(out)) = (qm.upgrade(), weak.upgrade()) else {
+                return;
+            };
+            {
+                let mut st = out.state();
+                if st.armed == Some(at) {
+                    st.armed = None;
+                }
+            }
+            qm.expire_outgoing(&out);
+            qm.arm_outgoing(&out);
+        });
+    }
+
+    /// Messages out of time in `out`: those that cannot have reached the receiver go to the
+    /// dead-letter queue now (with a NACK if one was asked for); transactional ones that may
+    /// have are withdrawn first, so the receiver's sequence moves past them.
+    pub(crate) fn expire_outgoing(self: &Arc<Self>, out: &Arc<Outgoing>) {
+        let now = self.now();
+        let mut dead = Vec::new();
+        let mut withdraw = false;
+        {
+            let mut st = out.state();
+            let mut s = out.store.lock();
+            while let Some(&(at, lookup)) = st.deadlines.first() {
+                if at > now {
+                    break;
+                }
+                st.deadlines.pop_first();
+                let Some(key) = s.key_of(lookup) else {
+                    continue;
+                };
+                let Some(class) = s.read(key).and_then(|m| {
+                    let (_, class) = crate::queue::outgoing::deadline(&m)?;
+                    Some((class, m.transactional))
+                }) else {
+                    continue;
+                };
+                let (class, transactional) = class;
+                if transactional && lookup <= st.maybe_sent {
+                    st.withdrawing.insert(lookup, class);
+                    withdraw = true;
+                } else if let Some(msg) = s.take(key) {
+                    dead.push((msg, class));
+                }
+            }
+        }
+        if !dead.is_empty() {
+            self.run_quietly(|eff| {
+                for (msg, class) in dead {
+                    eff.removed(&out.store, &msg);
+                    self.fail_message(*msg, class, eff);
+                }
+            });
+        }
+        if withdraw {
+            out.notify();
+        }
     }
 
     /// Applies the receiver's answer to a batch: answered messages leave the outgoing queue
@@ -268,12 +351,20 @@ impl Inner {
                 st.acked = reply.last;
                 eff.acked(out, reply.last);
             }
+            let mut withdrawn = Vec::with_capacity(done.len());
+            for (msg, _) in &done {
+                withdrawn.push(st.withdrawing.remove(&msg.lookup_id));
+            }
             drop(st);
-            for (msg, verdict) in done {
+            for ((msg, verdict), withdrawn) in done.into_iter().zip(withdrawn) {
                 eff.removed(&out.store, &msg);
                 left += 1;
                 match verdict {
                     Verdict::Rejected(class) => self.fail_message(*msg, class, eff),
+                    Verdict::Withdrawn => {
+                        let class = withdrawn.unwrap_or(MessageClass::NACK_REACH_QUEUE_TIMEOUT);
+                        self.fail_message(*msg, class, eff);
+                    }
                     _ if msg.journal.contains(JournalFlags::JOURNAL) => {
                         // Source journaling: the copy is taken once the message arrived.
                         eff.put(&self.journal, msg);

@@ -160,6 +160,20 @@ impl Inner {
         for store in expiring {
             self.arm_expiry(&store);
         }
+        for out in self.outgoing_queues() {
+            {
+                let mut st = out.state();
+                // Any of them may have been sent before the restart.
+                st.maybe_sent = out.store.last_lookup();
+                let s = out.store.lock();
+                for m in s.iter_visible() {
+                    if let Some((at, _)) = crate::queue::outgoing::deadline(m) {
+                        st.deadlines.insert((at, m.lookup_id));
+                    }
+                }
+            }
+            self.arm_outgoing(&out);
+        }
         for (xid, lsn, ops) in rec.in_doubt {
             self.recover_in_doubt(d, xid, lsn, ops);
         }

@@ -169,8 +169,12 @@ impl Recovered {
                     store.put(lookup, slot);
                     // Only a queue and its subqueues expire messages; elsewhere (journals, dead
                     // letters) a time to be received means nothing and the message may go cold.
-                    let expires = matches!(at, StoreRef::Main(_) | StoreRef::Sub(..));
-                    if expires && msg.time_to_be_received.is_some() {
+                    let expires = matches!(at, StoreRef::Main(_) | StoreRef::Sub(..))
+                        && msg.time_to_be_received.is_some();
+                    // An outgoing queue's message runs out of time on either limit.
+                    let runs_out = matches!(at, StoreRef::Outgoing(_))
+                        && (msg.time_to_be_received.is_some() || msg.time_to_reach_queue.is_some());
+                    if expires || runs_out {
                         msg.lsn = lsn;
                         self.kept.insert((at, lookup), msg);
                     } else {

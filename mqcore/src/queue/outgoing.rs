@@ -9,10 +9,12 @@
 //! number than every message already sent: the receiver never accepts a number that skips one
 //! still to come.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
+use crate::clock::Timestamp;
 use crate::ids::{LookupId, StoreRef};
+use crate::message::{Message, MessageClass};
 use crate::name::QueueName;
 use crate::queue::store::Store;
 
@@ -51,6 +53,38 @@ pub(crate) struct OutgoingState {
     pub(crate) pending: BTreeSet<LookupId>,
     /// `PAUSE` (MSMQ's `ONHOLD`): nothing is sent until `RESUME`.
     pub(crate) paused: bool,
+    /// When messages run out of time here (time to reach queue or to be received).
+    pub(crate) deadlines: BTreeSet<(Timestamp, LookupId)>,
+    /// The timer entry set for the earliest deadline, if any.
+    pub(crate) armed: Option<Timestamp>,
+    /// The highest lookup id that may have reached the receiver: handed to the transfer task in
+    /// this process, or recovered from the log (sent before the restart, perhaps). A
+    /// transactional message above it can leave without the receiver's word; one at or below
+    /// needs its number withdrawn.
+    pub(crate) maybe_sent: LookupId,
+    /// Transactional messages out of time whose numbers are being withdrawn, with the class
+    /// they are dead-lettered with once the receiver confirms.
+    pub(crate) withdrawing: HashMap<LookupId, MessageClass>,
+}
+
+/// When `msg` runs out of time in an outgoing queue, and the NACK class it then gets.
+pub(crate) fn deadline(msg: &Message) -> Option<(Timestamp, MessageClass)> {
+    let reach = msg.time_to_reach_queue.map(|d| {
+        (
+            msg.sent_time.saturating_add(d),
+            MessageClass::NACK_REACH_QUEUE_TIMEOUT,
+        )
+    });
+    let receive = msg.time_to_be_received.map(|d| {
+        (
+            msg.sent_time.saturating_add(d),
+            MessageClass::NACK_RECEIVE_TIMEOUT_AT_SENDER,
+        )
+    });
+    match (reach, receive) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
 }
 
 /// One outgoing queue: messages for one destination queue on another queue manager.
@@ -100,10 +134,13 @@ impl Outgoing {
     /// Reserves the next lookup id (the message's number) and registers it as pending until the
     /// returned guard drops, which the step that reserved it does once it published the message
     /// (or gave up).
-    pub(crate) fn reserve(self: &Arc<Self>) -> (LookupId, Pending) {
+    pub(crate) fn reserve(self: &Arc<Self>, expires: Option<Timestamp>) -> (LookupId, Pending) {
         let mut st = self.state();
         let lookup = self.store.reserve_lookup();
         st.pending.insert(lookup);
+        if let Some(at) = expires {
+            st.deadlines.insert((at, lookup));
+        }
         (
             lookup,
             Pending {
@@ -141,6 +178,13 @@ impl Outgoing {
 pub(crate) struct Pending {
     queue: Arc<Outgoing>,
     lookup: LookupId,
+}
+
+impl Pending {
+    /// The outgoing queue it reserved in.
+    pub(crate) fn queue(&self) -> &Arc<Outgoing> {
+        &self.queue
+    }
 }
 
 impl Drop for Pending {

@@ -117,7 +117,8 @@ impl Step {
         msg: impl Into<Box<Message>>,
     ) {
         let mut msg = msg.into();
-        let (lookup, pending) = out.reserve();
+        let expires = crate::queue::outgoing::deadline(&msg).map(|(at, _)| at);
+        let (lookup, pending) = out.reserve(expires);
         msg.lookup_id = lookup;
         msg.lsn = 0;
         let logged = self.durable && msg.delivery == Delivery::Recoverable;

@@ -149,7 +149,17 @@ impl Inner {
             }
         }
         // After the inserts: the transfer task may now send past these messages' numbers.
+        let mut timed: Vec<Arc<crate::queue::outgoing::Outgoing>> = Vec::new();
+        for p in &eff.pending {
+            let q = p.queue();
+            if !q.state().deadlines.is_empty() && !timed.iter().any(|t| Arc::ptr_eq(t, q)) {
+                timed.push(q.clone());
+            }
+        }
         drop(eff.pending);
+        for q in timed {
+            self.arm_outgoing(&q);
+        }
         for q in tidy {
             q.tidy_subqueues();
         }

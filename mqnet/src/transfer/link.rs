@@ -247,7 +247,7 @@ impl Task {
                     .into_iter()
                     .map(|b| Inbound {
                         seq: b.seq,
-                        msg: Some(b.msg),
+                        msg: (!b.withdraw).then_some(b.msg),
                     })
                     .collect();
                 let req = Request::Transfer {

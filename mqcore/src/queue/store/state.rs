@@ -465,8 +465,7 @@ impl State {
             .filter(move |m| m.lsn != 0 && m.lsn < bound)
     }
 
-    /// Every in-memory visible message in queue order.
-    #[cfg(all(test, not(loom)))]
+    /// Every in-memory visible message in queue order (cold ones are not read back).
     pub(crate) fn iter_visible(&self) -> impl Iterator<Item = &Message> {
         self.visible.values().map(|m| &**m)
     }
