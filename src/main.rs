@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::admin::{self, Conn};
-use commands::{crash_worker, netbench, recovery, serve, triggers};
+use commands::{crash_worker, netbench, recovery, serve, transfer_worker, triggers};
 
 /// mqemu: an MSMQ-compatible message queue.
 #[derive(Parser, Debug)]
@@ -51,6 +51,10 @@ enum Command {
     /// Run a durable workload that reports each acknowledged commit, until killed (crash tests).
     #[command(hide = true)]
     CrashWorker(crash_worker::Args),
+    /// Send transactional messages through one server to another, reporting each commit, until
+    /// done (transfer kill test).
+    #[command(hide = true)]
+    TransferWorker(transfer_worker::Args),
     /// Echo blocks of --size bytes on one loopback connection (the baseline of bench --rtt).
     #[command(hide = true)]
     EchoWorker(netbench::EchoWorkerArgs),
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Bench(o) => netbench::run(o, conn),
         Command::BenchRecovery(o) => recovery::run(&o, conn.json),
         Command::CrashWorker(a) => crash_worker::run(&a),
+        Command::TransferWorker(a) => transfer_worker::run(&a),
         Command::EchoWorker(a) => netbench::echo_worker(&a),
     };
     report(&command_path(&matches), result)

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use mqemu::{CorrelationId, Error, ErrorCode, Message, QueueInfo, QueueProps};
+use mqnet::proto::{OutgoingAction, OutgoingView};
 use mqnet::{BlockingClient, ClientOptions, Tx};
 use serde_json::json;
 
@@ -65,11 +66,30 @@ pub enum QueueCommand {
         #[arg(long)]
         label: Option<String>,
     },
-    /// List queues.
-    List,
-    /// Show one queue.
+    /// List queues (with --outgoing, the outgoing queues to other computers and their state).
+    List {
+        /// List the outgoing queues instead: destination, state, messages, resends.
+        #[arg(long)]
+        outgoing: bool,
+    },
+    /// Show one queue, or the outgoing queue for a queue on another computer.
     Show {
         /// Queue name.
+        queue: String,
+    },
+    /// Pause an outgoing queue (MQMgmtAction PAUSE): nothing is sent, the messages stay.
+    Pause {
+        /// The destination's format name, as `queue list --outgoing` shows it.
+        queue: String,
+    },
+    /// Resume a paused outgoing queue (MQMgmtAction RESUME): its messages go on, in order.
+    Resume {
+        /// The destination's format name.
+        queue: String,
+    },
+    /// Send an outgoing queue's unacknowledged messages again now (MQMgmtAction EOD_RESEND).
+    EodResend {
+        /// The destination's format name.
         queue: String,
     },
     /// Remove every message from a queue.
@@ -105,8 +125,12 @@ impl QueueCommand {
                     ..QueueProps::default()
                 },
             ),
-            QueueCommand::List => list(c),
+            QueueCommand::List { outgoing: false } => list(c),
+            QueueCommand::List { outgoing: true } => list_outgoing(c),
             QueueCommand::Show { queue } => show(c, &queue),
+            QueueCommand::Pause { queue } => act(c, &queue, OutgoingAction::Pause),
+            QueueCommand::Resume { queue } => act(c, &queue, OutgoingAction::Resume),
+            QueueCommand::EodResend { queue } => act(c, &queue, OutgoingAction::EodResend),
             QueueCommand::Purge { queue } => purge(c, &queue),
             QueueCommand::Delete { queue } => delete(c, &queue),
         }
@@ -170,9 +194,84 @@ fn show_info(info: &QueueInfo) {
     }
 }
 
+/// `mqemu queue list --outgoing`.
+fn list_outgoing(c: &Conn) -> mqemu::Result<()> {
+    let list = c.client()?.outgoing()?;
+    if c.json {
+        println!("{}", json!(list));
+        return Ok(());
+    }
+    println!(
+        "{:<48} {:<10} {:>8} {:>12} {:>7} {:>10}",
+        "OUTGOING QUEUE", "STATE", "MESSAGES", "BYTES", "RESENDS", "NEXT TRY"
+    );
+    for o in &list {
+        println!(
+            "{:<48} {:<10} {:>8} {:>12} {:>7} {:>10}",
+            o.info.name,
+            o.state,
+            o.info.messages,
+            o.info.bytes,
+            o.resends,
+            o.next_attempt_ms
+                .map_or("-".to_owned(), |ms| format!("{:.1}s", ms as f64 / 1000.0))
+        );
+    }
+    Ok(())
+}
+
+fn show_outgoing(o: &OutgoingView) {
+    println!("outgoing queue {}", o.info.name);
+    println!("host           {}", o.info.host);
+    println!("state          {}", o.state);
+    println!("messages       {}", o.info.messages);
+    println!("bytes          {}", o.info.bytes);
+    println!("acknowledged   {}", o.info.acked);
+    println!("resends        {}", o.resends);
+    if let Some(ms) = o.next_attempt_ms {
+        println!("next attempt   in {:.1}s", ms as f64 / 1000.0);
+    }
+    if let Some(e) = &o.last_error {
+        println!("last error     {e}");
+    }
+}
+
+/// `mqemu queue pause|resume|eod-resend`.
+fn act(c: &Conn, name: &str, action: OutgoingAction) -> mqemu::Result<()> {
+    c.client()?.outgoing_action(name, action)?;
+    if c.json {
+        println!(
+            "{}",
+            json!({ "queue": name, "action": format!("{action:?}") })
+        );
+    } else {
+        println!("{action:?} {name}");
+    }
+    Ok(())
+}
+
 /// `mqemu queue show`.
 fn show(c: &Conn, name: &str) -> mqemu::Result<()> {
-    let info = c.client()?.queue_info(name)?;
+    let client = c.client()?;
+    let info = match client.queue_info(name) {
+        Ok(info) => info,
+        // A queue on another computer: its outgoing queue here.
+        Err(e) if e.code() == ErrorCode::UnsupportedFormatnameOperation => {
+            let key = name.to_ascii_lowercase();
+            let found = client
+                .outgoing()?
+                .into_iter()
+                .find(|o| o.info.name.to_ascii_lowercase() == key);
+            let Some(o) = found else { return Err(e) };
+            if c.json {
+                println!("{}", json!(o));
+            } else {
+                show_outgoing(&o);
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     if c.json {
         println!("{}", json!(info));
     } else {

@@ -7,4 +7,5 @@ pub mod netbench;
 pub mod recovery;
 pub mod runtime;
 pub mod serve;
+pub mod transfer_worker;
 pub mod triggers;

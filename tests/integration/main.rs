@@ -8,3 +8,4 @@ mod proxy;
 mod support;
 mod testing_kit;
 mod transfer;
+mod transfer_kill;

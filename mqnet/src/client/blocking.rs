@@ -132,6 +132,11 @@ impl BlockingClient {
         self.block_on(self.client.send(name, msg, tx))
     }
 
+    /// [`Client::send_through`]: to `name` wherever it is, through this server's queue manager.
+    pub fn send_through(&self, name: &str, msg: Message, tx: Tx<'_>) -> Result<MessageId, Error> {
+        self.block_on(self.client.send_through(name, msg, tx))
+    }
+
     /// [`Client::receive`].
     pub fn receive(&self, name: &str, timeout: Duration, tx: Tx<'_>) -> Result<Message, Error> {
         self.block_on(self.client.receive(name, timeout, tx))
@@ -150,6 +155,20 @@ impl BlockingClient {
     /// [`Client::triggers`].
     pub fn triggers(&self, req: TriggerRequest) -> Result<TriggerAnswer, Error> {
         self.block_on(self.client.triggers(req))
+    }
+
+    /// [`Client::outgoing`].
+    pub fn outgoing(&self) -> Result<Vec<crate::proto::OutgoingView>, Error> {
+        self.block_on(self.client.outgoing())
+    }
+
+    /// [`Client::outgoing_action`].
+    pub fn outgoing_action(
+        &self,
+        name: &str,
+        action: crate::proto::OutgoingAction,
+    ) -> Result<(), Error> {
+        self.block_on(self.client.outgoing_action(name, action))
     }
 }
 

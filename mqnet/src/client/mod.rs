@@ -166,6 +166,25 @@ impl Client {
         Ok(self.handle(name))
     }
 
+    /// A handle that sends through this server to the queue `name` names, wherever it is: the
+    /// name goes to the server unchanged, so a queue on another computer is reached through the
+    /// server's outgoing queue (store-and-forward, MSMQ's model: an application talks to its own
+    /// queue manager). [`Client::open`] instead expects the queue on this server. Nothing is
+    /// checked before the first send.
+    pub fn sender(&self, name: &str) -> RemoteQueue {
+        self.handle(name.to_owned())
+    }
+
+    /// [`Client::send`] through this server's queue manager ([`Client::sender`]).
+    pub async fn send_through(
+        &self,
+        name: &str,
+        msg: Message,
+        tx: Tx<'_>,
+    ) -> Result<MessageId, Error> {
+        self.sender(name).send(msg, tx).await
+    }
+
     fn handle(&self, name: String) -> RemoteQueue {
         RemoteQueue {
             client: self.clone(),
