@@ -35,7 +35,8 @@ pub struct Outbound {
     pub lookup: LookupId,
     /// Its sequence numbers, for a transactional message.
     pub seq: Option<Seq>,
-    /// The message as sent.
+    /// The message as sent, without its destination name (its outgoing queue's name, which the
+    /// receiver takes from the batch's sequence name, [`Transfer::accept`]).
     pub msg: Message,
     /// Send a withdrawal of its number instead of the message ([`Inbound::msg`] `None`): it ran
     /// out of time here after it may have been sent.
@@ -193,10 +194,10 @@ impl OutgoingQueue {
         self.out.name.to_string()
     }
 
-    /// The name the receiver keeps this sequence under: the destination's format name in lower
-    /// case.
+    /// The name the receiver keeps this sequence under (case aside), and the destination
+    /// queue's name its messages carry there: the destination's format name.
     pub fn sequence(&self) -> &str {
-        &self.out.key
+        &self.out.name_text
     }
 
     /// The computer name or address of the destination queue manager (lower case).

@@ -61,6 +61,8 @@ impl Inner {
         let mut rejected = Vec::new();
         let mut verdicts = Vec::with_capacity(items.len());
         let target = self.transfer_target(queue);
+        // PROPID_M_DEST_QUEUE: the name the sender sent to, shared by the batch.
+        let destination = QueueName::parse(sequence).ok().map(Arc::new);
         let mut eff = self.step();
         let mut staged_bytes = 0u64;
         let now = self.now();
@@ -102,6 +104,9 @@ impl Inner {
                 unreachable!("a missing queue refuses every message")
             };
             msg.arrived_time = now;
+            if msg.destination.is_none() {
+                msg.destination = destination.clone();
+            }
             msg.abort_count = 0;
             msg.move_count = 0;
             staged_bytes += footprint(&msg);

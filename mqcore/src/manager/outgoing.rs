@@ -147,6 +147,67 @@ impl Inner {
         Ok(id)
     }
 
+    /// [`crate::Queue::send_batch`] to another computer: single-message transactions with equal
+    /// time limits share one internal transaction, and non-transactional messages one step, so
+    /// a pipelined producer costs one log record per batch, as it does locally.
+    pub(crate) fn send_remote_batch(
+        self: &Arc<Self>,
+        out: &Arc<Outgoing>,
+        msgs: Vec<Message>,
+        tx: Tx<'_>,
+    ) -> Vec<Result<MessageId>> {
+        let mut results = Vec::with_capacity(msgs.len());
+        let mut msgs = msgs.into_iter().peekable();
+        match tx {
+            Tx::Single => {
+                while let Some(first) = msgs.next() {
+                    let limits = (first.time_to_reach_queue, first.time_to_be_received);
+                    let t = self.begin(TxKind::Internal);
+                    let start = results.len();
+                    results.push(self.send_remote(out, first, Tx::In(&t)));
+                    while let Some(m) =
+                        msgs.next_if(|m| (m.time_to_reach_queue, m.time_to_be_received) == limits)
+                    {
+                        results.push(self.send_remote(out, m, Tx::In(&t)));
+                    }
+                    if let Err(e) = t.commit() {
+                        for r in &mut results[start..] {
+                            if r.is_ok() {
+                                *r = Err(e.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            Tx::None => {
+                let mut stamped = Vec::new();
+                for msg in msgs {
+                    match msg.validate() {
+                        Ok(()) => {
+                            let msg = self.stamp_remote(out, msg, false);
+                            results.push(Ok(msg.id));
+                            stamped.push((results.len() - 1, msg));
+                        }
+                        Err(e) => results.push(Err(e)),
+                    }
+                }
+                let at: Vec<usize> = stamped.iter().map(|(i, _)| *i).collect();
+                let r = self.run(|eff| {
+                    for (_, msg) in stamped {
+                        eff.put_outgoing(out, msg);
+                    }
+                });
+                if let Err(e) = r {
+                    for i in at {
+                        results[i] = Err(e.clone());
+                    }
+                }
+            }
+            Tx::In(_) => results.extend(msgs.map(|m| self.send_remote(out, m, tx))),
+        }
+        results
+    }
+
     fn stamp_remote(&self, out: &Outgoing, mut msg: Message, transactional: bool) -> Message {
         msg.id = self.next_id();
         msg.class = MessageClass::NORMAL;
@@ -201,18 +262,28 @@ impl Inner {
         }
         let limit = out.watermark(&st);
         cursor.prev = cursor.prev.max(st.acked);
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        let s = out.store.lock();
-        while batch.len() < max && bytes < max_bytes {
-            let Some(key) = s.next_by_lookup(cursor.after) else {
+        let mut s = out.store.lock();
+        let mut keys = Vec::new();
+        let mut after = cursor.after;
+        while keys.len() < max {
+            let Some(key) = s.next_by_lookup(after) else {
                 break;
             };
-            let lookup: LookupId = key.lookup();
-            if lookup >= limit {
+            if key.lookup() >= limit {
+                break;
+            }
+            after = key.lookup();
+            keys.push(key);
+        }
+        let mut batch = Vec::with_capacity(keys.len());
+        let mut bytes = 0;
+        s.promote_many(&keys);
+        for key in keys {
+            if bytes >= max_bytes {
                 break;
             }
             let Some(msg) = s.read(key) else { break };
+            let lookup: LookupId = msg.lookup_id;
             cursor.after = lookup;
             let seq = msg.transactional.then(|| {
                 let seq = Seq {
@@ -300,8 +371,9 @@ impl Inner {
         }
         if !dead.is_empty() {
             self.run_quietly(|eff| {
-                for (msg, class) in dead {
+                for (mut msg, class) in dead {
                     eff.removed(&out.store, &msg);
+                    msg.destination = Some(out.name.clone());
                     self.fail_message(*msg, class, eff);
                 }
             });
@@ -356,9 +428,11 @@ impl Inner {
                 withdrawn.push(st.withdrawing.remove(&msg.lookup_id));
             }
             drop(st);
-            for ((msg, verdict), withdrawn) in done.into_iter().zip(withdrawn) {
+            for ((mut msg, verdict), withdrawn) in done.into_iter().zip(withdrawn) {
                 eff.removed(&out.store, &msg);
                 left += 1;
+                // Leaving the outgoing queue for a queue here: it names its destination again.
+                msg.destination = Some(out.name.clone());
                 match verdict {
                     Verdict::Rejected(class) => self.fail_message(*msg, class, eff),
                     Verdict::Withdrawn => {

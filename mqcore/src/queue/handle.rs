@@ -162,10 +162,7 @@ impl Queue {
     /// a failed log write fails the messages it carried, none of which became visible.
     pub fn send_batch(&self, msgs: Vec<Message>, tx: Tx<'_>) -> Vec<Result<MessageId>> {
         if let Opened::Remote(out) = &self.target {
-            return msgs
-                .into_iter()
-                .map(|m| self.qm.send_remote(out, m, tx))
-                .collect();
+            return self.qm.send_remote_batch(out, msgs, tx);
         }
         let Opened::Main(q) = &self.target else {
             let e = Error::new(

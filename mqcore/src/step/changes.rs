@@ -117,6 +117,9 @@ impl Step {
         msg: impl Into<Box<Message>>,
     ) {
         let mut msg = msg.into();
+        // Its outgoing queue names its destination: neither the log nor the transfer writes the
+        // name again for every message (it is put back if the message leaves for a queue here).
+        msg.destination = None;
         let expires = crate::queue::outgoing::deadline(&msg).map(|(at, _)| at);
         let (lookup, pending) = out.reserve(expires);
         msg.lookup_id = lookup;

@@ -290,7 +290,7 @@ impl Task {
                         Err(e) => return abort(flight, End::Failed(Error::new(ErrorCode::Error, e.to_string()))),
                     };
                     last_busy = Instant::now();
-                    if let Err(e) = settle(&f.queue, &f.sent, &reply).await {
+                    if let Err(e) = settle(&f.queue, &f.sent, &reply) {
                         return abort(flight, End::Failed(e));
                     }
                     {
@@ -325,14 +325,18 @@ fn abort(flight: VecDeque<InFlight>, end: End) -> End {
     end
 }
 
-/// Applies an answer in the engine without blocking the runtime: the step is logged, its
-/// durability awaited here, then published.
-async fn settle(
-    queue: &OutgoingQueue,
-    sent: &[(u64, Option<Seq>)],
-    reply: &Reply,
-) -> Result<(), Error> {
+/// Applies an answer in the engine without blocking the runtime: the messages leave the
+/// outgoing queue now, and the step's record is awaited and published on a task of its own, so
+/// the link goes on sending meanwhile (a removal not yet durable at a crash only costs a resend,
+/// which the receiver recognizes).
+fn settle(queue: &OutgoingQueue, sent: &[(u64, Option<Seq>)], reply: &Reply) -> Result<(), Error> {
     let (result, logged) = mqcore::step::deferred::collect(|| queue.settle(sent, reply));
-    result?;
-    mqcore::step::deferred::finish_all(logged).await
+    if !logged.is_empty() {
+        tokio::spawn(async move {
+            if let Err(e) = mqcore::step::deferred::finish_all(logged).await {
+                tracing::error!(error = %e, "an outgoing queue's settled messages could not be logged");
+            }
+        });
+    }
+    result.map(drop)
 }

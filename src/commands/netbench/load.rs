@@ -14,7 +14,9 @@ use super::amqp::{
     amqp_consumer, amqp_producer, open_amqp, open_amqp_producer, prepare_amqp, AmqpConn, Confirm,
 };
 use super::measure::{Latencies, Progress};
-use super::native::{mqemu_consumer, mqemu_producer, open_mqemu, prepare_mqemu};
+use super::native::{
+    mqemu_consumer, mqemu_producer, open_mqemu, open_mqemu_through, prepare_mqemu,
+};
 use super::target::Target;
 use super::{panicked, Options, GRACE};
 
@@ -110,6 +112,18 @@ enum ConsumerConn {
     Amqp(AmqpConn),
 }
 
+/// Where consumers read: the destination server of a transfer target (same port), or the
+/// server itself.
+fn consumer_addr(addr: &str, to: &Option<String>) -> String {
+    match to {
+        Some(host) => {
+            let port = addr.rsplit_once(':').map_or("", |(_, p)| p);
+            format!("{host}:{port}")
+        }
+        None => addr.to_owned(),
+    }
+}
+
 /// The share of `total` for worker `i` of `n` (the first ones take the remainder).
 pub(super) fn share_of(total: u64, n: u32, i: u32) -> u64 {
     let (n, i) = (u64::from(n), u64::from(i));
@@ -120,16 +134,30 @@ pub(super) fn share_of(total: u64, n: u32, i: u32) -> u64 {
 /// One load run against `target`; prints its report and returns its messages per second.
 pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> {
     let queue = opts.mode.queue();
+    // Through a shovel, producers publish to a queue of their own.
+    let source = format!("{queue}.src");
+    let publish_to = match target {
+        Target::Amqp(t) if t.shovel => source.as_str(),
+        _ => queue,
+    };
     match target {
-        Target::Mqemu { addr } => prepare_mqemu(addr, opts).await?,
-        Target::Amqp(t) => prepare_amqp(t, queue).await?,
+        Target::Mqemu { addr, to } => prepare_mqemu(&consumer_addr(addr, to), opts).await?,
+        Target::Amqp(t) => {
+            prepare_amqp(t, queue).await?;
+            if t.shovel {
+                prepare_amqp(t, &source).await?;
+            }
+        }
     }
     let mut producer_conns = Vec::with_capacity(opts.producers as usize);
     for _ in 0..opts.producers {
         producer_conns.push(match target {
-            Target::Mqemu { addr } => ProducerConn::Mqemu(open_mqemu(addr, opts).await?),
+            Target::Mqemu { addr, to: None } => ProducerConn::Mqemu(open_mqemu(addr, opts).await?),
+            Target::Mqemu { addr, to: Some(to) } => {
+                ProducerConn::Mqemu(open_mqemu_through(addr, to, opts).await?)
+            }
             Target::Amqp(t) => {
-                let (conn, confirms) = open_amqp_producer(t, queue).await?;
+                let (conn, confirms) = open_amqp_producer(t, publish_to).await?;
                 ProducerConn::Amqp(conn, confirms)
             }
         });
@@ -137,7 +165,9 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
     let mut consumer_conns = Vec::with_capacity(opts.consumers as usize);
     for _ in 0..opts.consumers {
         consumer_conns.push(match target {
-            Target::Mqemu { addr } => ConsumerConn::Mqemu(open_mqemu(addr, opts).await?),
+            Target::Mqemu { addr, to } => {
+                ConsumerConn::Mqemu(open_mqemu(&consumer_addr(addr, to), opts).await?)
+            }
             Target::Amqp(t) => ConsumerConn::Amqp(open_amqp(t, queue).await?),
         });
     }

@@ -190,7 +190,7 @@ fn run_targets(opts: &Options) -> mqemu::Result<()> {
     })?;
     rt.block_on(async {
         match (&targets[..], opts.rtt) {
-            ([Target::Mqemu { addr }], true) => rtt(opts, addr).await,
+            ([Target::Mqemu { addr, to: None }], true) => rtt(opts, addr).await,
             (_, true) => Err(invalid("--rtt needs an mqemu:// target")),
             (_, false) => {
                 let mut rates = vec![Vec::new(); targets.len()];

@@ -54,6 +54,18 @@ pub(super) async fn open_mqemu(addr: &str, opts: &Options) -> mqemu::Result<Remo
     within("open the bench queue", client.open(opts.mode.queue())).await?
 }
 
+/// A connection of its own to `via` for one producer, sending through it to the mode's queue on
+/// the server at `to` (queue-manager transfer).
+pub(super) async fn open_mqemu_through(
+    via: &str,
+    to: &str,
+    opts: &Options,
+) -> mqemu::Result<RemoteQueue> {
+    let client = connect_mqemu(via, opts).await?;
+    let queue = opts.mode.queue().trim_start_matches(".\\");
+    Ok(client.sender(&format!("DIRECT=TCP:{to}\\{queue}")))
+}
+
 /// Sends `share` messages (or until the time cap), `window` at a time; returns send latencies.
 pub(super) async fn mqemu_producer(
     queue: RemoteQueue,

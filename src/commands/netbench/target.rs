@@ -5,8 +5,9 @@ use super::{invalid, AMQP_PORT};
 /// The server a run drives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Target {
-    /// An mqemu server at `host:port`.
-    Mqemu { addr: String },
+    /// An mqemu server at `host:port`; with `to`, producers send through it to the queue on the
+    /// server at `to` (same port), which consumers read: queue-manager transfer.
+    Mqemu { addr: String, to: Option<String> },
     /// An AMQP 0-9-1 broker.
     Amqp(AmqpTarget),
 }
@@ -24,11 +25,16 @@ impl Target {
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Target::Mqemu { addr } => write!(f, "mqemu://{addr}"),
+            Target::Mqemu { addr, to: None } => write!(f, "mqemu://{addr}"),
+            Target::Mqemu { addr, to: Some(to) } => write!(f, "mqemu://{addr}?to={to}"),
             Target::Amqp(t) => write!(
                 f,
-                "amqp://{}@{}:{} (vhost {:?})",
-                t.user, t.host, t.port, t.vhost
+                "amqp://{}@{}:{} (vhost {:?}){}",
+                t.user,
+                t.host,
+                t.port,
+                t.vhost,
+                if t.shovel { " through a shovel" } else { "" }
             ),
         }
     }
@@ -42,13 +48,22 @@ pub(super) struct AmqpTarget {
     pub(super) user: String,
     pub(super) password: String,
     pub(super) vhost: String,
+    /// Producers publish to `<queue>.src`, which a shovel (declared on the broker beforehand)
+    /// moves to `<queue>`, which consumers read: RabbitMQ's counterpart of transfer.
+    pub(super) shovel: bool,
 }
 
-/// Parses `mqemu://HOST[:PORT]` or `amqp://[USER[:PASS]@]HOST[:PORT][/VHOST]` (user and
-/// password default to guest, the vhost to `/`; `%2f` in it is `/`).
+/// Parses `mqemu://HOST[:PORT][?to=HOST]` or `amqp://[USER[:PASS]@]HOST[:PORT][/VHOST][?shovel]`
+/// (user and password default to guest, the vhost to `/`; `%2f` in it is `/`).
 pub(super) fn parse_target(url: &str) -> mqemu::Result<Target> {
     let bad = |why: &str| invalid(format!("--target {url:?}: {why}"));
-    if let Some(rest) = url.strip_prefix("mqemu://") {
+    let (url_base, query) = url.split_once('?').unwrap_or((url, ""));
+    if let Some(rest) = url_base.strip_prefix("mqemu://") {
+        let to = match query.split_once('=') {
+            Some(("to", host)) if !host.is_empty() => Some(host.to_owned()),
+            None if query.is_empty() => None,
+            _ => return Err(bad("the only option of an mqemu target is ?to=HOST")),
+        };
         let addr = rest.trim_end_matches('/');
         if addr.is_empty() || addr.contains('/') || addr.contains('@') {
             return Err(bad("expected mqemu://HOST:PORT"));
@@ -58,9 +73,14 @@ pub(super) fn parse_target(url: &str) -> mqemu::Result<Target> {
             (_, Some(Ok(_))) => addr.to_owned(),
             (host, None) => format!("{host}:{}", mqnet::DEFAULT_PORT),
         };
-        return Ok(Target::Mqemu { addr });
+        return Ok(Target::Mqemu { addr, to });
     }
-    let Some(rest) = url.strip_prefix("amqp://") else {
+    let shovel = match query {
+        "" => false,
+        "shovel" => true,
+        _ => return Err(bad("the only option of an amqp target is ?shovel")),
+    };
+    let Some(rest) = url_base.strip_prefix("amqp://") else {
         return Err(bad(
             "expected mqemu://HOST:PORT or amqp://USER:PASS@HOST:PORT/VHOST (amqps is not supported)",
         ));
@@ -98,6 +118,7 @@ pub(super) fn parse_target(url: &str) -> mqemu::Result<Target> {
         user,
         password,
         vhost,
+        shovel,
     }))
 }
 
@@ -142,13 +163,23 @@ mod tests {
         assert_eq!(
             parse_target("mqemu://127.0.0.1:18600").unwrap(),
             Target::Mqemu {
-                addr: "127.0.0.1:18600".into()
+                addr: "127.0.0.1:18600".into(),
+                to: None,
             }
         );
         assert_eq!(
+            parse_target("mqemu://127.0.0.2:18600?to=127.0.0.3").unwrap(),
+            Target::Mqemu {
+                addr: "127.0.0.2:18600".into(),
+                to: Some("127.0.0.3".into()),
+            }
+        );
+        assert!(parse_target("mqemu://h:1?from=x").is_err());
+        assert_eq!(
             parse_target("mqemu://localhost/").unwrap(),
             Target::Mqemu {
-                addr: format!("localhost:{}", mqnet::DEFAULT_PORT)
+                addr: format!("localhost:{}", mqnet::DEFAULT_PORT),
+                to: None,
             }
         );
         assert!(parse_target("mqemu://host:0").is_err());
@@ -166,8 +197,13 @@ mod tests {
                 user: "guest".into(),
                 password: "guest".into(),
                 vhost: "/".into(),
+                shovel: false,
             })
         );
+        let Target::Amqp(t) = parse_target("amqp://h/%2f?shovel").unwrap() else {
+            panic!("an amqp target");
+        };
+        assert!(t.shovel);
         let Target::Amqp(t) = parse_target("amqp://u%40x:p%3Aw@broker/prod").unwrap() else {
             panic!("an amqp target");
         };

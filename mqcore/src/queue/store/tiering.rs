@@ -122,6 +122,27 @@ impl State {
             .map(|m| *m)
     }
 
+    /// Brings the cold messages among `keys` into memory together, in one pass over the log:
+    /// a transfer task about to send a run of a long backlog reads it once, and the removals
+    /// that follow its acknowledgement find it in memory instead of refilling from the log again.
+    /// What it brings in stays bounded by what the task has in flight.
+    pub(crate) fn promote_many(&mut self, keys: &[Key]) {
+        let wanted: Vec<(Lsn, LookupId)> = keys
+            .iter()
+            .filter(|k| !self.visible.contains_key(k))
+            .filter_map(|k| self.cold_entry(*k).map(|e| (e.lsn, e.lookup)))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        for msg in self.load(&wanted, u64::MAX) {
+            let key = Key::new(msg.priority, msg.lookup_id);
+            if self.cold.remove(key.rank, key.lookup).is_some() {
+                self.warm(key, msg);
+            }
+        }
+    }
+
     /// Retries the refills that could not read their message back.
     pub(super) fn retry_stalled(&mut self) {
         if self.stalled != 0 {
