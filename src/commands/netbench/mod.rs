@@ -20,6 +20,7 @@ mod measure;
 mod native;
 mod rtt;
 mod target;
+mod visibility;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -123,6 +124,11 @@ pub struct Options {
     /// receives), next to a raw loopback TCP ping-pong of the same size.
     #[arg(long, requires = "targets")]
     pub rtt: bool,
+    /// Measure, message by message, a transactional send's commit and the time from its commit
+    /// until a waiting receiver has it, for each mqemu:// target in turn (with ?to=HOST: sent to
+    /// one server, received from the other), --count probes each (at most 20000).
+    #[arg(long, requires = "targets", conflicts_with = "rtt")]
+    pub visibility: bool,
     /// Body size in bytes (at least 8: the send time rides in the body).
     #[arg(long, default_value_t = 1024, value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(8..=4 * 1024 * 1024))]
     pub size: usize,
@@ -190,6 +196,7 @@ fn run_targets(opts: &Options) -> mqemu::Result<()> {
     })?;
     rt.block_on(async {
         match (&targets[..], opts.rtt) {
+            _ if opts.visibility => visibility::visibility(opts, &targets).await,
             ([Target::Mqemu { addr, to: None }], true) => rtt(opts, addr).await,
             (_, true) => Err(invalid("--rtt needs an mqemu:// target")),
             (_, false) => {
