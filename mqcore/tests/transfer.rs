@@ -697,3 +697,23 @@ fn after_a_restart_an_expired_transactional_message_is_withdrawn_not_dropped() {
     );
     assert!(bodies(&b, ".\\private$\\orders").is_empty());
 }
+
+#[test]
+fn a_recoverable_message_sent_again_after_a_lost_answer_is_delivered_once() {
+    let a = qm_at(A);
+    let b = qm_at(B);
+    b.create_queue(".\\private$\\plain", QueueProps::default())
+        .unwrap();
+    for i in 0..3 {
+        a.send(
+            &remote(B, "plain"),
+            Message::new(format!("r{i}")).with_delivery(Delivery::Recoverable),
+            Tx::None,
+        )
+        .unwrap();
+    }
+    assert_eq!(pump_once(&a, &b, true), vec![Verdict::Accepted; 3]);
+    assert_eq!(pump_once(&a, &b, false), vec![Verdict::Duplicate; 3]);
+    assert_eq!(bodies(&b, ".\\private$\\plain"), ["r0", "r1", "r2"]);
+    assert_eq!(outgoing_len(&a), 0);
+}

@@ -255,11 +255,12 @@ fn show(c: &Conn, name: &str) -> mqemu::Result<()> {
     let client = c.client()?;
     let info = match client.queue_info(name) {
         Ok(info) => info,
-        // A queue on another computer: its outgoing queue here.
-        Err(e) if e.code() == ErrorCode::UnsupportedFormatnameOperation => {
+        // Perhaps a queue on another computer: its outgoing queue here.
+        Err(e) => {
             let key = name.to_ascii_lowercase();
             let found = client
-                .outgoing()?
+                .outgoing()
+                .unwrap_or_default()
                 .into_iter()
                 .find(|o| o.info.name.to_ascii_lowercase() == key);
             let Some(o) = found else { return Err(e) };
@@ -270,7 +271,6 @@ fn show(c: &Conn, name: &str) -> mqemu::Result<()> {
             }
             return Ok(());
         }
-        Err(e) => return Err(e),
     };
     if c.json {
         println!("{}", json!(info));
@@ -385,7 +385,9 @@ pub fn send(c: &Conn, a: SendArgs) -> mqemu::Result<()> {
         msg.delivery = mqemu::Delivery::Recoverable;
     }
     let tx = if a.tx { Tx::Single } else { Tx::None };
-    let id = c.client()?.send(&a.queue, msg, tx)?;
+    // The name goes to the server as given: a queue there, or one on another computer that the
+    // server forwards to (store-and-forward through its outgoing queue, as MSMQ does).
+    let id = c.client()?.send_through(&a.queue, msg, tx)?;
     if c.json {
         println!("{}", json!({ "id": id.to_string() }));
     } else {

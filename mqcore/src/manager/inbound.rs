@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::send::over_quota;
 use super::Inner;
 use crate::error::Result;
-use crate::message::{footprint, Message, MessageClass};
+use crate::message::{footprint, Message, MessageClass, MessageId};
 use crate::name::QueueName;
 use crate::persistence::record::InboundSequence;
 use crate::persistence::SeqState;
@@ -31,6 +31,49 @@ pub(crate) struct InboundSeq {
     pub(crate) state: SeqState,
     /// The LSN of the record that last moved `last` (0: none since start, or in memory).
     pub(crate) lsn: Lsn,
+    /// The latest non-transactional messages accepted, so that a resend after a cut connection
+    /// is recognized (in memory only: after a restart of the receiver a resend is delivered
+    /// again, which is what recoverable delivery allows).
+    pub(crate) recent: RecentIds,
+}
+
+/// How many non-transactional message ids a sequence remembers.
+const RECENT_IDS: usize = 65_536;
+
+/// A bounded map of message ids to what became of them (accepted, or refused with a class),
+/// oldest forgotten first.
+#[derive(Default)]
+pub(crate) struct RecentIds {
+    map: HashMap<MessageId, Option<MessageClass>>,
+    order: std::collections::VecDeque<MessageId>,
+}
+
+impl RecentIds {
+    /// What was answered for `id` before, if it is remembered.
+    fn get(&self, id: &MessageId) -> Option<Verdict> {
+        self.map.get(id).map(|refused| match refused {
+            Some(class) => Verdict::Rejected(*class),
+            None => Verdict::Duplicate,
+        })
+    }
+
+    /// Remembers the answer for `id`: `refused` with a class, or accepted.
+    fn insert(&mut self, id: MessageId, refused: Option<MessageClass>) {
+        if self.map.insert(id, refused).is_some() {
+            return;
+        }
+        if self.order.len() == RECENT_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+        self.order.push_back(id);
+    }
+
+    /// Forgets `id` (its step was not logged after all).
+    fn forget(&mut self, id: &MessageId) {
+        self.map.remove(id);
+    }
 }
 
 /// Every incoming sequence, by source queue manager and the sender's name for it.
@@ -65,6 +108,7 @@ impl Inner {
         let destination = QueueName::parse(sequence).ok().map(Arc::new);
         let mut eff = self.step();
         let mut staged_bytes = 0u64;
+        let mut remembered = Vec::new();
         let now = self.now();
         for Inbound { seq: number, msg } in items {
             if let Some(s) = number {
@@ -86,11 +130,21 @@ impl Inner {
                 verdicts.push(Verdict::Withdrawn);
                 continue;
             };
+            if number.is_none() {
+                if let Some(before) = seq.recent.get(&msg.id) {
+                    verdicts.push(before);
+                    continue;
+                }
+            }
             let refused = if allowed {
                 self.refusal(&target, &msg, staged_bytes)
             } else {
                 Some(MessageClass::NACK_ACCESS_DENIED)
             };
+            if number.is_none() {
+                seq.recent.insert(msg.id, refused);
+                remembered.push(msg.id);
+            }
             if let Some(class) = refused {
                 if let Some(s) = number {
                     rejected.push((s.n, class.0));
@@ -123,7 +177,15 @@ impl Inner {
             self.wait_durable(seq.lsn)?;
             0
         } else {
-            self.apply(eff)?
+            match self.apply(eff) {
+                Ok(lsn) => lsn,
+                Err(e) => {
+                    for id in &remembered {
+                        seq.recent.forget(id);
+                    }
+                    return Err(e);
+                }
+            }
         };
         if last != seq.state.last {
             seq.state.advance(last, &rejected);

@@ -82,7 +82,13 @@ impl Inner {
         {
             let mut inbound = self.lock_inbound();
             for (k, state) in std::mem::take(&mut rec.inbound) {
-                inbound.insert(k, super::inbound::InboundSeq { state, lsn: 0 });
+                inbound.insert(
+                    k,
+                    super::inbound::InboundSeq {
+                        state,
+                        ..Default::default()
+                    },
+                );
             }
         }
         for (at, last) in &rec.last_lookup {
