@@ -456,6 +456,9 @@ pub struct OutgoingView {
     pub info: OutgoingInfo,
     /// `PROPID_MGMT_QUEUE_STATE`: `CONNECTED`, `WAITING`, `ONHOLD`, `INACTIVE`...
     pub state: String,
+    /// Messages sent on the current connection and not yet answered (MSMQ's unacknowledged
+    /// count).
+    pub unacknowledged: usize,
     /// Resends since the last successful answer.
     pub resends: u32,
     /// Milliseconds until the next attempt, while waiting.

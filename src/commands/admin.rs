@@ -202,15 +202,16 @@ fn list_outgoing(c: &Conn) -> mqemu::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<48} {:<10} {:>8} {:>12} {:>7} {:>10}",
-        "OUTGOING QUEUE", "STATE", "MESSAGES", "BYTES", "RESENDS", "NEXT TRY"
+        "{:<48} {:<10} {:>8} {:>8} {:>12} {:>7} {:>10}",
+        "OUTGOING QUEUE", "STATE", "MESSAGES", "UNACKED", "BYTES", "RESENDS", "NEXT TRY"
     );
     for o in &list {
         println!(
-            "{:<48} {:<10} {:>8} {:>12} {:>7} {:>10}",
+            "{:<48} {:<10} {:>8} {:>8} {:>12} {:>7} {:>10}",
             o.info.name,
             o.state,
             o.info.messages,
+            o.unacknowledged,
             o.info.bytes,
             o.resends,
             o.next_attempt_ms
@@ -225,6 +226,7 @@ fn show_outgoing(o: &OutgoingView) {
     println!("host           {}", o.info.host);
     println!("state          {}", o.state);
     println!("messages       {}", o.info.messages);
+    println!("unacknowledged {}", o.unacknowledged);
     println!("bytes          {}", o.info.bytes);
     println!("acknowledged   {}", o.info.acked);
     println!("resends        {}", o.resends);

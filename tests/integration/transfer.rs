@@ -299,3 +299,69 @@ async fn connections_cut_mid_frame_lose_and_duplicate_nothing() {
     a.stop().await;
     b.stop().await;
 }
+
+/// An application on beta answers to the response queue on alpha, and beta's queue manager sends
+/// the arrival and receive acknowledgements back to alpha's admin queue: both travel through
+/// beta's own outgoing queue, so alpha's admin queue fills as it would on Windows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_and_responses_come_back_from_the_other_server() {
+    let port = free_port();
+    let a = Node::start("alpha", "127.0.0.2", port, &[]).await;
+    let b = Node::start("beta", "127.0.0.3", port, &[]).await;
+    b.qm.create_queue(ORDERS, tx_queue()).unwrap();
+    a.qm.create_queue(r".\private$\admin", QueueProps::default())
+        .unwrap();
+    a.qm.create_queue(r".\private$\replies", tx_queue())
+        .unwrap();
+    let admin = mqemu::QueueName::parse(r"DIRECT=TCP:127.0.0.2\private$\admin").unwrap();
+    let replies = mqemu::QueueName::parse(r"DIRECT=TCP:127.0.0.2\private$\replies").unwrap();
+    let acks =
+        mqemu::Acknowledge(mqemu::Acknowledge::POS_ARRIVAL.0 | mqemu::Acknowledge::POS_RECEIVE.0);
+    let msg = Message::new("question")
+        .with_acknowledge(admin, acks)
+        .with_response_queue(replies);
+    let sent =
+        a.qm.send(r"DIRECT=TCP:127.0.0.3\private$\orders", msg, Tx::Single)
+            .unwrap();
+    let qm = b.qm.clone();
+    tokio::task::spawn_blocking(move || {
+        // The application on beta: take the question, answer where it asks.
+        let q = qm
+            .receive(ORDERS, Duration::from_secs(20), Tx::Single)
+            .unwrap();
+        let reply_to = q.response_queue.clone().unwrap().to_string();
+        let answer = Message::new("answer").with_correlation_id(q.id());
+        qm.send(&reply_to, answer, Tx::Single).unwrap();
+    })
+    .await
+    .unwrap();
+    eventually_async("the answer reaches alpha", async || {
+        a.bodies(r".\private$\replies") == ["answer"]
+    })
+    .await;
+    let answer =
+        a.qm.receive(r".\private$\replies", Duration::ZERO, Tx::Single)
+            .unwrap();
+    assert_eq!(answer.correlation_id, Some(sent));
+    eventually_async("both acknowledgements reach alpha", async || {
+        a.qm.open(r".\private$\admin").unwrap().len().unwrap() == 2
+    })
+    .await;
+    let classes: Vec<mqemu::MessageClass> =
+        a.qm.open(r".\private$\admin")
+            .unwrap()
+            .messages()
+            .unwrap()
+            .iter()
+            .map(|m| m.class())
+            .collect();
+    assert_eq!(
+        classes,
+        [
+            mqemu::MessageClass::ACK_REACH_QUEUE,
+            mqemu::MessageClass::ACK_RECEIVE
+        ]
+    );
+    a.stop().await;
+    b.stop().await;
+}

@@ -28,6 +28,8 @@ struct Status {
     /// When the next attempt is due, while waiting.
     next_attempt: Option<Instant>,
     last_error: Option<String>,
+    /// Messages sent and not yet answered, by outgoing queue (its sequence name, lower case).
+    unacked: HashMap<String, usize>,
 }
 
 /// A destination host and its task's state.
@@ -70,9 +72,15 @@ impl Link {
         } else {
             "INACTIVE"
         };
+        let unacknowledged = st
+            .unacked
+            .get(&info.name.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(0);
         OutgoingView {
             info,
             state: state.to_owned(),
+            unacknowledged,
             resends: st.failures,
             next_attempt_ms: st
                 .next_attempt
@@ -88,6 +96,7 @@ pub(super) fn idle_view(info: OutgoingInfo) -> OutgoingView {
     OutgoingView {
         info,
         state: state.to_owned(),
+        unacknowledged: 0,
         resends: 0,
         next_attempt_ms: None,
         last_error: None,
@@ -141,7 +150,11 @@ impl Task {
                         st.next_attempt = None;
                     }
                     let end = self.session(&client).await;
-                    self.link.status().connected = false;
+                    let mut st = self.link.status();
+                    st.connected = false;
+                    // What was in flight is sent again by the next session.
+                    st.unacked.clear();
+                    drop(st);
                     end
                 }
                 Err(e) => End::Failed(e),
@@ -242,7 +255,8 @@ impl Task {
                     continue;
                 }
                 idle_round = 0;
-                let sent = batch.iter().map(|b| (b.lookup, b.seq)).collect();
+                let sent: Vec<(u64, Option<Seq>)> =
+                    batch.iter().map(|b| (b.lookup, b.seq)).collect();
                 let items = batch
                     .into_iter()
                     .map(|b| Inbound {
@@ -257,6 +271,12 @@ impl Task {
                     items,
                 };
                 let c = client.clone();
+                *self
+                    .link
+                    .status()
+                    .unacked
+                    .entry(q.sequence().to_ascii_lowercase())
+                    .or_default() += sent.len();
                 flight.push_back(InFlight {
                     queue: q.clone(),
                     sent,
@@ -284,6 +304,14 @@ impl Task {
             tokio::select! {
                 answer = &mut front.answer => {
                     let f = flight.pop_front().expect("looked at");
+                    if let Some(n) = self
+                        .link
+                        .status()
+                        .unacked
+                        .get_mut(&f.queue.sequence().to_ascii_lowercase())
+                    {
+                        *n = n.saturating_sub(f.sent.len());
+                    }
                     let reply = match answer {
                         Ok(Ok(r)) => r,
                         Ok(Err(e)) => return abort(flight, End::Failed(e)),

@@ -111,17 +111,20 @@ struct Service {
 }
 
 impl TransferService {
-    /// Starts the service on the current tokio runtime: a link for every host that has messages
-    /// waiting, and one for each host that gets some later.
+    /// Starts the service: a link for every host that has messages waiting, and one for each
+    /// host that gets some later. The links run on a thread of their own (a current-thread
+    /// runtime), so a server busy taking sends does not starve the delivery of what it took:
+    /// the operating system shares the CPU between the two.
     pub fn start(qm: QueueManager, config: TransferConfig) -> TransferService {
         let (stop, _) = watch::channel(false);
+        let runtime = links_runtime(stop.subscribe());
         let service = TransferService {
             inner: Arc::new(Service {
                 qm: qm.clone(),
                 config,
                 links: Mutex::default(),
                 stop,
-                runtime: tokio::runtime::Handle::current(),
+                runtime,
             }),
         };
         let weak = Arc::downgrade(&service.inner);
@@ -197,6 +200,26 @@ pub fn outgoing_without_service(qm: &QueueManager) -> Vec<OutgoingView> {
         .into_iter()
         .map(|o| link::idle_view(o.info()))
         .collect()
+}
+
+/// Starts the links' thread and its runtime; both end when `stop` turns true.
+fn links_runtime(mut stop: watch::Receiver<bool>) -> tokio::runtime::Handle {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime starts");
+    let handle = rt.handle().clone();
+    std::thread::Builder::new()
+        .name("mqemu-transfer".to_owned())
+        .spawn(move || {
+            rt.block_on(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
+            // Links still running end with the runtime.
+            rt.shutdown_timeout(Duration::from_secs(1));
+        })
+        .expect("the transfer thread starts");
+    handle
 }
 
 impl Drop for Service {
