@@ -19,7 +19,8 @@ pub const QUEUE: &str = r".\private$\kill";
 /// How long a worker runs if nobody kills it: every load loop is bounded.
 const MAX_RUN: Duration = Duration::from_secs(60);
 
-fn say(line: String) {
+/// Writes one report line (the kill tests' workers share this protocol's framing).
+pub(super) fn say(line: String) {
     // One write per line under the stdout lock: lines never interleave, and a line that reached
     // the reader was written after the event it reports.
     let mut out = std::io::stdout().lock();

@@ -8,20 +8,15 @@
 //! (its server died during the commit) may or may not be delivered, but a number is never sent
 //! twice, so a duplicate delivery is always the system's fault.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use mqemu::{Message, Result};
 use mqnet::{BlockingClient, ClientOptions};
 
+use super::crash_worker::say;
+
 /// How long a worker keeps trying if its servers never come back: every load loop is bounded.
 const MAX_RUN: Duration = Duration::from_secs(600);
-
-fn say(line: String) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
 
 /// What the transfer kill test starts a worker with.
 #[derive(clap::Args, Debug)]

@@ -586,13 +586,7 @@ rules = ["log"]
 #[test]
 fn the_readmes_two_servers_exchange_a_transactional_message() {
     let dir = tempfile::tempdir().unwrap();
-    let port = loop {
-        let probe = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
-        let port = probe.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.3", port)).is_ok() {
-            break port;
-        }
-    };
+    let port = crate::support::free_port();
     let alpha = Serve::start_on(
         dir.path(),
         &format!("127.0.0.2:{port}"),

@@ -25,3 +25,19 @@ pub async fn eventually_async(what: &str, mut done: impl AsyncFnMut() -> bool) {
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// A port free on 127.0.0.2, 127.0.0.3 and 127.0.0.4 at once: queue managers on one machine each
+/// bind their own address on the same port, as MSMQ binds 1801 on every host.
+pub fn free_port() -> u16 {
+    'search: for _ in 0..50 {
+        let probe = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        for ip in ["127.0.0.3", "127.0.0.4"] {
+            if std::net::TcpListener::bind((ip, port)).is_err() {
+                continue 'search;
+            }
+        }
+        return port;
+    }
+    panic!("no port free on 127.0.0.2-4");
+}

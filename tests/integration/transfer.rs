@@ -2,7 +2,7 @@
 //! as MSMQ binds 1801 on every host): delivery in order, a destination that is down and comes
 //! back, pause and resume through management, and connections cut mid-frame by the fault proxy.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,24 +11,9 @@ use mqemu::{Message, QueueManager, QueueProps, Tx};
 use mqnet::proto::OutgoingAction;
 use mqnet::{Client, Server, ServerConfig, Stopper, TransferConfig, TransferService};
 
-use crate::support::{eventually, eventually_async};
+use crate::support::{eventually, eventually_async, free_port};
 
 const ORDERS: &str = r".\private$\orders";
-
-/// A port free on every address these tests use.
-fn free_port() -> u16 {
-    'search: for _ in 0..50 {
-        let probe = TcpListener::bind("127.0.0.2:0").unwrap();
-        let port = probe.local_addr().unwrap().port();
-        for ip in ["127.0.0.3", "127.0.0.4"] {
-            if TcpListener::bind((ip, port)).is_err() {
-                continue 'search;
-            }
-        }
-        return port;
-    }
-    panic!("no port free on 127.0.0.2-4");
-}
 
 fn transfer_config(port: u16) -> TransferConfig {
     TransferConfig {

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use mqemu::testing::{Direction, FaultyProxy};
 use mqemu::QueueManager;
 use mqnet::BlockingClient;
+
+use crate::support::free_port;
 
 const ORDERS: &str = r".\private$\orders";
 const PLAIN: &str = r".\private$\plain";
@@ -42,20 +44,6 @@ fn next(state: &mut u64) -> u64 {
     *state ^= *state >> 7;
     *state ^= *state << 17;
     *state
-}
-
-fn free_port() -> u16 {
-    'search: for _ in 0..50 {
-        let probe = TcpListener::bind("127.0.0.2:0").unwrap();
-        let port = probe.local_addr().unwrap().port();
-        for ip in ["127.0.0.3", "127.0.0.4"] {
-            if TcpListener::bind((ip, port)).is_err() {
-                continue 'search;
-            }
-        }
-        return port;
-    }
-    panic!("no port free on 127.0.0.2-4");
 }
 
 /// One `mqemu serve` process and how to start it again.

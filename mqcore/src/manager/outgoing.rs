@@ -16,7 +16,7 @@ use crate::queue::outgoing::Outgoing;
 use crate::queue::store::{LookupId, Store};
 use crate::queue::Opened;
 use crate::transfer::{Outbound, Reply, SendCursor, Seq, Verdict};
-use crate::tx::{Dest, StagedSend, Tx, TxKind};
+use crate::tx::{Dest, StagedSend, Tx};
 
 impl Inner {
     /// What a name on another computer opens: its outgoing queue, created on first use. Only a
@@ -134,15 +134,7 @@ impl Inner {
             Tx::None => {
                 self.run(|eff| eff.put_outgoing(out, msg))?;
             }
-            Tx::Single => {
-                let t = self.begin(TxKind::Internal);
-                self.stage_remote(out, msg, &t)?;
-                t.commit()?;
-            }
-            Tx::In(t) => {
-                self.check_own_tx(t)?;
-                self.stage_remote(out, msg, t)?;
-            }
+            tx => self.in_tx(tx, |t| self.stage_remote(out, msg, t))?,
         }
         Ok(id)
     }
@@ -156,29 +148,12 @@ impl Inner {
         msgs: Vec<Message>,
         tx: Tx<'_>,
     ) -> Vec<Result<MessageId>> {
+        if let Tx::Single = tx {
+            return self.single_runs(msgs, |m, t| self.send_remote(out, m, Tx::In(t)));
+        }
         let mut results = Vec::with_capacity(msgs.len());
-        let mut msgs = msgs.into_iter().peekable();
+        let msgs = msgs.into_iter();
         match tx {
-            Tx::Single => {
-                while let Some(first) = msgs.next() {
-                    let limits = (first.time_to_reach_queue, first.time_to_be_received);
-                    let t = self.begin(TxKind::Internal);
-                    let start = results.len();
-                    results.push(self.send_remote(out, first, Tx::In(&t)));
-                    while let Some(m) =
-                        msgs.next_if(|m| (m.time_to_reach_queue, m.time_to_be_received) == limits)
-                    {
-                        results.push(self.send_remote(out, m, Tx::In(&t)));
-                    }
-                    if let Err(e) = t.commit() {
-                        for r in &mut results[start..] {
-                            if r.is_ok() {
-                                *r = Err(e.clone());
-                            }
-                        }
-                    }
-                }
-            }
             Tx::None => {
                 let mut stamped = Vec::new();
                 for msg in msgs {
@@ -203,7 +178,7 @@ impl Inner {
                     }
                 }
             }
-            Tx::In(_) => results.extend(msgs.map(|m| self.send_remote(out, m, tx))),
+            Tx::In(_) | Tx::Single => results.extend(msgs.map(|m| self.send_remote(out, m, tx))),
         }
         results
     }

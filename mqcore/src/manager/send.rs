@@ -38,17 +38,29 @@ impl Inner {
         let id = msg.id;
         match tx {
             Tx::None => self.arrive(q, msg, quota)?,
-            Tx::Single => {
-                let t = self.begin(TxKind::Internal);
-                self.stage(q, msg, &t)?;
-                t.commit()?;
-            }
-            Tx::In(t) => {
-                self.check_own_tx(t)?;
-                self.stage(q, msg, t)?;
-            }
+            tx => self.in_tx(tx, |t| self.stage(q, msg, t))?,
         }
         Ok(id)
+    }
+
+    /// Runs `stage` in `tx`'s transaction: a new internal one, committed at once, for
+    /// `Tx::Single`; the caller's own for `Tx::In`.
+    pub(super) fn in_tx(
+        self: &Arc<Self>,
+        tx: Tx<'_>,
+        stage: impl FnOnce(&Transaction) -> Result<()>,
+    ) -> Result<()> {
+        match tx {
+            Tx::In(t) => {
+                self.check_own_tx(t)?;
+                stage(t)
+            }
+            _ => {
+                let t = self.begin(TxKind::Internal);
+                stage(&t)?;
+                t.commit()
+            }
+        }
     }
 
     /// [`Queue::send_batch`]: runs of recoverable non-transactional messages share one logged
@@ -61,29 +73,12 @@ impl Inner {
         msgs: Vec<Message>,
         tx: Tx<'_>,
     ) -> Vec<Result<MessageId>> {
+        if let Tx::Single = tx {
+            return self.single_runs(msgs, |m, t| self.send(q, m, Tx::In(t)));
+        }
         let mut out = Vec::with_capacity(msgs.len());
-        let mut msgs = msgs.into_iter().peekable();
+        let msgs = msgs.into_iter();
         match tx {
-            Tx::Single => {
-                while let Some(first) = msgs.next() {
-                    let limits = (first.time_to_reach_queue, first.time_to_be_received);
-                    let t = self.begin(TxKind::Internal);
-                    let start = out.len();
-                    out.push(self.send(q, first, Tx::In(&t)));
-                    while let Some(m) =
-                        msgs.next_if(|m| (m.time_to_reach_queue, m.time_to_be_received) == limits)
-                    {
-                        out.push(self.send(q, m, Tx::In(&t)));
-                    }
-                    if let Err(e) = t.commit() {
-                        for r in &mut out[start..] {
-                            if r.is_ok() {
-                                *r = Err(e.clone());
-                            }
-                        }
-                    }
-                }
-            }
             Tx::None if self.durable.is_some() => {
                 // Recoverable messages wait in `run` until an express one (which is not
                 // logged) or the end, so the order of arrival is the order of sending.
@@ -118,6 +113,38 @@ impl Inner {
                 self.arrive_logged(q, &mut run, &mut out);
             }
             _ => out.extend(msgs.map(|m| self.send(q, m, tx))),
+        }
+        out
+    }
+
+    /// Sends `msgs` as single-message transactions (`Tx::Single`), runs of equal time limits
+    /// sharing one internal transaction (a transaction gives all its messages its first
+    /// message's limits, so only equal ones can share): `send` stages one message in one. A
+    /// failed commit fails every message of its run.
+    pub(super) fn single_runs(
+        self: &Arc<Self>,
+        msgs: Vec<Message>,
+        mut send: impl FnMut(Message, &Transaction) -> Result<MessageId>,
+    ) -> Vec<Result<MessageId>> {
+        let mut out = Vec::with_capacity(msgs.len());
+        let mut msgs = msgs.into_iter().peekable();
+        while let Some(first) = msgs.next() {
+            let limits = (first.time_to_reach_queue, first.time_to_be_received);
+            let t = self.begin(TxKind::Internal);
+            let start = out.len();
+            out.push(send(first, &t));
+            while let Some(m) =
+                msgs.next_if(|m| (m.time_to_reach_queue, m.time_to_be_received) == limits)
+            {
+                out.push(send(m, &t));
+            }
+            if let Err(e) = t.commit() {
+                for r in &mut out[start..] {
+                    if r.is_ok() {
+                        *r = Err(e.clone());
+                    }
+                }
+            }
         }
         out
     }

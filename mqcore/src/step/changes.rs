@@ -88,6 +88,11 @@ impl Step {
     ) {
         let mut msg = msg.into();
         msg.lookup_id = store.reserve_lookup();
+        self.put_reserved(store, msg, refused);
+    }
+
+    /// Puts `msg`, whose lookup id in `store` is reserved, once the step is logged.
+    fn put_reserved(&mut self, store: &Arc<Store>, mut msg: Box<Message>, refused: MessageClass) {
         msg.lsn = 0;
         let logged = self.durable && msg.delivery == Delivery::Recoverable;
         if logged {
@@ -123,25 +128,7 @@ impl Step {
         let expires = crate::queue::outgoing::deadline(&msg).map(|(at, _)| at);
         let (lookup, pending) = out.reserve(expires);
         msg.lookup_id = lookup;
-        msg.lsn = 0;
-        let logged = self.durable && msg.delivery == Delivery::Recoverable;
-        if logged {
-            record::push(
-                &mut self.ops,
-                &OpRef::Put {
-                    at: &out.store.id,
-                    msg: &msg,
-                },
-            );
-            self.keeps += 1;
-            self.kept_bytes += logged_size(&msg);
-        }
-        self.puts.push(Put {
-            store: out.store.clone(),
-            msg,
-            logged,
-            refused: MessageClass::NACK_BAD_DST_Q,
-        });
+        self.put_reserved(&out.store, msg, MessageClass::NACK_BAD_DST_Q);
         self.pending.push(pending);
     }
 

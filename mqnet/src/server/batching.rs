@@ -179,13 +179,8 @@ impl Session {
                     queue,
                     items,
                 } => {
-                    // A destination this connection may not send to refuses every message
-                    // with NACK_ACCESS_DENIED (the number is consumed: later ones go on).
-                    let allowed = self.check(Right::Send, &queue).is_ok();
-                    let qm = self.shared.qm.clone();
                     let (result, logged) = mqcore::step::deferred::collect(|| {
-                        qm.transfer()
-                            .accept(source, &sequence, &queue, allowed, items)
+                        self.accept_transfer(source, &sequence, &queue, items)
                     });
                     let reply = match result {
                         Ok(r) => Response::Transferred(r),

@@ -295,6 +295,22 @@ impl Session {
         }
     }
 
+    /// Takes a transferred batch. A destination this connection may not send to refuses every
+    /// message with NACK_ACCESS_DENIED (the numbers are consumed: later ones go on).
+    pub(super) fn accept_transfer(
+        &self,
+        source: uuid::Uuid,
+        sequence: &str,
+        queue: &str,
+        items: Vec<mqcore::transfer::Inbound>,
+    ) -> Result<mqcore::transfer::Reply, Error> {
+        let allowed = self.check(Right::Send, queue).is_ok();
+        self.shared
+            .qm
+            .transfer()
+            .accept(source, sequence, queue, allowed, items)
+    }
+
     fn stats(&self) -> Stats {
         let qm = &self.shared.qm;
         let queues = qm.queues();
