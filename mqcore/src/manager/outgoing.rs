@@ -128,7 +128,7 @@ impl Inner {
         tx: Tx<'_>,
     ) -> Result<MessageId> {
         msg.validate()?;
-        let msg = self.stamp_remote(out, msg, tx.is_transactional());
+        let msg = self.stamp_as_sent(msg, out.name.clone(), tx.is_transactional());
         let id = msg.id;
         match tx {
             Tx::None => {
@@ -159,7 +159,7 @@ impl Inner {
                 for msg in msgs {
                     match msg.validate() {
                         Ok(()) => {
-                            let msg = self.stamp_remote(out, msg, false);
+                            let msg = self.stamp_as_sent(msg, out.name.clone(), false);
                             results.push(Ok(msg.id));
                             stamped.push((results.len() - 1, msg));
                         }
@@ -181,21 +181,6 @@ impl Inner {
             Tx::In(_) | Tx::Single => results.extend(msgs.map(|m| self.send_remote(out, m, tx))),
         }
         results
-    }
-
-    fn stamp_remote(&self, out: &Outgoing, mut msg: Message, transactional: bool) -> Message {
-        msg.id = self.next_id();
-        msg.class = MessageClass::NORMAL;
-        msg.sent_time = self.now();
-        msg.arrived_time = Default::default();
-        msg.source_machine = self.guid;
-        msg.destination = Some(out.name.clone());
-        msg.lookup_id = 0;
-        msg.abort_count = 0;
-        msg.move_count = 0;
-        msg.lsn = 0;
-        msg.transactional = transactional;
-        msg
     }
 
     fn stage_remote(

@@ -182,7 +182,7 @@ impl Inner {
     pub(super) fn stamp(
         self: &Arc<Self>,
         q: &Arc<QueueInner>,
-        mut msg: Message,
+        msg: Message,
         in_tx: bool,
     ) -> Result<(Message, Option<u32>)> {
         q.check_live()?;
@@ -202,13 +202,26 @@ impl Inner {
             };
             return Err(Error::new(ErrorCode::TransactionUsage, detail));
         }
-        let now = self.now();
+        Ok((
+            self.stamp_as_sent(msg, q.path.clone(), transactional),
+            quota,
+        ))
+    }
+
+    /// What the queue manager sets on every message it sends, to a queue here or on another
+    /// computer: id, class, times, source, destination, and counters from any earlier life.
+    pub(super) fn stamp_as_sent(
+        &self,
+        mut msg: Message,
+        destination: Arc<crate::name::QueueName>,
+        transactional: bool,
+    ) -> Message {
         msg.id = self.next_id();
         msg.class = MessageClass::NORMAL;
-        msg.sent_time = now;
+        msg.sent_time = self.now();
         msg.arrived_time = Timestamp::default();
         msg.source_machine = self.guid;
-        msg.destination = Some(q.path.clone());
+        msg.destination = Some(destination);
         msg.lookup_id = 0;
         msg.abort_count = 0;
         msg.move_count = 0;
@@ -216,7 +229,7 @@ impl Inner {
         // is in no log record until its send is logged.
         msg.lsn = 0;
         msg.transactional = transactional;
-        Ok((msg, quota))
+        msg
     }
 
     /// Applies MSMQ's transactional coercions and stages the message in `t`.
