@@ -147,7 +147,7 @@ impl Outgoing {
         (
             lookup,
             Pending {
-                queue: self.clone(),
+                queue: Some(self.clone()),
                 lookup,
             },
         )
@@ -157,7 +157,7 @@ impl Outgoing {
     pub(crate) fn hold(self: &Arc<Self>, lookup: LookupId) -> Pending {
         self.state().pending.insert(lookup);
         Pending {
-            queue: self.clone(),
+            queue: Some(self.clone()),
             lookup,
         }
     }
@@ -179,20 +179,28 @@ impl Outgoing {
 
 /// A reserved lookup id of an outgoing store whose message is not in the store yet.
 pub(crate) struct Pending {
-    queue: Arc<Outgoing>,
+    /// `None` once released.
+    queue: Option<Arc<Outgoing>>,
     lookup: LookupId,
 }
 
 impl Pending {
-    /// The outgoing queue it reserved in.
-    pub(crate) fn queue(&self) -> &Arc<Outgoing> {
-        &self.queue
+    /// Lets go of the number once its message is in the store, and gives back its queue: the
+    /// publisher tells each queue once per step, not once per message.
+    pub(crate) fn release(mut self) -> Arc<Outgoing> {
+        let queue = self.queue.take().expect("released once");
+        queue.state().pending.remove(&self.lookup);
+        queue
     }
 }
 
+/// A step dropped unpublished lets go of its numbers too, and says so: messages behind them may
+/// be sendable now.
 impl Drop for Pending {
     fn drop(&mut self) {
-        self.queue.state().pending.remove(&self.lookup);
-        self.queue.notify();
+        if let Some(queue) = self.queue.take() {
+            queue.state().pending.remove(&self.lookup);
+            queue.notify();
+        }
     }
 }

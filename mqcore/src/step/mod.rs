@@ -148,17 +148,20 @@ impl Inner {
                 }
             }
         }
-        // After the inserts: the transfer task may now send past these messages' numbers.
-        let mut timed: Vec<Arc<crate::queue::outgoing::Outgoing>> = Vec::new();
-        for p in &eff.pending {
-            let q = p.queue();
-            if !q.state().deadlines.is_empty() && !timed.iter().any(|t| Arc::ptr_eq(t, q)) {
-                timed.push(q.clone());
+        // After the inserts: the transfer task may now send past these messages' numbers. Each
+        // outgoing queue is told once for the step, and its expiry timer set once.
+        let mut touched: Vec<Arc<crate::queue::outgoing::Outgoing>> = Vec::new();
+        for p in eff.pending {
+            let q = p.release();
+            if !touched.iter().any(|t| Arc::ptr_eq(t, &q)) {
+                touched.push(q);
             }
         }
-        drop(eff.pending);
-        for q in timed {
-            self.arm_outgoing(&q);
+        for q in touched {
+            q.notify();
+            if !q.state().deadlines.is_empty() {
+                self.arm_outgoing(&q);
+            }
         }
         for q in tidy {
             q.tidy_subqueues();
