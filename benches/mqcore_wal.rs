@@ -31,6 +31,7 @@ fn open_wal(name: &str) -> Wal {
     let disk: Arc<dyn Disk> = Arc::new(FileDisk);
     let options = WalOptions {
         segment_size: 256 * 1024 * 1024,
+        ..WalOptions::default()
     };
     Wal::open(disk, &bench_dir(name), 1, Box::new(|| Ok(1)), options)
         .expect("open the log")

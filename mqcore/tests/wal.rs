@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
+use mqcore::storage::wal::LeaseCheck;
 use mqcore::storage::{Disk, DiskFile, FileDisk, Record, SimDisk, Wal, WalError, WalOptions};
 use tempfile::TempDir;
 
@@ -21,7 +22,16 @@ fn fixed_epoch(epoch: u64) -> mqcore::storage::wal::EpochCheck {
 
 fn open(disk: &SimDisk, segment_size: u64) -> Result<(Wal, Vec<Record>), WalError> {
     let disk: Arc<dyn Disk> = Arc::new(disk.clone());
-    Wal::open(disk, &dir(), 1, fixed_epoch(1), WalOptions { segment_size })
+    Wal::open(
+        disk,
+        &dir(),
+        1,
+        fixed_epoch(1),
+        WalOptions {
+            segment_size,
+            ..WalOptions::default()
+        },
+    )
 }
 
 /// The payload of the i-th record of the workload: sizes vary so batches straddle segments.
@@ -179,6 +189,7 @@ fn a_fenced_writer_writes_nothing_and_fails_every_commit() {
         check,
         WalOptions {
             segment_size: 1 << 20,
+            ..WalOptions::default()
         },
     )
     .unwrap();
@@ -200,6 +211,47 @@ fn a_fenced_writer_writes_nothing_and_fails_every_commit() {
     let (_, recovered) = open(&disk, 1 << 20).unwrap();
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0].epoch, 1);
+}
+
+/// A lease that runs out while a batch is being synced: the batch is on disk, but its committer
+/// is not told it is durable, and nothing is written after it.
+#[test]
+fn a_writer_whose_lease_ran_out_acknowledges_nothing_more() {
+    let disk = SimDisk::new();
+    // Asked before and after each batch: the first batch sees it valid twice, the second
+    // batch once before its write and no more after its sync.
+    let asked = Arc::new(AtomicU64::new(0));
+    let lease = {
+        let asked = asked.clone();
+        LeaseCheck(Arc::new(move || asked.fetch_add(1, Ordering::SeqCst) < 3))
+    };
+    let shared: Arc<dyn Disk> = Arc::new(disk.clone());
+    let (wal, _) = Wal::open(
+        shared,
+        &dir(),
+        1,
+        fixed_epoch(1),
+        WalOptions {
+            segment_size: 1 << 20,
+            lease: Some(lease),
+        },
+    )
+    .unwrap();
+    wal.append(1, b"acknowledged").unwrap();
+    match wal.append(1, b"synced, never acknowledged") {
+        Err(WalError::LeaseLost) => {}
+        other => panic!("expected LeaseLost, got {other:?}"),
+    }
+    let after_lapse = disk.read_file(&only_segment(&disk)).unwrap();
+    match wal.append(1, b"never written") {
+        Err(WalError::LeaseLost) => {}
+        other => panic!("expected LeaseLost, got {other:?}"),
+    }
+    assert_eq!(disk.read_file(&only_segment(&disk)).unwrap(), after_lapse);
+    drop(wal);
+    let (_, recovered) = open(&disk, 1 << 20).unwrap();
+    let data: Vec<&[u8]> = recovered.iter().map(|r| &r.data[..]).collect();
+    assert_eq!(data, [&b"acknowledged"[..], b"synced, never acknowledged"]);
 }
 
 /// What a [`Gate`] has seen of the files of its disk.
@@ -350,6 +402,7 @@ fn concurrent_committers_share_syncs_on_a_real_disk() {
         fixed_epoch(1),
         WalOptions {
             segment_size: 1 << 20,
+            ..WalOptions::default()
         },
     )
     .unwrap();
@@ -408,6 +461,7 @@ fn open_real(dir: &Path) -> (Wal, Vec<Record>) {
         fixed_epoch(1),
         WalOptions {
             segment_size: 1 << 20,
+            ..WalOptions::default()
         },
     )
     .unwrap()

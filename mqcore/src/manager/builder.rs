@@ -19,7 +19,7 @@ use crate::queue::cold::ColdSource;
 use crate::queue::store::Store;
 use crate::storage::catalog::{CatalogStore, MemCatalog, SledCatalog};
 use crate::storage::storage_dir;
-use crate::storage::wal::{Wal, WalError, WalOptions};
+use crate::storage::wal::{LeaseCheck, Wal, WalError, WalOptions};
 use crate::storage::{Disk, FileDisk, Ownership, OwnershipError};
 use crate::timer::Timer;
 use crate::tx::{Coordinator, LocalCoordinator};
@@ -85,6 +85,7 @@ pub struct Builder {
     addresses: Vec<String>,
     hosts: HashMap<String, String>,
     max_message_bytes: usize,
+    lease: Option<LeaseCheck>,
 }
 
 /// An address as names compare it: lower case, without the brackets of an IPv6 literal.
@@ -109,6 +110,7 @@ impl Builder {
             addresses: Vec::new(),
             hosts: HashMap::new(),
             max_message_bytes: crate::message::MAX_BODY_LEN,
+            lease: None,
         }
     }
 
@@ -173,6 +175,15 @@ impl Builder {
     /// The transaction coordinator for external transactions; default an always-available one.
     pub fn coordinator(mut self, coordinator: Arc<dyn Coordinator>) -> Builder {
         self.coordinator = coordinator;
+        self
+    }
+
+    /// The lease under which this process owns a shared storage directory (a cluster's virtual
+    /// server): a durable change is acknowledged, and a catalog write made, only while `valid`
+    /// returns true, asked after the change is synced. Once it returns false the queue manager
+    /// acknowledges nothing more (`MQ_ERROR_SERVICE_NOT_AVAILABLE`). Default: no lease.
+    pub fn lease(mut self, valid: Arc<dyn Fn() -> bool + Send + Sync>) -> Builder {
+        self.lease = Some(LeaseCheck(valid));
         self
     }
 
@@ -267,6 +278,7 @@ impl Builder {
         let options_size = self.segment_size;
         let options = WalOptions {
             segment_size: self.segment_size,
+            lease: self.lease.clone(),
         };
         let mut replay = Replay::new(guid, options_size);
         let mut failed = None;
@@ -287,7 +299,7 @@ impl Builder {
         .map_err(|e| failed.take().unwrap_or_else(|| storage_error(e)))?;
         let (recovered, live) = replay.finish();
         let cold: Arc<dyn ColdSource> = Arc::new(LogSource::new(wal.reader(), self.cache_size));
-        let durable = Persistence::new(wal, catalog, owner, options_size, live);
+        let durable = Persistence::new(wal, catalog, owner, self.lease.clone(), options_size, live);
         let inner = self.start(name, guid, Some(durable), Some(cold));
         inner.recover(recovered)?;
         Ok(QueueManager { inner })

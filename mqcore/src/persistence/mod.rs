@@ -19,13 +19,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::storage::catalog::CatalogStore;
-use crate::storage::wal::{Lsn, Wal, WalError};
+use crate::storage::wal::{LeaseCheck, Lsn, Wal, WalError};
 use crate::storage::Ownership;
 
 /// Maps a log failure to what MSMQ callers see.
 pub(crate) fn storage_error(e: WalError) -> Error {
     match e {
-        WalError::Fenced { .. } => Error::new(
+        WalError::Fenced { .. } | WalError::LeaseLost => Error::new(
             ErrorCode::ServiceNotAvailable,
             format!("storage fenced: another node owns this queue manager now ({e})"),
         ),
@@ -38,6 +38,7 @@ pub(crate) struct Persistence {
     pub(crate) wal: Wal,
     pub(crate) catalog: Arc<dyn CatalogStore>,
     owner: Ownership,
+    lease: Option<LeaseCheck>,
     /// What the records keep alive, by bucket of records.
     live: Mutex<Live>,
     /// Approximate log bytes of every live message: compaction keeps the log within a small
@@ -58,6 +59,7 @@ impl Persistence {
         wal: Wal,
         catalog: Arc<dyn CatalogStore>,
         owner: Ownership,
+        lease: Option<LeaseCheck>,
         segment_size: u64,
         live: Live,
     ) -> Persistence {
@@ -65,6 +67,7 @@ impl Persistence {
             wal,
             catalog,
             owner,
+            lease,
             live: Mutex::new(live),
             live_bytes: AtomicU64::new(0),
             segment_size,
@@ -75,6 +78,9 @@ impl Persistence {
     /// Fails with `MQ_ERROR_SERVICE_NOT_AVAILABLE` if another owner raised the epoch: the
     /// catalog's writes get the same fencing as the log's.
     pub(crate) fn check_owner(&self) -> Result<()> {
+        if self.lease.as_ref().is_some_and(|l| !(l.0)()) {
+            return Err(storage_error(WalError::LeaseLost));
+        }
         let ours = self.owner.epoch();
         let theirs = (self.owner.epoch_check())().map_err(|e| {
             Error::new(

@@ -181,7 +181,10 @@ mod tests {
         let dir = Path::new("/vs1/msmq/storage");
         let owner = Ownership::acquire(disk.clone(), dir).unwrap();
         let wal_dir = dir.join("wal");
-        let options = WalOptions { segment_size: 4096 };
+        let options = WalOptions {
+            segment_size: 4096,
+            ..WalOptions::default()
+        };
         let (wal, _) = Wal::open(
             disk.clone(),
             &wal_dir,

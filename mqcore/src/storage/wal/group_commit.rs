@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 use super::format::{count_records, first_lsn_of, HEADER_LEN};
 use super::reader::{Mark, MARK_EVERY};
 use super::segments::Tail;
-use super::{EpochCheck, Lsn, WalError, WalStats};
+use super::{EpochCheck, LeaseCheck, Lsn, WalError, WalStats};
 use crate::storage::disk::{Disk, DiskFile};
 
 pub(super) struct Shared {
@@ -68,6 +68,7 @@ pub(super) struct State {
 #[derive(Debug, Clone)]
 pub(super) enum Failure {
     Fenced { ours: u64, theirs: u64 },
+    LeaseLost,
     Other(String),
 }
 
@@ -78,6 +79,7 @@ impl Failure {
                 ours: *ours,
                 theirs: *theirs,
             },
+            Failure::LeaseLost => WalError::LeaseLost,
             Failure::Other(why) => WalError::Poisoned(why.clone()),
         }
     }
@@ -209,6 +211,7 @@ pub(super) struct Writer {
     pub(super) dir: PathBuf,
     pub(super) epoch: u64,
     pub(super) epoch_check: EpochCheck,
+    pub(super) lease: Option<LeaseCheck>,
     pub(super) segment_size: u64,
     pub(super) tail: Tail,
     pub(super) shared: Arc<Shared>,
@@ -283,6 +286,7 @@ impl Writer {
 
     /// Writes and syncs one batch; returns how many records it held.
     fn write_batch(&mut self, batch: &[u8]) -> Result<u64, Failure> {
+        self.check_lease()?;
         let theirs = (self.epoch_check)().map_err(|e| Failure::Other(e.to_string()))?;
         if theirs != self.epoch {
             return Err(Failure::Fenced {
@@ -301,6 +305,9 @@ impl Writer {
             .write_at(batch, self.tail.offset)
             .map_err(io)?;
         self.tail.file.sync_data().map_err(io)?;
+        // Durable, but acknowledged only if the lease still holds now: a challenger waits the
+        // lease out before it reads the log, so what we acknowledge was synced before it read.
+        self.check_lease()?;
         let at = self.tail.offset;
         self.tail.offset += batch.len() as u64;
         self.prepare_spare();
@@ -313,5 +320,12 @@ impl Writer {
             });
         }
         Ok(count_records(batch))
+    }
+
+    fn check_lease(&self) -> Result<(), Failure> {
+        match &self.lease {
+            Some(lease) if !(lease.0)() => Err(Failure::LeaseLost),
+            _ => Ok(()),
+        }
     }
 }

@@ -34,7 +34,10 @@
 //! # Fencing
 //! Before each batch the writer reads the owner epoch on disk; if another process has taken
 //! ownership since (a higher epoch), the log refuses to write, fails the waiting committers and
-//! every later append ([`WalError::Fenced`]).
+//! every later append ([`WalError::Fenced`]). A log opened with a [`LeaseCheck`] (a cluster node's
+//! lease on the storage) also asks it after each `fdatasync`, before it tells anyone the batch is
+//! durable: a writer whose lease may have run out acknowledges nothing more
+//! ([`WalError::LeaseLost`]), because a challenger may already be reading the log.
 //!
 //! # Layout
 //! - `format`: the bytes of a segment header and of a record, and the segment file names.
@@ -98,22 +101,41 @@ pub enum WalError {
     /// An earlier write failed; nothing more is acknowledged until the log is reopened.
     #[error("write-ahead log unusable after an earlier failure: {0}")]
     Poisoned(String),
+    /// The owner's lease on the storage may have run out: a batch written after that is not
+    /// acknowledged, and nothing after it is written.
+    #[error("storage lease lost: this process may no longer acknowledge writes")]
+    LeaseLost,
     /// A record over [`MAX_RECORD`].
     #[error("record of {0} bytes is over the {MAX_RECORD}-byte limit")]
     TooLarge(usize),
 }
 
-/// How the log lays out its files.
+/// Whether this process may still acknowledge writes: `false` once its lease on the storage may
+/// have expired anywhere else (a cluster node's own monotonic clock, minus a margin).
+#[derive(Clone)]
+pub struct LeaseCheck(pub Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for LeaseCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeaseCheck")
+    }
+}
+
+/// How the log lays out its files, and who may acknowledge.
 #[derive(Debug, Clone)]
 pub struct WalOptions {
     /// Size a segment is preallocated to; a new segment starts when a batch would not fit.
     pub segment_size: u64,
+    /// Asked before each batch is written and after it is synced; `None` for a storage no
+    /// cluster shares.
+    pub lease: Option<LeaseCheck>,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_size: 64 * 1024 * 1024,
+            lease: None,
         }
     }
 }
@@ -203,6 +225,7 @@ impl Wal {
             dir: dir.to_owned(),
             epoch,
             epoch_check,
+            lease: options.lease,
             segment_size: options.segment_size,
             tail,
             shared: shared.clone(),
