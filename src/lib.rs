@@ -10,6 +10,9 @@ pub mod testing;
 /// The network layer: server, clients, protocol ([`mqnet`]).
 pub use mqnet as net;
 
+/// Failover clusters of nodes hosting virtual servers ([`mqcluster`]).
+pub use mqcluster as cluster;
+
 /// The README's examples, compiled and run as doctests so the README stays true.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

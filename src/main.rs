@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::admin::{self, Conn};
-use commands::{crash_worker, netbench, recovery, serve, transfer_worker, triggers};
+use commands::{cluster, crash_worker, netbench, recovery, serve, transfer_worker, triggers};
 
 /// mqemu: an MSMQ-compatible message queue.
 #[derive(Parser, Debug)]
@@ -25,6 +25,11 @@ struct Cli {
 enum Command {
     /// Run a queue manager and serve it on the network (127.0.0.1:18010, ./mqemu-data).
     Serve(serve::Options),
+    /// Run a node of a failover cluster (see `mqemu cluster init`).
+    Node(cluster::NodeArgs),
+    /// Manage a failover cluster: status, move, online, offline, fail.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Manage queues on a server.
     #[command(subcommand)]
     Queue(admin::QueueCommand),
@@ -74,6 +79,8 @@ fn main() -> ExitCode {
     let conn = &cli.conn;
     let result = match cli.command {
         Command::Serve(o) => serve::run(o),
+        Command::Node(a) => cluster::node(conn, &a),
+        Command::Cluster(c) => c.run(conn),
         Command::Queue(q) => q.run(conn),
         Command::Send(a) => admin::send(conn, a),
         Command::Peek(a) => admin::peek(conn, &a),

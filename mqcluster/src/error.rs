@@ -31,7 +31,7 @@ pub enum Win32 {
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// The model refused a definition or a change, as WSFC would.
-    #[error("{why} (Win32 error {})", *.code as u32)]
+    #[error("{} ({}): {why}", .code.name(), *.code as u32)]
     Refused {
         /// WSFC's error code.
         code: Win32,
@@ -68,6 +68,41 @@ impl ClusterError {
         match self {
             ClusterError::Refused { code, .. } => Some(*code),
             _ => None,
+        }
+    }
+}
+
+impl Win32 {
+    /// The code's name in winerror.h.
+    pub fn name(self) -> &'static str {
+        match self {
+            Win32::InvalidParameter => "ERROR_INVALID_PARAMETER",
+            Win32::CircularDependency => "ERROR_CIRCULAR_DEPENDENCY",
+            Win32::DependencyAlreadyExists => "ERROR_DEPENDENCY_ALREADY_EXISTS",
+            Win32::ResourceNotFound => "ERROR_RESOURCE_NOT_FOUND",
+            Win32::GroupNotFound => "ERROR_GROUP_NOT_FOUND",
+            Win32::ResourceOnline => "ERROR_RESOURCE_ONLINE",
+            Win32::NodeNotFound => "ERROR_CLUSTER_NODE_NOT_FOUND",
+            Win32::HostNodeNotAvailable => "ERROR_HOST_NODE_NOT_AVAILABLE",
+            Win32::ObjectAlreadyExists => "ERROR_OBJECT_ALREADY_EXISTS",
+        }
+    }
+}
+
+impl From<ClusterError> for mqcore::Error {
+    /// For callers that speak MSMQ's errors: a refusal keeps WSFC's code and name in its text.
+    fn from(e: ClusterError) -> mqcore::Error {
+        use mqcore::ErrorCode;
+        match e {
+            ClusterError::Engine(e) => e,
+            ClusterError::Refused { code, why } => mqcore::Error::new(
+                ErrorCode::InvalidParameter,
+                format!("{} ({}): {why}", code.name(), code as u32),
+            ),
+            ClusterError::Config(why) => mqcore::Error::new(ErrorCode::InvalidParameter, why),
+            e @ ClusterError::Io { .. } => {
+                mqcore::Error::new(ErrorCode::ServiceNotAvailable, e.to_string())
+            }
         }
     }
 }

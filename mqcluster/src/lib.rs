@@ -20,6 +20,7 @@
 //!   [`resource`]: what each resource type does online, offline and when checked.
 //! - [`status`] and [`ops`]: what `mqemu cluster` shows and asks.
 
+pub mod client;
 pub mod coord;
 pub mod disk;
 pub mod error;

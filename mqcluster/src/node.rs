@@ -370,6 +370,7 @@ impl Shared {
                 }
             }
             if self.stopping.load(Ordering::SeqCst) && self.hosted().is_empty() {
+                let _ = self.coord.leave(&self.name);
                 return;
             }
             let spent = Duration::from_nanos(self.now_ns() - started);

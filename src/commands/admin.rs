@@ -16,7 +16,7 @@ use serde_json::json;
 /// commands talk to, as whom, and whether they print JSON.
 #[derive(clap::Args, Debug)]
 pub struct Conn {
-    /// The server's address.
+    /// The server's address, or with --cluster a virtual server's name (`VS1`).
     #[arg(long, global = true, default_value = super::serve::DEFAULT_LISTEN)]
     pub server: String,
     /// Authentication token (or MQEMU_TOKEN).
@@ -25,17 +25,24 @@ pub struct Conn {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// A cluster directory (or MQEMU_CLUSTER): `cluster` and `node` work on it, and --server
+    /// may name one of its virtual servers, found wherever it runs now.
+    #[arg(long, global = true, env = "MQEMU_CLUSTER")]
+    pub cluster: Option<std::path::PathBuf>,
 }
 
 impl Conn {
     fn client(&self) -> mqemu::Result<BlockingClient> {
-        BlockingClient::connect_with(
-            &self.server,
-            &ClientOptions {
-                token: self.token.clone(),
-                ..ClientOptions::default()
-            },
-        )
+        let options = ClientOptions {
+            token: self.token.clone(),
+            ..ClientOptions::default()
+        };
+        match &self.cluster {
+            Some(dir) if self.server.parse::<std::net::SocketAddr>().is_err() => {
+                mqemu::cluster::client::connect_by_name(dir, &self.server, &options)
+            }
+            _ => BlockingClient::connect_with(&self.server, &options),
+        }
     }
 }
 

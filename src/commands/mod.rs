@@ -2,6 +2,7 @@
 //! runs them.
 
 pub mod admin;
+pub mod cluster;
 pub mod crash_worker;
 pub mod netbench;
 pub mod recovery;

@@ -445,7 +445,7 @@ fn start_triggers(qm: &QueueManager, config: &Config) -> mqemu::Result<Triggers>
     Ok(t)
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -168,6 +168,16 @@ impl Coordination for DirCoordination {
         write_json(&self.node_path(node), &beat, false)
     }
 
+    fn leave(&self, node: &str) -> Result<()> {
+        let path = self.node_path(node);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(io_context(format!("removing {}", path.display()))(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn live_nodes(&self) -> Result<Vec<String>> {
         let mut live = Vec::new();
         for (key, b) in list_json::<Beat>(&self.dir.join("nodes"))? {

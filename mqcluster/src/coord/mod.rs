@@ -93,6 +93,9 @@ pub trait Coordination: Send + Sync {
     /// Records a heartbeat of `node`.
     fn heartbeat(&self, node: &str) -> Result<()>;
 
+    /// Records that `node` left the cluster cleanly (it shows as down at once).
+    fn leave(&self, node: &str) -> Result<()>;
+
     /// The nodes this observer has seen beat within the lease, by name.
     fn live_nodes(&self) -> Result<Vec<String>>;
 

@@ -1,0 +1,212 @@
+//! `mqemu node` (run a cluster node) and `mqemu cluster ...` (status, move, online, offline,
+//! fail, nodes, init): the cluster's operations on its directory.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use mqemu::cluster::coord::dir::DirCoordination;
+use mqemu::cluster::node::{LocalData, Node, NodeOptions};
+use mqemu::cluster::{ops, status, ClusterConfig};
+use mqemu::{Error, ErrorCode};
+
+use super::admin::Conn;
+
+/// The cluster directory when none is given.
+pub const DEFAULT_CLUSTER: &str = "./mqemu-cluster";
+
+/// `mqemu node`: run one node of a cluster.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// This node's name, as in the cluster file.
+    #[arg(long)]
+    name: String,
+    /// Keep the node's own queue manager in memory (default: `<cluster>/local/<name>`).
+    #[arg(long)]
+    in_memory: bool,
+}
+
+/// `mqemu cluster ...`.
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Write a cluster file: nodes on 127.0.1.N, one virtual server VS1 on 127.0.0.11.
+    Init {
+        /// How many nodes.
+        #[arg(long, default_value_t = 2)]
+        nodes: u8,
+    },
+    /// Nodes, groups, resources, states, owners and failover counters.
+    Status,
+    /// The nodes and whether they are up.
+    Nodes,
+    /// Move a group to another node (the best one, or --to).
+    Move {
+        /// The group.
+        group: String,
+        /// The node to move it to.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Bring a group (clearing its failed state) or a resource online.
+    Online {
+        /// Group or resource.
+        name: String,
+    },
+    /// Take a group, or a resource and what depends on it, offline.
+    Offline {
+        /// Group or resource.
+        name: String,
+    },
+    /// Fail a resource as if its health check had failed (fault injection).
+    Fail {
+        /// The resource.
+        resource: String,
+    },
+}
+
+fn cluster_dir(conn: &Conn) -> PathBuf {
+    conn.cluster
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CLUSTER))
+}
+
+fn load(dir: &Path) -> mqemu::Result<(ClusterConfig, DirCoordination)> {
+    let config = ClusterConfig::load(&dir.join("cluster.toml"))?;
+    let coord = DirCoordination::open(dir, config.timing.lease())?;
+    Ok((config, coord))
+}
+
+/// Runs a node until SIGINT or SIGTERM, then stops it cleanly (its groups move).
+pub fn node(conn: &Conn, args: &NodeArgs) -> mqemu::Result<()> {
+    let dir = cluster_dir(conn);
+    let mut options = NodeOptions::new(&dir, &args.name);
+    if args.in_memory {
+        options.local = Some(LocalData::InMemory);
+    }
+    let node = Node::start(options)?;
+    // For scripts and tests.
+    println!("node {} listening on {}", node.name(), node.local_addr());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new(ErrorCode::InsufficientResources, e.to_string()))?;
+    rt.block_on(super::serve::wait_for_signal());
+    tracing::info!("signal received: stopping the node; its groups move to other nodes");
+    node.stop();
+    Ok(())
+}
+
+impl ClusterCommand {
+    /// Runs the command.
+    pub fn run(self, conn: &Conn) -> mqemu::Result<()> {
+        let dir = cluster_dir(conn);
+        if let ClusterCommand::Init { nodes } = self {
+            return init(&dir, nodes);
+        }
+        let (config, coord) = load(&dir)?;
+        match self {
+            ClusterCommand::Init { .. } => unreachable!("handled above"),
+            ClusterCommand::Status => {
+                let s = status::read(&config, &coord)?;
+                if conn.json {
+                    println!("{}", serde_json::to_string_pretty(&s).expect("plain data"));
+                } else {
+                    print!("{s}");
+                }
+            }
+            ClusterCommand::Nodes => {
+                let s = status::read(&config, &coord)?;
+                if conn.json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&s.nodes).expect("plain data")
+                    );
+                } else {
+                    for n in &s.nodes {
+                        println!("{:<16} {}", n.name, n.state);
+                    }
+                }
+            }
+            ClusterCommand::Move { group, to } => {
+                ops::move_group(&config, &coord, &group, to.as_deref())?
+            }
+            ClusterCommand::Online { name } => ops::online(&config, &coord, &name)?,
+            ClusterCommand::Offline { name } => ops::offline(&config, &coord, &name)?,
+            ClusterCommand::Fail { resource } => ops::fail(&config, &coord, &resource)?,
+        }
+        Ok(())
+    }
+}
+
+fn init(dir: &Path, nodes: u8) -> mqemu::Result<()> {
+    let path = dir.join("cluster.toml");
+    if path.exists() {
+        return Err(Error::new(
+            ErrorCode::QueueExists,
+            format!("{} exists already", path.display()),
+        ));
+    }
+    let names: Vec<String> = (1..=nodes.max(1)).map(|i| format!("NODE{i}")).collect();
+    let mut text = String::from(
+        "# A cluster of mqemu nodes on this machine (see docs/cluster.md).\n\
+         [timing]\nheartbeat_ms = 1000\nmissed_heartbeats = 5\n",
+    );
+    for (i, n) in names.iter().enumerate() {
+        text += &format!(
+            "\n[[node]]\nname = \"{n}\"\naddress = \"127.0.1.{}\"\n",
+            i + 1
+        );
+    }
+    let owners = names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    text += &format!(
+        r#"
+[[group]]
+name = "VS1"
+preferred_owners = [{owners}]
+
+[[group.resource]]
+name = "VS1-IP"
+type = "ip_address"
+address = "127.0.0.11"
+
+[[group.resource]]
+name = "VS1-Name"
+type = "network_name"
+dns_name = "VS1"
+depends_on = ["VS1-IP"]
+
+[[group.resource]]
+name = "VS1-Disk"
+type = "physical_disk"
+path = "disks/vs1"
+
+[[group.resource]]
+name = "VS1-MSMQ"
+type = "message_queuing"
+depends_on = ["VS1-Name", "VS1-Disk"]
+
+[[group.resource]]
+name = "VS1-Triggers"
+type = "msmq_triggers"
+depends_on = ["VS1-MSMQ"]
+"#
+    );
+    ClusterConfig::parse(&text)?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::new(
+            ErrorCode::ServiceNotAvailable,
+            format!("{}: {e}", dir.display()),
+        )
+    })?;
+    std::fs::write(&path, text).map_err(|e| {
+        Error::new(
+            ErrorCode::ServiceNotAvailable,
+            format!("{}: {e}", path.display()),
+        )
+    })?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
