@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::admin::{self, Conn};
-use commands::{cluster, crash_worker, netbench, recovery, serve, transfer_worker, triggers};
+use commands::{
+    cluster, cluster_worker, crash_worker, netbench, recovery, serve, transfer_worker, triggers,
+};
 
 /// mqemu: an MSMQ-compatible message queue.
 #[derive(Parser, Debug)]
@@ -60,6 +62,8 @@ enum Command {
     /// done (transfer kill test).
     #[command(hide = true)]
     TransferWorker(transfer_worker::Args),
+    #[command(hide = true)]
+    ClusterWorker(cluster_worker::Args),
     /// Echo blocks of --size bytes on one loopback connection (the baseline of bench --rtt).
     #[command(hide = true)]
     EchoWorker(netbench::EchoWorkerArgs),
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         Command::BenchRecovery(o) => recovery::run(&o, conn.json),
         Command::CrashWorker(a) => crash_worker::run(&a),
         Command::TransferWorker(a) => transfer_worker::run(&a),
+        Command::ClusterWorker(a) => cluster_worker::run(&a),
         Command::EchoWorker(a) => netbench::echo_worker(&a),
     };
     report(&command_path(&matches), result)

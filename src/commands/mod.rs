@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod cluster_worker;
 pub mod crash_worker;
 pub mod netbench;
 pub mod recovery;
