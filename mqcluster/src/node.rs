@@ -697,11 +697,8 @@ impl Worker {
         let tick = self.shared.heartbeat().min(Duration::from_millis(100));
         let mut announced = false;
         loop {
-            if self.shared.dead.load(Ordering::SeqCst) || self.hosted.lost.load(Ordering::SeqCst) {
-                return Exit::Abandon;
-            }
-            if self.shared.stopping.load(Ordering::SeqCst) {
-                return Exit::Release(None);
+            if let Some(exit) = self.must_stop() {
+                return exit;
             }
             let online = self.slots.iter().all(|s| s.state == ResourceState::Online);
             if online && !announced {
@@ -721,6 +718,23 @@ impl Worker {
             self.publish();
             std::thread::sleep(tick);
         }
+    }
+
+    /// Whether the group must end now: the node died or stops, or the lease was lost or can no
+    /// longer be trusted (a node that cannot renew in time stops serving before any other node
+    /// may take over: it never restarts a resource on storage it may no longer own).
+    fn must_stop(&self) -> Option<Exit> {
+        if self.shared.dead.load(Ordering::SeqCst) || self.hosted.lost.load(Ordering::SeqCst) {
+            return Some(Exit::Abandon);
+        }
+        if !(self.ctx.lease)() {
+            tracing::error!(group = %self.hosted.def.name, "lease not renewed in time: stepping down");
+            return Some(Exit::Abandon);
+        }
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            return Some(Exit::Release(None));
+        }
+        None
     }
 
     /// Brings slots `from..` online (those not failed or held offline, whose dependencies are
@@ -748,16 +762,13 @@ impl Worker {
 
     fn online_one(&mut self, i: usize) -> Option<Exit> {
         loop {
-            if self.shared.dead.load(Ordering::SeqCst) || self.hosted.lost.load(Ordering::SeqCst) {
-                return Some(Exit::Abandon);
-            }
-            if self.shared.stopping.load(Ordering::SeqCst) {
-                return Some(Exit::Release(None));
+            if let Some(exit) = self.must_stop() {
+                return Some(exit);
             }
             self.slots[i].state = ResourceState::OnlinePending;
             self.publish();
-            let kind = self.slots[i].def.kind.clone();
-            match resource::online(&kind, &mut self.ctx) {
+            let def = self.slots[i].def.clone();
+            match resource::online(&def, &mut self.ctx) {
                 Ok(running) => {
                     let slot = &mut self.slots[i];
                     slot.running = Some(running);
@@ -842,6 +853,9 @@ impl Worker {
         match self.after_failure(i)? {
             OnFailure::Restart(delay) => {
                 std::thread::sleep(delay);
+                if let Some(exit) = self.must_stop() {
+                    return Some(exit);
+                }
                 self.slots[i].state = ResourceState::Offline;
                 self.online_from(0)
             }

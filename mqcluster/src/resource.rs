@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mqcore::triggers::Triggers;
 use mqcore::tx::LocalCoordinator;
@@ -16,7 +16,7 @@ use mqnet::{Server, ServerConfig, Stopper, TransferConfig, TransferService};
 use crate::coord::{Coordination, Grant};
 use crate::disk::SharedDisk;
 use crate::error::{ClusterError, Result};
-use crate::model::{GroupDef, ResourceKind};
+use crate::model::{GroupDef, ResourceDef, ResourceKind};
 
 /// What a group's online resources provide to the others, and what the node gives the group.
 pub struct GroupCtx {
@@ -95,9 +95,9 @@ pub enum Running {
     Process(Child),
 }
 
-/// Brings `kind` online for the group.
-pub fn online(kind: &ResourceKind, ctx: &mut GroupCtx) -> Result<Running> {
-    match kind {
+/// Brings a resource online for the group.
+pub fn online(def: &ResourceDef, ctx: &mut GroupCtx) -> Result<Running> {
+    match &def.kind {
         ResourceKind::IpAddress {
             address,
             add_command,
@@ -124,7 +124,8 @@ pub fn online(kind: &ResourceKind, ctx: &mut GroupCtx) -> Result<Running> {
         ResourceKind::NetworkName { dns_name } => {
             let ip = ctx.ip.ok_or_else(|| missing("an IP address", dns_name))?;
             let at = SocketAddr::new(ip, ctx.msmq_port());
-            ctx.coord.set_name(dns_name, Some(&at.to_string()))?;
+            ctx.coord
+                .register_name(dns_name, &at.to_string(), ctx.grant.token)?;
             ctx.name = Some(dns_name.clone());
             Ok(Running::Plain)
         }
@@ -177,16 +178,28 @@ pub fn online(kind: &ResourceKind, ctx: &mut GroupCtx) -> Result<Running> {
                 transfer: Some(transfer.clone()),
                 ..ServerConfig::default()
             };
-            let server = ctx
-                .rt
-                .block_on(Server::bind(at, qm.clone(), config))
-                .map_err(|e| {
-                    transfer.stop();
-                    ClusterError::Engine(Error::new(
-                        ErrorCode::ServiceNotAvailable,
-                        format!("cannot listen on {at}: {e}"),
-                    ))
-                })?;
+            // The address may still be held by a previous owner that has not noticed yet
+            // that it lost the group (stopped, cut off): keep trying while pending.
+            let pending = Instant::now() + Duration::from_millis(def.policy.pending_timeout_ms);
+            let server = loop {
+                match ctx
+                    .rt
+                    .block_on(Server::bind(at, qm.clone(), config.clone()))
+                {
+                    Ok(s) => break s,
+                    Err(e) if Instant::now() < pending && (ctx.lease)() => {
+                        tracing::debug!(%at, error = %e, "address busy; retrying");
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => {
+                        transfer.stop();
+                        return Err(ClusterError::Engine(Error::new(
+                            ErrorCode::ServiceNotAvailable,
+                            format!("cannot listen on {at}: {e}"),
+                        )));
+                    }
+                }
+            };
             let stopper = server.stopper();
             let task = ctx.rt.spawn(async move {
                 if let Err(e) = server.run().await {
@@ -271,14 +284,8 @@ pub fn offline(kind: &ResourceKind, running: Running, ctx: &mut GroupCtx) {
     match kind {
         ResourceKind::IpAddress { .. } => ctx.ip = None,
         ResourceKind::NetworkName { dns_name } => {
-            // Only if it still points at us: a new owner may have registered it already.
-            let ours = ctx.listening.map(|a| a.to_string()).or_else(|| {
-                ctx.ip
-                    .map(|ip| SocketAddr::new(ip, ctx.msmq_port()).to_string())
-            });
-            if ctx.coord.resolve(dns_name).ok().flatten() == ours {
-                let _ = ctx.coord.set_name(dns_name, None);
-            }
+            // Only our own registration: a new owner may have registered it already.
+            let _ = ctx.coord.unregister_name(dns_name, ctx.grant.token);
             ctx.name = None;
         }
         ResourceKind::PhysicalDisk { .. } => ctx.root = None,

@@ -68,7 +68,10 @@ pub fn run(args: &Args) -> Result<()> {
                 &ClientOptions::default(),
             ) {
                 Ok(c) => client.insert(c),
-                Err(_) => continue,
+                Err(e) => {
+                    eprintln!("connecting to {}: {e}", args.name);
+                    continue;
+                }
             },
         };
         seq += 1;
@@ -81,8 +84,9 @@ pub fn run(args: &Args) -> Result<()> {
         } else {
             send_one(c, args, seq)
         };
-        if outcome.is_err() {
+        if let Err(e) = outcome {
             // Unknown outcome at worst: the number is not used again.
+            eprintln!("{e}");
             client = None;
         }
     }

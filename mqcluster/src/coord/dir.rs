@@ -55,6 +55,13 @@ struct Lease {
     handoff: Option<String>,
 }
 
+/// A network name's registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NameEntry {
+    address: String,
+    token: u64,
+}
+
 /// The cluster directory as a [`Coordination`].
 pub struct DirCoordination {
     dir: PathBuf,
@@ -143,6 +150,10 @@ impl DirCoordination {
         let beat: Option<Beat> = read_json(&self.node_path(node))?;
         let key = format!("node/{}", node.to_ascii_lowercase());
         Ok(beat.is_some_and(|b| self.unchanged_for(&key, b.beat) < self.lease))
+    }
+
+    fn name_path(&self, name: &str) -> PathBuf {
+        self.dir.join("names").join(name.to_ascii_lowercase())
     }
 
     fn node_path(&self, node: &str) -> PathBuf {
@@ -266,21 +277,28 @@ impl Coordination for DirCoordination {
         }))
     }
 
-    fn set_name(&self, name: &str, address: Option<&str>) -> Result<()> {
-        let path = self.dir.join("names").join(name.to_ascii_lowercase());
-        match address {
-            Some(a) => write_json(&path, &a, true),
-            None => match fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    Err(io_context(format!("removing {}", path.display()))(e))
-                }
-                _ => Ok(()),
-            },
+    fn register_name(&self, name: &str, address: &str, token: u64) -> Result<()> {
+        let _lock = self.locked()?;
+        let entry = NameEntry {
+            address: address.to_owned(),
+            token,
+        };
+        write_json(&self.name_path(name), &entry, true)
+    }
+
+    fn unregister_name(&self, name: &str, token: u64) -> Result<()> {
+        let _lock = self.locked()?;
+        let path = self.name_path(name);
+        match read_json::<NameEntry>(&path)? {
+            Some(e) if e.token == token => {
+                fs::remove_file(&path).map_err(io_context(format!("removing {}", path.display())))
+            }
+            _ => Ok(()),
         }
     }
 
     fn resolve(&self, name: &str) -> Result<Option<String>> {
-        read_json(&self.dir.join("names").join(name.to_ascii_lowercase()))
+        Ok(read_json::<NameEntry>(&self.name_path(name))?.map(|e| e.address))
     }
 
     fn record(&self, group: &str) -> Result<GroupRecord> {
@@ -441,12 +459,14 @@ mod tests {
     fn names_and_records() {
         let dir = tempfile::tempdir().unwrap();
         let a = DirCoordination::open(dir.path(), LEASE).unwrap();
-        a.set_name("VS1", Some("127.0.0.11:18010")).unwrap();
+        a.register_name("VS1", "127.0.0.11:18010", 1).unwrap();
+        a.register_name("VS1", "127.0.0.11:18010", 2).unwrap();
+        a.unregister_name("VS1", 1).unwrap();
         assert_eq!(
             a.resolve("vs1").unwrap().as_deref(),
             Some("127.0.0.11:18010")
         );
-        a.set_name("VS1", None).unwrap();
+        a.unregister_name("VS1", 2).unwrap();
         assert_eq!(a.resolve("VS1").unwrap(), None);
         let r = a
             .update_record("VS1", &mut |r| r.failovers.push(5))

@@ -112,8 +112,12 @@ pub trait Coordination: Send + Sync {
     /// Who holds `group`.
     fn holder(&self, group: &str) -> Result<Option<Holder>>;
 
-    /// Points a network name at an address, or removes it (`None`).
-    fn set_name(&self, name: &str, address: Option<&str>) -> Result<()>;
+    /// Points a network name at an address, for the holder of `token` (the group's grant).
+    fn register_name(&self, name: &str, address: &str, token: u64) -> Result<()>;
+
+    /// Removes a network name, if the holder of `token` registered it: a stale owner stepping
+    /// down never removes the name its successor registered.
+    fn unregister_name(&self, name: &str, token: u64) -> Result<()>;
 
     /// The address a network name points at.
     fn resolve(&self, name: &str) -> Result<Option<String>>;
