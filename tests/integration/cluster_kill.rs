@@ -266,6 +266,22 @@ struct Counts {
     invented: Vec<String>,
 }
 
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} sends acknowledged, {} receives acknowledged, {} left in the queue; lost {}, \
+             duplicated {}, never sent {}",
+            self.sent,
+            self.got,
+            self.left,
+            self.lost.len(),
+            self.duplicated.len(),
+            self.invented.len()
+        )
+    }
+}
+
 impl Counts {
     fn assert_exact(&self) {
         assert!(
@@ -375,7 +391,7 @@ fn acknowledged_messages_survive_every_failover_exactly_once() {
     let counts = c.finish();
     failovers.sort();
     first_commits.sort();
-    eprintln!("{kills} failovers: {counts:?}");
+    eprintln!("{kills} failovers: {counts}");
     if !failovers.is_empty() {
         eprintln!(
             "kill to online on the new owner: p50 {:?} p90 {:?} max {:?}; to the first commit \
@@ -397,7 +413,7 @@ fn acknowledged_messages_survive_every_failover_exactly_once() {
 /// owner serves), and it steps down.
 #[test]
 fn a_stopped_owner_is_fenced_and_steps_down_when_it_resumes() {
-    let mut c = Cluster::start("127.62.0");
+    let c = Cluster::start("127.62.0");
     c.flow(20);
     let (victim, token, pid) = c.owner_proc();
     let pid_s = pid.to_string();
@@ -430,6 +446,6 @@ fn a_stopped_owner_is_fenced_and_steps_down_when_it_resumes() {
     });
     c.flow(20);
     let counts = c.finish();
-    eprintln!("stopped owner: {counts:?}");
+    eprintln!("stopped owner: {counts}");
     counts.assert_exact();
 }
