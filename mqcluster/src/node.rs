@@ -563,9 +563,11 @@ struct Slot {
     state: ResourceState,
     running: Option<Running>,
     restarts: Window,
-    /// Taken offline by request; stays so until asked online.
+    /// Taken offline by the administrator; stays so (across failovers too) until asked online.
     held_offline: bool,
     next_check: Instant,
+    /// When a failed resource is restarted (its restart delay), if the policy restarts it.
+    retry_at: Option<Instant>,
 }
 
 /// How a worker's group ends.
@@ -610,6 +612,7 @@ impl Worker {
                 restarts: Window::default(),
                 held_offline: false,
                 next_check: Instant::now(),
+                retry_at: None,
             })
             .collect();
         let ctx = GroupCtx {
@@ -691,6 +694,14 @@ impl Worker {
     }
 
     fn life(&mut self) -> Exit {
+        if let Ok(record) = self.shared.coord.record(&self.hosted.def.name) {
+            for s in &mut self.slots {
+                s.held_offline = record
+                    .held_offline
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(&s.def.name));
+            }
+        }
         if let Some(exit) = self.online_from(0) {
             return exit;
         }
@@ -713,6 +724,9 @@ impl Worker {
                 return exit;
             }
             if let Some(exit) = self.check() {
+                return exit;
+            }
+            if let Some(exit) = self.retry_due() {
                 return exit;
             }
             self.publish();
@@ -760,36 +774,61 @@ impl Worker {
         None
     }
 
+    /// One attempt to bring slot `i` online; a failure goes to the restart policy.
     fn online_one(&mut self, i: usize) -> Option<Exit> {
-        loop {
-            if let Some(exit) = self.must_stop() {
-                return Some(exit);
+        if let Some(exit) = self.must_stop() {
+            return Some(exit);
+        }
+        self.slots[i].state = ResourceState::OnlinePending;
+        self.publish();
+        let def = self.slots[i].def.clone();
+        match resource::online(&def, &mut self.ctx) {
+            Ok(running) => {
+                let slot = &mut self.slots[i];
+                slot.running = Some(running);
+                slot.state = ResourceState::Online;
+                slot.next_check =
+                    Instant::now() + Duration::from_millis(slot.def.policy.looks_alive_ms);
+                tracing::info!(resource = %slot.def.name, "online");
+                None
             }
-            self.slots[i].state = ResourceState::OnlinePending;
-            self.publish();
-            let def = self.slots[i].def.clone();
-            match resource::online(&def, &mut self.ctx) {
-                Ok(running) => {
-                    let slot = &mut self.slots[i];
-                    slot.running = Some(running);
-                    slot.state = ResourceState::Online;
-                    slot.next_check =
-                        Instant::now() + Duration::from_millis(slot.def.policy.looks_alive_ms);
-                    tracing::info!(resource = %slot.def.name, "online");
-                    return None;
-                }
-                Err(e) => {
-                    tracing::warn!(resource = %self.slots[i].def.name, error = %e, "failed to come online");
-                    self.slots[i].state = ResourceState::Failed;
-                    match self.after_failure(i) {
-                        Some(OnFailure::Restart(delay)) => std::thread::sleep(delay),
-                        Some(OnFailure::StayFailed) => return None,
-                        Some(OnFailure::FailGroupOver) => return Some(self.fail_over()),
-                        None => return Some(Exit::Abandon),
-                    }
-                }
+            Err(e) => {
+                tracing::warn!(resource = %def.name, error = %e, "failed to come online");
+                self.apply_policy(i)
             }
         }
+    }
+
+    /// Slot `i` failed: mark it so and apply its restart policy (a restart is scheduled after
+    /// the delay, so the worker keeps serving requests meanwhile).
+    fn apply_policy(&mut self, i: usize) -> Option<Exit> {
+        self.slots[i].state = ResourceState::Failed;
+        self.publish();
+        match self.after_failure(i)? {
+            OnFailure::Restart(delay) => {
+                self.slots[i].retry_at = Some(Instant::now() + delay);
+                None
+            }
+            OnFailure::StayFailed => None,
+            OnFailure::FailGroupOver => Some(self.fail_over()),
+        }
+    }
+
+    /// Restarts the failed resources whose delay has passed.
+    fn retry_due(&mut self) -> Option<Exit> {
+        let now = Instant::now();
+        let mut any = false;
+        for s in &mut self.slots {
+            if s.state == ResourceState::Failed && s.retry_at.is_some_and(|t| t <= now) {
+                s.retry_at = None;
+                s.state = ResourceState::Offline;
+                any = true;
+            }
+        }
+        if any {
+            return self.online_from(0);
+        }
+        None
     }
 
     /// The restart policy's verdict for slot `i`, which just failed.
@@ -848,20 +887,7 @@ impl Worker {
     fn failed(&mut self, i: usize, why: &str) -> Option<Exit> {
         tracing::warn!(group = %self.hosted.def.name, resource = %self.slots[i].def.name, why, "resource failed");
         self.offline_with_dependents(i);
-        self.slots[i].state = ResourceState::Failed;
-        self.publish();
-        match self.after_failure(i)? {
-            OnFailure::Restart(delay) => {
-                std::thread::sleep(delay);
-                if let Some(exit) = self.must_stop() {
-                    return Some(exit);
-                }
-                self.slots[i].state = ResourceState::Offline;
-                self.online_from(0)
-            }
-            OnFailure::StayFailed => None,
-            OnFailure::FailGroupOver => Some(self.fail_over()),
-        }
+        self.apply_policy(i)
     }
 
     /// The group failed here past its resources' thresholds: count a failover and release it
@@ -971,10 +997,23 @@ impl Worker {
                     self.slots[i].held_offline = true;
                 }
                 ResourceAction::Online => {
+                    // The resource and what it depends on.
+                    let deps: Vec<String> = self
+                        .ctx
+                        .def
+                        .dependencies_of(&self.slots[i].def)
+                        .iter()
+                        .map(|d| d.name.to_ascii_lowercase())
+                        .collect();
                     for s in &mut self.slots {
-                        s.held_offline = false;
-                        if s.state == ResourceState::Failed {
-                            s.state = ResourceState::Offline;
+                        let named = s.def.name.eq_ignore_ascii_case(&q.resource)
+                            || deps.contains(&s.def.name.to_ascii_lowercase());
+                        if named {
+                            s.held_offline = false;
+                            s.retry_at = None;
+                            if s.state == ResourceState::Failed {
+                                s.state = ResourceState::Offline;
+                            }
                         }
                     }
                     if let Some(exit) = self.online_from(0) {

@@ -107,6 +107,19 @@ fn request(
     action: ResourceAction,
 ) -> Result<crate::coord::GroupRecord> {
     coord.update_record(group, &mut |r| {
+        match action {
+            ResourceAction::Offline => {
+                if !r
+                    .held_offline
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(resource))
+                {
+                    r.held_offline.push(resource.to_owned());
+                }
+            }
+            ResourceAction::Online => r.held_offline.retain(|h| !h.eq_ignore_ascii_case(resource)),
+            ResourceAction::Fail => {}
+        }
         r.requests.push(ResourceRequest {
             resource: resource.to_owned(),
             action,

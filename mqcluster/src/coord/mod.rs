@@ -64,6 +64,9 @@ pub struct GroupRecord {
     pub failed_on: Vec<String>,
     /// A move the administrator asked for: to this node, or `Some("")` to the best other one.
     pub move_to: Option<String>,
+    /// Resources the administrator took offline: they stay offline wherever the group goes,
+    /// until brought online.
+    pub held_offline: Vec<String>,
     /// Resource requests not yet carried out by the owner.
     pub requests: Vec<ResourceRequest>,
 }

@@ -502,8 +502,10 @@ impl QueueManager {
         xids
     }
 
-    /// Applies the coordinator's outcome to an in-doubt transaction.
+    /// Applies the coordinator's outcome to an in-doubt transaction. The outcome comes from the
+    /// coordinator: while it is offline, in-doubt transactions wait (`MQ_ERROR_DTC_CONNECT`).
     pub fn resolve_in_doubt(&self, xid: &str, commit: bool) -> Result<()> {
+        self.inner.require_coordinator()?;
         let t = self.inner.lock_in_doubt().remove(xid).ok_or_else(|| {
             Error::new(
                 ErrorCode::TransactionSequence,
