@@ -480,13 +480,13 @@ impl Shared {
             r.failovers = w.times().collect();
             if allowed {
                 r.failover_count += 1;
-                if let Some(from) = from {
-                    if !r.failed_on.iter().any(|n| n.eq_ignore_ascii_case(from)) {
-                        r.failed_on.push(from.to_owned());
-                    }
-                }
             } else {
                 r.failed = true;
+            }
+            if let Some(from) = from {
+                if !r.failed_on.iter().any(|n| n.eq_ignore_ascii_case(from)) {
+                    r.failed_on.push(from.to_owned());
+                }
             }
         })?;
         Ok(allowed)

@@ -63,10 +63,10 @@ pub fn move_group(
 /// Brings a group (clearing a failed state) or a resource online.
 pub fn online(config: &ClusterConfig, coord: &dyn Coordination, name: &str) -> Result<()> {
     match target(config, name)? {
+        // The nodes it failed on stay last in line, so it goes where it has not failed.
         Target::Group(g) => coord.update_record(&g, &mut |r| {
             r.offline = false;
             r.failed = false;
-            r.failed_on.clear();
         }),
         Target::Resource { group, resource } => {
             request(coord, &group, &resource, ResourceAction::Online)

@@ -334,6 +334,10 @@ pub struct SendArgs {
     /// Send in a single-message transaction (transactional queues).
     #[arg(long)]
     tx: bool,
+    /// Recoverable delivery: the message is stored on disk and survives a restart (express,
+    /// the default, is kept in memory). Transactional messages are always recoverable.
+    #[arg(long)]
+    recoverable: bool,
 }
 
 /// Parses a correlation id: `guid\ordinal` as MSMQ displays ids, or 40 hex digits (20 bytes).
@@ -390,7 +394,7 @@ pub fn send(c: &Conn, a: SendArgs) -> mqemu::Result<()> {
     if let Some(cid) = &a.correlation_id {
         msg.correlation_id = Some(parse_correlation(cid)?);
     }
-    if a.tx {
+    if a.tx || a.recoverable {
         msg.delivery = mqemu::Delivery::Recoverable;
     }
     let tx = if a.tx { Tx::Single } else { Tx::None };

@@ -1,6 +1,6 @@
 //! The test-double kit: an in-memory queue manager in one line, time under the test's control,
 //! fault injection (a coordinator that goes offline, a network that stalls and cuts:
-//! [`FaultyProxy`]), and assertions on queue contents with readable failure messages.
+//! [`FaultyProxy`]; a failover cluster whose nodes die: [`TestCluster`]), and assertions on queue contents with readable failure messages.
 //!
 //! ```
 //! use std::time::Duration;
@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 
 use mqcore::{LocalCoordinator, ManualClock, Message, Queue, QueueManager, QueueProps};
 
+mod cluster;
 mod proxy;
 
+pub use cluster::TestCluster;
 pub use proxy::{Direction, FaultyProxy, ProxyStats};
 
 /// Starts an in-memory queue manager on the wall clock, with MSMQ 4.0 behaviour.

@@ -1,6 +1,7 @@
 //! Integration tests across the workspace, as one test binary (one link, one run).
 
 mod cli;
+mod cluster;
 mod cluster_kill;
 mod crash;
 mod loom_models;

@@ -502,6 +502,16 @@ impl QueueManager {
         xids
     }
 
+    /// Takes over a transaction whose owner went away (a client's connection closed): a prepared
+    /// one stays in doubt, its outcome the coordinator's, as after a restart
+    /// ([`QueueManager::resolve_in_doubt`]); any other aborts.
+    pub fn orphan(&self, t: Transaction) {
+        if t.is_prepared() {
+            let xid = t.xid().to_owned();
+            self.inner.lock_in_doubt().insert(xid, t);
+        }
+    }
+
     /// Applies the coordinator's outcome to an in-doubt transaction. The outcome comes from the
     /// coordinator: while it is offline, in-doubt transactions wait (`MQ_ERROR_DTC_CONNECT`).
     pub fn resolve_in_doubt(&self, xid: &str, commit: bool) -> Result<()> {

@@ -190,6 +190,11 @@ impl Transaction {
         })
     }
 
+    /// Whether it is prepared: its outcome is now the coordinator's.
+    pub fn is_prepared(&self) -> bool {
+        self.shared.lock().phase == Phase::Prepared
+    }
+
     /// Phase one of two-phase commit: after this, the transaction can only commit or abort.
     ///
     /// Only external transactions prepare (`MQ_ERROR_TRANSACTION_USAGE` otherwise), and only while

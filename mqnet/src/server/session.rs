@@ -92,8 +92,14 @@ pub(super) async fn serve(
     }
     let _ = wire.flush().await;
     let _ = wire.wr.shutdown().await;
-    // Dropping the session drops its cursors and aborts its unfinished transactions.
-    let aborted = session.txs.len();
+    // Dropping the session drops its cursors and aborts its unfinished transactions, except
+    // prepared ones: their outcome is the coordinator's, so they stay in doubt.
+    let aborted = session.txs.values().filter(|t| !t.is_prepared()).count();
+    for (_, t) in std::mem::take(&mut session.txs) {
+        if let Ok(t) = Arc::try_unwrap(t) {
+            session.shared.qm.orphan(t);
+        }
+    }
     drop(session);
     if aborted > 0 {
         tracing::debug!(

@@ -1,0 +1,451 @@
+//! Failover clusters in one process (`mqemu::testing::TestCluster`): restart and failover
+//! policy with their counters, failback, UseNetworkName and its stranded messages, the DTC
+//! offline with an in-doubt transaction across a failover, two virtual servers on one node and
+//! split, and an outgoing queue that keeps delivering exactly once and in order across a
+//! failover of its sender.
+
+use std::time::Duration;
+
+use mqemu::cluster::ResourceState;
+use mqemu::net::{BlockingClient, Server, ServerConfig, Tx};
+use mqemu::testing::TestCluster;
+use mqemu::{ErrorCode, Message, QueueManager, QueueProps};
+
+fn nodes(names: &[&str], net: &str) -> String {
+    let mut text = String::from("[timing]\nheartbeat_ms = 50\nmissed_heartbeats = 5\n");
+    for (i, n) in names.iter().enumerate() {
+        text += &format!(
+            "\n[[node]]\nname = \"{n}\"\naddress = \"{net}.{}:0\"\n",
+            i + 1
+        );
+    }
+    text
+}
+
+/// A group `vs` on `ip` (IP, name, disk, MSMQ) preferring `owners`, with `extra` appended
+/// (more resources, or group keys placed before the resources).
+fn group(vs: &str, ip: &str, owners: &[&str], keys: &str, extra: &str) -> String {
+    let owners: Vec<String> = owners.iter().map(|o| format!("\"{o}\"")).collect();
+    format!(
+        r#"
+[[group]]
+name = "{vs}"
+preferred_owners = [{owners}]
+{keys}
+
+[[group.resource]]
+name = "{vs}-IP"
+type = "ip_address"
+address = "{ip}"
+
+[[group.resource]]
+name = "{vs}-Name"
+type = "network_name"
+dns_name = "{vs}"
+depends_on = ["{vs}-IP"]
+
+[[group.resource]]
+name = "{vs}-Disk"
+type = "physical_disk"
+path = "disks/{vs}"
+{extra}
+"#,
+        owners = owners.join(", ")
+    )
+}
+
+const MSMQ: &str = r#"
+[[group.resource]]
+name = "VS1-MSMQ"
+type = "message_queuing"
+depends_on = ["VS1-Name", "VS1-Disk"]
+"#;
+
+const Q: &str = r".\private$\orders";
+
+fn failover_count(c: &TestCluster) -> u64 {
+    c.record("VS1").unwrap().failover_count
+}
+
+#[test]
+fn restart_policy_failover_threshold_and_their_counters() {
+    let app = r#"
+[[group.resource]]
+name = "VS1-App"
+type = "generic_application"
+command = "sleep"
+args = ["600"]
+depends_on = ["VS1-MSMQ"]
+restart_threshold = 2
+restart_period_ms = 60000
+restart_delay_ms = 20
+"#;
+    let text = nodes(&["NODE1", "NODE2", "NODE3"], "127.0.2")
+        + &group(
+            "VS1",
+            "127.63.0.11",
+            &["NODE1", "NODE2", "NODE3"],
+            "failover_threshold = 1",
+            &format!("{MSMQ}{app}"),
+        );
+    let c = TestCluster::start(&text).unwrap();
+    c.wait_online_on("VS1", "NODE1");
+    let restarts = |c: &TestCluster| {
+        let s = c.status().unwrap();
+        s.groups[0]
+            .resources
+            .iter()
+            .find(|r| r.name == "VS1-App")
+            .unwrap()
+            .restarts
+    };
+    // Two failures within the threshold: restarted in place each time.
+    for n in 1..=2 {
+        c.fail("VS1-App").unwrap();
+        c.wait("the application restarted", || {
+            (restarts(&c) == n).then_some(())
+        });
+        c.wait_online_on("VS1", "NODE1");
+    }
+    assert_eq!(failover_count(&c), 0);
+    // The third fails the group over (RestartNotify), to the next preferred node.
+    c.fail("VS1-App").unwrap();
+    c.wait_online_on("VS1", "NODE2");
+    assert_eq!(failover_count(&c), 1);
+    assert_eq!(c.status().unwrap().groups[0].failovers_in_period, 1);
+    // On NODE2 the same again: one failover more than the threshold allows in the period, so
+    // the group stays failed.
+    for _ in 0..3 {
+        c.fail("VS1-App").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.wait("VS1 failed", || {
+        let s = c.status().unwrap();
+        (s.groups[0].state == "Failed").then_some(())
+    });
+    assert!(c.record("VS1").unwrap().failed);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        c.owner("VS1"),
+        None,
+        "a failed group is not brought online anywhere"
+    );
+    // The administrator brings it back: to the first preferred node it did not fail on last.
+    c.online("VS1").unwrap();
+    c.wait_online_on("VS1", "NODE1");
+    assert!(!c.record("VS1").unwrap().failed);
+}
+
+#[test]
+fn failback_to_the_preferred_owner_when_it_returns() {
+    let text = nodes(&["NODE1", "NODE2"], "127.0.3")
+        + &group(
+            "VS1",
+            "127.64.0.11",
+            &["NODE1", "NODE2"],
+            "failback = \"allow\"",
+            MSMQ,
+        );
+    let c = TestCluster::start(&text).unwrap();
+    c.wait_online_on("VS1", "NODE1");
+    c.kill("NODE1");
+    c.wait_online_on("VS1", "NODE2");
+    assert_eq!(failover_count(&c), 1);
+    c.restart("NODE1").unwrap();
+    c.wait_online_on("VS1", "NODE1");
+    assert_eq!(
+        failover_count(&c),
+        1,
+        "a failback is a move, not a failover"
+    );
+
+    // With failback prevented (WSFC's default) the group stays where it is.
+    let text = nodes(&["NODE1", "NODE2"], "127.0.4")
+        + &group("VS1", "127.64.0.12", &["NODE1", "NODE2"], "", MSMQ);
+    let c = TestCluster::start(&text).unwrap();
+    c.wait_online_on("VS1", "NODE1");
+    c.kill("NODE1");
+    c.wait_online_on("VS1", "NODE2");
+    c.restart("NODE1").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(c.owner("VS1").as_deref(), Some("NODE2"));
+}
+
+/// An application resource that sends one message to `.\private$\app` on the computer its
+/// environment calls `.`, then stays up.
+fn app(name: &str, use_network_name: bool) -> String {
+    let script = format!(
+        "until \"{bin}\" --server \"$MQEMU_SERVER\" send --recoverable '.\\private$\\app' --body \"{name} on $MQEMU_COMPUTER_NAME\" >/dev/null 2>&1; do sleep 0.05; done; exec sleep 600",
+        bin = env!("CARGO_BIN_EXE_mqemu"),
+    );
+    format!(
+        r#"
+[[group.resource]]
+name = "{name}"
+type = "generic_application"
+command = "sh"
+args = ["-c", {script:?}]
+use_network_name = {use_network_name}
+depends_on = ["VS1-MSMQ"]
+"#
+    )
+}
+
+/// A body as text: UTF-16 as the command line sends it, or UTF-8 bytes.
+fn text(m: &Message) -> String {
+    m.body_text()
+        .unwrap_or_else(|| String::from_utf8_lossy(&m.body).into_owned())
+}
+
+fn bodies(qm: &QueueManager, q: &str) -> Vec<String> {
+    let q = qm.open(q).unwrap();
+    let mut c = q.cursor();
+    let mut out = Vec::new();
+    let mut m = c.peek_current(Duration::ZERO);
+    while let Ok(msg) = m {
+        out.push(text(&msg));
+        m = c.peek_next(Duration::ZERO);
+    }
+    out.sort();
+    out
+}
+
+fn remote_bodies(c: &BlockingClient, q: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let q = c.open(q).unwrap();
+    while let Ok(m) = q.receive(Duration::ZERO, Tx::None) {
+        out.push(text(&m));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn use_network_name_decides_where_an_applications_messages_go() {
+    let apps = format!("{MSMQ}{}{}", app("with", true), app("without", false));
+    let text = nodes(&["NODE1", "NODE2"], "127.0.5")
+        + &group("VS1", "127.65.0.11", &["NODE1", "NODE2"], "", &apps);
+    let c = TestCluster::start(&text).unwrap();
+    for n in ["NODE1", "NODE2"] {
+        c.local(n)
+            .unwrap()
+            .create_queue(r".\private$\app", QueueProps::default())
+            .unwrap();
+    }
+    c.wait("VS1's MSMQ online", || {
+        (c.resource_state("VS1-MSMQ") == Some(ResourceState::Online)).then_some(())
+    });
+    c.connect("VS1")
+        .unwrap()
+        .create_queue(r".\private$\app", QueueProps::default())
+        .unwrap();
+    let local1 = c.local("NODE1").unwrap();
+    c.wait("the application without the network name sent", || {
+        (bodies(&local1, r".\private$\app").len() == 1).then_some(())
+    });
+    let vs1 = c.connect("VS1").unwrap();
+    c.wait("the application with the network name sent", || {
+        (vs1.open(r".\private$\app").unwrap().len().unwrap() == 1).then_some(())
+    });
+    drop(vs1);
+    // Fail over: the applications start again on NODE2.
+    c.kill("NODE1");
+    c.wait_online_on("VS1", "NODE2");
+    let local2 = c.local("NODE2").unwrap();
+    c.wait(
+        "the application without the network name sent again",
+        || (bodies(&local2, r".\private$\app").len() == 1).then_some(()),
+    );
+    let vs1 = c.connect("VS1").unwrap();
+    c.wait(
+        "both messages of the application with the network name",
+        || (vs1.open(r".\private$\app").unwrap().len().unwrap() == 2).then_some(()),
+    );
+    // With UseNetworkName the virtual server has both of the application's messages, whichever
+    // node sent them; without it, each went to the node it ran on, and the one NODE1 took stays
+    // there, out of the virtual server's reach (the seeds' warning).
+    assert_eq!(
+        remote_bodies(&vs1, r".\private$\app"),
+        ["with on VS1", "with on VS1"]
+    );
+    assert_eq!(bodies(&local1, r".\private$\app"), ["without on NODE1"]);
+    assert_eq!(bodies(&local2, r".\private$\app"), ["without on NODE2"]);
+}
+
+#[test]
+fn in_doubt_transactions_wait_for_the_dtc_across_a_failover() {
+    let dtc = r#"
+[[group.resource]]
+name = "VS1-DTC"
+type = "dtc"
+
+[[group.resource]]
+name = "VS1-MSMQ"
+type = "message_queuing"
+depends_on = ["VS1-Name", "VS1-Disk"]
+restart_threshold = 1000
+restart_delay_ms = 50
+"#;
+    let text = nodes(&["NODE1", "NODE2"], "127.0.6")
+        + &group("VS1", "127.66.0.11", &["NODE1", "NODE2"], "", dtc);
+    let c = TestCluster::start(&text).unwrap();
+    c.wait_online_on("VS1", "NODE1");
+    let client = c.connect("VS1").unwrap();
+    client.create_queue(Q, QueueProps::transactional()).unwrap();
+    client.send(Q, Message::new("m1"), Tx::Single).unwrap();
+    // A two-phase receive, prepared: its outcome is the coordinator's.
+    let t = client.begin_external("x1").unwrap();
+    let m = client.receive(Q, Duration::ZERO, (&t).into()).unwrap();
+    assert_eq!(&m.body[..], b"m1");
+    t.prepare().unwrap();
+
+    // The DTC goes offline: new external transactions fail.
+    c.offline("VS1-DTC").unwrap();
+    c.wait("the DTC offline", || {
+        (c.resource_state("VS1-DTC") == Some(ResourceState::Offline)).then_some(())
+    });
+    let refused = match client.begin_external("x2") {
+        Ok(_) => panic!("an external transaction began without the DTC"),
+        Err(e) => e,
+    };
+    assert_eq!(refused.code(), ErrorCode::DtcConnect);
+
+    // The owner dies. On the new owner the queue manager cannot come online while an in-doubt
+    // transaction needs the coordinator, which is still offline.
+    c.kill("NODE1");
+    c.wait("MSMQ failing on NODE2 for want of the DTC", || {
+        (c.resource_state("VS1-MSMQ") == Some(ResourceState::Failed)).then_some(())
+    });
+    assert_eq!(c.owner("VS1"), None);
+    // The DTC comes back: the queue manager comes online, and the in-doubt transaction is
+    // resolved after the failover.
+    c.online("VS1-DTC").unwrap();
+    c.wait_online_on("VS1", "NODE2");
+    let client = c.connect("VS1").unwrap();
+    let in_doubt = client.block_on(client.client().in_doubt()).unwrap();
+    assert_eq!(in_doubt, ["x1"]);
+    assert!(
+        client.open(Q).unwrap().peek(Duration::ZERO).is_err(),
+        "m1 stays locked"
+    );
+    client
+        .block_on(client.client().resolve_in_doubt("x1", true))
+        .unwrap();
+    assert_eq!(
+        client.open(Q).unwrap().len().unwrap(),
+        0,
+        "the receive committed"
+    );
+}
+
+#[test]
+fn two_virtual_servers_on_one_node_and_split_across_nodes() {
+    let vs2_msmq = r#"
+[[group.resource]]
+name = "VS2-MSMQ"
+type = "message_queuing"
+depends_on = ["VS2-Name", "VS2-Disk"]
+"#;
+    let text = nodes(&["NODE1", "NODE2"], "127.0.7")
+        + &group("VS1", "127.67.0.11", &["NODE1", "NODE2"], "", MSMQ)
+        + &group("VS2", "127.67.0.12", &["NODE1", "NODE2"], "", vs2_msmq);
+    let c = TestCluster::start(&text).unwrap();
+    c.wait_online_on("VS1", "NODE1");
+    c.wait_online_on("VS2", "NODE1");
+    for (vs, body) in [("VS1", "one"), ("VS2", "two")] {
+        let client = c.connect(vs).unwrap();
+        client.create_queue(Q, QueueProps::transactional()).unwrap();
+        client.send(Q, Message::new(body), Tx::Single).unwrap();
+    }
+    c.move_group("VS2", Some("NODE2")).unwrap();
+    c.wait_online_on("VS2", "NODE2");
+    assert_eq!(c.owner("VS1").as_deref(), Some("NODE1"));
+    for (vs, body) in [("VS1", "one"), ("VS2", "two")] {
+        let client = c.connect(vs).unwrap();
+        assert_eq!(
+            remote_bodies(&client, Q),
+            [body],
+            "{vs} has its own storage"
+        );
+    }
+}
+
+#[test]
+fn an_outgoing_queue_delivers_exactly_once_in_order_across_a_failover() {
+    // The destination: a queue manager on 127.68.0.30, on the virtual server's port.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dest = QueueManager::builder()
+        .name("DEST")
+        .address("127.68.0.30")
+        .build();
+    dest.create_queue(Q, QueueProps::transactional()).unwrap();
+    let server = rt
+        .block_on(Server::bind(
+            "127.68.0.30:18010",
+            dest.clone(),
+            ServerConfig::default(),
+        ))
+        .unwrap();
+    rt.spawn(server.run());
+
+    let text = nodes(&["NODE1", "NODE2"], "127.0.8")
+        + &group("VS1", "127.68.0.11", &["NODE1", "NODE2"], "", MSMQ);
+    let c = TestCluster::start(&text).unwrap();
+    c.wait_online_on("VS1", "NODE1");
+    let target = r"DIRECT=TCP:127.68.0.30\private$\orders";
+    let mut acked = Vec::new();
+    let mut client = c.connect("VS1").unwrap();
+    for i in 0..300u32 {
+        if i == 150 {
+            c.kill("NODE1");
+        }
+        loop {
+            let t = match client.begin() {
+                Ok(t) => t,
+                Err(_) => {
+                    client = c.connect("VS1").unwrap();
+                    continue;
+                }
+            };
+            let sent = client
+                .send_through(target, Message::new(format!("{i}")), (&t).into())
+                .and_then(|_| t.commit());
+            match sent {
+                Ok(()) => {
+                    acked.push(i);
+                    break;
+                }
+                // Unknown outcome: this number is not sent again.
+                Err(_) => {
+                    client = c.connect("VS1").unwrap();
+                    break;
+                }
+            }
+        }
+    }
+    c.wait_online_on("VS1", "NODE2");
+    let q = dest.open(Q).unwrap();
+    c.wait("every acknowledged message delivered", || {
+        (q.len().unwrap() >= acked.len()).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut got = Vec::new();
+    while let Ok(m) = q.receive(Duration::ZERO, mqemu::Tx::None) {
+        got.push(String::from_utf8_lossy(&m.body).parse::<u32>().unwrap());
+    }
+    let mut sorted = got.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), got.len(), "delivered twice: {got:?}");
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order: {got:?}");
+    let missing: Vec<_> = acked.iter().filter(|a| !got.contains(a)).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not delivered: {missing:?}"
+    );
+    assert!(
+        acked.len() >= 290,
+        "only {} of 300 acknowledged",
+        acked.len()
+    );
+}
