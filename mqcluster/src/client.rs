@@ -64,6 +64,6 @@ pub fn connect_by_name(
             ));
         }
         std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_millis(500));
+        delay = (delay * 2).min(Duration::from_millis(200));
     }
 }

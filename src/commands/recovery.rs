@@ -25,6 +25,11 @@ pub struct Options {
     /// Skip the history-only scenario (it writes as much log again).
     #[arg(long)]
     pub no_history: bool,
+    /// Measure a cluster takeover instead of a restart: the storage is a virtual server's
+    /// shared disk, and the new owner fences and seals it (copies its log to a new generation)
+    /// before opening it.
+    #[arg(long)]
+    pub takeover: bool,
     /// Only open this storage root, expecting `--messages` messages, and print the open time and
     /// resident memory (the benchmark runs each open in a fresh process this way).
     #[arg(long, hide = true)]
@@ -121,9 +126,16 @@ fn fill(root: &Path, n: u64, size: usize, drain: bool, what: &str) -> mqemu::Res
 
 /// In this process (a fresh one, see [`reopen`]): opens `root`, checks it holds `expect`
 /// messages, and prints the open time in seconds and the resident memory in bytes.
-fn open_only(root: &Path, expect: u64) -> mqemu::Result<()> {
+fn open_only(root: &Path, expect: u64, takeover: bool) -> mqemu::Result<()> {
     let start = Instant::now();
-    let qm = QueueManager::builder().open(root)?;
+    let root = if takeover {
+        mqemu::cluster::disk::SharedDisk::new(root)
+            .mount(false)?
+            .root
+    } else {
+        root.to_owned()
+    };
+    let qm = QueueManager::builder().open(&root)?;
     let took = start.elapsed();
     let count = qm.queue_info(QUEUE)?.message_count as u64;
     if count != expect {
@@ -152,15 +164,17 @@ struct Opened {
 
 /// Opens `root` in a fresh process, so that neither the allocator's leftovers nor warm caches
 /// of this one flatter the figures.
-fn reopen(root: &Path, expect: u64) -> mqemu::Result<Opened> {
+fn reopen(root: &Path, expect: u64, takeover: bool) -> mqemu::Result<Opened> {
     let fail = |why: String| mqemu::Error::new(mqemu::ErrorCode::MessageStorageFailed, why);
     let exe = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
-    let out = std::process::Command::new(exe)
-        .args(["bench-recovery", "--open-only"])
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["bench-recovery", "--open-only"])
         .arg(root)
-        .args(["--messages", &expect.to_string()])
-        .output()
-        .map_err(|e| fail(e.to_string()))?;
+        .args(["--messages", &expect.to_string()]);
+    if takeover {
+        cmd.arg("--takeover");
+    }
+    let out = cmd.output().map_err(|e| fail(e.to_string()))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut words = text.split_whitespace();
     match (
@@ -186,25 +200,36 @@ fn reopen(root: &Path, expect: u64) -> mqemu::Result<Opened> {
 /// open that one scenario runs in a fresh process.
 pub fn run(o: &Options, json: bool) -> mqemu::Result<()> {
     if let Some(root) = &o.open_only {
-        return open_only(root, o.messages);
+        return open_only(root, o.messages, o.takeover);
     }
+    // With --takeover each scenario's directory is a shared disk; its first generation is
+    // where the messages are written.
+    let root_of = |d: &Path| -> mqemu::Result<PathBuf> {
+        if o.takeover {
+            Ok(mqemu::cluster::disk::SharedDisk::new(d).mount(true)?.root)
+        } else {
+            Ok(d.to_owned())
+        }
+    };
     let live = o.dir.join("live");
     let history = o.dir.join("history");
     for d in [&live, &history] {
         let _ = std::fs::remove_dir_all(d);
     }
     eprintln!("writing {} live messages of {} B...", o.messages, o.size);
-    let fill_rss = fill(&live, o.messages, o.size, false, "live")?;
-    let live_bytes = disk_bytes(&live.join("msmq/storage/wal"));
-    let live_read = read_all(&live.join("msmq/storage/wal"));
-    let opened = reopen(&live, o.messages)?;
+    let live_root = root_of(&live)?;
+    let fill_rss = fill(&live_root, o.messages, o.size, false, "live")?;
+    let live_bytes = disk_bytes(&live_root.join("msmq/storage/wal"));
+    let live_read = read_all(&live_root.join("msmq/storage/wal"));
+    let opened = reopen(&live, o.messages, o.takeover)?;
     let history = if o.no_history {
         None
     } else {
         eprintln!("writing {} messages sent and received...", o.messages);
-        fill(&history, o.messages, o.size, true, "history")?;
-        let bytes = disk_bytes(&history.join("msmq/storage/wal"));
-        Some((reopen(&history, 0)?, bytes))
+        let root = root_of(&history)?;
+        fill(&root, o.messages, o.size, true, "history")?;
+        let bytes = disk_bytes(&root.join("msmq/storage/wal"));
+        Some((reopen(&history, 0, o.takeover)?, bytes))
     };
     let mib = |b: u64| b >> 20;
     if json {
@@ -229,8 +254,13 @@ pub fn run(o: &Options, json: bool) -> mqemu::Result<()> {
         );
         return Ok(());
     }
+    let what = if o.takeover {
+        "takeover (fence, seal, open)"
+    } else {
+        "open"
+    };
     println!(
-        "{} live messages of {} B: open {:.3}s ({} MiB of log; reading it alone takes {:.3}s)",
+        "{} live messages of {} B: {what} {:.3}s ({} MiB of log; reading it alone takes {:.3}s)",
         o.messages,
         o.size,
         opened.took.as_secs_f64(),
@@ -246,7 +276,7 @@ pub fn run(o: &Options, json: bool) -> mqemu::Result<()> {
     );
     if let Some((h, bytes)) = history {
         println!(
-            "{} messages sent and received: open {:.3}s ({} MiB of log left after compaction)",
+            "{} messages sent and received: {what} {:.3}s ({} MiB of log left after compaction)",
             o.messages,
             h.took.as_secs_f64(),
             mib(bytes)

@@ -5,7 +5,8 @@
 //! total-queue check finds no acknowledged message lost and none twice.
 //!
 //! CI runs 10 failovers. The sweep: `MQEMU_CLUSTER_KILLS=100 cargo test --release --test
-//! integration cluster_kill -- --nocapture` (it prints the counts and the failover times).
+//! integration cluster_kill -- --nocapture` (it prints the counts and the failover times;
+//! `MQEMU_CLUSTER_HEARTBEAT_MS=1000` runs it at WSFC's timing).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -29,11 +30,17 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The heartbeat: 100 ms unless `MQEMU_CLUSTER_HEARTBEAT_MS` says otherwise (1000 is WSFC's).
+fn heartbeat_ms() -> u64 {
+    env_or("MQEMU_CLUSTER_HEARTBEAT_MS", 100)
+}
+
 fn cluster_file(net: &str) -> String {
+    let heartbeat = heartbeat_ms();
     format!(
         r#"
 [timing]
-heartbeat_ms = 100
+heartbeat_ms = {heartbeat}
 missed_heartbeats = 5
 
 [[node]]
@@ -101,7 +108,10 @@ fn spawn(args: &[&str], log: &Path) -> Proc {
         .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mqemu"))
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("MQEMU_NODE_LOG").unwrap_or("warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
@@ -395,13 +405,15 @@ fn acknowledged_messages_survive_every_failover_exactly_once() {
     if !failovers.is_empty() {
         eprintln!(
             "kill to online on the new owner: p50 {:?} p90 {:?} max {:?}; to the first commit \
-             through the name: p50 {:?} p90 {:?} max {:?} (heartbeat 100 ms, lease 500 ms)",
+             through the name: p50 {:?} p90 {:?} max {:?} (heartbeat {} ms, lease {} ms)",
             percentile(&failovers, 0.5),
             percentile(&failovers, 0.9),
             failovers.last().unwrap(),
             percentile(&first_commits, 0.5),
             percentile(&first_commits, 0.9),
-            first_commits.last().unwrap()
+            first_commits.last().unwrap(),
+            heartbeat_ms(),
+            heartbeat_ms() * 5
         );
     }
     counts.assert_exact();
