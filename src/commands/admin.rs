@@ -25,8 +25,8 @@ pub struct Conn {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// A cluster directory (or MQEMU_CLUSTER): `cluster` and `node` work on it, and --server
-    /// may name one of its virtual servers, found wherever it runs now.
+    /// A cluster directory (or MQEMU_CLUSTER; default ./mqemu-cluster): `cluster` and `node`
+    /// work on it, and --server may name one of its virtual servers, found wherever it runs now.
     #[arg(long, global = true, env = "MQEMU_CLUSTER")]
     pub cluster: Option<std::path::PathBuf>,
 }
@@ -37,11 +37,19 @@ impl Conn {
             token: self.token.clone(),
             ..ClientOptions::default()
         };
-        match &self.cluster {
-            Some(dir) if self.server.parse::<std::net::SocketAddr>().is_err() => {
-                mqemu::cluster::client::connect_by_name(dir, &self.server, &options)
-            }
-            _ => BlockingClient::connect_with(&self.server, &options),
+        if self.server.parse::<std::net::SocketAddr>().is_ok() {
+            return BlockingClient::connect_with(&self.server, &options);
+        }
+        // A name: a virtual server or node of the cluster (the default directory if it has a
+        // cluster file), else a host name.
+        let default = std::path::Path::new(super::cluster::DEFAULT_CLUSTER);
+        let dir = match &self.cluster {
+            Some(d) => Some(d.as_path()),
+            None => default.join("cluster.toml").exists().then_some(default),
+        };
+        match dir {
+            Some(dir) => mqemu::cluster::client::connect_by_name(dir, &self.server, &options),
+            None => BlockingClient::connect_with(&self.server, &options),
         }
     }
 }
