@@ -94,13 +94,22 @@ impl Drop for Proc {
     /// A failed test leaves no process behind (a stopped one is resumed to be killed).
     fn drop(&mut self) {
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-CONT", &pid]).status();
+        let _ = Command::new("kill")
+            .args(["-CONT", &pid])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 fn spawn(args: &[&str], log: &Path) -> Proc {
+    let filter = std::env::var("MQEMU_NODE_LOG").unwrap_or("warn".into());
+    spawn_logging(args, log, &filter)
+}
+
+/// `spawn` with the `RUST_LOG` filter given.
+fn spawn_logging(args: &[&str], log: &Path, filter: &str) -> Proc {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -108,10 +117,8 @@ fn spawn(args: &[&str], log: &Path) -> Proc {
         .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mqemu"))
         .args(args)
-        .env(
-            "RUST_LOG",
-            std::env::var("MQEMU_NODE_LOG").unwrap_or("warn".into()),
-        )
+        .env("RUST_LOG", filter)
+        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
@@ -133,6 +140,129 @@ fn start_node(dir: &Path, name: &str) -> Proc {
         &["--cluster", d, "node", "--name", name, "--in-memory"],
         &dir.join(format!("{name}.log")),
     )
+}
+
+/// `mqemu --cluster DIR args...`, which must succeed; its standard output.
+fn mqemu(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mqemu"))
+        .arg("--cluster")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mqemu {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The resources a node's log says it brought online (`online`) or took offline (`offline`),
+/// in order.
+fn transitions(log: &Path, what: &str) -> Vec<String> {
+    let raw = std::fs::read_to_string(log).unwrap_or_default();
+    // Without the terminal colours tracing writes.
+    let mut text = String::with_capacity(raw.len());
+    let mut in_escape = false;
+    for ch in raw.chars() {
+        match (in_escape, ch) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, c) => text.push(c),
+        }
+    }
+    let needle = format!(" {what} resource=");
+    text.lines()
+        .filter_map(|l| l.split_once(&needle).map(|(_, r)| r.trim().to_owned()))
+        .collect()
+}
+
+/// The README's cluster, with a generic application added, on three node processes: it comes
+/// online in dependency order on its preferred node, clients reach it by name, and a move takes
+/// it offline in reverse order on the old owner and online in order on the new one.
+#[test]
+fn a_virtual_server_comes_online_in_order_and_moves_in_reverse_then_forward() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    mqemu(dir, &["cluster", "init", "--nodes", "3"]);
+    let file = dir.join("cluster.toml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("heartbeat_ms = 1000", "heartbeat_ms = 100")
+        .replace("127.0.0.11", "127.69.0.11")
+        .replace("127.0.1.", "127.69.1.")
+        + "\n[[group.resource]]\nname = \"VS1-App\"\ntype = \"generic_application\"\n\
+           command = \"sleep\"\nargs = [\"600\"]\nuse_network_name = true\n\
+           depends_on = [\"VS1-MSMQ\"]\n";
+    std::fs::write(&file, text).unwrap();
+    let config = ClusterConfig::load(&file).unwrap();
+    let coord = DirCoordination::open(dir, config.timing.lease()).unwrap();
+    let _nodes: Vec<Proc> = NAMES
+        .iter()
+        .map(|n| {
+            let d = dir.to_str().unwrap();
+            spawn_logging(
+                &["--cluster", d, "node", "--name", n, "--in-memory"],
+                &dir.join(format!("{n}.log")),
+                "warn,mqcluster::node=info",
+            )
+        })
+        .collect();
+    crate::support::eventually("VS1 online", || online_owner(&config, &coord).is_some());
+    assert_eq!(
+        online_owner(&config, &coord).unwrap().0,
+        "NODE1",
+        "its preferred owner"
+    );
+    let forward = [
+        "VS1-IP",
+        "VS1-Name",
+        "VS1-Disk",
+        "VS1-MSMQ",
+        "VS1-Triggers",
+        "VS1-App",
+    ];
+    assert_eq!(transitions(&dir.join("NODE1.log"), "online"), forward);
+
+    // Clients reach it by name.
+    mqemu(
+        dir,
+        &[
+            "--server",
+            "VS1",
+            "queue",
+            "create",
+            ORDERS,
+            "--transactional",
+        ],
+    );
+    mqemu(
+        dir,
+        &[
+            "--server", "VS1", "send", ORDERS, "--body", "order 1", "--tx",
+        ],
+    );
+    let status = mqemu(dir, &["cluster", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["groups"][0]["owner"], "NODE1");
+    assert_eq!(status["groups"][0]["state"], "Online");
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 3);
+
+    mqemu(dir, &["cluster", "move", "VS1", "--to", "NODE3"]);
+    crate::support::eventually("VS1 online on NODE3", || {
+        online_owner(&config, &coord).is_some_and(|(o, _)| o == "NODE3")
+    });
+    let mut reverse = forward;
+    reverse.reverse();
+    assert_eq!(transitions(&dir.join("NODE1.log"), "offline"), reverse);
+    assert_eq!(transitions(&dir.join("NODE3.log"), "online"), forward);
+    let listed = mqemu(dir, &["--server", "VS1", "queue", "list", "--json"]);
+    assert!(
+        listed.contains("\"message_count\": 1") || listed.contains("\"message_count\":1"),
+        "{listed}"
+    );
 }
 
 fn lines(p: &Proc) -> Vec<String> {
