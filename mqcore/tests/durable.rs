@@ -658,3 +658,44 @@ fn an_xid_names_one_unfinished_transaction() {
     tx.abort();
     assert_eq!(bodies(&qm, r".\private$\q"), ["one"]);
 }
+
+/// A full disk: commits fail with MQ_ERROR_INSUFFICIENT_RESOURCES (what Windows answers when
+/// storage runs out), the queue manager says why, nothing unacknowledged appears, and everything
+/// acknowledged before is there once the queue manager is opened again with space.
+#[test]
+fn a_full_disk_refuses_commits_with_insufficient_resources_and_loses_nothing_acknowledged() {
+    use mqcore::storage::{FileDisk, FillableDisk};
+
+    let root = tempfile::tempdir().unwrap();
+    let disk = FillableDisk::new(Arc::new(FileDisk));
+    let open = || {
+        QueueManager::builder()
+            .disk(Arc::new(disk.clone()))
+            .open(root.path())
+            .unwrap()
+    };
+    let qm = open();
+    let q = tx_queue(&qm, r".\private$\orders");
+    q.send(recoverable("kept"), Tx::Single).unwrap();
+    assert!(qm.storage_failure().is_none());
+
+    disk.fill();
+    let e = q.send(recoverable("lost"), Tx::Single).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InsufficientResources, "{e}");
+    let e = q.send(recoverable("after"), Tx::Single).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InsufficientResources, "{e}");
+    assert_eq!(
+        qm.storage_failure().map(|e| e.code()),
+        Some(ErrorCode::InsufficientResources)
+    );
+    drop(q);
+    drop(qm);
+
+    disk.free();
+    let qm = open();
+    assert!(qm.storage_failure().is_none());
+    assert_eq!(bodies(&qm, r".\private$\orders"), ["kept"]);
+    let q = qm.open(r".\private$\orders").unwrap();
+    q.send(recoverable("again"), Tx::Single).unwrap();
+    assert_eq!(bodies(&qm, r".\private$\orders"), ["kept", "again"]);
+}

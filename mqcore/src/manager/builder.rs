@@ -86,6 +86,7 @@ pub struct Builder {
     hosts: HashMap<String, String>,
     max_message_bytes: usize,
     lease: Option<LeaseCheck>,
+    disk: Option<Arc<dyn Disk>>,
 }
 
 /// An address as names compare it: lower case, without the brackets of an IPv6 literal.
@@ -111,6 +112,7 @@ impl Builder {
             hosts: HashMap::new(),
             max_message_bytes: crate::message::MAX_BODY_LEN,
             lease: None,
+            disk: None,
         }
     }
 
@@ -210,13 +212,21 @@ impl Builder {
         }
     }
 
+    /// The file system [`Builder::open`] keeps the log and owner epoch on (default: the real
+    /// one). Tests wrap it to inject faults, such as a disk that fills up; the catalog stays on
+    /// the real file system.
+    pub fn disk(mut self, disk: Arc<dyn Disk>) -> Builder {
+        self.disk = Some(disk);
+        self
+    }
+
     /// Opens (or creates) a durable queue manager whose storage is `<root>/msmq/storage/`: an
     /// owner lock and epoch, the write-ahead log (`wal/`) and the catalog (`catalog/`, sled).
     /// Everything committed before a crash is there again. Another process holding the
     /// directory makes this fail with `MQ_ERROR_SERVICE_NOT_AVAILABLE`.
     pub fn open(self, root: impl AsRef<Path>) -> Result<QueueManager> {
         let dir = storage_dir(root.as_ref());
-        let disk: Arc<dyn Disk> = Arc::new(FileDisk);
+        let disk: Arc<dyn Disk> = self.disk.clone().unwrap_or_else(|| Arc::new(FileDisk));
         let owner = Ownership::acquire(disk.clone(), &dir).map_err(ownership_error)?;
         let catalog = SledCatalog::open(&dir.join("catalog")).map_err(|e| {
             Error::new(

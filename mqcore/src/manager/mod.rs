@@ -536,6 +536,14 @@ impl QueueManager {
         self.inner.compact()
     }
 
+    /// Why the storage stopped acknowledging commits (a write failed, the disk is full, another
+    /// owner fenced it, its lease ran out), if it did: every later commit fails with this error
+    /// until the queue manager is opened again. `None` while healthy, and in memory.
+    pub fn storage_failure(&self) -> Option<Error> {
+        let d = self.inner.durable.as_ref()?;
+        d.wal.failure().map(crate::persistence::storage_error)
+    }
+
     /// The log's counters (records, fdatasyncs) and its segment count; `None` in memory.
     pub fn log_stats(&self) -> Option<(crate::storage::WalStats, usize)> {
         let d = self.inner.durable.as_ref()?;

@@ -29,6 +29,8 @@ pub(crate) fn storage_error(e: WalError) -> Error {
             ErrorCode::ServiceNotAvailable,
             format!("storage fenced: another node owns this queue manager now ({e})"),
         ),
+        // Windows answers MQ_ERROR_INSUFFICIENT_RESOURCES when storage runs out.
+        WalError::StorageFull(_) => Error::new(ErrorCode::InsufficientResources, e.to_string()),
         other => Error::new(ErrorCode::MessageStorageFailed, other.to_string()),
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod disk;
+pub mod full;
 pub mod owner;
 pub mod sim;
 pub mod wal;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use catalog::{CatalogStore, MemCatalog, SledCatalog};
 pub use disk::{Disk, DiskFile, FileDisk};
+pub use full::FillableDisk;
 pub use owner::{take_over, Ownership, OwnershipError};
 pub use sim::SimDisk;
 pub use wal::{Lsn, Record, Wal, WalError, WalOptions, WalReader, WalStats};

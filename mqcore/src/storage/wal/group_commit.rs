@@ -69,7 +69,18 @@ pub(super) struct State {
 pub(super) enum Failure {
     Fenced { ours: u64, theirs: u64 },
     LeaseLost,
+    Full(String),
     Other(String),
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Failure {
+        if e.kind() == io::ErrorKind::StorageFull {
+            Failure::Full(e.to_string())
+        } else {
+            Failure::Other(e.to_string())
+        }
+    }
 }
 
 impl Failure {
@@ -80,6 +91,7 @@ impl Failure {
                 theirs: *theirs,
             },
             Failure::LeaseLost => WalError::LeaseLost,
+            Failure::Full(why) => WalError::StorageFull(why.clone()),
             Failure::Other(why) => WalError::Poisoned(why.clone()),
         }
     }
@@ -299,12 +311,8 @@ impl Writer {
         {
             self.roll(first_lsn_of(batch))?;
         }
-        let io = |e: io::Error| Failure::Other(e.to_string());
-        self.tail
-            .file
-            .write_at(batch, self.tail.offset)
-            .map_err(io)?;
-        self.tail.file.sync_data().map_err(io)?;
+        self.tail.file.write_at(batch, self.tail.offset)?;
+        self.tail.file.sync_data()?;
         // Durable, but acknowledged only if the lease still holds now: a challenger waits the
         // lease out before it reads the log, so what we acknowledge was synced before it read.
         self.check_lease()?;

@@ -108,6 +108,9 @@ pub enum WalError {
     /// A record over [`MAX_RECORD`].
     #[error("record of {0} bytes is over the {MAX_RECORD}-byte limit")]
     TooLarge(usize),
+    /// The file system ran out of space; nothing more is acknowledged until the log is reopened.
+    #[error("write-ahead log out of disk space: {0}")]
+    StorageFull(String),
 }
 
 /// Whether this process may still acknowledge writes: `false` once its lease on the storage may
@@ -288,6 +291,12 @@ impl Wal {
     /// has failed.
     pub fn settled(&self, lsn: Lsn) -> bool {
         self.shared.durable_state(lsn).is_some()
+    }
+
+    /// Why the log stopped acknowledging (a failed write or sync, another owner's epoch, a lost
+    /// lease), if it did; it stays so until reopened.
+    pub fn failure(&self) -> Option<WalError> {
+        lock(&self.shared.state).failed.as_ref().map(|f| f.error())
     }
 
     /// The LSN the next record will get.

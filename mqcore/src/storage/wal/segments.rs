@@ -189,13 +189,12 @@ impl Writer {
                 self.segment_size,
                 &self.shared.free,
             )
-            .map_err(|e| Failure::Other(e.to_string()))?,
+            .map_err(Failure::from)?,
         };
         // The spare's header is zeros, synced, and it is in the directory already: the
         // header goes with this batch's sync. A crash before that sync leaves a segment
         // whose header was never written, which recovery removes as an interrupted roll.
-        file.write_at(&segment_header(seq, first_lsn), 0)
-            .map_err(|e| Failure::Other(e.to_string()))?;
+        file.write_at(&segment_header(seq, first_lsn), 0)?;
         self.tail = Tail {
             file,
             seq,
