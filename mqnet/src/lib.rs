@@ -36,5 +36,5 @@ pub use client::{
 };
 pub use http_action::HttpAction;
 pub use proto::{Stats, TriggerRequest, TriggerView, DEFAULT_PORT};
-pub use server::{Server, ServerConfig, Stopper};
+pub use server::{Server, ServerConfig, Stopper, TriggerService};
 pub use transfer::{TransferConfig, TransferService};

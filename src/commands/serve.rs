@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use mqemu::triggers::{Processing, RuleDef, TriggerDef, Triggers};
 use mqemu::{Compat, Error, ErrorCode, QueueManager, QueueProps};
-use mqnet::{Auth, HttpAction, Server, ServerConfig, User};
+use mqnet::{Auth, HttpAction, Server, ServerConfig, TriggerService, User};
 use serde::Deserialize;
 
 /// Where the server listens unless told otherwise: loopback only, the protocol's port.
@@ -320,7 +320,10 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
             .map_or(defaults.idle_timeout, Duration::from_secs),
         max_frame: config.limits.max_frame_bytes.unwrap_or(defaults.max_frame),
         auth: Auth::new(config.users.clone()),
-        triggers: triggers.clone(),
+        triggers: triggers
+            .clone()
+            .map(TriggerService::running)
+            .unwrap_or_default(),
         ..defaults
     };
     let open = server_config.auth.is_open();

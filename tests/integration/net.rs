@@ -783,7 +783,7 @@ async fn triggers_are_administered_remotely_and_http_actions_post_the_message() 
     };
     let config = ServerConfig {
         auth: Auth::new(vec![reader, admin]),
-        triggers: Some(triggers.clone()),
+        triggers: mqnet::TriggerService::running(triggers.clone()),
         ..ServerConfig::default()
     };
     let s = start(qm, config).await;

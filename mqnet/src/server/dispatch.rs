@@ -235,7 +235,7 @@ impl Session {
             Request::Stats => Response::Stats(self.stats()),
             Request::Triggers(req) => {
                 self.check_admin()?;
-                let triggers = self.shared.config.triggers.clone().ok_or_else(|| {
+                let triggers = self.shared.config.triggers.get().ok_or_else(|| {
                     Error::new(
                         ErrorCode::ServiceNotAvailable,
                         "this server runs no Triggers service",

@@ -58,13 +58,52 @@ pub struct ServerConfig {
     /// Who may connect and what they may do.
     pub auth: Auth,
     /// The queue manager's Triggers service, administered through
-    /// [`Request::Triggers`](proto::Request::Triggers);
-    /// without one those requests are refused with MQ_ERROR_SERVICE_NOT_AVAILABLE.
-    pub triggers: Option<Arc<Triggers>>,
+    /// [`Request::Triggers`](proto::Request::Triggers); while it runs none, those requests are
+    /// refused with MQ_ERROR_SERVICE_NOT_AVAILABLE.
+    pub triggers: TriggerService,
     /// The queue manager's transfer service, whose links management lists
     /// ([`Request::ListOutgoing`](proto::Request::ListOutgoing)); without one the outgoing
     /// queues are listed from the engine alone.
     pub transfer: Option<crate::transfer::TransferService>,
+}
+
+/// Where a server finds its queue manager's Triggers service, which may start and stop while the
+/// server runs (a cluster's Triggers resource depends on the Message Queuing resource that runs
+/// the server, so it comes online after the server and goes offline before it). Clones share it.
+#[derive(Clone, Default)]
+pub struct TriggerService(Arc<std::sync::RwLock<Option<Arc<Triggers>>>>);
+
+impl TriggerService {
+    /// A slot holding a running service.
+    pub fn running(triggers: Arc<Triggers>) -> TriggerService {
+        let slot = TriggerService::default();
+        slot.set(Some(triggers));
+        slot
+    }
+
+    /// Puts a service in the slot (`None`: the service stopped).
+    pub fn set(&self, triggers: Option<Arc<Triggers>>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = triggers;
+    }
+
+    /// The service, if one runs.
+    pub fn get(&self) -> Option<Arc<Triggers>> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl std::fmt::Debug for TriggerService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TriggerService")
+            .field("running", &self.get().is_some())
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {
@@ -75,7 +114,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(300),
             handshake_timeout: Duration::from_secs(10),
             auth: Auth::default(),
-            triggers: None,
+            triggers: TriggerService::default(),
             transfer: None,
         }
     }
