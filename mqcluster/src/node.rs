@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use mqcore::storage::FillableDisk;
 use mqcore::tx::LocalCoordinator;
 use mqcore::QueueManager;
 use mqnet::{Server, ServerConfig, Stopper};
@@ -53,6 +54,10 @@ pub struct NodeOptions {
     pub local: Option<LocalData>,
     /// Log segment size of the virtual servers' queue managers (tests make it small).
     pub segment_size: Option<u64>,
+    /// The file system each group's queue manager keeps its log on, by lower-case group name
+    /// (default: the real one). Tests give every node the same [`FillableDisk`] for a group, so
+    /// that filling it is filling the group's shared disk.
+    pub disks: HashMap<String, FillableDisk>,
 }
 
 impl NodeOptions {
@@ -64,6 +69,7 @@ impl NodeOptions {
             config: None,
             local: None,
             segment_size: None,
+            disks: HashMap::new(),
         }
     }
 }
@@ -91,6 +97,7 @@ struct Shared {
     local_addr: SocketAddr,
     local_qm: QueueManager,
     segment_size: Option<u64>,
+    disks: HashMap<String, FillableDisk>,
 }
 
 /// A group this node holds.
@@ -212,6 +219,7 @@ impl Node {
             local_addr,
             local_qm,
             segment_size: options.segment_size,
+            disks: options.disks,
         });
         shared.coord.heartbeat(&shared.name)?;
         let threads = vec![
@@ -633,7 +641,12 @@ impl Worker {
             generation: None,
             qm: None,
             listening: None,
+            triggers: Default::default(),
             segment_size: shared.segment_size,
+            disk: shared
+                .disks
+                .get(&hosted.def.name.to_ascii_lowercase())
+                .cloned(),
         };
         Worker {
             shared,

@@ -8,10 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mqcore::storage::FillableDisk;
 use mqcore::triggers::Triggers;
 use mqcore::tx::LocalCoordinator;
 use mqcore::{Error, ErrorCode, QueueManager};
-use mqnet::{Server, ServerConfig, Stopper, TransferConfig, TransferService};
+use mqnet::{Server, ServerConfig, Stopper, TransferConfig, TransferService, TriggerService};
 
 use crate::coord::{Coordination, Grant};
 use crate::disk::SharedDisk;
@@ -51,8 +52,13 @@ pub struct GroupCtx {
     pub qm: Option<QueueManager>,
     /// Where it listens.
     pub listening: Option<SocketAddr>,
+    /// The Triggers service its server administers: filled while the Triggers resource is
+    /// online.
+    pub triggers: TriggerService,
     /// Extra options for the queue manager (tests: a small log segment).
     pub segment_size: Option<u64>,
+    /// The file system the queue manager's log goes on, if not the real one (tests fill it).
+    pub disk: Option<FillableDisk>,
 }
 
 impl GroupCtx {
@@ -90,7 +96,7 @@ pub enum Running {
         transfer: TransferService,
     },
     /// The Triggers service.
-    Triggers(Triggers),
+    Triggers(Arc<Triggers>),
     /// A process.
     Process(Child),
 }
@@ -152,6 +158,9 @@ pub fn online(def: &ResourceDef, ctx: &mut GroupCtx) -> Result<Running> {
                 .address(ip.to_string())
                 .coordinator(ctx.dtc.clone())
                 .lease(ctx.lease.clone());
+            if let Some(d) = &ctx.disk {
+                b = b.disk(Arc::new(d.clone()));
+            }
             if let Some(s) = ctx.segment_size {
                 b = b.segment_size(s);
             }
@@ -176,6 +185,7 @@ pub fn online(def: &ResourceDef, ctx: &mut GroupCtx) -> Result<Running> {
             );
             let config = ServerConfig {
                 transfer: Some(transfer.clone()),
+                triggers: ctx.triggers.clone(),
                 ..ServerConfig::default()
             };
             // The address may still be held by a previous owner that has not noticed yet
@@ -216,7 +226,9 @@ pub fn online(def: &ResourceDef, ctx: &mut GroupCtx) -> Result<Running> {
         }
         ResourceKind::MsmqTriggers => {
             let qm = ctx.qm.as_ref().ok_or_else(|| missing("MSMQ", "Triggers"))?;
-            Ok(Running::Triggers(Triggers::start(qm)?))
+            let triggers = Arc::new(Triggers::start(qm)?);
+            ctx.triggers.set(Some(triggers.clone()));
+            Ok(Running::Triggers(triggers))
         }
         ResourceKind::Dtc => {
             ctx.dtc.set_available(true);
@@ -275,7 +287,10 @@ pub fn offline(kind: &ResourceKind, running: Running, ctx: &mut GroupCtx) {
                 .rt
                 .block_on(async { tokio::time::timeout(Duration::from_secs(2), task).await });
         }
-        Running::Triggers(t) => t.stop(),
+        Running::Triggers(t) => {
+            ctx.triggers.set(None);
+            t.stop();
+        }
         Running::Process(mut child) => {
             let _ = child.kill();
             let _ = child.wait();
@@ -301,7 +316,16 @@ pub fn offline(kind: &ResourceKind, running: Running, ctx: &mut GroupCtx) {
 /// A resource's health check (LooksAlive and IsAlive are the same check here).
 pub fn alive(running: &mut Running, ctx: &GroupCtx) -> bool {
     match running {
-        Running::Msmq { task, .. } => !task.is_finished() && (ctx.lease)(),
+        // A queue manager whose storage stopped acknowledging (a full disk, a failed write)
+        // fails its check, so that the restart policy reopens it, here or elsewhere.
+        Running::Msmq { task, .. } => {
+            !task.is_finished()
+                && (ctx.lease)()
+                && ctx
+                    .qm
+                    .as_ref()
+                    .is_none_or(|q| q.storage_failure().is_none())
+        }
         Running::Process(child) => matches!(child.try_wait(), Ok(None)),
         _ => true,
     }

@@ -1,6 +1,6 @@
 //! An in-process failover cluster for tests: several nodes in one process that start in
 //! milliseconds, with the faults clustered MSMQ users meet (a node dies, a group fails over or
-//! moves, a resource fails, the DTC goes offline) and the client's view of them.
+//! moves, a resource fails, the DTC goes offline, a disk fills up) and the client's view of them.
 //!
 //! ```no_run
 //! use mqemu::testing::TestCluster;
@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use mqcluster::coord::dir::DirCoordination;
@@ -28,6 +28,7 @@ use mqcluster::coord::{Coordination, GroupRecord};
 use mqcluster::node::{LocalData, Node, NodeOptions};
 use mqcluster::status::ClusterStatus;
 use mqcluster::{ops, ClusterConfig, GroupState};
+use mqcore::storage::{FileDisk, FillableDisk};
 use mqcore::{Error, ErrorCode, QueueManager, Result};
 use mqnet::BlockingClient;
 
@@ -42,6 +43,8 @@ pub struct TestCluster {
     config: ClusterConfig,
     coord: DirCoordination,
     nodes: Mutex<HashMap<String, Node>>,
+    /// Each group's disk as every node sees it (lower-case group name), to fill it.
+    disks: HashMap<String, FillableDisk>,
 }
 
 impl TestCluster {
@@ -93,12 +96,21 @@ impl TestCluster {
         std::fs::write(dir.join("cluster.toml"), cluster_file)
             .map_err(|e| Error::new(ErrorCode::ServiceNotAvailable, e.to_string()))?;
         let coord = DirCoordination::open(dir, config.timing.lease())?;
+        let disks = config
+            .groups
+            .iter()
+            .map(|g| {
+                let disk = FillableDisk::new(Arc::new(FileDisk));
+                (g.name.to_ascii_lowercase(), disk)
+            })
+            .collect();
         let c = TestCluster {
             dir: dir.to_owned(),
             owned: false,
             config,
             coord,
             nodes: Mutex::new(HashMap::new()),
+            disks,
         };
         let names: Vec<String> = c.config.nodes.iter().map(|n| n.name.clone()).collect();
         for n in names {
@@ -132,6 +144,7 @@ impl TestCluster {
         options.config = Some(self.config.clone());
         options.local = Some(LocalData::InMemory);
         options.segment_size = Some(1 << 20);
+        options.disks = self.disks.clone();
         let node = Node::start(options)?;
         self.nodes().insert(name.to_ascii_uppercase(), node);
         Ok(())
@@ -222,6 +235,23 @@ impl TestCluster {
     /// `cluster offline NAME` (a group or a resource; the DTC's, to take it offline).
     pub fn offline(&self, name: &str) -> Result<()> {
         Ok(ops::offline(&self.config, &self.coord, name)?)
+    }
+
+    /// Fills `group`'s shared disk: from now on every write of its queue manager's log fails
+    /// with `ENOSPC`, whichever node owns it. Clients see `MQ_ERROR_INSUFFICIENT_RESOURCES`; the
+    /// Message Queuing resource fails its check and goes to its restart policy (and from there,
+    /// as on a real full shared disk, the group may end up failed).
+    pub fn fill_disk(&self, group: &str) {
+        if let Some(d) = self.disks.get(&group.to_ascii_lowercase()) {
+            d.fill();
+        }
+    }
+
+    /// Frees `group`'s disk again (a failed group still needs `online`).
+    pub fn free_disk(&self, group: &str) {
+        if let Some(d) = self.disks.get(&group.to_ascii_lowercase()) {
+            d.free();
+        }
     }
 
     /// `cluster fail RESOURCE`.

@@ -115,15 +115,18 @@ restart_delay_ms = 20
     assert_eq!(c.status().unwrap().groups[0].failovers_in_period, 1);
     // On NODE2 the same again: one failover more than the threshold allows in the period, so
     // the group stays failed.
-    for _ in 0..3 {
+    for n in 1..=2 {
         c.fail("VS1-App").unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        c.wait("the application restarted on NODE2", || {
+            (restarts(&c) == n).then_some(())
+        });
+        c.wait_online_on("VS1", "NODE2");
     }
+    c.fail("VS1-App").unwrap();
     c.wait("VS1 failed", || {
-        let s = c.status().unwrap();
-        (s.groups[0].state == "Failed").then_some(())
+        c.record("VS1").unwrap().failed.then_some(())
     });
-    assert!(c.record("VS1").unwrap().failed);
+    assert_eq!(failover_count(&c), 1, "the refused failover is not counted");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         c.owner("VS1"),
@@ -448,4 +451,138 @@ fn an_outgoing_queue_delivers_exactly_once_in_order_across_a_failover() {
         "only {} of 300 acknowledged",
         acked.len()
     );
+}
+
+/// Trigger definitions live in the virtual server's catalog, on its disk: defined through its
+/// name, they are served by whichever node owns it, fire there after a failover, and their
+/// administration is refused while the Triggers resource is offline.
+#[test]
+fn trigger_definitions_move_with_the_virtual_server_and_its_triggers_resource_serves_them() {
+    use mqemu::net::{TriggerAnswer, TriggerRequest};
+    use mqemu::triggers::{Processing, TriggerDef};
+
+    let triggers = r#"
+[[group.resource]]
+name = "VS1-Triggers"
+type = "msmq_triggers"
+depends_on = ["VS1-MSMQ"]
+"#;
+    let text = nodes(&["NODE1", "NODE2"], "127.0.8")
+        + &group(
+            "VS1",
+            "127.68.0.11",
+            &["NODE1", "NODE2"],
+            "",
+            &format!("{MSMQ}{triggers}"),
+        );
+    let c = TestCluster::start(&text).unwrap();
+    c.wait_online_on("VS1", "NODE1");
+    let marks = tempfile::tempdir().unwrap();
+    let mark = |n: u32| marks.path().join(format!("fired-{n}"));
+    let client = c.connect("VS1").unwrap();
+    client.create_queue(Q, QueueProps::transactional()).unwrap();
+    client
+        .triggers(TriggerRequest::AddRule {
+            name: "touch".into(),
+            description: String::new(),
+            condition: String::new(),
+            action: "EXE\t/usr/bin/touch\t$MSG_LABEL".into(),
+        })
+        .unwrap();
+    let def = TriggerDef::new("t", Q, Processing::TransactionalRetrieval);
+    client.triggers(TriggerRequest::AddTrigger(def)).unwrap();
+    client
+        .triggers(TriggerRequest::Attach {
+            trigger: "t".into(),
+            rule: "touch".into(),
+        })
+        .unwrap();
+    let send = |client: &BlockingClient, n: u32| {
+        let label = mark(n).to_str().unwrap().to_owned();
+        client
+            .send(Q, Message::new("x").with_label(label), Tx::Single)
+            .unwrap();
+    };
+    send(&client, 1);
+    c.wait("the trigger fired on NODE1", || {
+        mark(1).exists().then_some(())
+    });
+
+    c.kill("NODE1");
+    c.wait_online_on("VS1", "NODE2");
+    let client = c.connect("VS1").unwrap();
+    let TriggerAnswer::Rules(rules) = client.triggers(TriggerRequest::ListRules).unwrap() else {
+        panic!("not rules")
+    };
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].action_string(), "EXE\t/usr/bin/touch\t$MSG_LABEL");
+    send(&client, 2);
+    c.wait("the trigger fired on NODE2", || {
+        mark(2).exists().then_some(())
+    });
+
+    c.offline("VS1-Triggers").unwrap();
+    c.wait("Triggers offline", || {
+        (c.resource_state("VS1-Triggers") == Some(ResourceState::Offline)).then_some(())
+    });
+    let e = client.triggers(TriggerRequest::ListRules).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ServiceNotAvailable);
+    assert_eq!(c.resource_state("VS1-MSMQ"), Some(ResourceState::Online));
+    c.online("VS1-Triggers").unwrap();
+    c.wait("Triggers online", || {
+        client
+            .triggers(TriggerRequest::ListRules)
+            .ok()
+            .filter(|a| matches!(a, TriggerAnswer::Rules(r) if r.len() == 1))
+    });
+}
+
+/// A full shared disk: clients see MQ_ERROR_INSUFFICIENT_RESOURCES, the Message Queuing resource
+/// fails its check and is restarted, the group fails over and, the disk being the same there,
+/// ends failed past its threshold; with space again and `cluster online`, everything
+/// acknowledged before is served and nothing refused appears.
+#[test]
+fn a_full_disk_fails_the_virtual_server_and_loses_nothing_acknowledged() {
+    let msmq = r#"
+[[group.resource]]
+name = "VS1-MSMQ"
+type = "message_queuing"
+depends_on = ["VS1-Name", "VS1-Disk"]
+restart_threshold = 1
+restart_delay_ms = 20
+looks_alive_ms = 20
+"#;
+    let text = nodes(&["NODE1", "NODE2"], "127.0.9")
+        + &group(
+            "VS1",
+            "127.69.0.11",
+            &["NODE1", "NODE2"],
+            "failover_threshold = 1",
+            msmq,
+        );
+    let c = TestCluster::start(&text).unwrap();
+    c.wait_online_on("VS1", "NODE1");
+    let client = c.connect("VS1").unwrap();
+    client.create_queue(Q, QueueProps::transactional()).unwrap();
+    client.send(Q, Message::new("kept"), Tx::Single).unwrap();
+
+    c.fill_disk("VS1");
+    let e = client
+        .send(Q, Message::new("refused"), Tx::Single)
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InsufficientResources, "{e}");
+    c.wait("VS1 failed past its failover threshold", || {
+        c.record("VS1").unwrap().failed.then_some(())
+    });
+    assert_eq!(failover_count(&c), 1, "it failed over once, then failed");
+    c.wait("VS1 offline everywhere", || {
+        c.owner("VS1").is_none().then_some(())
+    });
+
+    c.free_disk("VS1");
+    c.online("VS1").unwrap();
+    c.wait_online("VS1");
+    let client = c.connect("VS1").unwrap();
+    client.send(Q, Message::new("after"), Tx::Single).unwrap();
+    assert_eq!(remote_bodies(&client, Q), ["after", "kept"]);
 }
