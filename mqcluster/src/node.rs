@@ -393,7 +393,14 @@ impl Shared {
         let settle = self.heartbeat() * 2;
         while !self.over() {
             if self.base.elapsed() < settle {
-                std::thread::sleep(self.heartbeat());
+                // Looking already starts this node's count of every lease and heartbeat, so a
+                // node that just joined can take a dead owner's group a lease after it first
+                // looked, not a lease after it settled.
+                let _ = self.coord.live_nodes();
+                for def in &self.config.groups {
+                    let _ = self.coord.holder(&def.name);
+                }
+                std::thread::sleep(self.heartbeat() / 4);
                 continue;
             }
             if let Err(e) = self.place() {

@@ -269,7 +269,12 @@ impl Coordination for DirCoordination {
     }
 
     fn holder(&self, group: &str) -> Result<Option<Holder>> {
-        Ok(self.read_lease(group)?.map(|l| Holder {
+        let lease = self.read_lease(group)?;
+        if let Some(l) = &lease {
+            // Looking starts this observer's clock on the renewal seen (see `unchanged_for`).
+            self.unchanged_for(&format!("lease/{}", group.to_ascii_lowercase()), l.beat);
+        }
+        Ok(lease.map(|l| Holder {
             node: l.node,
             token: l.token,
             released: l.released,

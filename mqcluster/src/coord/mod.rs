@@ -112,7 +112,7 @@ pub trait Coordination: Send + Sync {
     /// Gives a group up cleanly, to anyone or to `handoff`.
     fn release(&self, grant: &Grant, handoff: Option<&str>) -> Result<()>;
 
-    /// Who holds `group`.
+    /// Who holds `group`. An observer that counts lease expiry itself starts counting here.
     fn holder(&self, group: &str) -> Result<Option<Holder>>;
 
     /// Points a network name at an address, for the holder of `token` (the group's grant).
