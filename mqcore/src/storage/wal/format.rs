@@ -13,9 +13,11 @@ use crate::storage::disk::DiskFile;
 
 /// The segment header's first bytes.
 pub(super) const MAGIC: &[u8; 8] = b"MQEMUWAL";
-/// The on-disk format version written in every segment header. Version 2 reuses dead segments,
-/// so old records may follow a segment's own; version 1 segments (never reused) read the same.
-pub(super) const VERSION: u32 = 2;
+/// The on-disk format version written in every segment header. Version 3 checks its header
+/// with a crc (bytes 12..16); version 2 reuses dead segments, so old records may follow a
+/// segment's own; version 1 segments (never reused) read the same. Versions 1 and 2 have zeros
+/// where version 3 has the crc.
+pub(super) const VERSION: u32 = 3;
 /// Bytes of a segment header.
 pub(super) const HEADER_LEN: u64 = 32;
 /// `len` and `crc` before each record's checked bytes.
@@ -144,7 +146,30 @@ pub(super) fn segment_header(seq: u64, first_lsn: Lsn) -> Vec<u8> {
     header.extend_from_slice(&[0; 4]);
     header.extend_from_slice(&seq.to_le_bytes());
     header.extend_from_slice(&first_lsn.to_le_bytes());
+    let crc = header_crc(&header);
+    header[12..16].copy_from_slice(&crc.to_le_bytes());
     header
+}
+
+/// The crc of a segment header: of its bytes with the crc's own (12..16) as zeros.
+fn header_crc(header: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&header[..12]);
+    h.update(&[0; 4]);
+    h.update(&header[16..HEADER_LEN as usize]);
+    h.finalize()
+}
+
+/// Whether a segment header's check holds: its crc (version 3), or zeros where the crc would be
+/// (versions 1 and 2). Without it one flipped bit in a header's first LSN would make recovery
+/// take the segment's own records for a reused segment's old ones and skip them.
+pub(super) fn header_checks(header: &[u8]) -> bool {
+    let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    let stored = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
+    match version {
+        1 | 2 => stored == 0,
+        _ => stored == header_crc(header),
+    }
 }
 
 pub(super) fn first_lsn_of(batch: &[u8]) -> Lsn {

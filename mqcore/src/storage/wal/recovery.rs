@@ -10,7 +10,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::format::{
-    decode_at, read_full, segment_seq, Decoded, Record, FRAME_LEN, HEADER_LEN, MAGIC, VERSION,
+    decode_at, header_checks, read_full, segment_seq, Decoded, Record, FRAME_LEN, HEADER_LEN,
+    MAGIC, VERSION,
 };
 use super::reader::{Mark, MARK_EVERY};
 use super::segments::{new_segment, Tail};
@@ -85,10 +86,15 @@ pub(super) fn recover(
             ))
             || u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes")) != *seq
             || first_lsn == 0
+            || !header_checks(&bytes[..HEADER_LEN as usize])
         {
             return Err(corrupt(0, "bad segment header".into()));
         }
-        if last_lsn == 0 {
+        // The first segment sets where the log starts (compaction removes older ones); every
+        // later one must continue it, even when no record of the one before could be read
+        // (`last_lsn` is still 0 then: the `wal` fuzz target found such a log opening from the
+        // second segment, skipping the first one's records).
+        if on_disk.is_empty() {
             last_lsn = first_lsn - 1;
         } else if first_lsn != last_lsn + 1 {
             // The previous segment's records stopped short of where this one starts.
