@@ -244,10 +244,20 @@ pub fn parse_conditions(text: &str) -> Result<Vec<Condition>> {
             text.chars().count()
         )));
     }
-    split_items(text)
+    let conditions = split_items(text)
         .into_iter()
         .map(Condition::parse)
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    // As stored, every item ends with a TAB: text that left out the last one may be a character
+    // over the limit once stored (found by the `rule` fuzz target).
+    let stored = format_conditions(&conditions).chars().count();
+    if stored > MAX_CONDITION_LEN {
+        return Err(invalid(format!(
+            "condition is {stored} characters long as stored (each item ends with a TAB); the \
+             limit is {MAX_CONDITION_LEN}"
+        )));
+    }
+    Ok(conditions)
 }
 
 /// Writes conditions as MSMQ stores them: each item followed by a TAB.

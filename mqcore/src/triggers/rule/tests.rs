@@ -324,3 +324,19 @@ fn rule_limits_are_msmqs() {
     let tab = [Condition::LabelContains("a\tb".into())];
     assert!(check_rule("n", "", &tab, &action).is_err());
 }
+
+/// Found by the `rule` fuzz target: 512 characters whose last item has no TAB were accepted,
+/// then stored as 513 (every stored item ends with a TAB), which the next read refused.
+#[test]
+fn the_condition_limit_counts_the_stored_form() {
+    let item = "$MSG_LABEL_CONTAINS=";
+    let fill = "x".repeat(MAX_CONDITION_LEN - item.len());
+    let without_tab = format!("{item}{fill}");
+    assert_eq!(without_tab.chars().count(), MAX_CONDITION_LEN);
+    let e = parse_conditions(&without_tab).unwrap_err();
+    assert_eq!(e.code(), crate::ErrorCode::InvalidParameter);
+    assert!(e.to_string().contains("513"), "{e}");
+    let fits = format!("{item}{}\t", &fill[1..]);
+    let parsed = parse_conditions(&fits).unwrap();
+    assert_eq!(format_conditions(&parsed), fits);
+}
