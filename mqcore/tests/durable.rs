@@ -699,3 +699,48 @@ fn a_full_disk_refuses_commits_with_insufficient_resources_and_loses_nothing_ack
     q.send(recoverable("again"), Tx::Single).unwrap();
     assert_eq!(bodies(&qm, r".\private$\orders"), ["kept", "again"]);
 }
+
+/// Found by the `catalog` fuzz target: a stored computer name that is not one opened, and every
+/// queue then listed under a path that did not parse back. It is refused as a damaged catalog.
+#[test]
+fn a_stored_computer_name_that_is_not_one_is_a_damaged_catalog() {
+    use mqcore::storage::CatalogStore;
+    for bad in [&b"host\\private$\\x"[..], b"a\0b", b"\xff\xfe"] {
+        let catalog = MemCatalog::new();
+        catalog.put("meta/name", bad).unwrap();
+        let disk = Arc::new(SimDisk::new());
+        let e = QueueManager::builder()
+            .open_with(disk, Path::new("/qm"), Arc::new(catalog))
+            .expect_err("refused");
+        assert_eq!(e.code(), ErrorCode::MessageStorageFailed, "{e}");
+    }
+}
+
+/// Found by the `catalog` fuzz target: a queue definition with an empty name opened, and the
+/// queue was listed but could not be opened. A stored queue name must be one.
+#[test]
+fn a_stored_queue_name_that_is_not_one_is_a_damaged_catalog() {
+    let catalog = Arc::new(MemCatalog::new());
+    let disk = Arc::new(SimDisk::new());
+    {
+        let qm = QueueManager::builder()
+            .open_with(disk.clone(), Path::new("/qm"), catalog.clone())
+            .unwrap();
+        qm.create_queue(r".\private$\orders", QueueProps::default())
+            .unwrap();
+    }
+    use mqcore::storage::CatalogStore;
+    let (key, value) = catalog.scan("queue/").unwrap().remove(0);
+    let renamed = {
+        // The definition's name is a length-prefixed string: `orders` -> `\orde` (a separator).
+        let at = value.windows(6).position(|w| w == b"orders").unwrap();
+        let mut v = value.clone();
+        v[at..at + 6].copy_from_slice(b"\\orde\\");
+        v
+    };
+    catalog.put(&key, &renamed).unwrap();
+    let e = QueueManager::builder()
+        .open_with(disk, Path::new("/qm"), catalog)
+        .expect_err("refused");
+    assert_eq!(e.code(), ErrorCode::MessageStorageFailed, "{e}");
+}

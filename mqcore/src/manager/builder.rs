@@ -272,10 +272,22 @@ impl Builder {
                 guid
             }
         };
-        let stored = catalog
-            .get(NAME_KEY)
-            .map_err(cat_err)?
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let stored = match catalog.get(NAME_KEY).map_err(cat_err)? {
+            // A name that is not a computer name would make every queue's path unreadable (the
+            // `catalog` fuzz target found one listed under a name that did not parse back).
+            Some(b) => Some(
+                String::from_utf8(b)
+                    .ok()
+                    .filter(|n| crate::name::QueueName::try_private(n, "q").is_ok())
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorCode::MessageStorageFailed,
+                            "catalog: the stored computer name is not one",
+                        )
+                    })?,
+            ),
+            None => None,
+        };
         let name = match (self.name.clone(), stored) {
             (Some(name), Some(stored)) if name == stored => name,
             (None, Some(stored)) => stored,

@@ -58,6 +58,14 @@ impl Inner {
                     format!("catalog entry {key}: {e}"),
                 )
             })?;
+            // A name that is no queue name would list a queue nobody can open (the `catalog`
+            // fuzz target found an empty one).
+            crate::name::QueueName::try_private("localhost", &def.name).map_err(|e| {
+                Error::new(
+                    ErrorCode::MessageStorageFailed,
+                    format!("catalog entry {key}: the queue name is not one: {e}"),
+                )
+            })?;
             if rec.dropped.contains(&def.id) {
                 // The deletion was logged; the crash came before the catalog heard of it.
                 d.catalog.remove(&key).map_err(cat_err)?;

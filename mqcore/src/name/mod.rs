@@ -476,7 +476,13 @@ impl QueueName {
         let ctx = Ctx::path(&text);
         check_computer(&ctx, "computer name", computer)?;
         check_name(&ctx, "queue name", name, MAX_QUEUE_NAME_LEN)?;
-        Ok(QueueName::private(computer, name))
+        let q = QueueName::private(computer, name);
+        // Whatever the parts, the name must read back as itself (a computer name with a `\`
+        // in it would not, nor one like `a=b`, which reads as a format name).
+        match QueueName::parse(&text) {
+            Ok(back) if back == q => Ok(q),
+            _ => Err(ctx.err("the parts do not make a path name that reads back as itself")),
+        }
     }
 }
 

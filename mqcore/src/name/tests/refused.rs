@@ -556,3 +556,18 @@ fn hostile_inputs_do_not_panic() {
         );
     }
 }
+
+/// Found by the `catalog` fuzz target: `try_private` built names from parts that do not read back
+/// as themselves (a computer name with a separator, or one that reads as a format name type).
+#[test]
+fn try_private_refuses_parts_that_do_not_read_back() {
+    for computer in [r"host\private$\x", "loca=host", "DIRECT=OS:x"] {
+        let e = QueueName::try_private(computer, "q").unwrap_err();
+        assert_eq!(e.code(), ErrorCode::IllegalQueuePathname, "{computer}: {e}");
+    }
+    for name in ["", r"a\b"] {
+        assert!(QueueName::try_private("host", name).is_err(), "{name:?}");
+    }
+    let q = QueueName::try_private("host", "orders").unwrap();
+    assert_eq!(QueueName::parse(&q.to_string()).unwrap(), q);
+}
