@@ -34,6 +34,8 @@
 pub mod blocking;
 pub mod clock;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ids;
 mod loom;
 pub mod manager;

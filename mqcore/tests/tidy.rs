@@ -189,7 +189,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("persistence", &["persistence", "tx::held", "step::changes"]),
     (
         "queue manager",
-        &["manager", "step", "tx", "queue", "triggers", "transfer"],
+        &[
+            "manager", "step", "tx", "queue", "triggers", "transfer", "fuzzing",
+        ],
     ),
 ];
 

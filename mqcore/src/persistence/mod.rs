@@ -22,6 +22,18 @@ use crate::storage::catalog::CatalogStore;
 use crate::storage::wal::{LeaseCheck, Lsn, Wal, WalError};
 use crate::storage::Ownership;
 
+/// Replays `records` into a fresh recovered state and finishes it (the fuzzers' way in).
+pub(crate) fn replay_records(
+    records: impl IntoIterator<Item = crate::storage::Record>,
+) -> Result<()> {
+    let mut replay = Replay::new(uuid::Uuid::nil(), 1 << 20);
+    for r in records {
+        replay.record(r)?;
+    }
+    let _ = replay.finish();
+    Ok(())
+}
+
 /// Maps a log failure to what MSMQ callers see.
 pub(crate) fn storage_error(e: WalError) -> Error {
     match e {

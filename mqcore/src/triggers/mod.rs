@@ -51,6 +51,13 @@ mod handle;
 pub mod rule;
 mod run;
 
+/// The rules and triggers in `qm`'s catalog, read as the service's start reads them: how many of
+/// each it keeps (the fuzzers' way in).
+pub(crate) fn load_definitions(qm: &crate::QueueManager) -> crate::Result<(usize, usize)> {
+    let defs = catalog::load(qm)?;
+    Ok((defs.rules.len(), defs.triggers.len()))
+}
+
 pub use builder::Builder;
 pub use def::{Processing, Rule, RuleDef, Trigger, TriggerDef, TriggerStats};
 pub use exec::{Handler, HttpPost, Invocation, Value};
