@@ -5,6 +5,7 @@
 
 pub use mqcore::*;
 
+pub mod config;
 pub mod testing;
 
 /// The network layer: server, clients, protocol ([`mqnet`]).

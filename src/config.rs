@@ -1,0 +1,316 @@
+//! The configuration file of `mqemu serve` (TOML; every key optional, flags win over the file):
+//! its types, how it is read, and the checks a server makes of it before it starts, in the
+//! library so that they can be fuzzed and used by embedders.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mqcore::name::QueueName;
+use mqcore::triggers::{Processing, RuleDef, TriggerDef};
+use mqcore::{Compat, Error, ErrorCode, Result};
+use mqnet::User;
+use serde::Deserialize;
+
+/// The configuration file (every key optional; flags win over the file).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// Storage directory.
+    pub data: Option<PathBuf>,
+    /// Keep everything in memory.
+    #[serde(default)]
+    pub in_memory: bool,
+    /// `msmq3` or `msmq4`.
+    pub compat: Option<String>,
+    /// The queue manager's computer name.
+    pub name: Option<String>,
+    /// Computer names and the addresses they are reached at (`orders = "127.0.0.2"`): how
+    /// `DIRECT=OS:<name>` and `<name>\private$\q` names find their queue manager.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, String>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Queues created at start-up when missing.
+    #[serde(default, rename = "queue")]
+    pub queues: Vec<QueueDecl>,
+    /// Users and their rights; none means open access.
+    #[serde(default, rename = "user")]
+    pub users: Vec<User>,
+    /// The Triggers service.
+    #[serde(default)]
+    pub triggers: TriggersConfig,
+    /// Trigger rules defined (or redefined) at start-up.
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RuleDecl>,
+    /// Triggers defined (or redefined) at start-up.
+    #[serde(default, rename = "trigger")]
+    pub trigger_decls: Vec<TriggerDecl>,
+    /// Queue-manager transfer: how messages for other computers' queues are delivered.
+    #[serde(default)]
+    pub transfer: TransferDecl,
+}
+
+/// `[transfer]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferDecl {
+    /// The port other queue managers listen on [default: this server's own port].
+    pub port: Option<u16>,
+    /// The token presented to other servers that ask for one.
+    pub token: Option<String>,
+    /// Waits before attempts after failures, in milliseconds [default: MSMQ's schedule,
+    /// 30 s x3, 300 s x3, 1800 s x3, then 6 h].
+    pub resend_ms: Option<Vec<u64>>,
+    /// Divides MSMQ's resend schedule (1000 turns 30 s into 30 ms).
+    pub resend_scale: Option<u32>,
+    /// Messages per batch [default 256].
+    pub batch: Option<usize>,
+    /// Batches in flight per connection [default 8].
+    pub window: Option<usize>,
+    /// Seconds a connection with nothing to send stays open [default 60].
+    pub idle_secs: Option<u64>,
+}
+
+impl TransferDecl {
+    /// The service's settings, for a server listening on `port`.
+    pub fn config(&self, port: u16) -> mqnet::TransferConfig {
+        let defaults = mqnet::TransferConfig::default();
+        let resend = match (&self.resend_ms, self.resend_scale) {
+            (Some(ms), _) => ms.iter().map(|&m| Duration::from_millis(m)).collect(),
+            (None, Some(scale)) => mqnet::TransferConfig::scaled_schedule(scale),
+            (None, None) => defaults.resend.clone(),
+        };
+        mqnet::TransferConfig {
+            port: self.port.unwrap_or(port),
+            token: self.token.clone(),
+            resend,
+            batch: self.batch.unwrap_or(defaults.batch).max(1),
+            window: self.window.unwrap_or(defaults.window).max(1),
+            idle: self.idle_secs.map_or(defaults.idle, Duration::from_secs),
+            ..defaults
+        }
+    }
+}
+
+/// `[triggers]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggersConfig {
+    /// Run the Triggers service [default: true].
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Threads that run actions [default: 5].
+    pub workers: Option<usize>,
+    /// Seconds an EXE or HTTP action may take [default: 60].
+    pub action_timeout_secs: Option<u64>,
+}
+
+impl Default for TriggersConfig {
+    fn default() -> Self {
+        TriggersConfig {
+            enabled: true,
+            workers: None,
+            action_timeout_secs: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// An action in the configuration: MSMQ's string, or the readable table form.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ActionDecl {
+    /// `"EXE\t/usr/bin/touch\t\"/tmp/f\""`.
+    Msmq(String),
+    /// `{ exe = { path = "/usr/bin/touch", params = ['"/tmp/f"', "$MSG_LABEL"] } }`.
+    Table(mqcore::triggers::Action),
+}
+
+/// `[[rule]]`: conditions as MSMQ's string (`condition`) or a list of tables (`conditions`,
+/// e.g. `[{ label_contains = "go" }, { priority_greater_than = 3 }]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDecl {
+    /// Rule name.
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// MSMQ's condition string.
+    pub condition: Option<String>,
+    /// Conditions as tables.
+    pub conditions: Option<Vec<mqcore::triggers::Condition>>,
+    /// The action.
+    pub action: ActionDecl,
+}
+
+/// `[[trigger]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerDecl {
+    /// Trigger name.
+    pub name: String,
+    /// Monitored queue's path name.
+    pub queue: String,
+    /// `peek`, `retrieval` or `transactional`.
+    #[serde(rename = "type")]
+    pub processing: String,
+    /// Finish each message before the next.
+    #[serde(default)]
+    pub serialized: bool,
+    /// Whether it runs.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Rule names, in the order they run.
+    #[serde(default)]
+    pub rules: Vec<String>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Connections served at once.
+    pub max_connections: Option<usize>,
+    /// Seconds a silent connection stays open.
+    pub idle_timeout_secs: Option<u64>,
+    /// Largest frame payload, bytes.
+    pub max_frame_bytes: Option<usize>,
+}
+
+/// `[[queue]]`: a queue to create at start-up.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueDecl {
+    /// Path name, e.g. `.\private$\orders`.
+    pub path: String,
+    /// Transactional queue.
+    #[serde(default)]
+    pub transactional: bool,
+    /// Keep a journal.
+    #[serde(default)]
+    pub journal: bool,
+    /// Quota in KB.
+    pub quota_kb: Option<u32>,
+    /// Label.
+    #[serde(default)]
+    pub label: String,
+}
+
+fn bad(why: impl std::fmt::Display) -> Error {
+    Error::new(ErrorCode::InvalidParameter, why.to_string())
+}
+
+/// Reads a configuration file.
+pub fn load(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad(format!("configuration {}: {e}", path.display())))?;
+    parse(&text).map_err(|e| bad(format!("configuration {}: {}", path.display(), e.detail())))
+}
+
+/// Reads a configuration from its text, and checks it ([`Config::check`]).
+pub fn parse(text: &str) -> Result<Config> {
+    let config: Config = toml::from_str(text).map_err(bad)?;
+    config.check()?;
+    Ok(config)
+}
+
+impl Config {
+    /// What a server would refuse at start: an unknown compatibility level, a queue that is
+    /// not a path name, a rule or trigger MSMQ would not accept. With MSMQ's error codes.
+    pub fn check(&self) -> Result<()> {
+        if let Some(c) = &self.compat {
+            c.parse::<Compat>()?;
+        }
+        for q in &self.queues {
+            QueueName::parse_path(&q.path)?;
+        }
+        for r in &self.rules {
+            r.to_def()?;
+        }
+        for t in &self.trigger_decls {
+            t.to_def()?;
+        }
+        Ok(())
+    }
+}
+
+impl RuleDecl {
+    /// The rule it declares.
+    pub fn to_def(&self) -> Result<RuleDef> {
+        let conditions = match (&self.condition, &self.conditions) {
+            (Some(text), None) => mqcore::triggers::rule::parse_conditions(text)?,
+            (None, Some(list)) => list.clone(),
+            (None, None) => Vec::new(),
+            (Some(_), Some(_)) => {
+                return Err(bad(format!(
+                    "rule {:?}: give condition or conditions, not both",
+                    self.name
+                )))
+            }
+        };
+        let action = match &self.action {
+            ActionDecl::Msmq(text) => mqcore::triggers::Action::parse(text)?,
+            ActionDecl::Table(a) => a.clone(),
+        };
+        Ok(RuleDef {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            conditions,
+            action,
+        })
+    }
+}
+
+impl TriggerDecl {
+    /// The trigger it declares (its rules are attached by name).
+    pub fn to_def(&self) -> Result<TriggerDef> {
+        Ok(TriggerDef {
+            name: self.name.clone(),
+            queue: self.queue.clone(),
+            processing: Processing::parse(&self.processing)?,
+            enabled: self.enabled,
+            serialized: self.serialized,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    #[test]
+    fn the_configuration_maps_computer_names_to_addresses() {
+        let config: Config = toml::from_str(
+            r#"
+            name = "orders"
+            listen = "127.0.0.2:18010"
+            [hosts]
+            billing = "127.0.0.3"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.hosts["billing"], "127.0.0.3");
+        assert!(toml::from_str::<Config>("[hosts]\nbilling = 3\n").is_err());
+    }
+
+    #[test]
+    fn the_readmes_configuration_example_is_a_valid_configuration() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("```toml\n")
+            .expect("the README shows a configuration")
+            + 8;
+        let end = start + readme[start..].find("```").expect("closed");
+        let config: Config = toml::from_str(&readme[start..end]).unwrap();
+        assert_eq!(config.name.as_deref(), Some("orders"));
+        assert!(!config.hosts.is_empty() && !config.queues.is_empty());
+    }
+}
