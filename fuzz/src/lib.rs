@@ -28,6 +28,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("name", name),
     ("rule", rule),
     ("cluster_config", cluster_config),
+    ("serve_config", serve_config),
     ("wal", wal),
     ("replay", replay),
     ("catalog", catalog),
@@ -198,6 +199,49 @@ thread_local! {
     /// The `wal` target's written logs, by shape.
     static WRITTEN: std::cell::RefCell<std::collections::HashMap<Vec<u8>, SimDisk>> =
         Default::default();
+}
+
+/// `mqemu serve`'s configuration file: refused with `MQ_ERROR_INVALID_PARAMETER` (or the
+/// code of the name or rule it holds), or accepted, and then every rule and trigger it declares
+/// is one the Triggers service takes, and every queue's path parses.
+pub fn serve_config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match mqemu::config::parse(text) {
+        Ok(config) => {
+            for q in &config.queues {
+                mqcore::name::QueueName::parse_path(&q.path).expect("checked");
+            }
+            for r in &config.rules {
+                let def = r.to_def().expect("checked");
+                let rule = mqcore::triggers::Rule {
+                    id: Default::default(),
+                    def: def.clone(),
+                };
+                let back = RuleDef::parse(
+                    &def.name,
+                    &def.description,
+                    &rule.condition_string(),
+                    &rule.action_string(),
+                )
+                .unwrap_or_else(|e| panic!("rule {:?} does not store: {e}", def.name));
+                assert_eq!(back, def);
+            }
+            for t in &config.trigger_decls {
+                t.to_def().expect("checked");
+            }
+        }
+        Err(e) => assert!(
+            matches!(
+                e.code(),
+                ErrorCode::InvalidParameter
+                    | ErrorCode::IllegalQueuePathname
+                    | ErrorCode::IllegalFormatname
+            ),
+            "{e}"
+        ),
+    }
 }
 
 /// The damage a `wal` input does to a log, in 4-byte steps after its header.

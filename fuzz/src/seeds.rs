@@ -23,6 +23,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             .map(|(c, a)| format!("{c}\0{a}").into_bytes())
             .collect(),
         "cluster_config" => vec![CLUSTER.as_bytes().to_vec(), bad_cluster().into_bytes()],
+        "serve_config" => vec![readme_config().into_bytes(), SERVE.as_bytes().to_vec()],
         // Shape (count in the low 5 bits, 2 + the high 3 bits' worth of size bytes, a size
         // byte's high bit ending a batch), then 4-byte damage steps (segment << 2 | kind,
         // offset LE, argument).
@@ -202,6 +203,74 @@ args = ["600"]
 use_network_name = true
 depends_on = ["VS1-MSMQ"]
 restart_threshold = 2
+"#;
+
+/// The README's configuration example.
+fn readme_config() -> String {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("```toml\n")
+        .expect("the README shows a configuration")
+        + 8;
+    let end = start + readme[start..].find("```").expect("closed");
+    readme[start..end].to_owned()
+}
+
+/// A configuration with every section (docs/triggers.md, docs/transfer.md).
+const SERVE: &str = r#"listen = "127.0.0.1:18010"
+in_memory = true
+compat = "msmq3"
+name = "orders"
+
+[hosts]
+billing = "127.0.0.3"
+
+[limits]
+max_connections = 10
+idle_timeout_secs = 60
+max_frame_bytes = 65536
+
+[[queue]]
+path = '.\private$\orders'
+transactional = true
+journal = true
+quota_kb = 1024
+label = "orders"
+
+[[user]]
+name = "app"
+token = "t"
+admin = false
+queues = { orders = ["send", "receive", "peek"] }
+
+[triggers]
+enabled = true
+workers = 2
+action_timeout_secs = 5
+
+[[rule]]
+name = "go"
+condition = "$MSG_LABEL_CONTAINS=go\t"
+action = "EXE\t/usr/bin/touch\t\"/tmp/f\""
+
+[[rule]]
+name = "table"
+conditions = [{ label_contains = "go" }, { priority_greater_than = 3 }]
+action = { exe = { path = "/usr/bin/touch", params = ['"/tmp/f"', "$MSG_LABEL"] } }
+
+[[trigger]]
+name = "t"
+queue = '.\private$\orders'
+type = "transactional"
+serialized = true
+rules = ["go", "table"]
+
+[transfer]
+port = 18010
+resend_ms = [10, 20]
+batch = 16
+window = 2
+idle_secs = 5
 "#;
 
 /// The same with a dependency cycle.

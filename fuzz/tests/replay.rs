@@ -45,3 +45,15 @@ fn the_seeds_as_generated_pass_too() {
         }
     }
 }
+
+#[test]
+fn the_configuration_seeds_are_accepted_so_the_fuzzer_starts_inside_the_grammar() {
+    for seed in mqemu_fuzz::seeds::seeds("serve_config") {
+        let text = String::from_utf8(seed).unwrap();
+        if let Err(e) = mqemu::config::parse(&text) {
+            panic!("{e}\n{text}");
+        }
+    }
+    let cluster = &mqemu_fuzz::seeds::seeds("cluster_config")[0];
+    mqcluster::ClusterConfig::parse(std::str::from_utf8(cluster).unwrap()).unwrap();
+}
