@@ -22,7 +22,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             .iter()
             .map(|(c, a)| format!("{c}\0{a}").into_bytes())
             .collect(),
-        "cluster_config" => vec![CLUSTER.as_bytes().to_vec(), bad_cluster().into_bytes()],
+        "cluster_config" => vec![cluster().into_bytes(), bad_cluster().into_bytes()],
         "serve_config" => vec![readme_config().into_bytes(), SERVE.as_bytes().to_vec()],
         // Shape (count in the low 5 bits, 2 + the high 3 bits' worth of size bytes, a size
         // byte's high bit ending a batch), then 4-byte damage steps (segment << 2 | kind,
@@ -147,50 +147,14 @@ const RULES: &[(&str, &str)] = &[
 ];
 
 /// The cluster file `mqemu cluster init` writes, with the other resource types added.
-const CLUSTER: &str = r#"[timing]
-heartbeat_ms = 1000
-missed_heartbeats = 5
-
-[[node]]
-name = "NODE1"
-address = "127.0.1.1"
-
-[[node]]
-name = "NODE2"
-address = "127.0.1.2:18011"
-
-[[group]]
-name = "VS1"
-preferred_owners = ["NODE1", "NODE2"]
-failback = "allow"
-failback_window = [22, 6]
-
-[[group.resource]]
-name = "VS1-IP"
-type = "ip_address"
-address = "127.0.0.11"
-
-[[group.resource]]
-name = "VS1-Name"
-type = "network_name"
-dns_name = "VS1"
-depends_on = ["VS1-IP"]
-
-[[group.resource]]
-name = "VS1-Disk"
-type = "physical_disk"
-path = "disks/vs1"
-
-[[group.resource]]
-name = "VS1-MSMQ"
-type = "message_queuing"
-depends_on = ["VS1-Name", "VS1-Disk"]
-
-[[group.resource]]
-name = "VS1-Triggers"
-type = "msmq_triggers"
-depends_on = ["VS1-MSMQ"]
-
+fn cluster() -> String {
+    mqcluster::ClusterConfig::example_file(2)
+        .replace(
+            "preferred_owners",
+            "failback = \"allow\"\nfailback_window = [22, 6]\npreferred_owners",
+        )
+        .replace("127.0.1.2\"", "127.0.1.2:18011\"")
+        + r#"
 [[group.resource]]
 name = "VS1-DTC"
 type = "dtc"
@@ -203,7 +167,8 @@ args = ["600"]
 use_network_name = true
 depends_on = ["VS1-MSMQ"]
 restart_threshold = 2
-"#;
+"#
+}
 
 /// The README's configuration example.
 fn readme_config() -> String {
@@ -275,7 +240,7 @@ idle_secs = 5
 
 /// The same with a dependency cycle.
 fn bad_cluster() -> String {
-    CLUSTER.replace(
+    cluster().replace(
         "depends_on = [\"VS1-IP\"]",
         "depends_on = [\"VS1-IP\", \"VS1-MSMQ\"]",
     )

@@ -278,6 +278,62 @@ impl ClusterConfig {
         ClusterConfig::parse(&text)
     }
 
+    /// The cluster file `mqemu cluster init` writes: `nodes` nodes (NODE1... on 127.0.1.x) and
+    /// one virtual server VS1 on 127.0.0.11 (IP address, network name, disk, MSMQ, Triggers)
+    /// preferring them in order, at WSFC's timing.
+    pub fn example_file(nodes: u8) -> String {
+        let names: Vec<String> = (1..=nodes.max(1)).map(|i| format!("NODE{i}")).collect();
+        let mut text = String::from(
+            "# A cluster of mqemu nodes on this machine (see docs/cluster.md).\n\
+             [timing]\nheartbeat_ms = 1000\nmissed_heartbeats = 5\n",
+        );
+        for (i, n) in names.iter().enumerate() {
+            text += &format!(
+                "\n[[node]]\nname = \"{n}\"\naddress = \"127.0.1.{}\"\n",
+                i + 1
+            );
+        }
+        let owners = names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        text += &format!(
+            r#"
+[[group]]
+name = "VS1"
+preferred_owners = [{owners}]
+
+[[group.resource]]
+name = "VS1-IP"
+type = "ip_address"
+address = "127.0.0.11"
+
+[[group.resource]]
+name = "VS1-Name"
+type = "network_name"
+dns_name = "VS1"
+depends_on = ["VS1-IP"]
+
+[[group.resource]]
+name = "VS1-Disk"
+type = "physical_disk"
+path = "disks/vs1"
+
+[[group.resource]]
+name = "VS1-MSMQ"
+type = "message_queuing"
+depends_on = ["VS1-Name", "VS1-Disk"]
+
+[[group.resource]]
+name = "VS1-Triggers"
+type = "msmq_triggers"
+depends_on = ["VS1-MSMQ"]
+"#
+        );
+        text
+    }
+
     /// Parses and checks a cluster file's text.
     pub fn parse(text: &str) -> Result<ClusterConfig> {
         let config: ClusterConfig =

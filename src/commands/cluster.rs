@@ -145,55 +145,7 @@ fn init(dir: &Path, nodes: u8) -> mqemu::Result<()> {
             format!("{} exists already", path.display()),
         ));
     }
-    let names: Vec<String> = (1..=nodes.max(1)).map(|i| format!("NODE{i}")).collect();
-    let mut text = String::from(
-        "# A cluster of mqemu nodes on this machine (see docs/cluster.md).\n\
-         [timing]\nheartbeat_ms = 1000\nmissed_heartbeats = 5\n",
-    );
-    for (i, n) in names.iter().enumerate() {
-        text += &format!(
-            "\n[[node]]\nname = \"{n}\"\naddress = \"127.0.1.{}\"\n",
-            i + 1
-        );
-    }
-    let owners = names
-        .iter()
-        .map(|n| format!("\"{n}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    text += &format!(
-        r#"
-[[group]]
-name = "VS1"
-preferred_owners = [{owners}]
-
-[[group.resource]]
-name = "VS1-IP"
-type = "ip_address"
-address = "127.0.0.11"
-
-[[group.resource]]
-name = "VS1-Name"
-type = "network_name"
-dns_name = "VS1"
-depends_on = ["VS1-IP"]
-
-[[group.resource]]
-name = "VS1-Disk"
-type = "physical_disk"
-path = "disks/vs1"
-
-[[group.resource]]
-name = "VS1-MSMQ"
-type = "message_queuing"
-depends_on = ["VS1-Name", "VS1-Disk"]
-
-[[group.resource]]
-name = "VS1-Triggers"
-type = "msmq_triggers"
-depends_on = ["VS1-MSMQ"]
-"#
-    );
+    let text = ClusterConfig::example_file(nodes);
     ClusterConfig::parse(&text)?;
     std::fs::create_dir_all(dir).map_err(|e| {
         Error::new(
