@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 use mqcore::{Error, ErrorCode};
 use mqnet::{BlockingClient, ClientOptions};
 
-use crate::coord::dir::DirCoordination;
-use crate::coord::Coordination;
 use crate::model::{ClusterConfig, Timing};
 
 /// How long a client keeps trying before it reports MSMQ's error: long enough for a failover
@@ -27,7 +25,18 @@ pub fn connect_by_name(
     options: &ClientOptions,
 ) -> Result<BlockingClient, Error> {
     let config = ClusterConfig::load(&dir.join("cluster.toml"))?;
-    let coord = DirCoordination::open(dir, config.timing.lease())?;
+    connect_in(&config, dir, name, options)
+}
+
+/// [`connect_by_name`] with the cluster file already read (and perhaps its coordinator
+/// overridden).
+pub fn connect_in(
+    config: &ClusterConfig,
+    dir: &Path,
+    name: &str,
+    options: &ClientOptions,
+) -> Result<BlockingClient, Error> {
+    let coord = crate::coord::open(config, dir)?;
     let known = config.groups.iter().flat_map(|g| &g.resources).any(|r| {
         matches!(&r.kind, crate::model::ResourceKind::NetworkName { dns_name } if dns_name.eq_ignore_ascii_case(name))
     });

@@ -49,6 +49,9 @@ pub enum ClusterError {
         /// The error.
         source: io::Error,
     },
+    /// The coordination store (etcd) failed or could not be reached.
+    #[error("coordination: {0}")]
+    Coordination(String),
     /// The queue engine refused.
     #[error(transparent)]
     Engine(#[from] mqcore::Error),
@@ -100,6 +103,9 @@ impl From<ClusterError> for mqcore::Error {
                 format!("{} ({}): {why}", code.name(), code as u32),
             ),
             ClusterError::Config(why) => mqcore::Error::new(ErrorCode::InvalidParameter, why),
+            e @ ClusterError::Coordination(_) => {
+                mqcore::Error::new(ErrorCode::ServiceNotAvailable, e.to_string())
+            }
             e @ ClusterError::Io { .. } => {
                 mqcore::Error::new(ErrorCode::ServiceNotAvailable, e.to_string())
             }

@@ -32,6 +32,11 @@ use crate::error::{ClusterError, Result, Win32};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
+    /// Where the nodes coordinate: the cluster directory (absent, the default), or an etcd
+    /// cluster (`etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`, with the `etcd` feature).
+    /// `mqemu --coordinator` overrides it.
+    #[serde(default)]
+    pub coordinator: Option<String>,
     /// Heartbeats and leases.
     #[serde(default)]
     pub timing: Timing,

@@ -24,7 +24,7 @@ use mqcore::QueueManager;
 use mqnet::{Server, ServerConfig, Stopper};
 use serde::Serialize;
 
-use crate::coord::dir::{wall_ms, DirCoordination};
+use crate::coord::dir::wall_ms;
 use crate::coord::{Coordination, Grant, GroupRecord, ResourceAction};
 use crate::error::{io_context, ClusterError, Result};
 use crate::model::{ClusterConfig, GroupDef, ResourceDef, ResourceKind};
@@ -166,10 +166,7 @@ impl Node {
                 format!("{} is not a node of the cluster file", options.name),
             )
         })?;
-        let coord: Arc<dyn Coordination> = Arc::new(DirCoordination::open(
-            &options.cluster_dir,
-            config.timing.lease(),
-        )?);
+        let coord = crate::coord::open(&config, &options.cluster_dir)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name(format!("mqemu-node-{}", def.name))

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::coord::dir::{wall_ms, DirCoordination};
+use crate::coord::dir::wall_ms;
 use crate::coord::Coordination;
 use crate::error::Result;
 use crate::model::ClusterConfig;
@@ -67,7 +67,7 @@ pub struct ResourceStatus {
 }
 
 /// Reads the cluster's status from its directory.
-pub fn read(config: &ClusterConfig, coord: &DirCoordination) -> Result<ClusterStatus> {
+pub fn read(config: &ClusterConfig, coord: &dyn Coordination) -> Result<ClusterStatus> {
     let lease = config.timing.lease().as_millis() as u64;
     let beats = coord.beats()?;
     let now = wall_ms();
@@ -75,10 +75,8 @@ pub fn read(config: &ClusterConfig, coord: &DirCoordination) -> Result<ClusterSt
         .nodes
         .iter()
         .map(|n| {
-            let beat = beats
-                .iter()
-                .find(|(_, b)| b.node.eq_ignore_ascii_case(&n.name));
-            let last = beat.map(|(_, b)| now.saturating_sub(b.wall_ms));
+            let beat = beats.iter().find(|b| b.node.eq_ignore_ascii_case(&n.name));
+            let last = beat.map(|b| now.saturating_sub(b.wall_ms));
             NodeStatus {
                 name: n.name.clone(),
                 state: if last.is_some_and(|l| l < lease) {
@@ -88,7 +86,7 @@ pub fn read(config: &ClusterConfig, coord: &DirCoordination) -> Result<ClusterSt
                 }
                 .to_owned(),
                 last_seen_ms: last,
-                pid: beat.map(|(_, b)| b.pid),
+                pid: beat.map(|b| b.pid),
             }
         })
         .collect::<Vec<_>>();

@@ -29,6 +29,10 @@ pub struct Conn {
     /// work on it, and --server may name one of its virtual servers, found wherever it runs now.
     #[arg(long, global = true, env = "MQEMU_CLUSTER")]
     pub cluster: Option<std::path::PathBuf>,
+    /// Where the cluster's nodes coordinate, overriding the cluster file's `coordinator`:
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (a build with the `etcd` feature).
+    #[arg(long, global = true, env = "MQEMU_COORDINATOR")]
+    pub coordinator: Option<String>,
 }
 
 impl Conn {
@@ -48,7 +52,13 @@ impl Conn {
             None => default.join("cluster.toml").exists().then_some(default),
         };
         match dir {
-            Some(dir) => mqemu::cluster::client::connect_by_name(dir, &self.server, &options),
+            Some(dir) => {
+                let mut config = mqemu::cluster::ClusterConfig::load(&dir.join("cluster.toml"))?;
+                if self.coordinator.is_some() {
+                    config.coordinator = self.coordinator.clone();
+                }
+                mqemu::cluster::client::connect_in(&config, dir, &self.server, &options)
+            }
             None => BlockingClient::connect_with(&self.server, &options),
         }
     }

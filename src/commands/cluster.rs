@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use mqemu::cluster::coord::dir::DirCoordination;
+use std::sync::Arc;
+
+use mqemu::cluster::coord::Coordination;
 use mqemu::cluster::node::{LocalData, Node, NodeOptions};
 use mqemu::cluster::{ops, status, ClusterConfig};
 use mqemu::{Error, ErrorCode};
@@ -69,9 +71,12 @@ fn cluster_dir(conn: &Conn) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CLUSTER))
 }
 
-fn load(dir: &Path) -> mqemu::Result<(ClusterConfig, DirCoordination)> {
-    let config = ClusterConfig::load(&dir.join("cluster.toml"))?;
-    let coord = DirCoordination::open(dir, config.timing.lease())?;
+fn load(conn: &Conn, dir: &Path) -> mqemu::Result<(ClusterConfig, Arc<dyn Coordination>)> {
+    let mut config = ClusterConfig::load(&dir.join("cluster.toml"))?;
+    if conn.coordinator.is_some() {
+        config.coordinator = conn.coordinator.clone();
+    }
+    let coord = mqemu::cluster::coord::open(&config, dir)?;
     Ok((config, coord))
 }
 
@@ -79,6 +84,11 @@ fn load(dir: &Path) -> mqemu::Result<(ClusterConfig, DirCoordination)> {
 pub fn node(conn: &Conn, args: &NodeArgs) -> mqemu::Result<()> {
     let dir = cluster_dir(conn);
     let mut options = NodeOptions::new(&dir, &args.name);
+    if conn.coordinator.is_some() {
+        let mut config = ClusterConfig::load(&dir.join("cluster.toml"))?;
+        config.coordinator = conn.coordinator.clone();
+        options.config = Some(config);
+    }
     if args.in_memory {
         options.local = Some(LocalData::InMemory);
     }
@@ -102,11 +112,11 @@ impl ClusterCommand {
         if let ClusterCommand::Init { nodes } = self {
             return init(&dir, nodes);
         }
-        let (config, coord) = load(&dir)?;
+        let (config, coord) = load(conn, &dir)?;
         match self {
             ClusterCommand::Init { .. } => unreachable!("handled above"),
             ClusterCommand::Status => {
-                let s = status::read(&config, &coord)?;
+                let s = status::read(&config, &*coord)?;
                 if conn.json {
                     println!("{}", serde_json::to_string_pretty(&s).expect("plain data"));
                 } else {
@@ -114,7 +124,7 @@ impl ClusterCommand {
                 }
             }
             ClusterCommand::Nodes => {
-                let s = status::read(&config, &coord)?;
+                let s = status::read(&config, &*coord)?;
                 if conn.json {
                     println!(
                         "{}",
@@ -127,11 +137,11 @@ impl ClusterCommand {
                 }
             }
             ClusterCommand::Move { group, to } => {
-                ops::move_group(&config, &coord, &group, to.as_deref())?
+                ops::move_group(&config, &*coord, &group, to.as_deref())?
             }
-            ClusterCommand::Online { name } => ops::online(&config, &coord, &name)?,
-            ClusterCommand::Offline { name } => ops::offline(&config, &coord, &name)?,
-            ClusterCommand::Fail { resource } => ops::fail(&config, &coord, &resource)?,
+            ClusterCommand::Online { name } => ops::online(&config, &*coord, &name)?,
+            ClusterCommand::Offline { name } => ops::offline(&config, &*coord, &name)?,
+            ClusterCommand::Fail { resource } => ops::fail(&config, &*coord, &resource)?,
         }
         Ok(())
     }

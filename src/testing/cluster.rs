@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use mqcluster::coord::dir::DirCoordination;
 use mqcluster::coord::{Coordination, GroupRecord};
 use mqcluster::node::{LocalData, Node, NodeOptions};
 use mqcluster::status::ClusterStatus;
@@ -41,7 +40,7 @@ pub struct TestCluster {
     /// Removed on drop when the cluster made it.
     owned: bool,
     config: ClusterConfig,
-    coord: DirCoordination,
+    coord: Arc<dyn Coordination>,
     nodes: Mutex<HashMap<String, Node>>,
     /// Each group's disk as every node sees it (lower-case group name), to fill it.
     disks: HashMap<String, FillableDisk>,
@@ -95,7 +94,7 @@ impl TestCluster {
         })?;
         std::fs::write(dir.join("cluster.toml"), cluster_file)
             .map_err(|e| Error::new(ErrorCode::ServiceNotAvailable, e.to_string()))?;
-        let coord = DirCoordination::open(dir, config.timing.lease())?;
+        let coord = mqcluster::coord::open(&config, dir)?;
         let disks = config
             .groups
             .iter()
@@ -131,7 +130,7 @@ impl TestCluster {
 
     /// The coordination store, as the nodes see it.
     pub fn coordination(&self) -> &dyn Coordination {
-        &self.coord
+        &*self.coord
     }
 
     fn nodes(&self) -> MutexGuard<'_, HashMap<String, Node>> {
@@ -214,7 +213,7 @@ impl TestCluster {
 
     /// `cluster status`.
     pub fn status(&self) -> Result<ClusterStatus> {
-        Ok(mqcluster::status::read(&self.config, &self.coord)?)
+        Ok(mqcluster::status::read(&self.config, &*self.coord)?)
     }
 
     /// A group's record: failovers, administrator requests.
@@ -224,17 +223,17 @@ impl TestCluster {
 
     /// `cluster move GROUP [--to NODE]`.
     pub fn move_group(&self, group: &str, to: Option<&str>) -> Result<()> {
-        Ok(ops::move_group(&self.config, &self.coord, group, to)?)
+        Ok(ops::move_group(&self.config, &*self.coord, group, to)?)
     }
 
     /// `cluster online NAME` (a group or a resource).
     pub fn online(&self, name: &str) -> Result<()> {
-        Ok(ops::online(&self.config, &self.coord, name)?)
+        Ok(ops::online(&self.config, &*self.coord, name)?)
     }
 
     /// `cluster offline NAME` (a group or a resource; the DTC's, to take it offline).
     pub fn offline(&self, name: &str) -> Result<()> {
-        Ok(ops::offline(&self.config, &self.coord, name)?)
+        Ok(ops::offline(&self.config, &*self.coord, name)?)
     }
 
     /// Fills `group`'s shared disk: from now on every write of its queue manager's log fails
@@ -256,7 +255,7 @@ impl TestCluster {
 
     /// `cluster fail RESOURCE`.
     pub fn fail(&self, resource: &str) -> Result<()> {
-        Ok(ops::fail(&self.config, &self.coord, resource)?)
+        Ok(ops::fail(&self.config, &*self.coord, resource)?)
     }
 
     /// The state of `resource` as its group's owner reports it.

@@ -2,6 +2,8 @@
 
 mod cli;
 mod cluster;
+#[cfg(feature = "etcd")]
+mod cluster_etcd;
 mod cluster_kill;
 mod crash;
 mod loom_models;

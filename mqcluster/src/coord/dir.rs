@@ -163,12 +163,16 @@ impl DirCoordination {
     }
 
     /// Every node's heartbeat file, for status (wall times, not liveness).
-    pub fn beats(&self) -> Result<Vec<(String, Beat)>> {
+    fn heartbeats(&self) -> Result<Vec<(String, Beat)>> {
         list_json(&self.dir.join("nodes"))
     }
 }
 
 impl Coordination for DirCoordination {
+    fn beats(&self) -> Result<Vec<Beat>> {
+        Ok(self.heartbeats()?.into_iter().map(|(_, b)| b).collect())
+    }
+
     fn heartbeat(&self, node: &str) -> Result<()> {
         let beat = Beat {
             node: node.to_owned(),

@@ -12,10 +12,37 @@
 //! value, not much in rate). Only then may it acquire the group, which raises the group's token.
 
 pub mod dir;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+
+use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{ClusterError, Result};
+use crate::model::ClusterConfig;
+
+/// The coordination store `config` names: its `coordinator` (etcd), or the cluster directory
+/// `dir`.
+pub fn open(config: &ClusterConfig, dir: &Path) -> Result<Arc<dyn Coordination>> {
+    let lease = config.timing.lease();
+    match config.coordinator.as_deref() {
+        None | Some("") | Some("dir") => Ok(Arc::new(dir::DirCoordination::open(dir, lease)?)),
+        #[cfg(feature = "etcd")]
+        Some(url) if url.starts_with("etcd://") => {
+            Ok(Arc::new(etcd::EtcdCoordination::connect(url, lease)?))
+        }
+        Some(other) => Err(ClusterError::Config(format!(
+            "coordinator {other:?}: this build knows the cluster directory{}",
+            if cfg!(feature = "etcd") {
+                " and etcd://HOST:PORT,..."
+            } else {
+                " only (etcd needs the `etcd` feature)"
+            }
+        ))),
+    }
+}
 
 /// A node's hold on a group, from [`Coordination::acquire`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,4 +167,7 @@ pub trait Coordination: Send + Sync {
 
     /// Every node's last published status.
     fn statuses(&self) -> Result<Vec<(String, serde_json::Value)>>;
+
+    /// Every node's last heartbeat, for `cluster status` (wall times, for people to read).
+    fn beats(&self) -> Result<Vec<dir::Beat>>;
 }

@@ -1,0 +1,537 @@
+//! Coordination on etcd: for clusters that span machines, where the cluster directory cannot.
+//!
+//! ```text
+//! PREFIX/nodes/<node>            a node's heartbeat {node, wall_ms, pid}, under the node's lease
+//! PREFIX/groups/<group>/owner    the holder {node}, under the holder's lease; its mod revision
+//!                                is the fencing token
+//! PREFIX/groups/<group>/last     who held it last {node, released, handoff; the token once
+//!                                released}, kept
+//! PREFIX/groups/<group>/record   the group's record (GroupRecord)
+//! PREFIX/names/<name>            a network name {address, token}
+//! PREFIX/status/<node>           what a node runs, for `cluster status`
+//! ```
+//!
+//! Every node holds one etcd lease (its session) with a TTL of the cluster's lease, rounded up
+//! to whole seconds. Its heartbeat key and the owner keys of the groups it holds are attached to
+//! that lease, so when the node stops renewing, etcd removes them all after the TTL, counted
+//! by etcd from the last renewal it *received*; the node trusts its hold only until the renewal
+//! it *sent* plus the configured lease less the margin, which is never later. Acquiring a group
+//! is a transaction that creates the owner key only if it is absent (or still carries a dead
+//! session of this node from before a restart), so exactly one node wins; the winner's token is
+//! the revision of that write. Releasing, renewing and unregistering a name compare the token
+//! first, so a stale owner can change nothing its successor wrote.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
+    PutOptions, Txn, TxnOp,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::dir::{wall_ms, Beat};
+use super::{Coordination, Grant, GroupRecord, Holder};
+use crate::error::{ClusterError, Result};
+
+/// The longest one etcd request may take before the call fails; shorter for short leases (a
+/// quarter of the lease), so that a renewal can be tried again, through another member, before
+/// the lease runs out.
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A node's heartbeat key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NodeKey {
+    node: String,
+    wall_ms: u64,
+    pid: u32,
+}
+
+/// A group's owner key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Owner {
+    node: String,
+}
+
+/// Who held a group last.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Last {
+    node: String,
+    token: u64,
+    released: bool,
+    handoff: Option<String>,
+}
+
+/// A network name's registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NameEntry {
+    address: String,
+    token: u64,
+}
+
+/// This process's etcd session: its lease and the stream that renews it.
+struct Session {
+    id: i64,
+    keeper: LeaseKeeper,
+    stream: LeaseKeepAliveStream,
+}
+
+/// The etcd coordination store.
+pub struct EtcdCoordination {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    prefix: String,
+    ttl: i64,
+    timeout: Duration,
+    session: Mutex<Option<Session>>,
+}
+
+fn etcd_error(e: etcd_client::Error) -> ClusterError {
+    ClusterError::Coordination(format!("etcd: {e}"))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ClusterError::Coordination(format!("etcd: a value is not ours: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("plain data")
+}
+
+impl EtcdCoordination {
+    /// Connects to the etcd cluster at `url` (`etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`), for
+    /// a cluster whose lease is `lease`.
+    pub fn connect(url: &str, lease: Duration) -> Result<EtcdCoordination> {
+        let rest = url.strip_prefix("etcd://").ok_or_else(|| {
+            ClusterError::Config(format!("{url:?}: a coordinator is etcd://HOST:PORT,..."))
+        })?;
+        let (hosts, prefix) = match rest.split_once('/') {
+            Some((h, p)) if !p.is_empty() => (h, format!("/{}/", p.trim_matches('/'))),
+            Some((h, _)) => (h, "/mqemu/".to_owned()),
+            None => (rest, "/mqemu/".to_owned()),
+        };
+        let endpoints: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("http://{h}"))
+            .collect();
+        if endpoints.is_empty() {
+            return Err(ClusterError::Config(format!("{url:?}: no etcd endpoint")));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("mqcluster-etcd")
+            .enable_all()
+            .build()
+            .map_err(|e| ClusterError::Coordination(format!("etcd runtime: {e}")))?;
+        let timeout = (lease / 4).clamp(Duration::from_millis(100), MAX_REQUEST_TIMEOUT);
+        let options = ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            .with_timeout(timeout);
+        let client = rt
+            .block_on(Client::connect(endpoints, Some(options)))
+            .map_err(etcd_error)?;
+        Ok(EtcdCoordination {
+            rt,
+            client,
+            prefix,
+            ttl: lease.as_secs_f64().ceil().max(1.0) as i64,
+            timeout,
+            session: Mutex::new(None),
+        })
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    fn group_key(&self, group: &str, what: &str) -> String {
+        self.key(&format!("groups/{}/{what}", group.to_ascii_lowercase()))
+    }
+
+    /// A key's value and mod revision (0 if absent), and its lease.
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, i64, i64)>> {
+        let mut c = self.client.clone();
+        let resp = self.rt.block_on(c.get(key, None)).map_err(etcd_error)?;
+        Ok(resp
+            .kvs()
+            .first()
+            .map(|kv| (kv.value().to_vec(), kv.mod_revision(), kv.lease())))
+    }
+
+    fn get_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut c = self.client.clone();
+        let resp = self
+            .rt
+            .block_on(c.get(prefix, Some(GetOptions::new().with_prefix())))
+            .map_err(etcd_error)?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                (key, kv.value().to_vec())
+            })
+            .collect())
+    }
+
+    /// Runs a transaction; whether its comparisons held, and its revision.
+    fn txn(&self, when: Vec<Compare>, then: Vec<TxnOp>) -> Result<(bool, i64)> {
+        let mut c = self.client.clone();
+        let resp = self
+            .rt
+            .block_on(c.txn(Txn::new().when(when).and_then(then)))
+            .map_err(etcd_error)?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        Ok((resp.succeeded(), revision))
+    }
+
+    /// This process's session lease, renewed now (a new one if the last expired). Returns its id.
+    fn renew_session(&self) -> Result<i64> {
+        let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = session.as_mut() {
+            match self.keep_alive(s) {
+                Ok(true) => return Ok(s.id),
+                // Expired: what was attached to it is gone; a new session starts below.
+                Ok(false) => *session = None,
+                // The stream's member went away, or is slow: renew the same lease through a new
+                // stream (which the client sends to a member that answers).
+                Err(_) => {
+                    let id = s.id;
+                    let mut c = self.client.clone();
+                    let reopened = self
+                        .rt
+                        .block_on(c.lease_keep_alive(id))
+                        .map_err(etcd_error)?;
+                    *s = Session {
+                        id,
+                        keeper: reopened.0,
+                        stream: reopened.1,
+                    };
+                    match self.keep_alive(s) {
+                        Ok(true) => return Ok(id),
+                        Ok(false) => *session = None,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        let mut c = self.client.clone();
+        let ttl = self.ttl;
+        let s = self
+            .rt
+            .block_on(async move {
+                let id = c.lease_grant(ttl, None).await?.id();
+                let (keeper, stream) = c.lease_keep_alive(id).await?;
+                Ok::<_, etcd_client::Error>(Session { id, keeper, stream })
+            })
+            .map_err(etcd_error)?;
+        let id = s.id;
+        *session = Some(s);
+        Ok(id)
+    }
+
+    /// One renewal on the session's stream: whether the lease is still alive.
+    fn keep_alive(&self, s: &mut Session) -> Result<bool> {
+        let timeout = self.timeout;
+        self.rt.block_on(async {
+            s.keeper.keep_alive().await.map_err(etcd_error)?;
+            match tokio::time::timeout(timeout, s.stream.message()).await {
+                Ok(Ok(Some(r))) => Ok(r.ttl() > 0),
+                Ok(Ok(None)) => Err(ClusterError::Coordination(
+                    "etcd: the keep-alive stream ended".into(),
+                )),
+                Ok(Err(e)) => Err(etcd_error(e)),
+                Err(_) => Err(ClusterError::Coordination(
+                    "etcd: no keep-alive answer in time".into(),
+                )),
+            }
+        })
+    }
+
+    fn session_id(&self) -> Option<i64> {
+        self.session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|s| s.id)
+    }
+
+    fn live(&self, node: &str) -> Result<bool> {
+        Ok(self
+            .get(&self.key(&format!("nodes/{}", node.to_ascii_lowercase())))?
+            .is_some())
+    }
+
+    fn last(&self, group: &str) -> Result<(Option<Last>, i64)> {
+        match self.get(&self.group_key(group, "last"))? {
+            Some((v, rev, _)) => Ok((Some(decode(&v)?), rev)),
+            None => Ok((None, 0)),
+        }
+    }
+
+    /// Heartbeat keys, for `cluster status`.
+    fn node_beats(&self) -> Result<Vec<Beat>> {
+        self.get_prefix(&self.key("nodes/"))?
+            .into_iter()
+            .map(|(_, v)| {
+                let n: NodeKey = decode(&v)?;
+                Ok(Beat {
+                    node: n.node,
+                    beat: 0,
+                    wall_ms: n.wall_ms,
+                    pid: n.pid,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Coordination for EtcdCoordination {
+    fn heartbeat(&self, node: &str) -> Result<()> {
+        let lease = self.renew_session()?;
+        let mut c = self.client.clone();
+        let value = encode(&NodeKey {
+            node: node.to_owned(),
+            wall_ms: wall_ms(),
+            pid: std::process::id(),
+        });
+        let key = self.key(&format!("nodes/{}", node.to_ascii_lowercase()));
+        self.rt
+            .block_on(c.put(key, value, Some(PutOptions::new().with_lease(lease))))
+            .map_err(etcd_error)?;
+        Ok(())
+    }
+
+    fn leave(&self, node: &str) -> Result<()> {
+        let mut c = self.client.clone();
+        let key = self.key(&format!("nodes/{}", node.to_ascii_lowercase()));
+        self.rt.block_on(c.delete(key, None)).map_err(etcd_error)?;
+        if let Some(s) = self
+            .session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = self.rt.block_on(c.lease_revoke(s.id));
+        }
+        Ok(())
+    }
+
+    fn live_nodes(&self) -> Result<Vec<String>> {
+        self.get_prefix(&self.key("nodes/"))?
+            .into_iter()
+            .map(|(_, v)| Ok(decode::<NodeKey>(&v)?.node))
+            .collect()
+    }
+
+    fn acquire(&self, group: &str, node: &str) -> Result<Option<Grant>> {
+        let lease = self.renew_session()?;
+        let owner_key = self.group_key(group, "owner");
+        let last_key = self.group_key(group, "last");
+        let owner = self.get(&owner_key)?;
+        let (last, last_rev) = self.last(group)?;
+        // The owner key as it must still be for the write to happen.
+        let owner_then = match &owner {
+            None => Compare::create_revision(owner_key.clone(), CompareOp::Equal, 0),
+            Some((v, rev, _)) => {
+                let o: Owner = decode(v)?;
+                // Ours, from before a restart or from a hold this node abandoned (it lost its
+                // lease, and a node asks only for groups it does not run): taken again, fenced.
+                if !o.node.eq_ignore_ascii_case(node) {
+                    return Ok(None);
+                }
+                Compare::mod_revision(owner_key.clone(), CompareOp::Equal, *rev)
+            }
+        };
+        let (clean, previous) = match (&owner, &last) {
+            (Some(_), _) => (false, Some(node.to_owned())),
+            (None, None) => (true, None),
+            (None, Some(l)) if l.released => {
+                let to_us = l
+                    .handoff
+                    .as_deref()
+                    .is_none_or(|h| h.eq_ignore_ascii_case(node) || !self.live(h).unwrap_or(false));
+                if !to_us {
+                    return Ok(None);
+                }
+                (true, Some(l.node.clone()))
+            }
+            // Its holder's session ran out without giving it up: its storage must be fenced.
+            (None, Some(l)) => (false, Some(l.node.clone())),
+        };
+        let owner_value = encode(&Owner {
+            node: node.to_owned(),
+        });
+        // `last` is written in the same transaction; its token is filled in on release (the
+        // token is this transaction's revision, known only after it).
+        let last_value = encode(&Last {
+            node: node.to_owned(),
+            token: 0,
+            released: false,
+            handoff: None,
+        });
+        let (won, revision) = self.txn(
+            vec![
+                owner_then,
+                Compare::mod_revision(last_key.clone(), CompareOp::Equal, last_rev),
+            ],
+            vec![
+                TxnOp::put(
+                    owner_key,
+                    owner_value,
+                    Some(PutOptions::new().with_lease(lease)),
+                ),
+                TxnOp::put(last_key, last_value, None),
+            ],
+        )?;
+        if !won {
+            return Ok(None);
+        }
+        Ok(Some(Grant {
+            group: group.to_owned(),
+            node: node.to_owned(),
+            token: revision as u64,
+            clean,
+            previous,
+        }))
+    }
+
+    fn renew(&self, grant: &Grant) -> Result<bool> {
+        let lease = self.renew_session()?;
+        Ok(match self.get(&self.group_key(&grant.group, "owner"))? {
+            Some((_, rev, owner_lease)) => rev as u64 == grant.token && owner_lease == lease,
+            None => false,
+        })
+    }
+
+    fn release(&self, grant: &Grant, handoff: Option<&str>) -> Result<()> {
+        let owner_key = self.group_key(&grant.group, "owner");
+        let value = encode(&Last {
+            node: grant.node.clone(),
+            token: grant.token,
+            released: true,
+            handoff: handoff.map(str::to_owned),
+        });
+        self.txn(
+            vec![Compare::mod_revision(
+                owner_key.clone(),
+                CompareOp::Equal,
+                grant.token as i64,
+            )],
+            vec![
+                TxnOp::delete(owner_key, None),
+                TxnOp::put(self.group_key(&grant.group, "last"), value, None),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn holder(&self, group: &str) -> Result<Option<Holder>> {
+        if let Some((v, rev, _)) = self.get(&self.group_key(group, "owner"))? {
+            let o: Owner = decode(&v)?;
+            return Ok(Some(Holder {
+                node: o.node,
+                token: rev as u64,
+                released: false,
+                handoff: None,
+            }));
+        }
+        Ok(self.last(group)?.0.map(|l| Holder {
+            node: l.node,
+            token: l.token,
+            released: l.released,
+            handoff: l.handoff,
+        }))
+    }
+
+    fn register_name(&self, name: &str, address: &str, token: u64) -> Result<()> {
+        let mut c = self.client.clone();
+        let key = self.key(&format!("names/{}", name.to_ascii_lowercase()));
+        let value = encode(&NameEntry {
+            address: address.to_owned(),
+            token,
+        });
+        self.rt
+            .block_on(c.put(key, value, None))
+            .map_err(etcd_error)?;
+        Ok(())
+    }
+
+    fn unregister_name(&self, name: &str, token: u64) -> Result<()> {
+        let key = self.key(&format!("names/{}", name.to_ascii_lowercase()));
+        if let Some((v, rev, _)) = self.get(&key)? {
+            let entry: NameEntry = decode(&v)?;
+            if entry.token == token {
+                self.txn(
+                    vec![Compare::mod_revision(key.clone(), CompareOp::Equal, rev)],
+                    vec![TxnOp::delete(key, None)],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve(&self, name: &str) -> Result<Option<String>> {
+        let key = self.key(&format!("names/{}", name.to_ascii_lowercase()));
+        match self.get(&key)? {
+            Some((v, _, _)) => Ok(Some(decode::<NameEntry>(&v)?.address)),
+            None => Ok(None),
+        }
+    }
+
+    fn record(&self, group: &str) -> Result<GroupRecord> {
+        match self.get(&self.group_key(group, "record"))? {
+            Some((v, _, _)) => decode(&v),
+            None => Ok(GroupRecord::default()),
+        }
+    }
+
+    fn update_record(
+        &self,
+        group: &str,
+        change: &mut dyn FnMut(&mut GroupRecord),
+    ) -> Result<GroupRecord> {
+        let key = self.group_key(group, "record");
+        loop {
+            let (mut record, rev) = match self.get(&key)? {
+                Some((v, rev, _)) => (decode::<GroupRecord>(&v)?, rev),
+                None => (GroupRecord::default(), 0),
+            };
+            change(&mut record);
+            let (done, _) = self.txn(
+                vec![Compare::mod_revision(key.clone(), CompareOp::Equal, rev)],
+                vec![TxnOp::put(key.clone(), encode(&record), None)],
+            )?;
+            if done {
+                return Ok(record);
+            }
+        }
+    }
+
+    fn publish_status(&self, node: &str, status: &serde_json::Value) -> Result<()> {
+        let mut c = self.client.clone();
+        let key = self.key(&format!("status/{}", node.to_ascii_lowercase()));
+        let options = self.session_id().map(|l| PutOptions::new().with_lease(l));
+        self.rt
+            .block_on(c.put(key, encode(status), options))
+            .map_err(etcd_error)?;
+        Ok(())
+    }
+
+    fn beats(&self) -> Result<Vec<Beat>> {
+        self.node_beats()
+    }
+
+    fn statuses(&self) -> Result<Vec<(String, serde_json::Value)>> {
+        self.get_prefix(&self.key("status/"))?
+            .into_iter()
+            .map(|(k, v)| {
+                let node = k.rsplit('/').next().unwrap_or_default().to_owned();
+                Ok((node, decode(&v)?))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,235 @@
+//! Virtual servers coordinated by a real etcd (Debian's etcd-server, started by the test on
+//! 127.70.0.0/16): a failover through etcd's leases, and what a quorum loss does (one member of
+//! three lost changes nothing; two lost stop the owner acknowledging within its lease, and no
+//! other node takes over; quorum back brings the group back with what was committed). Built
+//! with `--features etcd`; skipped, saying so, where no `etcd` binary is installed (CI sets
+//! `MQEMU_REQUIRE_ETCD`, which makes that a failure).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mqemu::net::Tx;
+use mqemu::testing::TestCluster;
+use mqemu::{Message, QueueProps};
+
+const Q: &str = r".\private$\orders";
+
+/// etcd members on `NET.1`, `NET.2`..., each in a data directory of its own.
+struct Etcd {
+    net: String,
+    dir: tempfile::TempDir,
+    members: Vec<Option<Child>>,
+}
+
+fn etcd_installed() -> bool {
+    Command::new("etcd")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Etcd {
+    fn start(net: &str, n: usize) -> Etcd {
+        let mut e = Etcd {
+            net: net.to_owned(),
+            dir: tempfile::tempdir().unwrap(),
+            members: (0..n).map(|_| None).collect(),
+        };
+        for i in 0..n {
+            e.start_member(i);
+        }
+        e.wait_healthy();
+        e
+    }
+
+    fn ip(&self, i: usize) -> String {
+        format!("{}.{}", self.net, i + 1)
+    }
+
+    fn data(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("m{i}"))
+    }
+
+    /// Starts member `i` (again, on its data directory, after a kill).
+    fn start_member(&mut self, i: usize) {
+        let cluster: Vec<String> = (0..self.members.len())
+            .map(|m| format!("m{m}=http://{}:2380", self.ip(m)))
+            .collect();
+        let ip = self.ip(i);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("m{i}.log")))
+            .unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", &format!("m{i}")])
+            .arg("--data-dir")
+            .arg(self.data(i))
+            .args(["--listen-client-urls", &format!("http://{ip}:2379")])
+            .args(["--advertise-client-urls", &format!("http://{ip}:2379")])
+            .args(["--listen-peer-urls", &format!("http://{ip}:2380")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://{ip}:2380"),
+            ])
+            .args(["--initial-cluster", &cluster.join(",")])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--heartbeat-interval", "25", "--election-timeout", "250"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd starts");
+        self.members[i] = Some(child);
+    }
+
+    fn kill_member(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn endpoints(&self) -> String {
+        (0..self.members.len())
+            .map(|i| format!("{}:2379", self.ip(i)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn url(&self, prefix: &str) -> String {
+        format!("etcd://{}/{prefix}", self.endpoints())
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &self.endpoints(), "put", "/ready", "1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "etcd did not become healthy");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill_member(i);
+        }
+    }
+}
+
+/// A two-node cluster file whose nodes coordinate through `url`. A heartbeat of 200 ms (a
+/// lease of 1 s): an etcd leader election (250 ms here) and a client moving to another member
+/// must fit in a lease, as they do at WSFC's 1 s heartbeat.
+fn cluster_file(url: &str, address: &str) -> String {
+    format!("coordinator = \"{url}\"\n")
+        + &TestCluster::example(&["NODE1", "NODE2"], address)
+            .replace("heartbeat_ms = 50", "heartbeat_ms = 200")
+}
+
+/// Whether to skip: no etcd installed, unless `MQEMU_REQUIRE_ETCD` (as CI sets) makes that a
+/// failure.
+fn skip() -> bool {
+    if etcd_installed() {
+        return false;
+    }
+    assert!(
+        std::env::var_os("MQEMU_REQUIRE_ETCD").is_none(),
+        "MQEMU_REQUIRE_ETCD is set and there is no etcd binary"
+    );
+    eprintln!("no etcd binary: skipped (CI installs Debian's etcd-server)");
+    true
+}
+
+#[test]
+fn a_virtual_server_fails_over_through_etcd_leases() {
+    if skip() {
+        return;
+    }
+    let etcd = Etcd::start("127.70.1", 1);
+    let c = TestCluster::start(&cluster_file(&etcd.url("t1"), "127.70.1.11")).unwrap();
+    let first = c.wait_online("VS1");
+    let vs1 = c.connect("VS1").unwrap();
+    vs1.create_queue(Q, QueueProps::transactional()).unwrap();
+    vs1.send(Q, Message::new("kept"), Tx::Single).unwrap();
+    let before = c.coordination().holder("VS1").unwrap().unwrap().token;
+
+    c.kill(&first);
+    let second = c.wait_online("VS1");
+    assert_ne!(second, first);
+    let holder = c.coordination().holder("VS1").unwrap().unwrap();
+    assert!(holder.token > before, "a new token from etcd's revision");
+    assert_eq!(c.record("VS1").unwrap().failover_count, 1);
+    let vs1 = c.connect("VS1").unwrap();
+    assert_eq!(vs1.open(Q).unwrap().len().unwrap(), 1);
+    // The dead node's heartbeat key went with its etcd lease.
+    let live = c.coordination().live_nodes().unwrap();
+    assert_eq!(live, [second]);
+}
+
+#[test]
+fn quorum_loss_stops_the_owner_and_no_other_node_takes_over() {
+    if skip() {
+        return;
+    }
+    let mut etcd = Etcd::start("127.70.2", 3);
+    let c = TestCluster::start(&cluster_file(&etcd.url("t2"), "127.70.2.11")).unwrap();
+    let owner = c.wait_online("VS1");
+    let vs1 = c.connect("VS1").unwrap();
+    vs1.create_queue(Q, QueueProps::transactional()).unwrap();
+    vs1.send(Q, Message::new("one"), Tx::Single).unwrap();
+
+    // One member of three lost: a quorum remains, nothing changes.
+    etcd.kill_member(2);
+    for body in ["two", "three"] {
+        std::thread::sleep(Duration::from_millis(300));
+        vs1.send(Q, Message::new(body), Tx::Single).unwrap();
+    }
+    assert_eq!(c.owner("VS1").as_deref(), Some(owner.as_str()));
+
+    // Two lost: the owner cannot renew, stops serving within its lease, and nobody takes over.
+    etcd.kill_member(1);
+    c.wait("the owner stepped down", || {
+        c.owner("VS1").is_none().then_some(())
+    });
+    let refused = vs1.send(Q, Message::new("lost"), Tx::Single);
+    assert!(refused.is_err(), "a send after the owner stepped down");
+    let lease = c.config().timing.lease();
+    let until = Instant::now() + lease * 6;
+    while Instant::now() < until {
+        assert_eq!(
+            c.owner("VS1"),
+            None,
+            "a node took the group without a quorum"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Quorum back: the group comes back with everything acknowledged, and nothing refused.
+    etcd.start_member(1);
+    etcd.start_member(2);
+    c.wait_online("VS1");
+    let vs1 = c.connect("VS1").unwrap();
+    let q = vs1.open(Q).unwrap();
+    let mut bodies = Vec::new();
+    while let Ok(m) = q.receive(Duration::ZERO, Tx::None) {
+        bodies.push(
+            m.body_text()
+                .unwrap_or_else(|| String::from_utf8_lossy(&m.body).into_owned()),
+        );
+    }
+    bodies.sort();
+    assert_eq!(bodies, ["one", "three", "two"]);
+}
