@@ -233,3 +233,28 @@ fn quorum_loss_stops_the_owner_and_no_other_node_takes_over() {
     bodies.sort();
     assert_eq!(bodies, ["one", "three", "two"]);
 }
+
+/// The cluster kill test (three `mqemu node` processes, transactional client processes, the
+/// owner SIGKILLed again and again, a total-queue check) with the nodes coordinated by a
+/// three-member etcd cluster.
+#[test]
+fn acknowledged_messages_survive_every_failover_through_etcd_exactly_once() {
+    if skip() {
+        return;
+    }
+    let etcd = Etcd::start("127.70.3", 3);
+    let c = crate::cluster_kill::Cluster::start("127.70.4", Some(&etcd.url("kill")), 200);
+    crate::cluster_kill::kill_sweep(c);
+}
+
+/// The owner SIGSTOPped past its lease while a challenger takes over through etcd, then resumed:
+/// it acknowledges nothing after the takeover and steps down.
+#[test]
+fn a_stopped_owner_is_fenced_through_etcd_and_steps_down() {
+    if skip() {
+        return;
+    }
+    let etcd = Etcd::start("127.70.5", 1);
+    let c = crate::cluster_kill::Cluster::start("127.70.6", Some(&etcd.url("stop")), 200);
+    crate::cluster_kill::stopped_owner(c);
+}

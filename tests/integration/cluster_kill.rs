@@ -15,7 +15,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mqemu::cluster::coord::dir::DirCoordination;
 use mqemu::cluster::coord::Coordination;
 use mqemu::cluster::disk::SharedDisk;
 use mqemu::cluster::{status, ClusterConfig};
@@ -35,10 +34,11 @@ fn heartbeat_ms() -> u64 {
     env_or("MQEMU_CLUSTER_HEARTBEAT_MS", 100)
 }
 
-fn cluster_file(net: &str) -> String {
-    let heartbeat = heartbeat_ms();
+/// The cluster file, coordinated through `coordinator` (the directory when `None`).
+fn cluster_file(net: &str, coordinator: Option<&str>, heartbeat: u64) -> String {
+    let coordinator = coordinator.map_or(String::new(), |c| format!("coordinator = \"{c}\"\n"));
     format!(
-        r#"
+        r#"{coordinator}
 [timing]
 heartbeat_ms = {heartbeat}
 missed_heartbeats = 5
@@ -198,7 +198,7 @@ fn a_virtual_server_comes_online_in_order_and_moves_in_reverse_then_forward() {
            depends_on = [\"VS1-MSMQ\"]\n";
     std::fs::write(&file, text).unwrap();
     let config = ClusterConfig::load(&file).unwrap();
-    let coord = DirCoordination::open(dir, config.timing.lease()).unwrap();
+    let coord = mqemu::cluster::coord::open(&config, dir).unwrap();
     let _nodes: Vec<Proc> = NAMES
         .iter()
         .map(|n| {
@@ -210,9 +210,9 @@ fn a_virtual_server_comes_online_in_order_and_moves_in_reverse_then_forward() {
             )
         })
         .collect();
-    crate::support::eventually("VS1 online", || online_owner(&config, &coord).is_some());
+    crate::support::eventually("VS1 online", || online_owner(&config, &*coord).is_some());
     assert_eq!(
-        online_owner(&config, &coord).unwrap().0,
+        online_owner(&config, &*coord).unwrap().0,
         "NODE1",
         "its preferred owner"
     );
@@ -252,7 +252,7 @@ fn a_virtual_server_comes_online_in_order_and_moves_in_reverse_then_forward() {
 
     mqemu(dir, &["cluster", "move", "VS1", "--to", "NODE3"]);
     crate::support::eventually("VS1 online on NODE3", || {
-        online_owner(&config, &coord).is_some_and(|(o, _)| o == "NODE3")
+        online_owner(&config, &*coord).is_some_and(|(o, _)| o == "NODE3")
     });
     let mut reverse = forward;
     reverse.reverse();
@@ -276,7 +276,7 @@ fn count(p: &[Proc], prefix: &str) -> usize {
 }
 
 /// The owner of VS1 while it is online, with the owner's pid.
-fn online_owner(config: &ClusterConfig, coord: &DirCoordination) -> Option<(String, u64)> {
+fn online_owner(config: &ClusterConfig, coord: &dyn Coordination) -> Option<(String, u64)> {
     let s = status::read(config, coord).ok()?;
     let g = &s.groups[0];
     (g.state == "Online").then(|| (g.owner.clone().unwrap(), g.token.unwrap()))
@@ -288,10 +288,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Three node processes hosting VS1 on `net`.1-3 and `net`.11, a transactional queue on it, and
 /// two sending and one receiving client process.
-struct Cluster {
+pub(crate) struct Cluster {
     tmp: tempfile::TempDir,
     config: ClusterConfig,
-    coord: DirCoordination,
+    coord: std::sync::Arc<dyn Coordination>,
     nodes: HashMap<&'static str, Proc>,
     workers: Vec<Proc>,
 }
@@ -299,18 +299,24 @@ struct Cluster {
 const NAMES: [&str; 3] = ["NODE1", "NODE2", "NODE3"];
 
 impl Cluster {
-    fn start(net: &str) -> Cluster {
+    /// Three nodes on `NET.1-3` and VS1 on `NET.11`, coordinated through `coordinator` (the
+    /// cluster directory when `None`), beating every `heartbeat` ms.
+    pub(crate) fn start(net: &str, coordinator: Option<&str>, heartbeat: u64) -> Cluster {
         let mut tmp = tempfile::tempdir().unwrap();
         if std::env::var_os("MQEMU_KEEP_CLUSTER").is_some() {
             tmp.disable_cleanup(true);
             eprintln!("cluster directory kept: {}", tmp.path().display());
         }
         let dir = tmp.path();
-        std::fs::write(dir.join("cluster.toml"), cluster_file(net)).unwrap();
+        std::fs::write(
+            dir.join("cluster.toml"),
+            cluster_file(net, coordinator, heartbeat),
+        )
+        .unwrap();
         let config = ClusterConfig::load(&dir.join("cluster.toml")).unwrap();
-        let coord = DirCoordination::open(dir, config.timing.lease()).unwrap();
+        let coord = mqemu::cluster::coord::open(&config, dir).unwrap();
         let nodes = NAMES.iter().map(|n| (*n, start_node(dir, n))).collect();
-        crate::support::eventually("VS1 is online", || online_owner(&config, &coord).is_some());
+        crate::support::eventually("VS1 is online", || online_owner(&config, &*coord).is_some());
         let admin =
             mqemu::cluster::client::connect_by_name(dir, "VS1", &Default::default()).unwrap();
         admin
@@ -366,7 +372,7 @@ impl Cluster {
     }
 
     fn owner(&self) -> Option<(String, u64)> {
-        online_owner(&self.config, &self.coord)
+        online_owner(&self.config, &*self.coord)
     }
 
     /// The owner's node name and pid.
@@ -500,8 +506,13 @@ fn check(dir: &Path, workers: &[Proc]) -> Counts {
 
 #[test]
 fn acknowledged_messages_survive_every_failover_exactly_once() {
+    kill_sweep(Cluster::start("127.61.0", None, heartbeat_ms()));
+}
+
+/// SIGKILLs the owner of VS1 `MQEMU_CLUSTER_KILLS` times (10 by default) under the clients, then
+/// checks the total queue: nothing acknowledged lost, nothing twice.
+pub(crate) fn kill_sweep(mut c: Cluster) {
     let kills = env_or("MQEMU_CLUSTER_KILLS", 10);
-    let mut c = Cluster::start("127.61.0");
     let mut failovers = Vec::new();
     let mut first_commits = Vec::new();
     for k in 0..kills {
@@ -528,6 +539,7 @@ fn acknowledged_messages_survive_every_failover_exactly_once() {
         let restarted = start_node(c.dir(), victim);
         c.nodes.insert(victim, restarted);
     }
+    let c_heartbeat = c.config.timing.heartbeat();
     let counts = c.finish();
     failovers.sort();
     first_commits.sort();
@@ -542,8 +554,8 @@ fn acknowledged_messages_survive_every_failover_exactly_once() {
             percentile(&first_commits, 0.5),
             percentile(&first_commits, 0.9),
             first_commits.last().unwrap(),
-            heartbeat_ms(),
-            heartbeat_ms() * 5
+            c_heartbeat.as_millis(),
+            c_heartbeat.as_millis() * 5
         );
     }
     counts.assert_exact();
@@ -555,7 +567,11 @@ fn acknowledged_messages_survive_every_failover_exactly_once() {
 /// owner serves), and it steps down.
 #[test]
 fn a_stopped_owner_is_fenced_and_steps_down_when_it_resumes() {
-    let c = Cluster::start("127.62.0");
+    stopped_owner(Cluster::start("127.62.0", None, heartbeat_ms()));
+}
+
+/// SIGSTOPs the owner past its lease while a challenger takes over, then SIGCONTs it.
+pub(crate) fn stopped_owner(c: Cluster) {
     c.flow(20);
     let (victim, token, pid) = c.owner_proc();
     let pid_s = pid.to_string();
