@@ -10,7 +10,8 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::admin::{self, Conn};
 use commands::{
-    cluster, cluster_worker, crash_worker, netbench, recovery, serve, transfer_worker, triggers,
+    cluster, cluster_worker, crash_worker, netbench, ocf, recovery, serve, transfer_worker,
+    triggers,
 };
 
 /// mqemu: an MSMQ-compatible message queue.
@@ -32,6 +33,9 @@ enum Command {
     /// Manage a failover cluster: status, move, online, offline, fail.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// The OCF resource agent of a virtual server run by Pacemaker (ocf:mqemu:vserver):
+    /// start, stop, monitor, meta-data, validate-all, with parameters in OCF_RESKEY_*.
+    Ocf(ocf::Args),
     /// Manage queues on a server.
     #[command(subcommand)]
     Queue(admin::QueueCommand),
@@ -81,10 +85,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let conn = &cli.conn;
+    if let Command::Ocf(a) = &cli.command {
+        // OCF's exit codes, not ours.
+        return ExitCode::from(ocf::run(a));
+    }
     let result = match cli.command {
         Command::Serve(o) => serve::run(o),
         Command::Node(a) => cluster::node(conn, &a),
         Command::Cluster(c) => c.run(conn),
+        Command::Ocf(_) => unreachable!("handled above"),
         Command::Queue(q) => q.run(conn),
         Command::Send(a) => admin::send(conn, a),
         Command::Peek(a) => admin::peek(conn, &a),

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod cluster_worker;
 pub mod crash_worker;
 pub mod netbench;
+pub mod ocf;
 pub mod recovery;
 pub mod runtime;
 pub mod serve;

@@ -37,6 +37,10 @@ pub struct Options {
     /// MSMQ version to behave as: msmq3 or msmq4 [default: msmq4].
     #[arg(long)]
     pub compat: Option<String>,
+    /// The queue manager's computer name (a virtual server's name) [default: the host's, or
+    /// the configuration's `name`].
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 /// The host part of a listen address, unless it is every interface (`0.0.0.0`, `[::]`).
@@ -62,7 +66,7 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         None => Compat::default(),
     };
     let mut builder = QueueManager::builder().compat(compat);
-    if let Some(name) = &config.name {
+    if let Some(name) = opts.name.as_ref().or(config.name.as_ref()) {
         builder = builder.name(name.clone());
     }
     // The address it listens on is the one `DIRECT=TCP:` names reach it at (all of them, and

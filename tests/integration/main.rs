@@ -8,6 +8,7 @@ mod cluster_kill;
 mod crash;
 mod loom_models;
 mod net;
+mod ocf;
 mod proxy;
 mod support;
 mod testing_kit;
