@@ -9,6 +9,7 @@ mod crash;
 mod loom_models;
 mod net;
 mod ocf;
+mod pacemaker;
 mod proxy;
 mod support;
 mod testing_kit;
