@@ -245,9 +245,14 @@ impl Config {
 impl RuleDecl {
     /// The rule it declares.
     pub fn to_def(&self) -> Result<RuleDef> {
+        // Tables go through MSMQ's stored strings, as the Triggers service keeps them: the rule
+        // that runs is then the rule that is read back after a restart (the serve_config fuzz
+        // target found `path = "x "` running as `x ` and coming back as `x`).
         let conditions = match (&self.condition, &self.conditions) {
             (Some(text), None) => mqcore::triggers::rule::parse_conditions(text)?,
-            (None, Some(list)) => list.clone(),
+            (None, Some(list)) => mqcore::triggers::rule::parse_conditions(
+                &mqcore::triggers::rule::format_conditions(list),
+            )?,
             (None, None) => Vec::new(),
             (Some(_), Some(_)) => {
                 return Err(bad(format!(
@@ -258,7 +263,7 @@ impl RuleDecl {
         };
         let action = match &self.action {
             ActionDecl::Msmq(text) => mqcore::triggers::Action::parse(text)?,
-            ActionDecl::Table(a) => a.clone(),
+            ActionDecl::Table(a) => mqcore::triggers::Action::parse(&a.to_string())?,
         };
         Ok(RuleDef {
             name: self.name.clone(),
@@ -285,6 +290,33 @@ impl TriggerDecl {
 #[cfg(test)]
 mod tests {
     use super::Config;
+
+    /// Found by the serve_config fuzz target.
+    #[test]
+    fn a_table_rule_is_the_rule_its_stored_strings_read_back_as() {
+        let config = super::parse(
+            r#"
+            [[rule]]
+            name = "t"
+            conditions = [{ label_contains = "go" }]
+            action = { exe = { path = "/usr/bin/touch ", params = ["$MSG_LABEL"] } }
+            "#,
+        )
+        .unwrap();
+        let def = config.rules[0].to_def().unwrap();
+        let rule = mqcore::triggers::Rule {
+            id: Default::default(),
+            def: def.clone(),
+        };
+        let back = mqcore::triggers::RuleDef::parse(
+            "t",
+            "",
+            &rule.condition_string(),
+            &rule.action_string(),
+        )
+        .unwrap();
+        assert_eq!(back, def);
+    }
 
     #[test]
     fn the_configuration_maps_computer_names_to_addresses() {
