@@ -213,6 +213,43 @@ fn a_fenced_writer_writes_nothing_and_fails_every_commit() {
     assert_eq!(recovered[0].epoch, 1);
 }
 
+/// A takeover between a batch's epoch check and its acknowledgement (the challenger raised the
+/// epoch, then copied the log, while the batch was being written and synced): the batch is not
+/// acknowledged, since the copy may not hold it. With no lease (Pacemaker without STONITH) this
+/// check is what keeps a stale owner from acknowledging a batch the new owner never sees.
+#[test]
+fn a_takeover_during_a_batch_leaves_it_unacknowledged() {
+    let disk = SimDisk::new();
+    // Counts the epoch checks once armed: the batch's check before its write sees our epoch,
+    // the one after its sync sees the challenger's.
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checks = Arc::new(AtomicU64::new(0));
+    let check = {
+        let (armed, checks) = (armed.clone(), checks.clone());
+        Box::new(move || {
+            let late = armed.load(Ordering::SeqCst) && checks.fetch_add(1, Ordering::SeqCst) > 0;
+            Ok(if late { 2 } else { 1 })
+        })
+    };
+    let shared: Arc<dyn Disk> = Arc::new(disk.clone());
+    let (wal, _) = Wal::open(
+        shared,
+        &dir(),
+        1,
+        check,
+        WalOptions {
+            segment_size: 1 << 20,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    armed.store(true, Ordering::SeqCst);
+    match wal.append(1, b"during") {
+        Err(WalError::Fenced { ours: 1, theirs: 2 }) => {}
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+}
+
 /// A lease that runs out while a batch is being synced: the batch is on disk, but its committer
 /// is not told it is durable, and nothing is written after it.
 #[test]

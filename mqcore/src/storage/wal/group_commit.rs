@@ -316,6 +316,17 @@ impl Writer {
         // Durable, but acknowledged only if the lease still holds now: a challenger waits the
         // lease out before it reads the log, so what we acknowledge was synced before it read.
         self.check_lease()?;
+        // And only if nobody raised the epoch meanwhile: a challenger raises it before it copies
+        // (seals) the log, so an epoch still ours after the sync means the copy comes after the
+        // batch and holds it. Without a lease (Pacemaker without STONITH) this alone closes the
+        // window of a batch checked before the raise and written after the copy.
+        let theirs = (self.epoch_check)().map_err(|e| Failure::Other(e.to_string()))?;
+        if theirs != self.epoch {
+            return Err(Failure::Fenced {
+                ours: self.epoch,
+                theirs,
+            });
+        }
         let at = self.tail.offset;
         self.tail.offset += batch.len() as u64;
         self.prepare_spare();
