@@ -187,14 +187,24 @@ impl TestCluster {
         });
     }
 
-    /// Waits until `f` gives something; panics naming `what` after a while.
+    /// Waits until `f` gives something; panics naming `what` after a while, with what each
+    /// node runs and each group's record, so that a failure says where the cluster stood.
     pub fn wait<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(v) = f() {
                 return v;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            if Instant::now() >= deadline {
+                let views: Vec<_> = self.nodes().values().map(|n| n.view()).collect();
+                let records: Vec<_> = self
+                    .config
+                    .groups
+                    .iter()
+                    .map(|g| (g.name.clone(), self.coord.record(&g.name).ok()))
+                    .collect();
+                panic!("timed out waiting for {what}\nnodes: {views:#?}\nrecords: {records:#?}");
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
     }
