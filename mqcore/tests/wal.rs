@@ -21,12 +21,21 @@ fn fixed_epoch(epoch: u64) -> mqcore::storage::wal::EpochCheck {
 }
 
 fn open(disk: &SimDisk, segment_size: u64) -> Result<(Wal, Vec<Record>), WalError> {
+    open_checked(disk, segment_size, fixed_epoch(1))
+}
+
+/// [`open`] as the owner of epoch 1, reading the disk's epoch through `check`.
+fn open_checked(
+    disk: &SimDisk,
+    segment_size: u64,
+    check: mqcore::storage::wal::EpochCheck,
+) -> Result<(Wal, Vec<Record>), WalError> {
     let disk: Arc<dyn Disk> = Arc::new(disk.clone());
     Wal::open(
         disk,
         &dir(),
         1,
-        fixed_epoch(1),
+        check,
         WalOptions {
             segment_size,
             ..WalOptions::default()
@@ -181,18 +190,7 @@ fn a_fenced_writer_writes_nothing_and_fails_every_commit() {
         let on_disk = on_disk.clone();
         Box::new(move || Ok(on_disk.load(Ordering::SeqCst)))
     };
-    let shared: Arc<dyn Disk> = Arc::new(disk.clone());
-    let (wal, _) = Wal::open(
-        shared,
-        &dir(),
-        1,
-        check,
-        WalOptions {
-            segment_size: 1 << 20,
-            ..WalOptions::default()
-        },
-    )
-    .unwrap();
+    let (wal, _) = open_checked(&disk, 1 << 20, check).unwrap();
     wal.append(1, b"before").unwrap();
     on_disk.store(2, Ordering::SeqCst); // another node took over
     let before = disk.read_file(&only_segment(&disk)).unwrap();
@@ -231,18 +229,7 @@ fn a_takeover_during_a_batch_leaves_it_unacknowledged() {
             Ok(if late { 2 } else { 1 })
         })
     };
-    let shared: Arc<dyn Disk> = Arc::new(disk.clone());
-    let (wal, _) = Wal::open(
-        shared,
-        &dir(),
-        1,
-        check,
-        WalOptions {
-            segment_size: 1 << 20,
-            ..WalOptions::default()
-        },
-    )
-    .unwrap();
+    let (wal, _) = open_checked(&disk, 1 << 20, check).unwrap();
     armed.store(true, Ordering::SeqCst);
     match wal.append(1, b"during") {
         Err(WalError::Fenced { ours: 1, theirs: 2 }) => {}
