@@ -151,7 +151,7 @@ impl EtcdCoordination {
         self.key(&format!("groups/{}/{what}", group.to_ascii_lowercase()))
     }
 
-    /// A key's value and mod revision (0 if absent), and its lease.
+    /// A key's value, mod revision and lease; `None` if absent.
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, i64, i64)>> {
         let mut c = self.client.clone();
         let resp = self.rt.block_on(c.get(key, None)).map_err(etcd_error)?;
@@ -191,29 +191,36 @@ impl EtcdCoordination {
     /// This process's session lease, renewed now (a new one if the last expired). Returns its id.
     fn renew_session(&self) -> Result<i64> {
         let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(s) = session.as_mut() {
-            match self.keep_alive(s) {
-                Ok(true) => return Ok(s.id),
-                // Expired: what was attached to it is gone; a new session starts below.
-                Ok(false) => *session = None,
-                // The stream's member went away, or is slow: renew the same lease through a new
-                // stream (which the client sends to a member that answers).
-                Err(_) => {
+        if let Some(mut s) = session.take() {
+            // A stream that failed once is never read again: a late answer to the request that
+            // timed out would pass for a renewal etcd never received.
+            match self.keep_alive(&mut s) {
+                Ok(true) => {
                     let id = s.id;
+                    *session = Some(s);
+                    return Ok(id);
+                }
+                // Expired: what was attached to it is gone; a new session starts below.
+                Ok(false) => {}
+                // The stream's member went away, or is slow: renew the same lease through a new
+                // stream (which the client sends to a member that answers). If that fails too,
+                // the lease may be gone (etcd refuses a keep-alive of an expired lease): the
+                // next call starts a new session.
+                Err(_) => {
                     let mut c = self.client.clone();
-                    let reopened = self
+                    let (keeper, stream) = self
                         .rt
-                        .block_on(c.lease_keep_alive(id))
+                        .block_on(c.lease_keep_alive(s.id))
                         .map_err(etcd_error)?;
-                    *s = Session {
-                        id,
-                        keeper: reopened.0,
-                        stream: reopened.1,
+                    let mut s = Session {
+                        id: s.id,
+                        keeper,
+                        stream,
                     };
-                    match self.keep_alive(s) {
-                        Ok(true) => return Ok(id),
-                        Ok(false) => *session = None,
-                        Err(e) => return Err(e),
+                    if self.keep_alive(&mut s)? {
+                        let id = s.id;
+                        *session = Some(s);
+                        return Ok(id);
                     }
                 }
             }
@@ -270,22 +277,6 @@ impl EtcdCoordination {
             Some((v, rev, _)) => Ok((Some(decode(&v)?), rev)),
             None => Ok((None, 0)),
         }
-    }
-
-    /// Heartbeat keys, for `cluster status`.
-    fn node_beats(&self) -> Result<Vec<Beat>> {
-        self.get_prefix(&self.key("nodes/"))?
-            .into_iter()
-            .map(|(_, v)| {
-                let n: NodeKey = decode(&v)?;
-                Ok(Beat {
-                    node: n.node,
-                    beat: 0,
-                    wall_ms: n.wall_ms,
-                    pid: n.pid,
-                })
-            })
-            .collect()
     }
 }
 
@@ -439,9 +430,11 @@ impl Coordination for EtcdCoordination {
                 handoff: None,
             }));
         }
-        Ok(self.last(group)?.0.map(|l| Holder {
+        // Not released: `last` was written with the owner key, so its revision is the token.
+        let (last, rev) = self.last(group)?;
+        Ok(last.map(|l| Holder {
+            token: if l.released { l.token } else { rev as u64 },
             node: l.node,
-            token: l.token,
             released: l.released,
             handoff: l.handoff,
         }))
@@ -522,7 +515,18 @@ impl Coordination for EtcdCoordination {
     }
 
     fn beats(&self) -> Result<Vec<Beat>> {
-        self.node_beats()
+        self.get_prefix(&self.key("nodes/"))?
+            .into_iter()
+            .map(|(_, v)| {
+                let n: NodeKey = decode(&v)?;
+                Ok(Beat {
+                    node: n.node,
+                    beat: 0,
+                    wall_ms: n.wall_ms,
+                    pid: n.pid,
+                })
+            })
+            .collect()
     }
 
     fn statuses(&self) -> Result<Vec<(String, serde_json::Value)>> {
