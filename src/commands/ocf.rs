@@ -9,12 +9,12 @@
 //! acknowledge nothing the new one serves. Parameters come as `OCF_RESKEY_*`; exit codes are
 //! OCF's.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mqemu::cluster::coord::dir::write_atomic;
 use mqemu::cluster::disk::SharedDisk;
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +52,8 @@ struct Params {
 #[derive(Serialize, Deserialize)]
 struct State {
     pid: u32,
+    /// The process's start time (`/proc/PID/stat` field 22): a reused pid is not our server.
+    started: u64,
     generation: u64,
     listen: String,
 }
@@ -205,32 +207,40 @@ fn read_state(p: &Params) -> Option<State> {
     serde_json::from_str(&text).ok()
 }
 
-/// Whether `pid` runs (a zombie does not).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
+/// The start time (field 22 of `/proc/PID/stat`) of `pid` while it runs (a zombie does not).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    if matches!(rest.first(), Some(&"Z") | Some(&"X")) {
+        return None;
     }
+    rest.get(19)?.parse().ok()
 }
 
+/// Whether the server a start left still runs: the same pid, started at the same time.
+fn alive(state: &State) -> bool {
+    start_time(state.pid) == Some(state.started)
+}
+
+/// Whether a server answers on `listen`. A handshake refused for want of a token answers too:
+/// a server configured with users is up.
 fn answers(listen: &str) -> bool {
-    let Ok(addr) = listen.parse::<SocketAddr>() else {
-        return false;
+    let options = mqemu::net::ClientOptions {
+        connect_timeout: Duration::from_secs(2),
+        ..Default::default()
     };
-    if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
-        return false;
+    match mqemu::net::BlockingClient::connect_with(listen, &options) {
+        Ok(_) => true,
+        Err(e) => e.code() == mqemu::ErrorCode::AccessDenied,
     }
-    mqemu::net::BlockingClient::connect(listen).is_ok_and(|c| c.stats().is_ok())
 }
 
 fn monitor(p: &Params) -> u8 {
     let Some(state) = read_state(p) else {
         return NOT_RUNNING;
     };
-    if !alive(state.pid) {
+    if !alive(&state) {
         eprintln!("mqemu ocf: the server (pid {}) is gone", state.pid);
         return ERR_GENERIC;
     }
@@ -266,9 +276,13 @@ fn start(p: &Params) -> u8 {
     match monitor(p) {
         SUCCESS => return SUCCESS,
         NOT_RUNNING => {}
-        // Crashed or fenced: clean up what is left, then start again.
+        // Crashed or fenced: clean up what is left, then start again; never beside a server
+        // that would not stop.
         _ => {
-            stop_server(p, false);
+            if !stop_server(p, false) {
+                eprintln!("mqemu ocf: the previous server does not stop");
+                return ERR_GENERIC;
+            }
         }
     }
     if let Err(e) = std::fs::create_dir_all(&p.state_dir) {
@@ -286,6 +300,7 @@ fn start(p: &Params) -> u8 {
         }
     };
     let _ = std::fs::remove_file(&released);
+    let _ = std::fs::File::open(storage).and_then(|d| d.sync_all());
     let listen = p.listen();
     let Ok(exe) = std::env::current_exe() else {
         return ERR_GENERIC;
@@ -328,26 +343,28 @@ fn start(p: &Params) -> u8 {
             return ERR_GENERIC;
         }
     };
+    let Some(started) = start_time(child.id()) else {
+        eprintln!(
+            "mqemu ocf: the server exited at once; see {}",
+            p.log_file().display()
+        );
+        return ERR_GENERIC;
+    };
     let state = State {
         pid: child.id(),
+        started,
         generation: mounted.generation,
         listen: listen.clone(),
     };
-    let written = std::fs::File::create(p.state_file()).and_then(|mut f| {
-        f.write_all(
-            serde_json::to_string(&state)
-                .expect("plain data")
-                .as_bytes(),
-        )?;
-        f.sync_all()
-    });
-    if let Err(e) = written {
+    // Whole or not at all: a torn state file would read as "not running" while it runs.
+    let json = serde_json::to_vec(&state).expect("plain data");
+    if let Err(e) = write_atomic(&p.state_file(), &json, true) {
         eprintln!("mqemu ocf: {}: {e}", p.state_file().display());
         return ERR_GENERIC;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if !alive(state.pid) {
+        if !alive(&state) {
             eprintln!(
                 "mqemu ocf: the server exited; see {}",
                 p.log_file().display()
@@ -380,24 +397,27 @@ fn stop_server(p: &Params, clean: bool) -> bool {
     };
     let pid = state.pid as libc::pid_t;
     let mut stopped_cleanly = false;
-    if alive(state.pid) {
+    if alive(&state) {
         unsafe {
             libc::kill(pid, libc::SIGTERM);
         }
         let deadline = Instant::now() + Duration::from_secs(20);
-        while alive(state.pid) && Instant::now() < deadline {
+        while alive(&state) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if alive(state.pid) {
+        if alive(&state) {
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
             }
-            std::thread::sleep(Duration::from_millis(100));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while alive(&state) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         } else {
             stopped_cleanly = true;
         }
     }
-    if alive(state.pid) {
+    if alive(&state) {
         return false;
     }
     // Only a server that shut down on our signal released the storage; one that had crashed,
@@ -409,7 +429,7 @@ fn stop_server(p: &Params, clean: bool) -> bool {
     });
     if clean && stopped_cleanly && ours {
         if let Some(s) = &p.storage {
-            let _ = std::fs::File::create(s.join(RELEASED)).and_then(|f| f.sync_all());
+            let _ = write_atomic(&s.join(RELEASED), b"", true);
         }
     }
     let _ = std::fs::remove_file(p.state_file());

@@ -14,7 +14,22 @@ const Q: &str = r".\private$\orders";
 
 /// Runs `mqemu ocf ACTION` with the agent's parameters; its exit code.
 fn ocf(action: &str, storage: &Path, state: &Path, address: &str) -> i32 {
-    let out = Command::new(env!("CARGO_BIN_EXE_mqemu"))
+    ocf_with(action, storage, state, address, &[])
+}
+
+/// [`ocf`] with more `OCF_RESKEY_*` parameters.
+fn ocf_with(
+    action: &str,
+    storage: &Path,
+    state: &Path,
+    address: &str,
+    more: &[(&str, &Path)],
+) -> i32 {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mqemu"));
+    for (k, v) in more {
+        cmd.env(format!("OCF_RESKEY_{k}"), v);
+    }
+    let out = cmd
         .args(["ocf", action])
         .env("OCF_RESKEY_name", "VS1")
         .env("OCF_RESKEY_storage", storage)
@@ -110,6 +125,27 @@ fn the_agent_starts_monitors_stops_and_fences_a_second_start_without_a_clean_sto
     bodies.sort();
     assert_eq!(bodies, ["one", "two"]);
     assert_eq!(ocf("monitor", &storage, &node2, a2), 0);
+}
+
+/// A server configured with users refuses a handshake without a token: it is up all the same,
+/// and the agent's start and monitor say so.
+#[test]
+fn a_server_with_users_is_running_to_the_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (storage, state) = (tmp.path().join("disk"), tmp.path().join("state"));
+    let config = tmp.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        "[[user]]\nname = \"ops\"\ntoken = \"t\"\nadmin = true\n",
+    )
+    .unwrap();
+    let address = "127.71.3.11";
+    let more: &[(&str, &Path)] = &[("config", &config)];
+    assert_eq!(ocf_with("validate-all", &storage, &state, address, more), 0);
+    assert_eq!(ocf_with("start", &storage, &state, address, more), 0);
+    assert_eq!(ocf_with("monitor", &storage, &state, address, more), 0);
+    assert_eq!(ocf_with("stop", &storage, &state, address, more), 0);
+    assert_eq!(ocf_with("monitor", &storage, &state, address, more), 7);
 }
 
 #[test]

@@ -366,7 +366,7 @@ pub(crate) fn write_json<T: Serialize + ?Sized>(
 }
 
 /// Replaces a file whole by a rename of a temporary file written beside it.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let tmp = path.with_extension(format!(
         "tmp-{}-{:?}",
         std::process::id(),
