@@ -36,7 +36,6 @@ pub fn connect_in(
     name: &str,
     options: &ClientOptions,
 ) -> Result<BlockingClient, Error> {
-    let coord = crate::coord::open(config, dir)?;
     let known = config.groups.iter().flat_map(|g| &g.resources).any(|r| {
         matches!(&r.kind, crate::model::ResourceKind::NetworkName { dns_name } if dns_name.eq_ignore_ascii_case(name))
     });
@@ -52,6 +51,7 @@ pub fn connect_in(
             ),
         ));
     }
+    let coord = crate::coord::open(config, dir)?;
     let deadline = Instant::now() + retry_budget(&config.timing);
     let mut delay = Duration::from_millis(20);
     loop {

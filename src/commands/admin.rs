@@ -51,16 +51,27 @@ impl Conn {
             Some(d) => Some(d.as_path()),
             None => default.join("cluster.toml").exists().then_some(default),
         };
-        match dir {
-            Some(dir) => {
-                let mut config = mqemu::cluster::ClusterConfig::load(&dir.join("cluster.toml"))?;
-                if self.coordinator.is_some() {
-                    config.coordinator = self.coordinator.clone();
-                }
-                mqemu::cluster::client::connect_in(&config, dir, &self.server, &options)
+        if let Some(dir) = dir {
+            let config = self.cluster_config(dir)?;
+            match mqemu::cluster::client::connect_in(&config, dir, &self.server, &options) {
+                // Not a name the cluster has: a host name (or `host:port`) after all.
+                Err(e) if e.code() == mqemu::ErrorCode::MachineNotFound => {}
+                other => return other,
             }
-            None => BlockingClient::connect_with(&self.server, &options),
         }
+        BlockingClient::connect_with(&self.server, &options)
+    }
+
+    /// The cluster file in `dir`, with `--coordinator` (if given) in place of its own.
+    pub fn cluster_config(
+        &self,
+        dir: &std::path::Path,
+    ) -> mqemu::Result<mqemu::cluster::ClusterConfig> {
+        let mut config = mqemu::cluster::ClusterConfig::load(&dir.join("cluster.toml"))?;
+        if self.coordinator.is_some() {
+            config.coordinator = self.coordinator.clone();
+        }
+        Ok(config)
     }
 }
 

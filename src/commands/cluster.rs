@@ -72,10 +72,7 @@ fn cluster_dir(conn: &Conn) -> PathBuf {
 }
 
 fn load(conn: &Conn, dir: &Path) -> mqemu::Result<(ClusterConfig, Arc<dyn Coordination>)> {
-    let mut config = ClusterConfig::load(&dir.join("cluster.toml"))?;
-    if conn.coordinator.is_some() {
-        config.coordinator = conn.coordinator.clone();
-    }
+    let config = conn.cluster_config(dir)?;
     let coord = mqemu::cluster::coord::open(&config, dir)?;
     Ok((config, coord))
 }
@@ -84,11 +81,7 @@ fn load(conn: &Conn, dir: &Path) -> mqemu::Result<(ClusterConfig, Arc<dyn Coordi
 pub fn node(conn: &Conn, args: &NodeArgs) -> mqemu::Result<()> {
     let dir = cluster_dir(conn);
     let mut options = NodeOptions::new(&dir, &args.name);
-    if conn.coordinator.is_some() {
-        let mut config = ClusterConfig::load(&dir.join("cluster.toml"))?;
-        config.coordinator = conn.coordinator.clone();
-        options.config = Some(config);
-    }
+    options.config = Some(conn.cluster_config(&dir)?);
     if args.in_memory {
         options.local = Some(LocalData::InMemory);
     }
