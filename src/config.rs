@@ -229,6 +229,14 @@ impl Config {
         if let Some(c) = &self.compat {
             c.parse::<Compat>()?;
         }
+        if let Some(name) = &self.name {
+            QueueName::try_private(name, "q").map_err(|e| {
+                bad(format!(
+                    "name {name:?} is not a computer name: {}",
+                    e.detail()
+                ))
+            })?;
+        }
         for q in &self.queues {
             QueueName::parse_path(&q.path)?;
         }

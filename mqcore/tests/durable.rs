@@ -744,3 +744,18 @@ fn a_stored_queue_name_that_is_not_one_is_a_damaged_catalog() {
         .expect_err("refused");
     assert_eq!(e.code(), ErrorCode::MessageStorageFailed, "{e}");
 }
+
+/// Found in review: a given computer name that is not one was saved on the first open, and every
+/// open after refused the catalog as damaged. It is refused when given.
+#[test]
+fn a_given_computer_name_that_is_not_one_is_refused_when_given() {
+    let e = QueueManager::builder()
+        .name(r"host\private$\x")
+        .open_with(
+            Arc::new(SimDisk::new()),
+            Path::new("/qm"),
+            Arc::new(MemCatalog::new()),
+        )
+        .expect_err("refused");
+    assert_eq!(e.code(), ErrorCode::InvalidParameter, "{e}");
+}

@@ -272,6 +272,16 @@ impl Builder {
                 guid
             }
         };
+        // A given name is checked as a stored one is read back, so that what one open saves
+        // the next can read.
+        if let Some(name) = &self.name {
+            crate::name::QueueName::try_private(name, "q").map_err(|e| {
+                Error::new(
+                    ErrorCode::InvalidParameter,
+                    format!("computer name {name:?} is not one: {}", e.detail()),
+                )
+            })?;
+        }
         let stored = match catalog.get(NAME_KEY).map_err(cat_err)? {
             // A name that is not a computer name would make every queue's path unreadable (the
             // `catalog` fuzz target found one listed under a name that did not parse back).
