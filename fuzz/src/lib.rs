@@ -378,7 +378,7 @@ pub fn wal(data: &[u8]) {
         assert_eq!(r.data, payload(written), "record {} damaged", r.lsn);
     }
     let (_, again) = open(&disk).expect("a recovered log opens again");
-    assert_eq!(again.len(), recovered.len(), "a second recovery differs");
+    assert_eq!(again, recovered, "a second recovery differs");
 }
 
 /// Log records as recovery replays them after a crash (records whose checksum held but whose

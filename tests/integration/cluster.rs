@@ -538,8 +538,8 @@ depends_on = ["VS1-MSMQ"]
 }
 
 /// A full shared disk: clients see MQ_ERROR_INSUFFICIENT_RESOURCES, the Message Queuing resource
-/// fails its check and is restarted, the group fails over and, the disk being the same there,
-/// ends failed past its threshold; with space again and `cluster online`, everything
+/// fails its check (past its restart threshold of one restart), the group fails over once and,
+/// the disk being the same there, ends failed past its threshold; with space again and `cluster online`, everything
 /// acknowledged before is served and nothing refused appears.
 #[test]
 fn a_full_disk_fails_the_virtual_server_and_loses_nothing_acknowledged() {

@@ -161,18 +161,8 @@ fn mqemu(dir: &Path, args: &[&str]) -> String {
 /// The resources a node's log says it brought online (`online`) or took offline (`offline`),
 /// in order.
 fn transitions(log: &Path, what: &str) -> Vec<String> {
-    let raw = std::fs::read_to_string(log).unwrap_or_default();
-    // Without the terminal colours tracing writes.
-    let mut text = String::with_capacity(raw.len());
-    let mut in_escape = false;
-    for ch in raw.chars() {
-        match (in_escape, ch) {
-            (false, '\x1b') => in_escape = true,
-            (true, 'm') => in_escape = false,
-            (true, _) => {}
-            (false, c) => text.push(c),
-        }
-    }
+    // The nodes run with NO_COLOR: plain text.
+    let text = std::fs::read_to_string(log).unwrap_or_default();
     let needle = format!(" {what} resource=");
     text.lines()
         .filter_map(|l| l.split_once(&needle).map(|(_, r)| r.trim().to_owned()))

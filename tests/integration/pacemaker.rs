@@ -224,7 +224,7 @@ fn pacemaker_runs_restarts_and_stops_a_virtual_server_and_nothing_acknowledged_i
         "each restart fenced and sealed the storage"
     );
     assert!(
-        status().contains("monitor"),
+        status().contains("vs1 1000ms-interval monitor on node1 returned 'error'"),
         "the failed monitor is recorded"
     );
     flow(20);

@@ -1,7 +1,8 @@
 //! A disk that can be made to fill up, so tests see what users see when storage runs out.
 //!
 //! [`FillableDisk`] passes everything to the disk it wraps until [`FillableDisk::fill`]; from then
-//! on every write fails with `ENOSPC` (`io::ErrorKind::StorageFull`) until [`FillableDisk::free`].
+//! on every write stores its first half and fails with `ENOSPC` (`io::ErrorKind::StorageFull`),
+//! as a disk that runs out mid-write does, until [`FillableDisk::free`].
 //! Reads, renames and syncs of what was written before still work, as on a real full disk.
 
 use std::any::Any;
@@ -26,11 +27,6 @@ impl FillableDisk {
             inner,
             full: Arc::new(AtomicBool::new(false)),
         }
-    }
-
-    /// Wraps `inner` with a switch shared with others (one shared disk seen from several nodes).
-    pub fn with_switch(inner: Arc<dyn Disk>, full: Arc<AtomicBool>) -> FillableDisk {
-        FillableDisk { inner, full }
     }
 
     /// From now on every write fails.
@@ -74,8 +70,13 @@ impl DiskFile for FillableFile {
         self.inner.read_at(buf, offset)
     }
 
+    /// A full disk takes the first half of a write, then fails: what was written must not be
+    /// read back as if the whole of it were there.
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        FillableDisk::check(&self.full)?;
+        if FillableDisk::check(&self.full).is_err() {
+            let _ = self.inner.write_at(&buf[..buf.len() / 2], offset);
+            return FillableDisk::check(&self.full);
+        }
         self.inner.write_at(buf, offset)
     }
 
