@@ -102,8 +102,26 @@ fn start_daemons(dir: &std::path::Path) -> Daemons {
         corosync,
         pacemaker,
     };
-    // The first DC election waits dc-deadtime (20 s by default).
-    wait_for("a DC", 90, || status().contains("partition with quorum"));
+    // The first DC election waits dc-deadtime (20 s by default). This wait once timed out in
+    // a few background runs (not in CI); if it does, say what the daemons said.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !status().contains("partition with quorum") {
+        if Instant::now() >= deadline {
+            let tail = |name: &str| {
+                let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(30)..].join("\n")
+            };
+            panic!(
+                "timed out waiting for a DC\ncrm_mon: {}\ncorosync: {}\npacemaker: {}\n{}",
+                status(),
+                tail("corosync.log"),
+                tail("pacemaker.log"),
+                sh("tail -n 30 /var/log/pacemaker/pacemaker.log").1
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     d
 }
 
