@@ -267,6 +267,12 @@ pub enum Request {
         /// `PAUSE`, `RESUME` or `EOD_RESEND`.
         action: OutgoingAction,
     },
+    /// Declares the connection an application on the server's own computer, as MSMQ's local
+    /// applications are (they reach their queue manager without the network): MSMQ lets them
+    /// receive under any transaction, single-message and internal ones included, where a remote
+    /// receive needs an external one. Answered with [`Response::Done`]; refused with
+    /// `MQ_ERROR_ACCESS_DENIED` unless the connection comes from a loopback address.
+    Local,
 }
 
 /// A Triggers administration request. Rules and triggers are named by name or by id.

@@ -371,6 +371,56 @@ async fn remote_transactional_receive_follows_msmq() {
     );
 }
 
+/// A connection that declares itself local (an application on the server's computer, from a
+/// loopback address) receives as MSMQ's local applications do, under any transaction, on either
+/// compatibility level; pipelined single-message receives (run as one batch) each take one
+/// message, in order, and a receive under a transaction that aborts puts its message back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_application_receives_under_any_transaction() {
+    for compat in [Compat::Msmq3, Compat::Msmq4] {
+        let qm = QueueManager::builder().compat(compat).build();
+        let s = start(qm, ServerConfig::default()).await;
+        let local = ClientOptions {
+            local: true,
+            ..ClientOptions::default()
+        };
+        let c = Client::connect_with(&s.addr(), &local).await.unwrap();
+        let q = c
+            .create_queue(TXQ, QueueProps::transactional())
+            .await
+            .unwrap();
+        for i in 0..50 {
+            q.send(Message::new(format!("{i}")), Tx::Single)
+                .await
+                .unwrap();
+        }
+        let first = q.receive(SECOND, Tx::Single).await.unwrap();
+        assert_eq!(&first.body[..], b"0", "{compat:?}");
+        let t = c.begin().await.unwrap();
+        let second = q.receive(SECOND, Tx::In(&t)).await.unwrap();
+        assert_eq!(&second.body[..], b"1", "{compat:?}");
+        t.abort().await.unwrap();
+        let pipelined =
+            futures_util::future::join_all((0..49).map(|_| q.receive(SECOND, Tx::Single))).await;
+        let bodies: Vec<String> = pipelined
+            .into_iter()
+            .map(|r| String::from_utf8(r.unwrap().body.to_vec()).unwrap())
+            .collect();
+        let expected: Vec<String> = (1..50).map(|i| i.to_string()).collect();
+        assert_eq!(
+            bodies, expected,
+            "{compat:?}: the aborted one first, then in order"
+        );
+        assert_eq!(s.qm.open(TXQ).unwrap().len().unwrap(), 0, "{compat:?}");
+        // A single-message receive from a queue that is not transactional is still refused.
+        c.create_queue(Q, QueueProps::default()).await.unwrap();
+        c.send(Q, Message::new("x"), Tx::None).await.unwrap();
+        let e = c.receive(Q, SECOND, Tx::Single).await.unwrap_err();
+        assert_eq!(e.code(), ErrorCode::TransactionUsage, "{compat:?}");
+        s.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_rights_are_enforced() {
     fn denied<T>(r: Result<T, mqemu::Error>) -> ErrorCode {

@@ -53,6 +53,11 @@ pub struct ClientOptions {
     pub port: u16,
     /// Time allowed to connect and shake hands.
     pub connect_timeout: Duration,
+    /// Connect as an application on the server's own computer ([`Request::Local`]): MSMQ lets
+    /// local applications receive under single-message and internal transactions, where a
+    /// remote receive needs an external one. The server accepts it from a loopback address only;
+    /// elsewhere the connection fails with `MQ_ERROR_ACCESS_DENIED`.
+    pub local: bool,
 }
 
 impl Default for ClientOptions {
@@ -61,6 +66,7 @@ impl Default for ClientOptions {
             token: None,
             port: DEFAULT_PORT,
             connect_timeout: Duration::from_secs(10),
+            local: false,
         }
     }
 }
@@ -114,9 +120,15 @@ impl Client {
 
     /// Connects to the server at `addr` with these options.
     pub async fn connect_with(addr: &str, options: &ClientOptions) -> Result<Client, Error> {
-        tokio::time::timeout(options.connect_timeout, Client::handshake(addr, options))
-            .await
-            .map_err(|_| unreachable_server(addr, "timed out"))?
+        tokio::time::timeout(options.connect_timeout, async {
+            let client = Client::handshake(addr, options).await?;
+            if options.local {
+                client.done(Request::Local).await?;
+            }
+            Ok(client)
+        })
+        .await
+        .map_err(|_| unreachable_server(addr, "timed out"))?
     }
 
     /// Connects to the server that holds the queue `name` names and opens the queue.

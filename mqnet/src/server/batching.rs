@@ -137,20 +137,20 @@ impl Session {
                     queue,
                     select: Select::Head,
                     timeout_ms,
-                    tx: TxRef::None,
-                } => {
+                    tx: tx @ (TxRef::None | TxRef::Single),
+                } if tx == TxRef::None || self.local => {
                     let mut reqs = vec![(id, timeout_ms)];
                     while let Some((
                         _,
                         Request::Receive {
                             queue: q2,
                             select: Select::Head,
-                            tx: TxRef::None,
+                            tx: t2,
                             ..
                         },
                     )) = it.peek()
                     {
-                        if *q2 != queue {
+                        if *q2 != queue || *t2 != tx {
                             break;
                         }
                         let Some((id2, Request::Receive { timeout_ms, .. })) = it.next() else {
@@ -159,7 +159,7 @@ impl Session {
                         reqs.push((id2, timeout_ms));
                     }
                     let (steps, logged) =
-                        mqcore::step::deferred::collect(|| self.receive_batch(&queue, reqs));
+                        mqcore::step::deferred::collect(|| self.receive_batch(&queue, reqs, tx));
                     if logged.is_empty() {
                         out.extend(steps);
                         continue;
@@ -220,7 +220,10 @@ impl Session {
         q.send_batch(msgs, tx)
     }
 
-    fn receive_batch(&mut self, queue: &str, reqs: Vec<(u64, u64)>) -> Vec<(u64, Step)> {
+    /// Receives for `reqs` in one step: without a transaction, or each message in a
+    /// single-message transaction of its own (a local connection's); a request that finds the
+    /// queue empty waits as a single receive would.
+    fn receive_batch(&mut self, queue: &str, reqs: Vec<(u64, u64)>, tx: TxRef) -> Vec<(u64, Step)> {
         let q = match self.open(Some(Right::Receive), queue) {
             Ok(q) => q,
             Err(e) => {
@@ -230,7 +233,8 @@ impl Session {
                     .collect()
             }
         };
-        let got = match q.receive_batch(reqs.len(), Tx::None) {
+        let single = tx == TxRef::Single;
+        let got = match q.receive_batch(reqs.len(), if single { Tx::Single } else { Tx::None }) {
             Ok(got) => got,
             Err(e) => {
                 return reqs

@@ -53,6 +53,10 @@ impl Session {
                 ))
             }
             Request::Ping => Response::Done,
+            Request::Local => {
+                self.declare_local()?;
+                Response::Done
+            }
             Request::Transfer {
                 source,
                 sequence,

@@ -213,7 +213,7 @@ impl Server {
                             refuse(stream, &shared).await;
                         } else {
                             tracing::debug!(%peer, "connection opened");
-                            let r = serve(stream, shared.clone(), stop).await;
+                            let r = serve(stream, peer, shared.clone(), stop).await;
                             tracing::debug!(%peer, result = ?r, "connection closed");
                         }
                         shared.connections.fetch_sub(1, Ordering::SeqCst);

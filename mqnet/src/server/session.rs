@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +33,7 @@ use super::{stopped_signal, Shared};
 /// Serves one connection from handshake to close.
 pub(super) async fn serve(
     stream: TcpStream,
+    peer: SocketAddr,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), End> {
@@ -58,6 +60,8 @@ pub(super) async fn serve(
     let mut session = Session {
         shared: shared.clone(),
         principal,
+        peer,
+        local: false,
         opened: RefCell::new(HashMap::new()),
         txs: HashMap::new(),
         cursors: HashMap::new(),
@@ -178,6 +182,11 @@ pub(super) struct OpenCursor {
 pub(super) struct Session {
     pub(super) shared: Arc<Shared>,
     pub(super) principal: Principal,
+    /// Where the connection comes from.
+    peer: SocketAddr,
+    /// Whether the connection declared itself an application on this computer
+    /// ([`Request::Local`]), from a loopback address.
+    pub(super) local: bool,
     /// Queues this connection named, with their permission keys: a pipelined producer or
     /// consumer names one queue in every request, and parsing and resolving it each time costs
     /// more than the send.
@@ -352,7 +361,11 @@ impl Session {
 
     /// MSMQ's rule for transactional receives from another computer: MSMQ 3.0 has none; MSMQ
     /// 4.0 allows them under an external (DTC) transaction only.
+    /// A local connection ([`Request::Local`]) is an application on this computer: no rule.
     pub(super) fn remote_receive_rule(&self, tx: TxRef) -> Result<(), Error> {
+        if self.local {
+            return Ok(());
+        }
         let internal = match tx {
             TxRef::None => return Ok(()),
             TxRef::Single => true,
@@ -369,6 +382,13 @@ impl Session {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Answers [`Request::Local`]: only a loopback peer is on this computer.
+    pub(super) fn declare_local(&mut self) -> Result<(), Error> {
+        local_peer(self.peer)?;
+        self.local = true;
+        Ok(())
     }
 
     pub(super) fn check(&self, right: Right, name: &str) -> Result<(), Error> {
@@ -511,9 +531,39 @@ pub(super) fn wait_head(
     }))
 }
 
+/// Whether `peer` may connect as an application on this computer: loopback addresses only.
+fn local_peer(peer: SocketAddr) -> Result<(), Error> {
+    if peer.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorCode::AccessDenied,
+        format!(
+            "{} is not a loopback address: only an application on the server's own computer can connect as local",
+            peer.ip()
+        ),
+    ))
+}
+
 fn shutting_down() -> Error {
     Error::new(
         ErrorCode::ServiceNotAvailable,
         "the server is shutting down",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_peers_are_local() {
+        for ok in ["127.0.0.1:5", "127.3.4.5:5", "[::1]:5"] {
+            assert!(local_peer(ok.parse().unwrap()).is_ok(), "{ok}");
+        }
+        for no in ["10.0.0.1:5", "192.168.1.2:5", "[fe80::1]:5", "0.0.0.0:5"] {
+            let e = local_peer(no.parse().unwrap()).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::AccessDenied, "{no}");
+        }
+    }
 }

@@ -220,6 +220,7 @@ impl Task {
             token: self.config.token.clone(),
             port: self.config.port,
             connect_timeout: self.config.connect_timeout,
+            local: false,
         };
         Client::connect_with(&self.address(), &options).await
     }

@@ -15,7 +15,8 @@ use super::amqp::{
 };
 use super::measure::{Latencies, Progress};
 use super::native::{
-    mqemu_consumer, mqemu_producer, open_mqemu, open_mqemu_through, prepare_mqemu,
+    mqemu_consumer, mqemu_producer, open_mqemu, open_mqemu_consumer, open_mqemu_through,
+    prepare_mqemu, ReceiveTx,
 };
 use super::target::Target;
 use super::{panicked, Options, GRACE};
@@ -40,6 +41,12 @@ pub(super) struct Shared {
     producers_left: AtomicU64,
     /// Nanoseconds from `start` to the last receive.
     last_receive_ns: AtomicU64,
+    /// The most messages sent and not yet received, as consumers saw it at each receive.
+    max_backlog: AtomicU64,
+    /// Messages sent and not yet received when the last producer ended.
+    backlog_at_end: AtomicU64,
+    /// Nanoseconds from `start` to the last producer's end.
+    producers_done_ns: AtomicU64,
     /// A worker failed: everyone stops.
     abort: AtomicBool,
 }
@@ -84,8 +91,10 @@ impl Shared {
     /// Counts one received message and returns its end-to-end latency in nanoseconds.
     pub(super) fn received(&self, body: &[u8]) -> Option<u64> {
         let now = self.now_ns();
-        self.received.fetch_add(1, Ordering::SeqCst);
+        let received = self.received.fetch_add(1, Ordering::SeqCst) + 1;
         self.last_receive_ns.fetch_max(now, Ordering::SeqCst);
+        let backlog = self.sent.load(Ordering::SeqCst).saturating_sub(received);
+        self.max_backlog.fetch_max(backlog, Ordering::Relaxed);
         let sent: [u8; 8] = body.get(..8)?.try_into().ok()?;
         Some(now.saturating_sub(u64::from_le_bytes(sent)))
     }
@@ -96,7 +105,17 @@ struct ProducerGone(Arc<Shared>);
 
 impl Drop for ProducerGone {
     fn drop(&mut self) {
-        self.0.producers_left.fetch_sub(1, Ordering::SeqCst);
+        let shared = &self.0;
+        if shared.producers_left.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let backlog = shared
+                .sent
+                .load(Ordering::SeqCst)
+                .saturating_sub(shared.received.load(Ordering::SeqCst));
+            shared.backlog_at_end.store(backlog, Ordering::SeqCst);
+            shared
+                .producers_done_ns
+                .store(shared.now_ns(), Ordering::SeqCst);
+        }
     }
 }
 
@@ -108,7 +127,7 @@ enum ProducerConn {
 
 /// A consumer's connection, opened before the clock starts.
 enum ConsumerConn {
-    Mqemu(RemoteQueue),
+    Mqemu(RemoteQueue, ReceiveTx),
     Amqp(AmqpConn),
 }
 
@@ -162,11 +181,18 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
             }
         });
     }
+    // How the consumers take messages, for the report.
+    let mut receives = match target {
+        Target::Amqp(_) => "basic.consume, a manual ack per message",
+        Target::Mqemu { .. } => ReceiveTx::None.describe(),
+    };
     let mut consumer_conns = Vec::with_capacity(opts.consumers as usize);
     for _ in 0..opts.consumers {
         consumer_conns.push(match target {
             Target::Mqemu { addr, to } => {
-                ConsumerConn::Mqemu(open_mqemu(&consumer_addr(addr, to), opts).await?)
+                let (q, tx) = open_mqemu_consumer(&consumer_addr(addr, to), opts).await?;
+                receives = tx.describe();
+                ConsumerConn::Mqemu(q, tx)
             }
             Target::Amqp(t) => ConsumerConn::Amqp(open_amqp(t, queue).await?),
         });
@@ -183,6 +209,9 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
         received: AtomicU64::new(0),
         producers_left: AtomicU64::new(u64::from(opts.producers)),
         last_receive_ns: AtomicU64::new(0),
+        max_backlog: AtomicU64::new(0),
+        backlog_at_end: AtomicU64::new(0),
+        producers_done_ns: AtomicU64::new(0),
         abort: AtomicBool::new(false),
     });
     let window = opts.window as usize;
@@ -191,7 +220,7 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
         let shared = shared.clone();
         consumers.spawn(async move {
             let r = match conn {
-                ConsumerConn::Mqemu(q) => mqemu_consumer(q, window, &shared).await,
+                ConsumerConn::Mqemu(q, tx) => mqemu_consumer(q, tx, window, &shared).await,
                 ConsumerConn::Amqp(c) => amqp_consumer(c, window, &shared).await,
             };
             if r.is_err() {
@@ -254,7 +283,7 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
     if let Some(e) = first_error {
         return Err(e);
     }
-    Ok(report_load(opts, target, &shared, &send, &e2e))
+    Ok(report_load(opts, target, receives, &shared, &send, &e2e))
 }
 
 /// The median of `v` (not empty).
@@ -312,6 +341,7 @@ pub(super) fn report_rounds(opts: &Options, targets: &[Target], rates: &[Vec<f64
 fn report_load(
     opts: &Options,
     target: &Target,
+    receives: &str,
     shared: &Shared,
     send: &Latencies,
     e2e: &Latencies,
@@ -325,6 +355,13 @@ fn report_load(
         ns => ns as f64 / 1e9,
     };
     let rate = received as f64 / seconds;
+    let max_backlog = shared.max_backlog.load(Ordering::SeqCst);
+    let backlog_at_end = shared.backlog_at_end.load(Ordering::SeqCst);
+    // How long the consumers went on after the last send was acknowledged.
+    let drain_ms = (shared.last_receive_ns.load(Ordering::SeqCst) as f64
+        - shared.producers_done_ns.load(Ordering::SeqCst) as f64)
+        .max(0.0)
+        / 1e6;
     if received < sent {
         eprintln!(
             "mqemu bench: {} of the {sent} messages sent were not received before the time cap",
@@ -347,6 +384,10 @@ fn report_load(
             "msgs_per_sec": rate.round(),
             "send_latency_us": send.json(),
             "e2e_latency_us": e2e.json(),
+            "consumers_receive": receives,
+            "max_backlog": max_backlog,
+            "backlog_at_producers_end": backlog_at_end,
+            "drain_ms_after_producers_end": (drain_ms * 10.0).round() / 10.0,
         });
         if matches!(target, Target::Amqp(_)) {
             report["nacked"] = json!(nacked);
@@ -370,6 +411,11 @@ fn report_load(
     println!("  sent {sent}{nacks}, received {received} in {seconds:.2} s: {rate:.0} msgs/s");
     println!("  send latency (µs)        {}", send.text());
     println!("  end-to-end latency (µs)  {}", e2e.text());
+    println!("  consumers: {receives}");
+    println!(
+        "  backlog (sent, not yet received): at most {max_backlog}, {backlog_at_end} when the \
+         producers ended, drained {drain_ms:.1} ms later"
+    );
     rate
 }
 

@@ -58,10 +58,12 @@ const AMQP_PORT: u16 = 5672;
 
 /// How messages are sent.
 ///
-/// With a `--target`, transactional consumers receive without a transaction (remote
-/// transactional receives need an external one), and an AMQP broker gets the closest AMQP
-/// equivalent of each mode: transient messages for express, persistent ones for recoverable,
-/// and for transactional persistent messages each confirmed once the broker has them safe.
+/// With a `--target`, transactional consumers connect as local applications and receive each
+/// message in a single-message transaction (a server on another computer refuses that, as MSMQ
+/// refuses internal transactional receives from other computers, and is read without one), and
+/// an AMQP broker gets the closest AMQP equivalent of each mode: transient messages for express,
+/// persistent ones for recoverable, and for transactional persistent messages each confirmed
+/// once the broker has them safe, consumed with a manual ack per message.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// MQMSG_DELIVERY_EXPRESS, non-transactional queue.
@@ -132,8 +134,8 @@ pub struct Options {
     /// Body size in bytes (at least 8: the send time rides in the body).
     #[arg(long, default_value_t = 1024, value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(8..=4 * 1024 * 1024))]
     pub size: usize,
-    /// Delivery mode (with a --target, transactional consumers receive without a transaction:
-    /// remote transactional receives need an external one).
+    /// Delivery mode (with a --target, transactional consumers receive in single-message
+    /// transactions as local applications; from a server on another computer, without one).
     #[arg(long, value_enum, default_value_t = Mode::Express)]
     pub mode: Mode,
     /// Keep the queue on disk in this directory (a durable queue manager) instead of in memory.

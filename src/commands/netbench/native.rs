@@ -13,11 +13,16 @@ use super::measure::{Latencies, Watchdog};
 use super::{within, Mode, Options, CONNECT_TIMEOUT, RECEIVE_WAIT};
 
 pub(super) async fn connect_mqemu(addr: &str, opts: &Options) -> mqemu::Result<Client> {
+    connect(addr, opts, false).await
+}
+
+async fn connect(addr: &str, opts: &Options, local: bool) -> mqemu::Result<Client> {
     Client::connect_with(
         addr,
         &ClientOptions {
             token: opts.token.clone(),
             connect_timeout: CONNECT_TIMEOUT,
+            local,
             ..ClientOptions::default()
         },
     )
@@ -52,6 +57,47 @@ pub(super) async fn prepare_mqemu_queue(client: &Client, mode: Mode) -> mqemu::R
 pub(super) async fn open_mqemu(addr: &str, opts: &Options) -> mqemu::Result<RemoteQueue> {
     let client = connect_mqemu(addr, opts).await?;
     within("open the bench queue", client.open(opts.mode.queue())).await?
+}
+
+/// A consumer's connection and the transaction its receives run under. In the transactional
+/// mode a consumer receives as MSMQ applications do from a transactional queue on their own
+/// computer, each message in a single-message transaction, so the removal is as durable as an
+/// AMQP consumer's manual ack: it connects as a local application (MSMQ refuses internal
+/// transactional receives from other computers). A server that refuses that (not on this
+/// computer) is read without a transaction, and the report says so.
+pub(super) async fn open_mqemu_consumer(
+    addr: &str,
+    opts: &Options,
+) -> mqemu::Result<(RemoteQueue, ReceiveTx)> {
+    if opts.mode == Mode::Transactional {
+        match connect(addr, opts, true).await {
+            Ok(client) => {
+                let q = within("open the bench queue", client.open(opts.mode.queue())).await??;
+                return Ok((q, ReceiveTx::Single));
+            }
+            Err(e) if e.code() == ErrorCode::AccessDenied => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((open_mqemu(addr, opts).await?, ReceiveTx::None))
+}
+
+/// How a bench consumer receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ReceiveTx {
+    /// Without a transaction.
+    None,
+    /// Each message in a single-message transaction, as a local application.
+    Single,
+}
+
+impl ReceiveTx {
+    pub(super) fn describe(self) -> &'static str {
+        match self {
+            ReceiveTx::None => "receive without a transaction",
+            ReceiveTx::Single => "single-message transactional receive (local application)",
+        }
+    }
 }
 
 /// A connection of its own to `via` for one producer, sending through it to the mode's queue on
@@ -121,9 +167,14 @@ pub(super) async fn mqemu_producer(
 /// latencies.
 pub(super) async fn mqemu_consumer(
     queue: RemoteQueue,
+    tx: ReceiveTx,
     window: usize,
     shared: &Shared,
 ) -> mqemu::Result<Latencies> {
+    let tx = match tx {
+        ReceiveTx::None => Tx::None,
+        ReceiveTx::Single => Tx::Single,
+    };
     let mut latencies = Latencies::new();
     let mut inflight = FuturesUnordered::new();
     let mut watchdog = Watchdog::new();
@@ -145,7 +196,7 @@ pub(super) async fn mqemu_consumer(
     let queue = &queue;
     while !shared.consumers_done() {
         if inflight.len() < window && (inflight.len() as u64) < shared.outstanding() {
-            inflight.push(queue.receive(RECEIVE_WAIT, Tx::None));
+            inflight.push(queue.receive(RECEIVE_WAIT, tx));
             continue;
         }
         if inflight.is_empty() {
