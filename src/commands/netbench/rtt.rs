@@ -1,15 +1,17 @@
 //! `--rtt`: single round trips against an mqemu server next to a raw loopback TCP ping-pong of
-//! the same size, the echo of that baseline running in a child process (`mqemu echo-worker`).
+//! the same size, the echo of that baseline running in a child process (`mqemu echo-worker`),
+//! both measured under the same CPU placement: all on one CPU, then the bench on one CPU and the
+//! echo and the server on another.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mqemu::{Error, ErrorCode, Message};
 use mqnet::Tx;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::measure::Latencies;
@@ -23,10 +25,9 @@ use super::{
 /// a round trip of the same payload costs on this machine with no queue server in the way.
 ///
 /// A round trip between two CPUs costs several times one within a CPU (waking the other CPU is
-/// slow; docs/performance.md, "Round trips"), and where the scheduler puts an unpinned echo
-/// decides which one the baseline measures. The queue server answers from another CPU than the
-/// client's (its figures do not move between runs), so the bench pins itself to one CPU and the
-/// echo to another: the baseline pays what the server pays.
+/// slow; docs/performance.md, "Round trips"), so where the scheduler puts the echo and the server
+/// decides what each side measures. The bench pins the echo and the server alike (see
+/// [`Placement`]): a ratio compares like with like.
 struct Echo {
     addr: String,
     child: std::process::Child,
@@ -152,15 +153,242 @@ pub fn echo_worker(args: &EchoWorkerArgs) -> mqemu::Result<()> {
     Ok(())
 }
 
+/// Where the three parties of a round trip run.
+#[derive(Clone, Copy)]
+struct Placement {
+    /// What the report calls it.
+    name: &'static str,
+    /// The key in the JSON report.
+    key: &'static str,
+    /// The bench's CPU.
+    bench: usize,
+    /// The echo's and the server's CPU.
+    other: usize,
+}
+
+/// The placements one machine allows: all on CPU 0, and, with two CPUs or more, the echo and the
+/// server on CPU 1 while the bench stays on CPU 0.
+fn placements() -> Vec<Placement> {
+    let one = Placement {
+        name: "one CPU",
+        key: "one_cpu",
+        bench: 0,
+        other: 0,
+    };
+    let across = Placement {
+        name: "across CPUs",
+        key: "across_cpus",
+        bench: 0,
+        other: 1,
+    };
+    if thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
+        vec![one, across]
+    } else {
+        vec![one]
+    }
+}
+
+/// The server's threads pinned to one CPU until dropped, when each gets its former CPU set
+/// back.
+struct PinnedServer {
+    pid: u32,
+    #[cfg(target_os = "linux")]
+    former: Vec<(libc::pid_t, libc::cpu_set_t)>,
+}
+
+impl PinnedServer {
+    /// Pins every thread of the process listening on `addr` (on this computer) to `cpu`.
+    #[cfg(target_os = "linux")]
+    fn pin(addr: SocketAddr, cpu: usize) -> std::io::Result<PinnedServer> {
+        let pid = listening_pid(addr)?;
+        let mut pinned = PinnedServer {
+            pid,
+            former: Vec::new(),
+        };
+        for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let Some(tid) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<libc::pid_t>().ok())
+            else {
+                continue;
+            };
+            // SAFETY: `set` and `former` are plain bit sets that live across the calls, and
+            // their size is passed with them.
+            unsafe {
+                let mut former: libc::cpu_set_t = std::mem::zeroed();
+                if libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut former)
+                    != 0
+                {
+                    continue; // the thread is gone
+                }
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                if libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                pinned.former.push((tid, former));
+            }
+        }
+        Ok(pinned)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn pin(_addr: SocketAddr, _cpu: usize) -> std::io::Result<PinnedServer> {
+        Err(std::io::Error::other(
+            "CPU pinning is implemented on Linux only",
+        ))
+    }
+}
+
+impl Drop for PinnedServer {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        for (tid, former) in &self.former {
+            // SAFETY: as in `pin`.
+            unsafe {
+                libc::sched_setaffinity(*tid, std::mem::size_of::<libc::cpu_set_t>(), former);
+            }
+        }
+    }
+}
+
+/// The process that listens on `addr`: the socket's inode from /proc/net/tcp{,6}, then the
+/// process with a descriptor on it.
+#[cfg(target_os = "linux")]
+fn listening_pid(addr: SocketAddr) -> std::io::Result<u32> {
+    let not_found = |why: String| std::io::Error::new(std::io::ErrorKind::NotFound, why);
+    let inode = listening_inode(addr)?
+        .ok_or_else(|| not_found(format!("no process of this computer listens on {addr}")))?;
+    let wanted = format!("socket:[{inode}]");
+    for proc_entry in std::fs::read_dir("/proc")? {
+        let proc_entry = proc_entry?;
+        let Some(pid) = proc_entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+            continue; // another user's process, or gone
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == wanted.as_str()) {
+                return Ok(pid);
+            }
+        }
+    }
+    Err(not_found(format!(
+        "the process listening on {addr} is not readable by this user"
+    )))
+}
+
+/// The inode of the listening TCP socket bound to `addr` (or to the wildcard address on its
+/// port).
+#[cfg(target_os = "linux")]
+fn listening_inode(addr: SocketAddr) -> std::io::Result<Option<u64>> {
+    const LISTEN: &str = "0A";
+    let table = match addr {
+        SocketAddr::V4(_) => "/proc/net/tcp",
+        SocketAddr::V6(_) => "/proc/net/tcp6",
+    };
+    let text = std::fs::read_to_string(table)?;
+    let hex_ip = |ip: std::net::IpAddr| -> String {
+        match ip {
+            // /proc prints the address as the u32 in memory order, in hex.
+            std::net::IpAddr::V4(v4) => format!("{:08X}", u32::from_ne_bytes(v4.octets())),
+            std::net::IpAddr::V6(v6) => v6
+                .octets()
+                .chunks(4)
+                .map(|c| format!("{:08X}", u32::from_ne_bytes(c.try_into().expect("4 bytes"))))
+                .collect(),
+        }
+    };
+    let exact = format!("{}:{:04X}", hex_ip(addr.ip()), addr.port());
+    let any_ip = match addr {
+        SocketAddr::V4(_) => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    };
+    let wildcard = format!("{}:{:04X}", hex_ip(any_ip), addr.port());
+    for line in text.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() > 9 && cols[3] == LISTEN && (cols[1] == exact || cols[1] == wildcard) {
+            return Ok(cols[9].parse().ok());
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn listening_pid(_addr: SocketAddr) -> std::io::Result<u32> {
+    Err(std::io::Error::other(
+        "finding a server's process is implemented on Linux only",
+    ))
+}
+
+/// What one placement measured.
+struct Measured {
+    placement: Placement,
+    /// The server's process, pinned with the echo; or why it could not be.
+    server: Result<u32, String>,
+    round_trips: u64,
+    raw: Latencies,
+    send: Latencies,
+    receive: Latencies,
+}
+
 /// `--rtt`: one connection, one request at a time, in alternating blocks of raw TCP
-/// ping-pongs, express sends and receives, so machine noise hits all three alike.
+/// ping-pongs, express sends and receives, so machine noise hits all three alike; once per
+/// [`Placement`], the echo and the server pinned alike.
 pub(super) async fn rtt(opts: &Options, addr: &str) -> mqemu::Result<()> {
     let client = connect_mqemu(addr, opts).await?;
     prepare_mqemu_queue(&client, Mode::Express).await?;
     let queue = within("open the bench queue", client.open(QUEUE)).await??;
-    // The bench on CPU 0 and the echo on CPU 1 (see `Echo`); one CPU cannot be split so.
-    let two_cpus = thread::available_parallelism().is_ok_and(|n| n.get() >= 2) && pin_to_cpu(0);
-    let echo = start_echo(opts.size, two_cpus.then_some(1))?;
+    let server_addr = tokio::net::lookup_host(addr)
+        .await
+        .ok()
+        .and_then(|mut a| a.next());
+    let mut results = Vec::new();
+    for placement in placements() {
+        if !pin_to_cpu(placement.bench) {
+            return Err(Error::new(
+                ErrorCode::Error,
+                format!(
+                    "cannot pin the bench to CPU {}: {}",
+                    placement.bench,
+                    std::io::Error::last_os_error()
+                ),
+            ));
+        }
+        let pinned = match server_addr {
+            Some(a) => PinnedServer::pin(a, placement.other).map_err(|e| e.to_string()),
+            None => Err(format!("cannot resolve {addr}")),
+        };
+        let echo = start_echo(opts.size, Some(placement.other))?;
+        let (round_trips, raw, send, receive) = measure(opts, &queue, &echo).await?;
+        drop(echo);
+        results.push(Measured {
+            placement,
+            server: pinned.as_ref().map(|p| p.pid).map_err(Clone::clone),
+            round_trips,
+            raw,
+            send,
+            receive,
+        });
+        drop(pinned);
+    }
+    report_rtt(opts, addr, &results);
+    Ok(())
+}
+
+/// Round trips of each kind, in alternating blocks; returns how many of each, and their
+/// latencies: raw, send, receive.
+async fn measure(
+    opts: &Options,
+    queue: &mqnet::RemoteQueue,
+    echo: &Echo,
+) -> mqemu::Result<(u64, Latencies, Latencies, Latencies)> {
     let raw_failed = |what: &str, e: std::io::Error| {
         Error::new(
             ErrorCode::Error,
@@ -220,62 +448,89 @@ pub(super) async fn rtt(opts: &Options, addr: &str) -> mqemu::Result<()> {
         block(b, true).await?;
         done += b;
     }
-    drop(raw);
-    drop(echo);
-    report_rtt(opts, addr, done, &raw_h, &send_h, &receive_h);
-    Ok(())
+    Ok((done, raw_h, send_h, receive_h))
 }
 
-fn report_rtt(
-    opts: &Options,
-    addr: &str,
-    n: u64,
-    raw: &Latencies,
-    send: &Latencies,
-    receive: &Latencies,
-) {
-    let ratio = |l: &Latencies| {
-        let r = raw.us(0.5);
-        if r > 0.0 {
-            ((l.us(0.5) / r) * 100.0).round() / 100.0
-        } else {
-            0.0
-        }
+/// `l`'s median over the raw baseline's, to two places.
+fn ratio(l: &Latencies, raw: &Latencies) -> f64 {
+    let r = raw.us(0.5);
+    if r > 0.0 {
+        ((l.us(0.5) / r) * 100.0).round() / 100.0
+    } else {
+        0.0
+    }
+}
+
+/// How a placement put the parties, in words.
+fn describe(m: &Measured) -> String {
+    let p = m.placement;
+    let server = match &m.server {
+        Ok(pid) => format!("the server (pid {pid}) on CPU {}", p.other),
+        Err(why) => format!("the server unpinned ({why}: its ratio is not like for like)"),
     };
+    format!(
+        "bench on CPU {}, echo on CPU {}, {server}",
+        p.bench, p.other
+    )
+}
+
+fn report_rtt(opts: &Options, addr: &str, results: &[Measured]) {
     if opts.json {
+        let mut placements = serde_json::Map::new();
+        for m in results {
+            placements.insert(
+                m.placement.key.to_owned(),
+                json!({
+                    "bench_cpu": m.placement.bench,
+                    "echo_cpu": m.placement.other,
+                    "server_cpu": m.server.as_ref().ok().map(|_| m.placement.other),
+                    "server_pid": m.server.as_ref().ok(),
+                    "server_not_pinned": m.server.as_ref().err(),
+                    "round_trips": m.round_trips,
+                    "raw_tcp_us": m.raw.json(),
+                    "send_us": m.send.json(),
+                    "receive_us": m.receive.json(),
+                    "send_p50_over_raw_p50": ratio(&m.send, &m.raw),
+                    "receive_p50_over_raw_p50": ratio(&m.receive, &m.raw),
+                }),
+            );
+        }
         println!(
             "{}",
             json!({
                 "target": "mqemu",
                 "rtt": true,
                 "size": opts.size,
-                "round_trips": n,
-                "raw_tcp_us": raw.json(),
-                "send_us": send.json(),
-                "receive_us": receive.json(),
-                "send_p50_over_raw_p50": ratio(send),
-                "receive_p50_over_raw_p50": ratio(receive),
+                "placements": Value::Object(placements),
             })
         );
         return;
     }
     println!(
-        "mqemu://{addr} round trips, one at a time, {} B, {n} of each kind (µs)",
+        "mqemu://{addr} round trips, one at a time, {} B (µs); the echo and the server pinned alike",
         opts.size
     );
     let line = |name: &str, l: &Latencies| {
         println!(
-            "  {name:<22} p50 {:>8.1}  p99 {:>8.1}",
+            "    {name:<22} p50 {:>8.1}  p99 {:>8.1}",
             l.us(0.5),
             l.us(0.99)
         );
     };
-    line("raw TCP ping-pong", raw);
-    line("mqemu send (express)", send);
-    line("mqemu receive", receive);
-    println!(
-        "  mqemu_send_p50/raw_p50 {:.2}, mqemu_receive_p50/raw_p50 {:.2}",
-        ratio(send),
-        ratio(receive)
-    );
+    for m in results {
+        println!(
+            "  {}: {}, {} of each kind",
+            m.placement.name,
+            describe(m),
+            m.round_trips
+        );
+        line("raw TCP ping-pong", &m.raw);
+        line("mqemu send (express)", &m.send);
+        line("mqemu receive", &m.receive);
+        println!(
+            "    mqemu_send_p50/raw_p50 {:.2}, mqemu_receive_p50/raw_p50 {:.2}",
+            ratio(&m.send, &m.raw),
+            ratio(&m.receive, &m.raw)
+        );
+    }
 }
