@@ -67,7 +67,7 @@ impl State {
     /// (after a batch of [`State::restore`], for instance).
     pub(crate) fn dispatch(&mut self) {
         while !self.takers.is_empty() {
-            let Some((&key, _)) = self.visible.first_key_value() else {
+            let Some((key, _)) = self.visible.first() else {
                 break;
             };
             let Some(taker) = self.takers.pop_front() else {

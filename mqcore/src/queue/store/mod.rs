@@ -31,6 +31,7 @@
 
 mod handoff;
 mod locks;
+mod ranked;
 mod state;
 mod tiering;
 mod wait;

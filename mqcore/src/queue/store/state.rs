@@ -1,21 +1,22 @@
 //! One queue's messages in order, and the indexes that find them: [`State`].
 //!
-//! Order is (priority descending, lookup id ascending) in a `BTreeMap`; a second `BTreeMap` by
-//! lookup id serves `MQReceiveMessageByLookupId`; hash indexes serve receive by message id and by
-//! correlation id; an expiry index serves time-to-be-received. Messages held by a transaction or
+//! Order is (priority descending, lookup id ascending) in [`Ranked`], a deque per priority in
+//! lookup-id order, which also serves `MQReceiveMessageByLookupId`; hash indexes serve receive by
+//! message id and by correlation id; an expiry index serves time-to-be-received. Messages held by a transaction or
 //! an in-flight receive are locked: out of the visible set, still counted in the queue.
 //!
-//! **Invariant:** a visible message in memory is in `visible`, `rank_of` and (if it has them) the
+//! **Invariant:** a visible message in memory is in `visible` and (if it has them) the
 //! correlation and expiry indexes, and in none of them once it is locked or gone
-//! (`insert_visible` and `remove_visible` keep them together); `by_id` holds visible and locked
-//! messages, and `bytes` counts visible, locked and cold ones. A locked message keeps its
+//! (`insert_visible` and `remove_visible` keep them together); `by_id`, once built, holds
+//! visible and locked messages, and `bytes` counts visible, locked and cold ones. A locked message keeps its
 //! position and goes back to it on abort or a cancelled receive.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use rustc_hash::FxHashMap as HashMap;
 
 use super::handoff::{Taker, Wake, Watcher};
+use super::ranked::Ranked;
 use super::tiering::REFILL_COUNT;
 use super::{LookupId, TxId, WaiterId};
 use crate::clock::Timestamp;
@@ -89,16 +90,15 @@ pub(crate) enum Found {
 /// One queue's messages and waiters. Guarded by [`Store`](super::Store)'s mutex.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    /// Visible messages in queue order. Boxed, so that B-tree node shifts move pointers rather
-    /// than whole messages.
-    pub(super) visible: BTreeMap<Key, Box<Message>>,
-    /// Priority of every visible message by lookup id: finds a [`Key`] from a lookup id, and
-    /// walks messages in lookup-id order for `MQReceiveMessageByLookupId`.
-    rank_of: BTreeMap<LookupId, u8>,
+    /// Visible messages in queue order. Boxed, so that moving them moves pointers rather than
+    /// whole messages.
+    pub(super) visible: Ranked,
     /// Messages held by a transaction or an in-flight receive.
     pub(super) locked: HashMap<LookupId, Locked>,
-    /// Message id to lookup id, for visible and locked messages.
-    pub(super) by_id: HashMap<MessageId, LookupId>,
+    /// Message id to lookup id, for visible and locked messages; built by the first lookup by
+    /// id and kept from then on. Most queues are never read by id, and keeping the index for
+    /// every message was a fifth of an express send and receive (docs/performance.md).
+    pub(super) by_id: Option<HashMap<MessageId, LookupId>>,
     /// Correlation id to the visible messages carrying it.
     by_correlation: HashMap<MessageId, BTreeSet<Key>>,
     /// Visible messages with a time-to-be-received, by deadline.
@@ -179,7 +179,6 @@ impl State {
     }
 
     pub(super) fn insert_visible(&mut self, key: Key, msg: Box<Message>) {
-        self.rank_of.insert(key.lookup, key.rank);
         if let Some(c) = msg.correlation_id {
             self.by_correlation.entry(c).or_default().insert(key);
         }
@@ -190,12 +189,11 @@ impl State {
     }
 
     fn remove_visible(&mut self, key: Key) -> Option<Box<Message>> {
-        let msg = match self.visible.remove(&key) {
+        let msg = match self.visible.remove(key) {
             Some(m) => m,
-            None if self.promote(key) => self.visible.remove(&key)?,
+            None if self.promote(key) => self.visible.remove(key)?,
             None => return None,
         };
-        self.rank_of.remove(&key.lookup);
         if let Some(c) = msg.correlation_id {
             if let Some(set) = self.by_correlation.get_mut(&c) {
                 set.remove(&key);
@@ -214,7 +212,9 @@ impl State {
     /// Forgets an in-memory message that leaves the queue for good.
     fn forget(&mut self, msg: &Message) {
         self.bytes -= footprint(msg);
-        self.by_id.remove(&msg.id);
+        if let Some(by_id) = &mut self.by_id {
+            by_id.remove(&msg.id);
+        }
         if let Some(link) = &self.link {
             if msg.lsn != 0 {
                 link.source.cache().sub(footprint(msg));
@@ -232,17 +232,12 @@ impl State {
 
     /// The first visible message in queue order.
     pub(crate) fn first(&self) -> Option<(Key, &Message)> {
-        self.visible.first_key_value().map(|(k, m)| (*k, &**m))
+        self.visible.first()
     }
 
     /// The position of the first visible message after `key` in queue order.
     pub(crate) fn after(&self, key: Key) -> Option<Key> {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let hot = self
-            .visible
-            .range((Excluded(key), Unbounded))
-            .next()
-            .map(|(k, _)| *k);
+        let hot = self.visible.after(key);
         // Other priorities' first messages are hot: only this priority's cold ones can come
         // between `key` and the next hot message.
         let cold = self.cold.after(key.rank, key.lookup).map(|lookup| Key {
@@ -257,36 +252,27 @@ impl State {
 
     /// The visible message with the lowest lookup id.
     pub(crate) fn first_by_lookup(&self) -> Option<Key> {
-        let hot = self.rank_of.first_key_value().map(|(&l, &r)| (r, l));
+        let hot = self.visible.next_by_lookup(None);
         let cold = self.cold.next_by_lookup(None);
         lowest(hot, cold)
     }
 
     /// The visible message with the highest lookup id.
     pub(crate) fn last_by_lookup(&self) -> Option<Key> {
-        let hot = self.rank_of.last_key_value().map(|(&l, &r)| (r, l));
+        let hot = self.visible.prev_by_lookup(None);
         let cold = self.cold.prev_by_lookup(None);
         highest(hot, cold)
     }
 
     /// The visible message with the lowest lookup id above `lookup` (which need not exist).
     pub(crate) fn next_by_lookup(&self, lookup: LookupId) -> Option<Key> {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let hot = self
-            .rank_of
-            .range((Excluded(lookup), Unbounded))
-            .next()
-            .map(|(&l, &r)| (r, l));
+        let hot = self.visible.next_by_lookup(Some(lookup));
         lowest(hot, self.cold.next_by_lookup(Some(lookup)))
     }
 
     /// The visible message with the highest lookup id below `lookup` (which need not exist).
     pub(crate) fn prev_by_lookup(&self, lookup: LookupId) -> Option<Key> {
-        let hot = self
-            .rank_of
-            .range(..lookup)
-            .next_back()
-            .map(|(&l, &r)| (r, l));
+        let hot = self.visible.prev_by_lookup(Some(lookup));
         highest(hot, self.cold.prev_by_lookup(Some(lookup)))
     }
 
@@ -301,7 +287,7 @@ impl State {
 
     /// Finds a message by lookup id.
     pub(crate) fn find(&self, lookup: LookupId) -> Found {
-        if let Some(&rank) = self.rank_of.get(&lookup) {
+        if let Some(rank) = self.visible.rank_of(lookup) {
             return Found::Visible(Key { rank, lookup });
         }
         if let Some(l) = self.locked.get(&lookup) {
@@ -315,8 +301,13 @@ impl State {
 
     /// Finds a message by message id. Cold messages are not indexed by id: they are read back
     /// and looked at, in queue order (a full scan of the log's live messages at worst).
-    pub(crate) fn find_by_id(&self, id: &MessageId) -> Found {
-        if let Some(&lookup) = self.by_id.get(id) {
+    pub(crate) fn find_by_id(&mut self, id: &MessageId) -> Found {
+        let by_id = self.by_id.get_or_insert_with(|| {
+            let visible = self.visible.values();
+            let locked = self.locked.values().map(|l| &*l.msg);
+            visible.chain(locked).map(|m| (m.id, m.lookup_id)).collect()
+        });
+        if let Some(&lookup) = by_id.get(id) {
             return self.find(lookup);
         }
         match self.scan_cold(None, |m| m.id == *id) {
@@ -384,11 +375,10 @@ impl State {
     /// Removes every visible message (deletion); locked messages stay with their transactions.
     /// Cold messages are read back: all of them are in memory at once.
     pub(crate) fn take_all_visible(&mut self) -> Vec<Message> {
-        let visible = std::mem::take(&mut self.visible);
-        self.rank_of.clear();
+        let visible = self.visible.take_all();
         self.by_correlation.clear();
         self.expiry.clear();
-        let mut msgs: Vec<Message> = visible.into_values().map(|m| *m).collect();
+        let mut msgs: Vec<Message> = visible.into_iter().map(|m| *m).collect();
         for m in &msgs {
             self.forget(m);
         }
@@ -461,22 +451,18 @@ impl State {
     pub(crate) fn logged_before(&mut self, bound: u64) -> impl Iterator<Item = &mut Message> {
         self.visible
             .values_mut()
-            .map(|m| &mut **m)
             .filter(move |m| m.lsn != 0 && m.lsn < bound)
     }
 
     /// Every in-memory visible message in queue order (cold ones are not read back).
     pub(crate) fn iter_visible(&self) -> impl Iterator<Item = &Message> {
-        self.visible.values().map(|m| &**m)
+        self.visible.values()
     }
 
     /// Every visible message in queue order, cold ones read back (tests and management).
     pub(crate) fn visible_messages(&self) -> Vec<Message> {
-        let mut out: Vec<(Key, Message)> = self
-            .visible
-            .iter()
-            .map(|(k, m)| (*k, (**m).clone()))
-            .collect();
+        let mut out: Vec<(Key, Message)> =
+            self.visible.iter().map(|(k, m)| (k, m.clone())).collect();
         let cold: Vec<(u8, Entry)> = self.cold.iter().collect();
         for batch in cold.chunks(REFILL_COUNT) {
             for m in self.read_cold(batch) {

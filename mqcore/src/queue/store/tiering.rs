@@ -44,11 +44,11 @@ impl State {
         if msg.lsn == 0 || (self.expires && msg.expires_at().is_some()) {
             return false;
         }
-        let first = Key {
-            rank: key.rank,
-            lookup: 0,
-        };
-        if self.visible.range(first..key).next().is_none() {
+        if self
+            .visible
+            .front_of(key.rank)
+            .is_none_or(|front| front >= key.lookup)
+        {
             // The first hot message of its priority stays hot, unless older messages of the
             // priority could not be read back (a stalled refill): it waits behind them.
             return self
@@ -62,7 +62,9 @@ impl State {
 
     /// Puts a message in memory, visible at `key` (its `bytes` are counted already).
     fn warm(&mut self, key: Key, msg: Box<Message>) {
-        self.by_id.insert(msg.id, msg.lookup_id);
+        if let Some(by_id) = &mut self.by_id {
+            by_id.insert(msg.id, msg.lookup_id);
+        }
         if let Some(link) = &self.link {
             if msg.lsn != 0 {
                 link.source.cache().add(footprint(&msg));
@@ -105,15 +107,15 @@ impl State {
 
     /// Whether a visible message, in memory or not, is at `key`.
     pub(crate) fn contains(&self, key: Key) -> bool {
-        self.visible.contains_key(&key) || self.cold_entry(key).is_some()
+        self.visible.contains(key) || self.cold_entry(key).is_some()
     }
 
     /// A copy of the visible message at `key`; a cold one is read back without being kept, so
     /// peeks and cursors walking a long queue do not fill memory. `None` if there is none, or
     /// it cannot be read back.
     pub(crate) fn read(&self, key: Key) -> Option<Message> {
-        if let Some(m) = self.visible.get(&key) {
-            return Some((**m).clone());
+        if let Some(m) = self.visible.get(key) {
+            return Some(m.clone());
         }
         let e = self.cold_entry(key)?;
         self.load(&[(e.lsn, e.lookup)], 0)
@@ -129,7 +131,7 @@ impl State {
     pub(crate) fn promote_many(&mut self, keys: &[Key]) {
         let wanted: Vec<(Lsn, LookupId)> = keys
             .iter()
-            .filter(|k| !self.visible.contains_key(k))
+            .filter(|k| !self.visible.contains(**k))
             .filter_map(|k| self.cold_entry(*k).map(|e| (e.lsn, e.lookup)))
             .collect();
         if wanted.is_empty() {
@@ -175,20 +177,15 @@ impl State {
         let Some(&front) = self.cold.rank(rank).front() else {
             return;
         };
-        let hot = self
-            .visible
-            .range(Key { rank, lookup: 0 }..)
-            .next()
-            .map(|(k, _)| *k)
-            .filter(|k| k.rank == rank);
-        if hot.is_some_and(|k| k.lookup < front.lookup) {
+        let hot = self.visible.front_of(rank);
+        if hot.is_some_and(|h| h < front.lookup) {
             return;
         }
         let wanted: Vec<(Lsn, LookupId)> = self
             .cold
             .rank(rank)
             .iter()
-            .take_while(|e| hot.is_none_or(|h| e.lookup < h.lookup))
+            .take_while(|e| hot.is_none_or(|h| e.lookup < h))
             .take(REFILL_COUNT)
             .map(|e| (e.lsn, e.lookup))
             .collect();
