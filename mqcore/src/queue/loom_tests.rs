@@ -160,3 +160,29 @@ fn loom_inbox_keeps_arrival_order() {
         assert_eq!(second, a.max(b));
     });
 }
+
+/// A receiver that spins on the arrival count between looks, taking two messages one after the
+/// other while a producer sends them: whichever look or hand-off each send meets, both arrive, in
+/// order, and nothing is left registered.
+#[test]
+fn loom_spinning_receiver_takes_every_send() {
+    loom::model(|| {
+        let store = Store::new(StoreRef::Main(1));
+        let receiver = {
+            let store = store.clone();
+            thread::spawn(move || {
+                let first = store.take_blocking(None, &Never).expect("never times out");
+                assert!(store.lock().remove_locked(first).is_some());
+                let second = store.take_blocking(None, &Never).expect("never times out");
+                assert!(store.lock().remove_locked(second).is_some());
+                (first, second)
+            })
+        };
+        let a = store.send(msg("a")).unwrap();
+        let b = store.send(msg("b")).unwrap();
+        assert_eq!(receiver.join().unwrap(), (a, b));
+        let s = store.lock();
+        assert_eq!(s.len(), 0);
+        assert!(!s.has_waiters());
+    });
+}

@@ -2,6 +2,10 @@
 
 pub(crate) mod sync {
     pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
+
+    pub(crate) mod atomic {
+        pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+    }
 }
 
 pub(crate) mod thread {

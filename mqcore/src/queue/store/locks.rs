@@ -13,6 +13,7 @@ use super::LookupId;
 use crate::queue::cold::ColdLink;
 // Only the mutex and the condition variables race; the `Arc` handles are plain std ones.
 use crate::ids::StoreRef;
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
 use crate::message::Message;
 use std::sync::Arc;
@@ -43,6 +44,10 @@ pub(super) struct Inbox {
 pub(crate) struct Store {
     state: Mutex<State>,
     inbox: Mutex<Inbox>,
+    /// Bumped by every send and publish: a receiver about to wait spins on it rather than on
+    /// the locks, which the producer it waits for needs (a hint only: the wait's correctness
+    /// rests on the hand-off under the state lock).
+    arrivals: AtomicU64,
     /// How the log names this store.
     pub(crate) id: StoreRef,
 }
@@ -111,6 +116,7 @@ impl Guard<'_> {
         msg.lookup_id = lookup;
         self.insert_arrived(msg, true);
         self.dispatch();
+        self.store.arrived();
         Ok(lookup)
     }
 
@@ -128,6 +134,7 @@ impl Guard<'_> {
         self.absorb();
         self.insert_arrived(msg, cool);
         self.dispatch();
+        self.store.arrived();
         Ok(())
     }
 
@@ -208,6 +215,7 @@ impl Store {
         Arc::new(Store {
             state: Mutex::default(),
             inbox: Mutex::default(),
+            arrivals: AtomicU64::new(0),
             id,
         })
     }
@@ -276,6 +284,15 @@ impl Store {
         guard
     }
 
+    fn arrived(&self) {
+        self.arrivals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many sends and publishes there have been (see `arrivals`).
+    pub(super) fn arrivals(&self) -> u64 {
+        self.arrivals.load(Ordering::Relaxed)
+    }
+
     fn inbox(&self) -> MutexGuard<'_, Inbox> {
         self.inbox
             .lock()
@@ -296,6 +313,7 @@ impl Store {
                 msg.lookup_id = inbox.last_lookup;
                 let lookup = msg.lookup_id;
                 inbox.msgs.push(msg);
+                self.arrived();
                 return Ok(lookup);
             }
         }

@@ -95,15 +95,23 @@ impl Store {
         tx: Option<TxId>,
         deadline: &dyn Deadline,
     ) -> Result<LookupId, WaitError> {
+        let mut seen = self.arrivals();
         let mut state = self.lock();
         // Look again a few times before registering: a producer running beside us keeps taking
-        // its lock-light path meanwhile, and most waits end here without a park.
-        for step in 0..SPINS {
-            if state.first().is_some() || state.closed || deadline.passed() {
-                break;
-            }
+        // its lock-light path meanwhile, and most waits end here without a park. Between looks
+        // only the arrival count is read, so the spin leaves the producer's locks alone.
+        let mut step = 0;
+        while step < SPINS && state.first().is_none() && !state.closed && !deadline.passed() {
             drop(state);
-            backoff(step);
+            while step < SPINS {
+                backoff(step);
+                step += 1;
+                let now = self.arrivals();
+                if now != seen {
+                    seen = now;
+                    break;
+                }
+            }
             state = self.lock();
         }
         let cv = Arc::new(Condvar::new());
