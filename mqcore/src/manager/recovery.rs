@@ -116,28 +116,34 @@ impl Inner {
             );
             // Kept whole, moved (their record is another store's), or cold: one vector per
             // priority, filled in lookup-id order.
+            // Built from the highest lookup id down while the slots give their memory back, then
+            // turned around.
             let mut whole = Vec::new();
             let mut moved = Vec::new();
-            let mut cold: [(VecDeque<Entry>, u64); 8] = Default::default();
-            for (lookup, slot) in slots.iter() {
-                if let Some(msg) = rec.kept.remove(&(at.clone(), lookup)) {
+            let mut cold: [(Vec<Entry>, u64); 8] = Default::default();
+            let kept = &mut rec.kept;
+            slots.drain_rev(|lookup, slot| {
+                if let Some(msg) = (!kept.is_empty())
+                    .then(|| kept.remove(&(at.clone(), lookup)))
+                    .flatten()
+                {
                     whole.push(msg);
                 } else if slot.moves > 0 {
                     moved.push((lookup, slot));
                 } else {
                     let (entries, bytes) = &mut cold[usize::from(slot.rank.min(7))];
-                    entries.push_back(Entry {
+                    entries.push(Entry {
                         lookup,
                         lsn: slot.lsn,
                     });
                     *bytes += u64::from(slot.footprint);
                 }
-            }
-            drop(slots);
+            });
             let mut s = store.lock();
-            for (rank, (entries, bytes)) in (0u8..).zip(cold) {
+            for (rank, (mut entries, bytes)) in (0u8..).zip(cold) {
                 if !entries.is_empty() {
-                    s.recover_cold(rank, entries, bytes);
+                    entries.reverse();
+                    s.recover_cold(rank, VecDeque::from(entries), bytes);
                 }
             }
             for chunk in moved.chunks(256) {

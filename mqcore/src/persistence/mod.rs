@@ -28,7 +28,7 @@ pub(crate) fn replay_records(
 ) -> Result<()> {
     let mut replay = Replay::new(uuid::Uuid::nil(), 1 << 20);
     for r in records {
-        replay.record(r)?;
+        replay.record(r.as_ref())?;
     }
     let _ = replay.finish();
     Ok(())

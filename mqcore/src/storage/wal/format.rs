@@ -40,6 +40,44 @@ pub struct Record {
     pub data: Vec<u8>,
 }
 
+/// A record as it lies in a segment image: what recovery and the reader hand on, so that a
+/// record is not copied out of the image unless its reader keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Its sequence number.
+    pub lsn: Lsn,
+    /// The epoch of the process that wrote it.
+    pub epoch: u64,
+    /// The caller's record kind.
+    pub kind: u8,
+    /// The caller's bytes.
+    pub data: &'a [u8],
+}
+
+impl RecordRef<'_> {
+    /// A copy that owns its bytes.
+    pub fn to_record(&self) -> Record {
+        Record {
+            lsn: self.lsn,
+            epoch: self.epoch,
+            kind: self.kind,
+            data: self.data.to_vec(),
+        }
+    }
+}
+
+impl Record {
+    /// The record, borrowed.
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            lsn: self.lsn,
+            epoch: self.epoch,
+            kind: self.kind,
+            data: &self.data,
+        }
+    }
+}
+
 /// The file name of segment `seq`.
 pub(super) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:016x}.wal"))
@@ -89,9 +127,9 @@ pub(super) fn read_full(file: &dyn DiskFile, buf: &mut [u8], offset: u64) -> io:
 }
 
 /// What decoding found at one position of a segment.
-pub(super) enum Decoded {
+pub(super) enum Decoded<'a> {
     /// A valid record, and the offset just after it.
-    Record(Record, u64),
+    Record(RecordRef<'a>, u64),
     /// Zeros: the preallocated rest of the segment.
     End,
     /// Something that is not a valid record.
@@ -99,7 +137,7 @@ pub(super) enum Decoded {
 }
 
 /// Decodes the record at `offset` of `bytes` (a whole segment image).
-pub(super) fn decode_at(bytes: &[u8], offset: u64) -> Decoded {
+pub(super) fn decode_at(bytes: &[u8], offset: u64) -> Decoded<'_> {
     let at = offset as usize;
     let Some(frame) = bytes.get(at..at + FRAME_LEN) else {
         // A segment filled to within a frame header of its end keeps zeros there.
@@ -129,11 +167,11 @@ pub(super) fn decode_at(bytes: &[u8], offset: u64) -> Decoded {
     let kind = body[0];
     let lsn = u64::from_le_bytes(body[1..9].try_into().expect("8 bytes"));
     let epoch = u64::from_le_bytes(body[9..17].try_into().expect("8 bytes"));
-    let record = Record {
+    let record = RecordRef {
         lsn,
         epoch,
         kind,
-        data: body[FIXED_LEN..].to_vec(),
+        data: &body[FIXED_LEN..],
     };
     Decoded::Record(record, offset + (FRAME_LEN + len) as u64)
 }

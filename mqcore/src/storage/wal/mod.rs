@@ -63,7 +63,7 @@ mod reader;
 mod recovery;
 mod segments;
 
-pub use format::{Record, MAX_RECORD};
+pub use format::{Record, RecordRef, MAX_RECORD};
 pub use group_commit::Durability;
 pub use reader::WalReader;
 
@@ -180,7 +180,7 @@ impl Wal {
     ) -> Result<(Wal, Vec<Record>), WalError> {
         let mut records = Vec::new();
         let wal = Wal::open_visiting(disk, dir, epoch, epoch_check, options, |r| {
-            records.push(r);
+            records.push(r.to_record());
             Ok(())
         })?;
         Ok((wal, records))
@@ -195,7 +195,7 @@ impl Wal {
         epoch: u64,
         epoch_check: EpochCheck,
         options: WalOptions,
-        visit: impl FnMut(Record) -> Result<(), WalError>,
+        visit: impl FnMut(RecordRef<'_>) -> Result<(), WalError>,
     ) -> Result<Wal, WalError> {
         let Recovered {
             last_lsn,

@@ -131,7 +131,7 @@ impl WalReader {
                         if r.lsn > to {
                             return Ok(());
                         }
-                        if r.lsn >= from && !visit(r) {
+                        if r.lsn >= from && !visit(r.to_record()) {
                             return Ok(());
                         }
                     }

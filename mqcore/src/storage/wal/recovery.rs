@@ -10,7 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::format::{
-    decode_at, header_checks, read_full, segment_seq, Decoded, Record, FRAME_LEN, HEADER_LEN,
+    decode_at, header_checks, read_full, segment_seq, Decoded, RecordRef, FRAME_LEN, HEADER_LEN,
     MAGIC, VERSION,
 };
 use super::reader::{Mark, MARK_EVERY};
@@ -37,7 +37,7 @@ pub(super) fn recover(
     disk: &dyn Disk,
     dir: &Path,
     segment_size: u64,
-    mut visit: impl FnMut(Record) -> Result<(), WalError>,
+    mut visit: impl FnMut(RecordRef<'_>) -> Result<(), WalError>,
 ) -> Result<Recovered, WalError> {
     disk.create_dir_all(dir)?;
     let mut segments: Vec<(u64, PathBuf)> = disk
@@ -52,17 +52,19 @@ pub(super) fn recover(
     let mut marks = Vec::new();
     let mut tail: Option<Tail> = None;
     let mut on_disk = Vec::new();
+    // One buffer for every segment's image: a fresh one each time cost as much in page faults
+    // as the reading itself (docs/performance.md, "Reopening").
+    let mut image = Vec::new();
     for (i, (seq, path)) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
         let file = disk.open(path, false)?;
-        let len = file.len()?;
-        let mut bytes = vec![
-            0u8;
-            usize::try_from(len)
-                .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?
-        ];
-        let n = read_full(&*file, &mut bytes, 0)?;
-        bytes.truncate(n);
+        let len = usize::try_from(file.len()?)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        if image.len() < len {
+            image.resize(len, 0);
+        }
+        let n = read_full(&*file, &mut image[..len], 0)?;
+        let bytes = &image[..n];
         let corrupt = |offset: u64, why: String| WalError::Corrupt {
             file: path.clone(),
             offset,
@@ -113,7 +115,7 @@ pub(super) fn recover(
         let mut offset = HEADER_LEN;
         let mut marked: Option<u64> = None;
         loop {
-            let (why, torn) = match decode_at(&bytes, offset) {
+            let (why, torn) = match decode_at(bytes, offset) {
                 Decoded::End => break,
                 Decoded::Record(r, next) if r.lsn > last_lsn => {
                     if r.lsn != last_lsn + 1 {
@@ -142,7 +144,7 @@ pub(super) fn recover(
             };
             // The segment's own records end here, unless a record continuing the log comes
             // after: then acknowledged records were damaged.
-            if let Some(at) = valid_record_after(&bytes, offset + 1, last_lsn) {
+            if let Some(at) = valid_record_after(bytes, offset + 1, last_lsn) {
                 return Err(corrupt(
                     offset,
                     format!("{why}, with a valid record after it at offset {at}"),
