@@ -334,6 +334,11 @@ impl Builder {
         let durable = Persistence::new(wal, catalog, owner, self.lease.clone(), options_size, live);
         let inner = self.start(name, guid, Some(durable), Some(cold));
         inner.recover(recovered)?;
+        // Segments that hold nothing live go now, not after the next COMPACTION_EVERY records:
+        // a log whose messages were all received reopens to its last segment.
+        if let Err(e) = inner.compact() {
+            tracing::error!(error = %e, "log compaction after recovery failed");
+        }
         Ok(QueueManager { inner })
     }
 
