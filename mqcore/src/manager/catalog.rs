@@ -2,8 +2,7 @@
 //! other components keep with it.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use super::Inner;
 use crate::error::{Error, ErrorCode, Result};
@@ -85,17 +84,15 @@ impl CatalogEntries<'_> {
 impl Inner {
     /// Builds a private queue's in-memory side.
     pub(super) fn new_queue(&self, id: u32, name: &str, props: QueueProps) -> Arc<QueueInner> {
-        Arc::new(QueueInner {
+        Arc::new(QueueInner::new(
             id,
-            path: Arc::new(QueueName::private(&self.name, name)),
-            key: name.to_ascii_lowercase(),
-            props: RwLock::new(props),
-            store: Store::linked(StoreRef::Main(id), true, self.cold.as_ref()),
-            journal: Store::linked(StoreRef::Journal(id), false, self.cold.as_ref()),
-            subqueues: Default::default(),
-            deleted: AtomicBool::new(false),
-            cold: self.cold.clone(),
-        })
+            Arc::new(QueueName::private(&self.name, name)),
+            name.to_ascii_lowercase(),
+            props,
+            Store::linked(StoreRef::Main(id), true, self.cold.as_ref()),
+            Store::linked(StoreRef::Journal(id), false, self.cold.as_ref()),
+            self.cold.clone(),
+        ))
     }
 
     /// Writes a catalog entry (durable when it returns); nothing in memory. Refused once fenced.

@@ -228,10 +228,7 @@ impl Inner {
         if msg.body.len() > self.max_message_bytes {
             return Some(MessageClass::NACK_MESSAGE_TOO_LARGE);
         }
-        let (transactional, quota) = {
-            let p = q.read_props();
-            (p.transactional, p.quota_kb)
-        };
+        let (transactional, quota) = (q.hot.transactional(), q.hot.quota_kb());
         match (transactional, msg.transactional) {
             (false, true) => return Some(MessageClass::NACK_NOT_TRANSACTIONAL_Q),
             (true, false) => return Some(MessageClass::NACK_NOT_TRANSACTIONAL_MSG),

@@ -429,29 +429,29 @@ impl QueueManager {
                 "the transactional type of a queue is fixed when it is created",
             ));
         }
-        let mut props = q.props.write().unwrap_or_else(PoisonError::into_inner);
-        let mut next = props.clone();
-        if let Some(v) = update.journal {
-            next.journal = v;
-        }
-        if let Some(v) = update.quota_kb {
-            next.quota_kb = v;
-        }
-        if let Some(v) = update.journal_quota_kb {
-            next.journal_quota_kb = v;
-        }
-        if let Some(v) = update.label {
-            next.label = v;
-        }
-        if let Some(v) = update.base_priority {
-            next.base_priority = v;
-        }
-        if let Some(v) = update.authenticate {
-            next.authenticate = v;
-        }
-        next.validate()?;
-        *props = next;
-        drop(props);
+        q.set_props(|props| {
+            let mut next = props.clone();
+            if let Some(v) = update.journal {
+                next.journal = v;
+            }
+            if let Some(v) = update.quota_kb {
+                next.quota_kb = v;
+            }
+            if let Some(v) = update.journal_quota_kb {
+                next.journal_quota_kb = v;
+            }
+            if let Some(v) = update.label {
+                next.label = v;
+            }
+            if let Some(v) = update.base_priority {
+                next.base_priority = v;
+            }
+            if let Some(v) = update.authenticate {
+                next.authenticate = v;
+            }
+            next.validate()?;
+            Ok(next)
+        })?;
         self.inner.save_queue(&q)
     }
 

@@ -21,10 +21,7 @@ impl Inner {
         let Some(q) = parent else {
             return;
         };
-        let (journal, journal_quota) = {
-            let p = q.read_props();
-            (p.journal, p.journal_quota_kb)
-        };
+        let (journal, journal_quota) = (q.hot.journal(), q.hot.journal_quota_kb());
         if journal {
             let bytes = q.journal.lock().bytes();
             if over_quota(journal_quota, bytes, footprint(msg)) {

@@ -42,7 +42,7 @@ impl Inner {
                 }
             };
             msg.arrived_time = now;
-            let quota = queue.read_props().quota_kb;
+            let quota = queue.hot.quota_kb();
             let earlier = staged
                 .iter()
                 .find(|(s, _)| Arc::ptr_eq(s, &queue.store))
@@ -94,7 +94,7 @@ impl Inner {
     /// Whether receiving `msg` from `parent` leads to a journal copy or an acknowledgement.
     pub(super) fn follows_receive(&self, parent: Option<&QueueInner>, msg: &Message) -> bool {
         parent.is_some_and(|q| {
-            q.read_props().journal
+            q.hot.journal()
                 || (msg.admin_queue.is_some() && msg.acknowledge.contains(Acknowledge::POS_RECEIVE))
         })
     }

@@ -3,7 +3,7 @@
 //! unreferenced.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use super::cold;
@@ -22,7 +22,10 @@ pub(crate) struct QueueInner {
     pub(crate) path: Arc<QueueName>,
     /// Catalog key: the queue name in lower case.
     pub(crate) key: String,
-    pub(crate) props: RwLock<QueueProps>,
+    /// Changed only through [`QueueInner::set_props`], which keeps `hot` in step.
+    props: RwLock<QueueProps>,
+    /// What the send and receive paths read of `props` for every message.
+    pub(crate) hot: HotProps,
     /// The queue's messages.
     pub(crate) store: Arc<Store>,
     /// Its journal (`queue;journal`).
@@ -35,7 +38,103 @@ pub(crate) struct QueueInner {
     pub(crate) cold: Option<Arc<dyn cold::ColdSource>>,
 }
 
+/// The properties the send and receive paths read for every message, copied out of the
+/// properties' lock into atomics: readers then share a cache line without writing to it, where
+/// the lock's reader count moved between a producer's CPU and a consumer's on every message.
+/// A reader may see one property from before a change and another from after it, as it could
+/// between two reads of the lock.
+#[derive(Debug)]
+pub(crate) struct HotProps {
+    transactional: AtomicBool,
+    journal: AtomicBool,
+    /// `NO_QUOTA`, or kilobytes.
+    quota_kb: AtomicU64,
+    journal_quota_kb: AtomicU64,
+}
+
+const NO_QUOTA: u64 = u64::MAX;
+
+fn quota_word(q: Option<u32>) -> u64 {
+    q.map_or(NO_QUOTA, u64::from)
+}
+
+fn quota_of(w: u64) -> Option<u32> {
+    u32::try_from(w).ok()
+}
+
+impl HotProps {
+    pub(crate) fn new(p: &QueueProps) -> HotProps {
+        HotProps {
+            transactional: AtomicBool::new(p.transactional),
+            journal: AtomicBool::new(p.journal),
+            quota_kb: AtomicU64::new(quota_word(p.quota_kb)),
+            journal_quota_kb: AtomicU64::new(quota_word(p.journal_quota_kb)),
+        }
+    }
+
+    fn set(&self, p: &QueueProps) {
+        self.transactional.store(p.transactional, Ordering::Relaxed);
+        self.journal.store(p.journal, Ordering::Relaxed);
+        self.quota_kb
+            .store(quota_word(p.quota_kb), Ordering::Relaxed);
+        self.journal_quota_kb
+            .store(quota_word(p.journal_quota_kb), Ordering::Relaxed);
+    }
+
+    pub(crate) fn transactional(&self) -> bool {
+        self.transactional.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn journal(&self) -> bool {
+        self.journal.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn quota_kb(&self) -> Option<u32> {
+        quota_of(self.quota_kb.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn journal_quota_kb(&self) -> Option<u32> {
+        quota_of(self.journal_quota_kb.load(Ordering::Relaxed))
+    }
+}
+
 impl QueueInner {
+    /// A queue's in-memory side.
+    pub(crate) fn new(
+        id: u32,
+        path: Arc<QueueName>,
+        key: String,
+        props: QueueProps,
+        store: Arc<Store>,
+        journal: Arc<Store>,
+        cold: Option<Arc<dyn cold::ColdSource>>,
+    ) -> QueueInner {
+        QueueInner {
+            id,
+            key,
+            path,
+            hot: HotProps::new(&props),
+            props: RwLock::new(props),
+            store,
+            journal,
+            subqueues: Default::default(),
+            deleted: AtomicBool::new(false),
+            cold,
+        }
+    }
+
+    /// Changes the properties with `f` (which may refuse the change).
+    pub(crate) fn set_props(
+        &self,
+        f: impl FnOnce(&QueueProps) -> Result<QueueProps>,
+    ) -> Result<()> {
+        let mut props = self.props.write().unwrap_or_else(PoisonError::into_inner);
+        let next = f(&props)?;
+        self.hot.set(&next);
+        *props = next;
+        Ok(())
+    }
+
     pub(crate) fn props(&self) -> QueueProps {
         self.props
             .read()
@@ -49,7 +148,7 @@ impl QueueInner {
     }
 
     pub(crate) fn is_transactional(&self) -> bool {
-        self.read_props().transactional
+        self.hot.transactional()
     }
 
     pub(crate) fn subqueues(&self) -> MutexGuard<'_, HashMap<String, (String, Arc<Store>)>> {
