@@ -187,10 +187,7 @@ impl Inner {
     ) -> Result<(Message, Option<u32>)> {
         q.check_live()?;
         msg.validate()?;
-        let (transactional, quota) = {
-            let p = q.read_props();
-            (p.transactional, p.quota_kb)
-        };
+        let (transactional, quota) = (q.hot.transactional(), q.hot.quota_kb());
         if transactional != in_tx {
             let detail = if transactional {
                 format!("{} is transactional; send within a transaction", q.path)
@@ -268,7 +265,7 @@ impl Inner {
         current: u64,
         msg: &Message,
     ) -> Result<()> {
-        let quota = q.read_props().quota_kb;
+        let quota = q.hot.quota_kb();
         if !over_quota(quota, current, footprint(msg)) {
             return Ok(());
         }
@@ -306,7 +303,7 @@ impl Inner {
                 })
                 .map(drop);
         }
-        let msg = Box::new(msg);
+        let msg = q.store.boxed(msg);
         let follow_up = self.needs_arrival_follow_up(&msg).then(|| (*msg).clone());
         let expires = msg.time_to_be_received.is_some();
         let published = if quota.is_none() {

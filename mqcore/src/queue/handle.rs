@@ -222,9 +222,10 @@ impl Queue {
                     .after_receive(self.journaled_parent().map(|q| &**q), msg, eff);
             }
         })?;
+        let got = taken.into_iter().map(|m| store.unbox(m)).collect();
         drop(store);
         self.tidy();
-        Ok(taken.into_iter().map(|m| *m).collect())
+        Ok(got)
     }
 
     /// Receives the first message, waiting up to `timeout` (`MQ_ERROR_IO_TIMEOUT`).
@@ -289,9 +290,10 @@ impl Queue {
                     self.qm
                         .after_receive(self.journaled_parent().map(|q| &**q), &msg, eff);
                 })?;
+                let msg = store.unbox(msg);
                 drop(store);
                 self.tidy();
-                Ok(*msg)
+                Ok(msg)
             }
             Claim::Locked(lookup, t) => {
                 let msg = store

@@ -24,7 +24,7 @@ pub(super) struct Inbox {
     /// The queue was deleted: sends are refused and handed back.
     closed: bool,
     /// Sent messages in arrival order, lookup ids assigned.
-    #[allow(clippy::vec_box)] // the boxes move into the B-tree as they are, allocated unlocked
+    #[allow(clippy::vec_box)] // the boxes move into the store as they are, allocated unlocked
     msgs: Vec<Box<Message>>,
     /// The last lookup id handed out; never reused. Assigned only under this lock, so ids follow
     /// arrival order and no message with a smaller id can hide here while a larger one is handed
@@ -35,6 +35,10 @@ pub(super) struct Inbox {
     slow: bool,
 }
 
+/// Emptied boxes a store keeps for reuse (a few hundred bytes each).
+#[cfg(not(all(test, loom)))]
+const SPARE_BOXES: usize = 32;
+
 /// One queue: the ordered state behind one mutex, and the producers' inbox behind another.
 ///
 /// A non-transactional send takes only the inbox lock (a push), so producers and consumers do not
@@ -44,6 +48,9 @@ pub(super) struct Inbox {
 pub(crate) struct Store {
     state: Mutex<State>,
     inbox: Mutex<Inbox>,
+    /// Boxes of received messages, emptied, for the next sends to fill (see [`Store::boxed`]).
+    #[cfg(not(all(test, loom)))]
+    boxes: crossbeam_queue::ArrayQueue<Box<Message>>,
     /// Bumped by every send and publish: a receiver about to wait spins on it rather than on
     /// the locks, which the producer it waits for needs (a hint only: the wait's correctness
     /// rests on the hand-off under the state lock).
@@ -173,10 +180,21 @@ impl Guard<'_> {
 
     /// Absorbs the inbox (so the state holds every message sent so far) and tells producers
     /// whether they must take the slow path. Returns whether anything arrived.
+    ///
+    /// The inbox lock, which producers need for every send, is taken only if the flag must
+    /// change or the arrival count moved since the last look: a send bumps the count under the
+    /// inbox lock, so an unchanged count means nothing was pushed since (a send that finished
+    /// before this lock was taken is seen: its bump happened before). Locking the inbox on every
+    /// lock and unlock of the state made a receiver and a producer on two CPUs queue on it.
     fn sync(&mut self) -> bool {
         let want = self.wants_slow();
+        if want == self.inbox_slow && self.store.arrivals() == self.seen_arrivals {
+            return false;
+        }
         {
             let mut inbox = self.store.inbox();
+            self.seen_arrivals = self.store.arrivals();
+            self.inbox_slow = want;
             if inbox.msgs.is_empty() && inbox.slow == want {
                 return false;
             }
@@ -215,6 +233,8 @@ impl Store {
         Arc::new(Store {
             state: Mutex::default(),
             inbox: Mutex::default(),
+            #[cfg(not(all(test, loom)))]
+            boxes: crossbeam_queue::ArrayQueue::new(SPARE_BOXES),
             arrivals: AtomicU64::new(0),
             id,
         })
@@ -282,6 +302,27 @@ impl Store {
         guard.sync();
         guard.retry_stalled();
         guard
+    }
+
+    /// `msg` in a box, one a receive gave back if there is one. A producer and a consumer on
+    /// two CPUs otherwise meet in the allocator at every message: the consumer frees the box
+    /// into the arena the producer allocates from, and they queued on its lock
+    /// (docs/performance.md, "The in-process hot path").
+    pub(crate) fn boxed(&self, msg: Message) -> Box<Message> {
+        #[cfg(not(all(test, loom)))]
+        if let Some(mut b) = self.boxes.pop() {
+            *b = msg;
+            return b;
+        }
+        Box::new(msg)
+    }
+
+    /// The message out of its box, the box kept for [`Store::boxed`] while there is room.
+    pub(crate) fn unbox(&self, mut b: Box<Message>) -> Message {
+        let msg = std::mem::take(&mut *b);
+        #[cfg(not(all(test, loom)))]
+        let _ = self.boxes.push(b);
+        msg
     }
 
     fn arrived(&self) {

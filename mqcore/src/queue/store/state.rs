@@ -108,7 +108,7 @@ pub(crate) struct State {
     /// The deadline the queue manager's timer is armed for, to expire this store's messages.
     pub(crate) expiry_armed: Option<Timestamp>,
     /// An empty vector with capacity, swapped with the inbox's so neither side reallocates.
-    #[allow(clippy::vec_box)] // the boxes move into the B-tree as they are, allocated unlocked
+    #[allow(clippy::vec_box)] // the boxes move into the store as they are, allocated unlocked
     pub(super) spare: Vec<Box<Message>>,
     /// Sum of body and label sizes of visible and locked messages, for the quota.
     pub(super) bytes: u64,
@@ -128,6 +128,10 @@ pub(crate) struct State {
     /// Wake-ups decided under the lock, delivered by [`Guard`](super::locks::Guard) after it is
     /// released.
     pub(super) pending: Vec<Wake>,
+    /// The inbox's `slow` flag as last set (only ever set under both locks).
+    pub(super) inbox_slow: bool,
+    /// The store's arrival count when the inbox was last looked at, under its lock.
+    pub(super) seen_arrivals: u64,
     /// Visible messages held only as log positions (see `queue/cold.rs`): not in `visible`,
     /// `rank_of`, `by_id` or `by_correlation`, but counted in `bytes`.
     pub(super) cold: Cold,
