@@ -1353,3 +1353,39 @@ fn msmq3_has_no_subqueues_moves_or_rejects() {
     assert_eq!(code("msmq5".parse::<Compat>()), ErrorCode::InvalidParameter);
     assert_eq!(QueueManager::new().compat(), Compat::Msmq4);
 }
+
+/// A receive takes the queue's head even while newer messages wait in the producers' inbox, not
+/// yet in the ordered state: a higher-priority one sent after a lower-priority message was
+/// already brought in comes first, a same-priority one after it; one at a time and in a batch.
+#[test]
+fn a_higher_priority_send_overtakes_what_a_receiver_already_holds() {
+    let qm = QueueManager::new();
+    let q = qm
+        .create_queue(r".\private$\overtake", QueueProps::default())
+        .unwrap();
+    let send = |body: &str, priority: u8| {
+        q.send(
+            Message::new(body.to_owned()).with_priority(priority),
+            Tx::None,
+        )
+        .unwrap();
+    };
+    let body = |m: Message| m.body_str().unwrap().to_owned();
+    send("a3", 3);
+    send("b3", 3);
+    // Brings a3 and b3 into the ordered state, takes a3.
+    assert_eq!(body(q.receive(Duration::ZERO, Tx::None).unwrap()), "a3");
+    send("c5", 5);
+    send("d3", 3);
+    assert_eq!(body(q.receive(Duration::ZERO, Tx::None).unwrap()), "c5");
+    assert_eq!(body(q.receive(Duration::ZERO, Tx::None).unwrap()), "b3");
+    send("e6", 6);
+    send("f1", 1);
+    let batch: Vec<String> = q
+        .receive_batch(10, Tx::None)
+        .unwrap()
+        .into_iter()
+        .map(body)
+        .collect();
+    assert_eq!(batch, ["e6", "d3", "f1"]);
+}

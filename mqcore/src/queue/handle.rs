@@ -198,11 +198,11 @@ impl Queue {
         let store = self.store()?;
         let mut taken = Vec::new();
         {
-            let mut s = store.lock();
+            let mut s = store.lock_head();
             s.expire(|| self.qm.now());
             let expired = s.drain_expired();
             while taken.len() < max {
-                let Some((key, _)) = s.first() else { break };
+                let Some(key) = s.head() else { break };
                 match s.take(key) {
                     Some(m) => taken.push(m),
                     None => break,
@@ -234,13 +234,10 @@ impl Queue {
         let store = self.store()?;
         // Fast path: one lock, no waiter registration.
         let fast = {
-            let mut s = store.lock();
+            let mut s = store.lock_head();
             s.expire(|| self.qm.now());
             let expired = s.drain_expired();
-            let got = s
-                .first()
-                .map(|(key, _)| key)
-                .and_then(|key| Claim::at(&mut s, key, txs));
+            let got = s.head().and_then(|key| Claim::at(&mut s, key, txs));
             drop(s);
             self.qm.expired(&store, expired);
             got

@@ -186,3 +186,36 @@ fn loom_spinning_receiver_takes_every_send() {
         assert!(!s.has_waiters());
     });
 }
+
+/// A receiver taking the head without bringing in the inbox (`lock_head`) while a producer
+/// sends a message that outranks the state's head: whichever comes first, each message is
+/// taken once and none is stranded in the inbox. (That a send which has returned is taken
+/// first is `a_higher_priority_send_overtakes_what_a_receiver_already_holds` in
+/// `mqcore/tests/semantics.rs`.)
+#[test]
+fn loom_head_sees_an_outranking_send() {
+    loom::model(|| {
+        let store = Store::new(StoreRef::Main(1));
+        let mut low = Message::new("low");
+        low.priority = 3;
+        let low = store.lock().publish(low).unwrap();
+        let producer = {
+            let store = store.clone();
+            thread::spawn(move || {
+                let mut high = Message::new("high");
+                high.priority = 5;
+                store.send(Box::new(high)).unwrap()
+            })
+        };
+        let take = || {
+            let mut s = store.lock_head();
+            let key = s.head().expect("a message is visible");
+            s.take(key).expect("in memory").lookup_id
+        };
+        let first = take();
+        let high = producer.join().unwrap();
+        let second = take();
+        assert_ne!(first, second);
+        assert!([first, second].contains(&high) && [first, second].contains(&low));
+    });
+}
