@@ -614,7 +614,7 @@ mod tests {
 
     #[test]
     fn message_stays_small() {
-        // Messages move inside the queue's B-tree; keep them compact (names are shared).
+        // Messages move inside the queue's deques and inbox; keep them compact (names are shared).
         assert!(
             std::mem::size_of::<Message>() <= 256,
             "{}",

@@ -2,7 +2,7 @@
 //! only where each message's record is in the log (16 bytes a message) and reads it back when it
 //! is needed.
 //!
-//! A store's messages are its hot ones (whole, in its B-tree) and its cold ones (lookup id and
+//! A store's messages are its hot ones (whole, in its deques) and its cold ones (lookup id and
 //! record LSN, here). The invariant that keeps the hot path unchanged: **for every priority, the
 //! first message in queue order is hot**, so the head of the queue, and every hand-off, comes
 //! from memory. Arrivals go cold only behind a hot message of their priority; whenever a removal
@@ -27,7 +27,7 @@ pub(crate) trait ColdSource: Send + Sync + fmt::Debug {
     /// store of its family, for a message moved since), each with its `lsn` set. `wanted` is in
     /// the order the caller needs them; loading may stop once about `max_bytes` are loaded, but
     /// never before the first wanted message.
-    #[allow(clippy::vec_box)] // boxed as the store's B-tree keeps them
+    #[allow(clippy::vec_box)] // boxed as the store keeps them
     fn load(
         &self,
         at: &StoreRef,

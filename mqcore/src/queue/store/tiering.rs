@@ -2,7 +2,7 @@
 //! log positions (`queue/cold.rs`), and read back when needed.
 //!
 //! **Invariant:** for every priority, a store's first message is in memory (hot). So the head of
-//! the queue and every hand-off come from the B-tree; a removal that breaks this refills from the
+//! the queue and every hand-off come from memory; a removal that breaks this refills from the
 //! log under the store's lock (a refill that cannot read its message back is retried each time
 //! the store is locked).
 
@@ -76,7 +76,7 @@ impl State {
     /// Reads cold messages back (see
     /// [`ColdSource::load`](crate::queue::cold::ColdSource::load)). A read failure is logged, and
     /// the messages stay cold until a later read succeeds.
-    #[allow(clippy::vec_box)] // boxed as the store's B-tree keeps them
+    #[allow(clippy::vec_box)] // boxed as the store keeps them
     fn load(&self, wanted: &[(Lsn, LookupId)], max_bytes: u64) -> Vec<Box<Message>> {
         let Some(link) = &self.link else {
             return Vec::new();
@@ -273,7 +273,7 @@ impl State {
     }
 
     /// Reads cold messages back without keeping them (compaction, scans, deletion).
-    #[allow(clippy::vec_box)] // boxed as the store's B-tree keeps them
+    #[allow(clippy::vec_box)] // boxed as the store keeps them
     pub(crate) fn read_cold(&self, entries: &[(u8, Entry)]) -> Vec<Box<Message>> {
         let wanted: Vec<(Lsn, LookupId)> = entries.iter().map(|(_, e)| (e.lsn, e.lookup)).collect();
         self.load(&wanted, u64::MAX)
