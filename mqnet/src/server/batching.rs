@@ -2,8 +2,9 @@
 //! they give held until the step's log record is durable.
 //!
 //! **Invariant:** a held answer goes out only once `finish` has published its step: nothing is
-//! seen before its record is durable. Only receives without a transaction run in batches, so the
-//! remote-receive rule has nothing to refuse here.
+//! seen before its record is durable. Receives run in batches without a transaction, or in
+//! single-message transactions only on a local connection, so the remote-receive rule has
+//! nothing to refuse here.
 
 use std::collections::VecDeque;
 

@@ -8,6 +8,8 @@
 
 use std::ops::{Deref, DerefMut};
 
+use crossbeam_utils::CachePadded;
+
 use super::state::State;
 use super::LookupId;
 use crate::queue::cold::ColdLink;
@@ -39,22 +41,6 @@ pub(super) struct Inbox {
 #[cfg(not(all(test, loom)))]
 const SPARE_BOXES: usize = 32;
 
-/// A field on cache lines of its own. The producers' inbox lock, the arrival count a waiting
-/// receiver spins on and the consumer's state lock each change hands between CPUs on every
-/// message; sharing a line, a receiver's spin took the line from under a producer's lock
-/// (the unpinned 1x1 bench fell from 3.8 to 1.1 M msgs/s with both CPUs busy). 128 bytes:
-/// adjacent-line prefetch pairs 64-byte lines on x86.
-#[derive(Debug)]
-#[repr(align(128))]
-struct Padded<T>(T);
-
-impl<T> Deref for Padded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
 /// One queue: the ordered state behind one mutex, and the producers' inbox behind another.
 ///
 /// A non-transactional send takes only the inbox lock (a push), so producers and consumers do not
@@ -63,18 +49,23 @@ impl<T> Deref for Padded<T> {
 #[derive(Debug)]
 pub(crate) struct Store {
     state: Mutex<State>,
-    inbox: Padded<Mutex<Inbox>>,
+    ///
+    /// The inbox lock, the arrival count a waiting receiver spins on and `inbox_top` change
+    /// hands between CPUs on every message, so each has cache lines of its own: sharing one, a
+    /// receiver's spin took the line from under a producer's lock (the unpinned 1x1 bench fell
+    /// from 3.8 to 1.1 M msgs/s with both CPUs busy).
+    inbox: CachePadded<Mutex<Inbox>>,
     /// Boxes of received messages, emptied, for the next sends to fill (see [`Store::boxed`]).
     #[cfg(not(all(test, loom)))]
     boxes: crossbeam_queue::ArrayQueue<Box<Message>>,
     /// Bumped by every send and publish: a receiver about to wait spins on it rather than on
     /// the locks, which the producer it waits for needs (a hint only: the wait's correctness
     /// rests on the hand-off under the state lock).
-    arrivals: Padded<AtomicU64>,
+    arrivals: CachePadded<AtomicU64>,
     /// One more than the highest priority pushed onto the inbox since it was last emptied (0:
     /// none), written under the inbox lock: a receiver whose head outranks it need not absorb
     /// the inbox to take the head ([`Store::lock_head`]).
-    inbox_top: Padded<AtomicU64>,
+    inbox_top: CachePadded<AtomicU64>,
     /// How the log names this store.
     pub(crate) id: StoreRef,
 }
@@ -270,11 +261,11 @@ impl Store {
     pub(crate) fn new(id: StoreRef) -> Arc<Store> {
         Arc::new(Store {
             state: Mutex::default(),
-            inbox: Padded(Mutex::default()),
+            inbox: CachePadded::new(Mutex::default()),
             #[cfg(not(all(test, loom)))]
             boxes: crossbeam_queue::ArrayQueue::new(SPARE_BOXES),
-            arrivals: Padded(AtomicU64::new(0)),
-            inbox_top: Padded(AtomicU64::new(0)),
+            arrivals: CachePadded::new(AtomicU64::new(0)),
+            inbox_top: CachePadded::new(AtomicU64::new(0)),
             id,
         })
     }
@@ -326,41 +317,37 @@ impl Store {
         inbox.last_lookup = inbox.last_lookup.max(last);
     }
 
-    /// Locks the queue state, with every message sent so far in it.
-    /// Locks the queue state to take its head: as [`Store::lock`], except that the inbox is
-    /// brought in only if the state has no visible message, a message in the inbox may outrank
-    /// its head, or the producers' flag must change. Inbox messages of the head's priority or
-    /// lower come after it (their lookup ids are higher), so the head is the queue's head
-    /// either way, and a consumer that keeps up takes the producers' lock once per run of
-    /// messages instead of once per message. A send that finished before this lock was taken
-    /// raised `inbox_top` before it finished, so it is seen.
-    pub(crate) fn lock_head(&self) -> Guard<'_> {
-        let mut guard = Guard {
+    /// The state locked, the inbox not brought in.
+    fn guard(&self) -> Guard<'_> {
+        // A panic while holding the lock can only come from an engine bug; propagate it rather
+        // than carry on with state that may be half-updated.
+        Guard {
             inner: Some(
                 self.state
                     .lock()
                     .expect("queue state poisoned by an earlier panic"),
             ),
             store: self,
-        };
-        guard.retry_stalled();
-        if guard.head().is_some() && guard.wants_slow() != guard.inbox_slow {
-            guard.sync();
         }
+    }
+
+    /// Locks the queue state to take its head with [`Guard::head`], which brings the inbox in
+    /// only if the state has no visible message or a message in the inbox may outrank its head.
+    /// Inbox messages of the head's priority or lower come after it (their lookup ids are
+    /// higher), so the head is the queue's head either way, and a consumer that keeps up takes
+    /// the producers' lock once per run of messages instead of once per message. A send that
+    /// finished before this lock was taken raised `inbox_top` before it finished, so it is seen.
+    /// The producers' flag needs nothing here: every guard leaves it right when dropped.
+    pub(crate) fn lock_head(&self) -> Guard<'_> {
+        let mut guard = self.guard();
+        debug_assert_eq!(guard.wants_slow(), guard.inbox_slow);
+        guard.retry_stalled();
         guard
     }
 
+    /// Locks the queue state, with every message sent so far in it.
     pub(crate) fn lock(&self) -> Guard<'_> {
-        // A panic while holding the lock can only come from an engine bug; propagate it rather
-        // than carry on with state that may be half-updated.
-        let mut guard = Guard {
-            inner: Some(
-                self.state
-                    .lock()
-                    .expect("queue state poisoned by an earlier panic"),
-            ),
-            store: self,
-        };
+        let mut guard = self.guard();
         guard.sync();
         guard.retry_stalled();
         guard
