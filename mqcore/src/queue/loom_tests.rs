@@ -161,6 +161,23 @@ fn loom_inbox_keeps_arrival_order() {
     });
 }
 
+/// A deletion racing a send: the send is either refused or its message is among those the
+/// deletion reports (to dead-letter and acknowledge); none is stranded in the inbox.
+#[test]
+fn loom_close_strands_no_send() {
+    loom::model(|| {
+        let store = Store::new(StoreRef::Main(1));
+        let producer = {
+            let store = store.clone();
+            thread::spawn(move || store.send(msg("a")).is_ok())
+        };
+        let reported = store.lock().close();
+        let accepted = producer.join().unwrap();
+        assert_eq!(reported.len(), usize::from(accepted));
+        assert_eq!(store.lock().len(), 0);
+    });
+}
+
 /// A receiver that spins on the arrival count between looks, taking two messages one after the
 /// other while a producer sends them: whichever look or hand-off each send meets, both arrive, in
 /// order, and nothing is left registered.
