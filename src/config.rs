@@ -18,6 +18,8 @@ use serde::Deserialize;
 pub struct Config {
     /// Address to listen on.
     pub listen: Option<String>,
+    /// Address of the HTTP API, health probes and metrics (off when absent).
+    pub http: Option<String>,
     /// Storage directory.
     pub data: Option<PathBuf>,
     /// Keep everything in memory.

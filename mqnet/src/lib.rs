@@ -5,6 +5,8 @@
 //!   codes ([`client`]); a format name such as `DIRECT=TCP:127.0.0.1\private$\q` picks the server.
 //! - [`TransferService`] carries messages from the queue manager's outgoing queues to the
 //!   servers that hold their destination queues, exactly once and in order ([`transfer`]).
+//! - With feature `http`, [`http::HttpServer`] serves the same queue manager as a JSON API with
+//!   its OpenAPI document, health probes and Prometheus metrics.
 //! - [`frame`] and [`proto`] define the wire: length + crc32 frames holding postcard-encoded
 //!   requests and responses with request ids, so one connection pipelines many requests.
 //!
@@ -23,6 +25,8 @@
 pub mod auth;
 pub mod client;
 pub mod frame;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod http_action;
 pub mod names;
 pub mod proto;

@@ -25,6 +25,10 @@ pub struct Options {
     /// Address to listen on [default: 127.0.0.1:18010].
     #[arg(long)]
     pub listen: Option<String>,
+    /// Also serve the HTTP API, health probes and Prometheus metrics on this address
+    /// (127.0.0.1:18080, say) [default: off, or the configuration's `http`].
+    #[arg(long)]
+    pub http: Option<String>,
     /// Storage directory [default: ./mqemu-data].
     #[arg(long, conflicts_with = "in_memory")]
     pub data: Option<PathBuf>,
@@ -61,6 +65,7 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         .listen
         .or(config.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let opts_http = opts.http.or(config.http.clone());
     let compat: Compat = match opts.compat.or(config.compat.clone()) {
         Some(c) => c.parse()?,
         None => Compat::default(),
@@ -126,7 +131,11 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         ..defaults
     };
     let open = server_config.auth.is_open();
-    let users: BTreeMap<_, _> = config.users.iter().map(|u| (&u.name, u.admin)).collect();
+    let users: BTreeMap<_, _> = config
+        .users
+        .iter()
+        .map(|u| (u.name.clone(), u.admin))
+        .collect();
     let rt = super::runtime::multi_thread("mqemu-serve")
         .build()
         .map_err(|e| Error::new(ErrorCode::InsufficientResources, e.to_string()))?;
@@ -162,6 +171,36 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         // For scripts and tests that bind port 0.
         println!("listening on {addr}");
         let stopper = server.stopper();
+        let http = match opts_http {
+            Some(http_addr) => {
+                let http_config = mqnet::http::HttpConfig {
+                    auth: Auth::new(config.users.clone()),
+                    transfer: Some(transfer.clone()),
+                    triggers: triggers
+                        .clone()
+                        .map(TriggerService::running)
+                        .unwrap_or_default(),
+                    ..mqnet::http::HttpConfig::default()
+                };
+                let http = mqnet::http::HttpServer::bind(&http_addr, qm.clone(), http_config)
+                    .await
+                    .map_err(|e| {
+                        Error::new(
+                            ErrorCode::ServiceNotAvailable,
+                            format!("cannot listen for HTTP on {http_addr}: {e}"),
+                        )
+                    })?;
+                let http_at = http
+                    .local_addr()
+                    .map_err(|e| Error::new(ErrorCode::ServiceNotAvailable, e.to_string()))?;
+                if open && !http_at.ip().is_loopback() {
+                    tracing::warn!(%http_at, "HTTP beyond loopback with no users configured: anyone who can connect may do anything");
+                }
+                println!("http on {http_at}");
+                Some(tokio::spawn(http.run(stopper.stopped())))
+            }
+            None => None,
+        };
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("signal received: stopping");
@@ -171,6 +210,13 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
             .run()
             .await
             .map_err(|e| Error::new(ErrorCode::Error, e.to_string()))?;
+        if let Some(http) = http {
+            match http.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP listener failed"),
+                Err(e) => tracing::warn!(error = %e, "the HTTP listener panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
         transfer.stop();
         if let Some(t) = &triggers {
             t.stop();

@@ -146,6 +146,14 @@ impl Stopper {
     pub fn stop(&self) {
         self.0.send_replace(true);
     }
+
+    /// Completes once a shutdown has begun: what listeners beside the server (HTTP) stop on.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.subscribe();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    }
 }
 
 impl Server {

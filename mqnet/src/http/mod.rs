@@ -1,0 +1,233 @@
+//! The HTTP face of a server: a JSON API over the same queue manager, tokens and per-queue rights
+//! as the native protocol, its OpenAPI document, health probes and Prometheus metrics.
+//!
+//! Any language reaches mqemu this way (curl included), where the native protocol needs a Rust
+//! client. Each request names what it acts on; a transaction lives on the server between
+//! requests under an id, with a time limit after which it aborts, since an HTTP client holds no
+//! connection whose end could abort it.
+//!
+//! Routes are registered through utoipa-axum's `routes!`, which takes a handler together with its
+//! `#[utoipa::path]` documentation: a route cannot be served without being in
+//! `/api/openapi.json`. Bodies larger than [`HttpConfig::max_body`] are refused from their
+//! `Content-Length` before they are read.
+//!
+//! Here: the configuration, the shared state, who a request acts for, and the listener with its
+//! graceful shutdown. The API's handlers are in `api`, health and metrics in `ops`, errors as
+//! problem answers in `problem`, transactions held between requests in `txs`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use axum::Router;
+use mqcore::{Error, ErrorCode, QueueManager};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth::{queue_key, Auth, Principal, Right};
+use crate::server::TriggerService;
+use crate::transfer::TransferService;
+
+mod api;
+mod ops;
+pub mod problem;
+mod txs;
+
+pub use problem::{status_of, ApiError, Problem};
+
+/// What an HTTP listener serves and allows. The defaults suit a listener on loopback.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Who may call and what they may do: the native protocol's users, presenting their token
+    /// as `Authorization: Bearer <token>`.
+    pub auth: Auth,
+    /// Largest request body accepted, checked before it is read (default: a 4 MiB message body,
+    /// base64-encoded in JSON, with room for its properties).
+    pub max_body: usize,
+    /// A transaction begun over HTTP aborts if it is not committed within this time, unless its
+    /// `begin` asked for another.
+    pub tx_time_limit: Duration,
+    /// Transactions open at once over HTTP; one more is refused with
+    /// MQ_ERROR_INSUFFICIENT_RESOURCES.
+    pub max_transactions: usize,
+    /// The transfer service, whose outgoing queues the API lists and acts on.
+    pub transfer: Option<TransferService>,
+    /// The Triggers service, whose rules and triggers the API lists.
+    pub triggers: TriggerService,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            auth: Auth::default(),
+            max_body: 6 * 1024 * 1024,
+            tx_time_limit: Duration::from_secs(60),
+            max_transactions: 1024,
+            transfer: None,
+            triggers: TriggerService::default(),
+        }
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub(crate) qm: QueueManager,
+    pub(crate) config: HttpConfig,
+    pub(crate) txs: txs::Transactions,
+    pub(crate) started: Instant,
+    pub(crate) requests: AtomicU64,
+    /// Set while the listener drains: `/readyz` answers 503 so load balancers stop sending.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
+}
+
+/// Who a request acts for: the user whose bearer token it carries, or everyone on an open
+/// server. A missing or unknown token on a server with users is refused with 401.
+pub(crate) struct Caller(pub(crate) Principal);
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        state.requests.fetch_add(1, Ordering::Relaxed);
+        let token = bearer(&parts.headers);
+        state.config.auth.login(token).map(Caller).map_err(|e| {
+            ApiError(Error::new(
+                ErrorCode::MessageNotAuthenticated,
+                e.detail().to_owned(),
+            ))
+        })
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+impl Caller {
+    /// Refuses with MQ_ERROR_ACCESS_DENIED unless the caller has `right` on the queue `name`.
+    pub(crate) fn check(&self, right: Right, name: &str) -> Result<(), ApiError> {
+        Ok(self.0.check(right, &queue_key(name), name)?)
+    }
+
+    /// Whether the caller has any right on `name` (enough to see it in lists).
+    pub(crate) fn sees(&self, key: &str) -> bool {
+        [Right::Peek, Right::Receive, Right::Send, Right::Admin]
+            .iter()
+            .any(|&r| self.0.may(r, key))
+    }
+
+    /// Refuses unless the caller administers the whole queue manager.
+    pub(crate) fn check_admin(&self) -> Result<(), ApiError> {
+        if self.0.is_admin() {
+            return Ok(());
+        }
+        Err(ApiError(Error::new(
+            ErrorCode::AccessDenied,
+            format!("{} does not administer this queue manager", self.0.name()),
+        )))
+    }
+}
+
+/// The API's OpenAPI document: its title and version; the paths come from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "mqemu HTTP API",
+        description = "MSMQ queues, messages and transactions over HTTP. Errors are RFC 9457 problem documents carrying MSMQ's error name and HRESULT."
+    ),
+    components(schemas(Problem))
+)]
+struct ApiDoc;
+
+/// The router and the OpenAPI document of its routes.
+fn router(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi) {
+    let max_body = state.config.max_body;
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(api::routes())
+        .merge(ops::routes())
+        .split_for_parts();
+    let doc_json = Arc::new(doc.to_pretty_json().unwrap_or_default());
+    let router = router
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc_json.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], (*doc).clone()) }
+            }),
+        )
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state);
+    (router, doc)
+}
+
+/// The OpenAPI document of every route the listener serves (without a server running).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, doc) = OpenApiRouter::<Arc<AppState>>::with_openapi(ApiDoc::openapi())
+        .merge(api::routes())
+        .merge(ops::routes())
+        .split_for_parts();
+    doc
+}
+
+/// An HTTP listener bound to an address, serving one queue manager.
+pub struct HttpServer {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl HttpServer {
+    /// Binds `addr` for `qm`.
+    pub async fn bind(
+        addr: impl ToSocketAddrs,
+        qm: QueueManager,
+        config: HttpConfig,
+    ) -> io::Result<HttpServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let state = Arc::new(AppState {
+            qm,
+            txs: txs::Transactions::new(config.max_transactions),
+            config,
+            started: Instant::now(),
+            requests: AtomicU64::new(0),
+            draining: std::sync::atomic::AtomicBool::new(false),
+        });
+        Ok(HttpServer { listener, state })
+    }
+
+    /// The address it listens on (the port, when bound to port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `stop` completes, then stops accepting, lets requests in progress finish,
+    /// and aborts the transactions still open.
+    pub async fn run(self, stop: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
+        let HttpServer { listener, state } = self;
+        let reaper = tokio::spawn(txs::reap(state.clone()));
+        let (router, _) = router(state.clone());
+        let draining = state.clone();
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                stop.await;
+                draining.draining.store(true, Ordering::SeqCst);
+            })
+            .await;
+        reaper.abort();
+        state.txs.abort_all();
+        result
+    }
+}

@@ -1,0 +1,251 @@
+//! What operators and orchestrators read: `/healthz` (the process answers), `/readyz` (storage
+//! usable and not shutting down), `/api/status`, and `/metrics` in Prometheus's text format.
+//!
+//! Metric names follow Prometheus's conventions (`mqemu_` prefix, base units, `_total` for
+//! counters); docs/http.md maps each to its `rabbitmq_prometheus` counterpart.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::problem::Problem;
+use super::{AppState, Caller};
+use crate::auth::key_of;
+
+pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(status))
+        .routes(routes!(metrics))
+}
+
+/// Alive: the process answers HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "ok")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready for traffic: the storage takes writes and the server is not shutting down.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "ready"), (status = 503, description = "not ready, and why")))]
+async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
+    if state.draining.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining: shutting down\n".into(),
+        );
+    }
+    if let Some(e) = state.qm.storage_failure() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("storage failed: {}\n", e.detail()),
+        );
+    }
+    (StatusCode::OK, "ready\n".into())
+}
+
+/// The queue manager at a glance.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Status {
+    /// Computer name.
+    pub name: String,
+    /// Queue manager GUID.
+    pub guid: String,
+    /// Compatibility level (`msmq3`, `msmq4`).
+    pub compat: String,
+    /// Whether messages are kept on disk.
+    pub durable: bool,
+    /// Queues.
+    pub queues: usize,
+    /// Messages in all queues.
+    pub messages: u64,
+    /// Transactions open over HTTP.
+    pub http_transactions: usize,
+    /// HTTP requests answered since start.
+    pub http_requests_total: u64,
+    /// Seconds since the listener started.
+    pub uptime_secs: u64,
+}
+
+/// The queue manager's name, storage and totals.
+#[utoipa::path(get, path = "/api/status", tag = "operations",
+    responses((status = 200, body = Status), (status = 401, body = Problem)))]
+async fn status(State(state): State<Arc<AppState>>, _caller: Caller) -> Json<Status> {
+    let queues = state.qm.queues();
+    Json(Status {
+        name: state.qm.name().to_owned(),
+        guid: state.qm.guid().to_string(),
+        compat: state.qm.compat().to_string(),
+        durable: state.qm.is_durable(),
+        messages: queues.iter().map(|q| q.message_count as u64).sum(),
+        queues: queues.len(),
+        http_transactions: state.txs.len(),
+        http_requests_total: state.requests.load(Ordering::Relaxed),
+        uptime_secs: state.started.elapsed().as_secs(),
+    })
+}
+
+/// Escapes a label value for the text format (backslash, double quote, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+/// One metric family's header.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Prometheus metrics: queue depths and bytes, journals, outgoing queues, log writes, HTTP
+/// requests.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
+async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> impl IntoResponse {
+    let mut out = String::with_capacity(4096);
+    let queues: Vec<_> = state
+        .qm
+        .queues()
+        .into_iter()
+        .filter(|i| caller.sees(&key_of(&i.path)))
+        .collect();
+    let per_queue = |out: &mut String,
+                     name: &str,
+                     kind: &str,
+                     help: &str,
+                     value: &dyn Fn(&mqcore::QueueInfo) -> u64| {
+        family(out, name, kind, help);
+        for q in &queues {
+            let _ = writeln!(
+                out,
+                "{name}{{queue=\"{}\"}} {}",
+                label(&q.path.to_string()),
+                value(q)
+            );
+        }
+    };
+    per_queue(
+        &mut out,
+        "mqemu_queue_messages",
+        "gauge",
+        "Messages in the queue, those locked under transactions included.",
+        &|q| q.message_count as u64,
+    );
+    per_queue(
+        &mut out,
+        "mqemu_queue_bytes",
+        "gauge",
+        "Bytes counted against the queue's quota.",
+        &|q| q.bytes,
+    );
+    per_queue(
+        &mut out,
+        "mqemu_queue_journal_messages",
+        "gauge",
+        "Messages in the queue's journal.",
+        &|q| q.journal_count as u64,
+    );
+    let outgoing = match &state.config.transfer {
+        Some(t) => t.outgoing(),
+        None => crate::transfer::outgoing_without_service(&state.qm),
+    };
+    family(
+        &mut out,
+        "mqemu_outgoing_messages",
+        "gauge",
+        "Messages waiting in an outgoing queue for another computer.",
+    );
+    for o in &outgoing {
+        let _ = writeln!(
+            out,
+            "mqemu_outgoing_messages{{queue=\"{}\",state=\"{}\"}} {}",
+            label(&o.info.name),
+            label(&o.state),
+            o.info.messages
+        );
+    }
+    family(
+        &mut out,
+        "mqemu_outgoing_unacknowledged_messages",
+        "gauge",
+        "Messages sent on an outgoing queue's connection and not yet acknowledged.",
+    );
+    for o in &outgoing {
+        let _ = writeln!(
+            out,
+            "mqemu_outgoing_unacknowledged_messages{{queue=\"{}\"}} {}",
+            label(&o.info.name),
+            o.unacknowledged
+        );
+    }
+    if let Some((log, segments)) = state.qm.log_stats() {
+        family(
+            &mut out,
+            "mqemu_log_records_total",
+            "counter",
+            "Records written to the write-ahead log since start.",
+        );
+        let _ = writeln!(out, "mqemu_log_records_total {}", log.records);
+        family(
+            &mut out,
+            "mqemu_log_syncs_total",
+            "counter",
+            "fdatasync calls of the write-ahead log since start.",
+        );
+        let _ = writeln!(out, "mqemu_log_syncs_total {}", log.syncs);
+        family(
+            &mut out,
+            "mqemu_log_segments",
+            "gauge",
+            "Segment files the write-ahead log holds.",
+        );
+        let _ = writeln!(out, "mqemu_log_segments {segments}");
+    }
+    family(
+        &mut out,
+        "mqemu_http_transactions_open",
+        "gauge",
+        "Transactions open over HTTP.",
+    );
+    let _ = writeln!(out, "mqemu_http_transactions_open {}", state.txs.len());
+    family(
+        &mut out,
+        "mqemu_http_requests_total",
+        "counter",
+        "HTTP API requests received since start.",
+    );
+    let _ = writeln!(
+        out,
+        "mqemu_http_requests_total {}",
+        state.requests.load(Ordering::Relaxed)
+    );
+    family(
+        &mut out,
+        "mqemu_up",
+        "gauge",
+        "1 while the storage takes writes.",
+    );
+    let _ = writeln!(
+        out,
+        "mqemu_up {}",
+        u8::from(state.qm.storage_failure().is_none())
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}
