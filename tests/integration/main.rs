@@ -6,6 +6,7 @@ mod cluster;
 mod cluster_etcd;
 mod cluster_kill;
 mod crash;
+mod http;
 mod loom_models;
 mod net;
 mod ocf;

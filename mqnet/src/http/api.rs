@@ -748,8 +748,8 @@ async fn receive_message(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveTo {
-    /// The subqueue's name (`poison`), or the full name of the queue or subqueue
-    /// (`orders;poison`, `orders` to move it back to the main queue).
+    /// `;poison` for a subqueue of the message's queue, or a queue's name as in the path
+    /// (`orders;poison`, or `orders` to move a message back to its main queue).
     pub to: String,
 }
 
@@ -771,12 +771,13 @@ async fn move_message(
     let name = queue_name(&name);
     caller.check(Right::Receive, &name)?;
     let from = state.qm.open(&name)?;
-    let target = if to.to.contains(';') || to.to.contains('\\') {
-        queue_name(&to.to)
-    } else {
-        // A bare subqueue name: of the queue the message is in.
-        let main = name.split(';').next().unwrap_or(&name);
-        format!("{main};{}", to.to)
+    let target = match to.to.strip_prefix(';') {
+        // A subqueue of the queue the message is in.
+        Some(sub) => {
+            let main = name.split(';').next().unwrap_or(&name);
+            format!("{main};{sub}")
+        }
+        None => queue_name(&to.to),
     };
     caller.check(Right::Receive, &target)?;
     let dest = state.qm.open(&target)?;

@@ -91,3 +91,46 @@ impl IntoResponse for ApiError {
             .into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every MSMQ code has a status; the caller's mistakes are 4xx, the server's troubles 5xx,
+    /// and the ones clients branch on have their HTTP names.
+    #[test]
+    fn every_code_maps_to_a_status_of_the_right_class() {
+        for &code in ErrorCode::ALL {
+            let s = status_of(code);
+            let server_side = matches!(
+                code,
+                ErrorCode::Error
+                    | ErrorCode::MessageStorageFailed
+                    | ErrorCode::InsufficientResources
+                    | ErrorCode::ServiceNotAvailable
+                    | ErrorCode::QueueNotAvailable
+                    | ErrorCode::DtcConnect
+                    | ErrorCode::RemoteMachineNotAvailable
+            );
+            assert_eq!(s.is_server_error(), server_side, "{code:?} -> {s}");
+            assert!(
+                s.is_client_error() || s.is_server_error(),
+                "{code:?} -> {s}"
+            );
+        }
+        assert_eq!(status_of(ErrorCode::QueueNotFound), StatusCode::NOT_FOUND);
+        assert_eq!(status_of(ErrorCode::QueueExists), StatusCode::CONFLICT);
+        assert_eq!(status_of(ErrorCode::AccessDenied), StatusCode::FORBIDDEN);
+        assert_eq!(status_of(ErrorCode::QueueDeleted), StatusCode::GONE);
+    }
+
+    #[test]
+    fn a_problem_carries_the_msmq_name_and_hresult() {
+        let r = ApiError(Error::new(ErrorCode::QueueNotFound, "no such queue")).into_response();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+    }
+}
