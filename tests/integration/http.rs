@@ -881,3 +881,58 @@ fn a_server_serves_http_beside_the_native_protocol() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `promtool check metrics` (Prometheus's own linter) accepts a scrape taken while messages
+/// flow. Skipped, saying so, where promtool is not installed, unless MQEMU_REQUIRE_PROMTOOL is
+/// set (`.ci/run` installs Debian's prometheus package and sets it).
+#[test]
+fn promtool_accepts_the_metrics_under_load() {
+    let promtool = std::process::Command::new("promtool")
+        .arg("--version")
+        .output();
+    if promtool.is_err() {
+        assert!(
+            std::env::var_os("MQEMU_REQUIRE_PROMTOOL").is_none(),
+            "MQEMU_REQUIRE_PROMTOOL is set but promtool is not installed"
+        );
+        eprintln!("skipped: promtool is not installed (Debian package prometheus)");
+        return;
+    }
+    let api = Api::open();
+    for q in ["orders", "billing", r#"odd"name"#] {
+        api.post("/api/queues", json!({"path": q, "journal": true}));
+    }
+    let qm = api.qm.clone();
+    let load = std::thread::spawn(move || {
+        let q = qm.open(r".\private$\orders").unwrap();
+        for i in 0..20_000u32 {
+            q.send(Message::new(i.to_string()), Tx::None).unwrap();
+            if i % 2 == 0 {
+                q.receive(Duration::ZERO, Tx::None).unwrap();
+            }
+        }
+    });
+    let mut scrapes = Vec::new();
+    while !load.is_finished() || scrapes.is_empty() {
+        let (s, text) = api.get("/metrics");
+        assert_eq!(s, 200);
+        scrapes.push(text.as_str().unwrap().to_owned());
+    }
+    load.join().unwrap();
+    let scrape = scrapes.last().unwrap();
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), scrape.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{scrape}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
