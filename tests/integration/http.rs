@@ -742,6 +742,8 @@ fn the_openapi_document_and_the_routes_agree() {
         ("GET", "/api/queues/{name}/messages/{lookup_id}"),
         ("DELETE", "/api/queues/{name}/messages/{lookup_id}"),
         ("POST", "/api/queues/{name}/messages/{lookup_id}/move"),
+        ("POST", "/api/queues/{name}/messages/{lookup_id}/requeue"),
+        ("GET", "/api/triggers"),
         ("POST", "/api/transactions"),
         ("POST", "/api/transactions/{id}/commit"),
         ("POST", "/api/transactions/{id}/abort"),
@@ -934,5 +936,71 @@ fn promtool_accepts_the_metrics_under_load() {
         "promtool check metrics: {}{}\n{scrape}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A dead letter goes back where it was going: from a subqueue by a move (same id), from the
+/// transactional dead-letter queue in one transaction with the send, and a message already in
+/// its destination is refused.
+#[test]
+fn dead_letters_are_requeued_to_their_destination() {
+    let api = Api::open();
+    api.post("/api/queues", json!({"path": "orders"}));
+    api.post(
+        "/api/queues",
+        json!({"path": "billing", "transactional": true}),
+    );
+
+    // From a subqueue.
+    api.post("/api/queues/orders/messages", json!({"body": "poisoned"}));
+    let lookup = api.get("/api/queues/orders/messages").1["messages"][0]["lookup_id"]
+        .as_u64()
+        .unwrap();
+    api.post(
+        &format!("/api/queues/orders/messages/{lookup}/move"),
+        json!({"to": ";poison"}),
+    );
+    let (s, r) = api.post_empty(&format!(
+        "/api/queues/orders;poison/messages/{lookup}/requeue"
+    ));
+    assert_eq!(s, 200, "{r}");
+    assert!(r["queue"].as_str().unwrap().ends_with(r"private$\orders"));
+    let (_, back) = api.get(&format!("/api/queues/orders/messages/{lookup}"));
+    assert_eq!(back["body"], "poisoned");
+    assert_eq!(back["id"], r["id"], "moved back, the same message");
+    let (s, e) = api.post_empty(&format!("/api/queues/orders/messages/{lookup}/requeue"));
+    assert_eq!(
+        (s, title(&e)),
+        (400, "MQ_ERROR_ILLEGAL_OPERATION"),
+        "in its destination already"
+    );
+
+    // From DEADXACT: a transactional message that outlived its time to be received.
+    let mut late = Message::new("late invoice");
+    late.label = "invoice 7".into();
+    late.time_to_be_received = Some(Duration::from_millis(1));
+    api.qm
+        .send(r".\private$\billing", late, Tx::Single)
+        .unwrap();
+    let deadxact = api.qm.open(r".\system$;DEADXACT").unwrap();
+    crate::support::eventually("the expired message in DEADXACT", || {
+        deadxact.len().unwrap() == 1
+    });
+    let dead = deadxact.peek(Duration::ZERO).unwrap();
+    let (s, r) = api.post_empty(&format!(
+        "/api/queues/.%5Csystem$;DEADXACT/messages/{}/requeue",
+        dead.lookup_id()
+    ));
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(deadxact.len().unwrap(), 0);
+    let billing = api.qm.open(r".\private$\billing").unwrap();
+    let m = billing.receive(Duration::ZERO, Tx::Single).unwrap();
+    assert_eq!(
+        (m.label.as_str(), m.body_str()),
+        ("invoice 7", Some("late invoice"))
+    );
+    assert_eq!(
+        m.time_to_be_received, None,
+        "requeued without the limit that expired it"
     );
 }

@@ -5,6 +5,7 @@ mod cluster;
 #[cfg(feature = "etcd")]
 mod cluster_etcd;
 mod cluster_kill;
+mod console;
 mod crash;
 mod http;
 mod loom_models;

@@ -91,8 +91,9 @@ impl Queue {
         })
     }
 
-    /// Whether this store takes transactional receives.
-    pub(super) fn is_transactional(&self) -> bool {
+    /// Whether this store takes transactional receives (`PROPID_Q_TRANSACTION`: a transactional
+    /// queue and its subqueues, and the transactional dead-letter queue).
+    pub fn is_transactional(&self) -> bool {
         match &self.target {
             Opened::Main(q) | Opened::Sub(q, _) => q.is_transactional(),
             Opened::Journal(_) | Opened::Remote(_) => false,

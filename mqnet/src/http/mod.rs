@@ -13,7 +13,8 @@
 //!
 //! Here: the configuration, the shared state, who a request acts for, and the listener with its
 //! graceful shutdown. The API's handlers are in `api`, health and metrics in `ops`, errors as
-//! problem answers in `problem`, transactions held between requests in `txs`.
+//! problem answers in `problem`, transactions held between requests in `txs`, and the web
+//! console's embedded files in `console`.
 
 use std::future::Future;
 use std::io;
@@ -36,6 +37,7 @@ use crate::server::TriggerService;
 use crate::transfer::TransferService;
 
 mod api;
+mod console;
 mod ops;
 pub mod problem;
 mod txs;
@@ -169,6 +171,7 @@ fn router(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi) {
                 async move { ([(header::CONTENT_TYPE, "application/json")], (*doc).clone()) }
             }),
         )
+        .merge(console::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state);
     (router, doc)
