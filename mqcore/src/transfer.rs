@@ -53,6 +53,36 @@ pub struct Inbound {
     pub msg: Option<Message>,
 }
 
+/// What a sending queue manager set on a message that arrives by another computer's protocol
+/// (SRMP, MS-MQQB), where the message is built from the wire rather than deserialized whole as
+/// the native transfer's is: the queue-manager-set properties a receiver keeps.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// `PROPID_M_MSGID`: the sender's id (its queue manager's GUID and an ordinal).
+    pub id: crate::message::MessageId,
+    /// `PROPID_M_CLASS`.
+    pub class: MessageClass,
+    /// `PROPID_M_SENTTIME`.
+    pub sent: crate::clock::Timestamp,
+    /// `PROPID_M_SRC_MACHINE_ID`.
+    pub source: Uuid,
+    /// `PROPID_M_DEST_QUEUE`: the name the sender sent to.
+    pub destination: Option<crate::name::QueueName>,
+    /// Sent in a transaction (exactly once, in order).
+    pub transactional: bool,
+}
+
+/// `msg` as its sender stamped it, for [`Transfer::accept`].
+pub fn arriving(mut msg: Message, origin: Origin) -> Message {
+    msg.id = origin.id;
+    msg.class = origin.class;
+    msg.sent_time = origin.sent;
+    msg.source_machine = origin.source;
+    msg.destination = origin.destination.map(Arc::new);
+    msg.transactional = origin.transactional;
+    msg
+}
+
 /// What the receiver did with one transferred message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {

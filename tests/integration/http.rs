@@ -706,7 +706,8 @@ fn the_openapi_document_and_the_routes_agree() {
             .replace("{name}", "nosuchqueue")
             .replace("{lookup_id}", "1")
             .replace("{id}", "1")
-            .replace("{action}", "pause");
+            .replace("{action}", "pause")
+            .replace("{queue}", "q");
         let url = format!("{}{}", api.base, concrete);
         let mut resp = match method.as_str() {
             "GET" => api.agent.get(&url).call(),
@@ -744,6 +745,8 @@ fn the_openapi_document_and_the_routes_agree() {
         ("POST", "/api/queues/{name}/messages/{lookup_id}/move"),
         ("POST", "/api/queues/{name}/messages/{lookup_id}/requeue"),
         ("GET", "/api/triggers"),
+        ("POST", "/msmq/private$/{queue}"),
+        ("POST", "/msmq/{queue}"),
         ("POST", "/api/transactions"),
         ("POST", "/api/transactions/{id}/commit"),
         ("POST", "/api/transactions/{id}/abort"),

@@ -13,6 +13,7 @@ mod net;
 mod ocf;
 mod pacemaker;
 mod proxy;
+mod srmp;
 mod support;
 mod testing_kit;
 mod transfer;

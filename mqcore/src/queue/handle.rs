@@ -58,6 +58,12 @@ impl Queue {
         }
     }
 
+    /// Whether the queue is on another computer: the handle only sends, through an outgoing
+    /// queue.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.target, Opened::Remote(_))
+    }
+
     /// The name this handle was opened with.
     pub fn name(&self) -> &QueueName {
         &self.name

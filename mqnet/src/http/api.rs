@@ -63,7 +63,7 @@ fn hook() -> Option<Hook> {
 }
 
 /// Runs an engine call that may wait for the log.
-fn engine<R>(f: impl FnOnce() -> R) -> R {
+pub(super) fn engine<R>(f: impl FnOnce() -> R) -> R {
     match hook() {
         Some(h) => with_hook(h, f),
         None => f(),

@@ -40,6 +40,7 @@ mod api;
 mod console;
 mod ops;
 pub mod problem;
+pub mod srmp;
 mod txs;
 
 pub use problem::{status_of, ApiError, Problem};
@@ -161,6 +162,7 @@ fn router(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api::routes())
         .merge(ops::routes())
+        .merge(srmp::routes())
         .split_for_parts();
     let doc_json = Arc::new(doc.to_pretty_json().unwrap_or_default());
     let router = router
@@ -182,6 +184,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, doc) = OpenApiRouter::<Arc<AppState>>::with_openapi(ApiDoc::openapi())
         .merge(api::routes())
         .merge(ops::routes())
+        .merge(srmp::routes())
         .split_for_parts();
     doc
 }

@@ -1,0 +1,608 @@
+//! SRMP ingress (MC-MQSRM): what a Windows queue manager sends to `DIRECT=HTTP://host/msmq/...`,
+//! a SOAP envelope and the message body in a MIME `multipart/related` POST, taken into a local
+//! queue.
+//!
+//! The parser faces the network: it reads lengths and offsets only after checking them against
+//! the bytes it has, allocates nothing from a size it was told, and refuses an envelope with a
+//! DTD before parsing it. A malformed message is answered `400 Bad Request` and changes nothing
+//! (3.1.5.1.2). A user message is stored through the same entry point as the native transfer
+//! ([`mqcore::transfer::Transfer::accept`]): duplicates by message id for ordinary messages, and
+//! for stream (transactional) messages exactly once and in order on the stream's durable
+//! sequence state, so a resend or an out-of-order message is ignored (3.1.5.1.6.3).
+//!
+//! Not yet: the receipts SRMP asks the receiver to send back over HTTP (delivery, commitment and
+//! stream receipts, 3.1.5.1.6.2 and 3.1.5.1.6.3), and egress (sending to `DIRECT=HTTP://`).
+//! Receipt requests are accepted and not answered; a Windows sender of stream messages will
+//! resend them, and the resends are dropped as duplicates.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use base64::Engine as _;
+use mqcore::clock::Timestamp;
+use mqcore::message::{Delivery, JournalFlags, MessageClass};
+use mqcore::transfer::{arriving, Inbound, Origin, Seq, Verdict};
+use mqcore::{Message, MessageId, QueueName};
+use uuid::Uuid;
+
+use super::problem::{ApiError, Problem};
+use super::{AppState, Caller};
+use crate::auth::Right;
+
+/// Why a message is not SRMP we can take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed(pub String);
+
+fn bad(why: impl Into<String>) -> Malformed {
+    Malformed(why.into())
+}
+
+/// An SRMP message as received: the envelope's properties and the MIME parts they refer to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Srmp {
+    /// `<action>` after `MSMQ:` (the label), if the action has that prefix.
+    pub label: Option<String>,
+    /// `<to>`: the destination URL (`http://host/msmq/private$/q`).
+    pub to: String,
+    /// `<id>`'s index and GUID when `<Msmq>` is present (`uuid:<index>@<guid>`).
+    pub id: Option<(u32, Uuid)>,
+    /// `<rev><via>`: the response queue, as a format name.
+    pub response: Option<String>,
+    /// `<sentAt>`, milliseconds since 1970.
+    pub sent_at: Option<u64>,
+    /// `<services><durable/>`: recoverable delivery.
+    pub durable: bool,
+    /// `<deliveryReceiptRequest>` or `<commitmentReceiptRequest>` present.
+    pub receipt_requested: bool,
+    /// `<stream>`: the stream id and the message's number and its predecessor's.
+    pub stream: Option<Stream>,
+    /// `<deliveryReceipt>`, `<streamReceipt>` or `<commitmentReceipt>` present: not a user message.
+    pub receipt: bool,
+    /// `<Msmq>` properties.
+    pub msmq: Option<MsmqProps>,
+    /// The body part's bytes.
+    pub body: Bytes,
+    /// The extension part's bytes.
+    pub extension: Bytes,
+}
+
+/// `<stream>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stream {
+    /// `<streamId>` after its `\`.
+    pub id: String,
+    /// `<current>`.
+    pub current: u64,
+    /// `<previous>`, if given.
+    pub previous: Option<u64>,
+}
+
+/// The `<Msmq>` element's properties.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MsmqProps {
+    /// `<Class>`.
+    pub class: u16,
+    /// `<Priority>`.
+    pub priority: u8,
+    /// `<Journal/>`.
+    pub journal: bool,
+    /// `<DeadLetter/>`.
+    pub dead_letter: bool,
+    /// `<Correlation>`, 20 bytes.
+    pub correlation: Option<[u8; 20]>,
+    /// `<App>`.
+    pub app: u32,
+    /// `<BodyType>`.
+    pub body_type: u32,
+    /// `<SourceQmGuid>`.
+    pub source: Option<Uuid>,
+    /// `<TTrq>`, milliseconds since 1970.
+    pub ttrq: Option<u64>,
+}
+
+/// The parameters of a `Content-Type` value: `boundary` and `type`, unquoted.
+fn content_type_param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
+    value.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().trim_matches('"'))
+    })
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if needle.is_empty() || from > hay.len() {
+        return None;
+    }
+    hay[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
+}
+
+/// One MIME part: its headers (lower-cased names) and its content.
+#[derive(Debug)]
+struct Part<'a> {
+    headers: Vec<(String, &'a str)>,
+    content: &'a [u8],
+}
+
+impl Part<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// Splits a `multipart/related` body on `--boundary`. A part ends where its `Content-Length`
+/// says when the delimiter follows there (binary bodies may contain anything); otherwise at the
+/// next delimiter (MC-MQSRM's examples put the delimiter right after the envelope, with no line
+/// break, and their lengths do not match the text).
+fn parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, Malformed> {
+    if boundary.is_empty() || boundary.len() > 200 {
+        return Err(bad(
+            "the multipart boundary is empty or longer than 200 characters",
+        ));
+    }
+    let delim = format!("--{boundary}");
+    let delim = delim.as_bytes();
+    let mut at = find(body, delim, 0).ok_or_else(|| bad("the body has no multipart delimiter"))?;
+    let mut out = Vec::new();
+    loop {
+        at += delim.len();
+        if body[at..].starts_with(b"--") {
+            return Ok(out); // the closing delimiter
+        }
+        // The rest of the delimiter line.
+        let line_end = find(body, b"\n", at).ok_or_else(|| bad("a part has no headers"))?;
+        let mut headers = Vec::new();
+        let mut pos = line_end + 1;
+        loop {
+            let end = find(body, b"\n", pos).ok_or_else(|| bad("a part's headers do not end"))?;
+            let line = &body[pos..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            pos = end + 1;
+            if line.is_empty() {
+                break;
+            }
+            let line = std::str::from_utf8(line).map_err(|_| bad("a part header is not text"))?;
+            let (k, v) = line
+                .split_once(':')
+                .ok_or_else(|| bad(format!("a part header has no `:`: {line:?}")))?;
+            if headers.len() >= 32 {
+                return Err(bad("a part has more than 32 headers"));
+            }
+            headers.push((k.trim().to_ascii_lowercase(), v.trim()));
+        }
+        let declared = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse::<usize>().ok());
+        let by_length = declared.and_then(|n| {
+            let end = pos.checked_add(n).filter(|&e| e <= body.len())?;
+            let rest = &body[end..];
+            let rest = rest.strip_prefix(b"\r\n").unwrap_or(rest);
+            rest.starts_with(delim).then_some(end)
+        });
+        let (end, next) = match by_length {
+            Some(end) => (end, find(body, delim, end).expect("checked just now")),
+            None => {
+                let next =
+                    find(body, delim, pos).ok_or_else(|| bad("a part has no closing delimiter"))?;
+                let mut end = next;
+                if body[..end].ends_with(b"\r\n") {
+                    end -= 2;
+                } else if body[..end].ends_with(b"\n") {
+                    end -= 1;
+                }
+                (end.max(pos), next)
+            }
+        };
+        out.push(Part {
+            headers,
+            content: &body[pos..end],
+        });
+        if out.len() > 16 {
+            return Err(bad("more than 16 MIME parts"));
+        }
+        at = next;
+    }
+}
+
+/// `20070719T031140` (UTC) in milliseconds since 1970.
+fn srmp_time(s: &str) -> Result<u64, Malformed> {
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]");
+    let t = time::PrimitiveDateTime::parse(s.trim(), &format)
+        .map_err(|e| bad(format!("`{s}` is not an SRMP time (yyyymmddThhmmss): {e}")))?;
+    let secs = t.assume_utc().unix_timestamp();
+    u64::try_from(secs)
+        .map(|s| s * 1000)
+        .map_err(|_| bad(format!("`{s}` is before 1970")))
+}
+
+fn number<T: std::str::FromStr>(node: roxmltree::Node<'_, '_>, what: &str) -> Result<T, Malformed> {
+    let text = node.text().unwrap_or("").trim();
+    text.parse()
+        .map_err(|_| bad(format!("<{what}> is not a number: {text:?}")))
+}
+
+fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
+    node.children()
+        .find(|c| c.is_element() && c.tag_name().name().eq_ignore_ascii_case(name))
+}
+
+fn text_of<'a>(node: roxmltree::Node<'a, '_>, name: &str) -> Option<&'a str> {
+    child(node, name).map(|c| c.text().unwrap_or("").trim())
+}
+
+/// Parses an SRMP POST: its `Content-Type` and body.
+pub fn parse(content_type: &str, body: &Bytes) -> Result<Srmp, Malformed> {
+    let kind = content_type.split(';').next().unwrap_or("").trim();
+    let (envelope, parts) = if kind.eq_ignore_ascii_case("multipart/related") {
+        let boundary = content_type_param(content_type, "boundary")
+            .ok_or_else(|| bad("multipart/related without a boundary"))?;
+        let parts = parts(body, boundary)?;
+        let first = parts.first().ok_or_else(|| bad("no MIME parts"))?;
+        (first.content, parts)
+    } else if kind.eq_ignore_ascii_case("text/xml") {
+        (&body[..], Vec::new())
+    } else {
+        return Err(bad(format!(
+            "an SRMP message is multipart/related or text/xml, not `{kind}`"
+        )));
+    };
+    let text = std::str::from_utf8(envelope).map_err(|_| bad("the SOAP envelope is not UTF-8"))?;
+    if text.contains("<!DOCTYPE") || text.contains("<!ENTITY") {
+        return Err(bad("a SOAP envelope has no DTD"));
+    }
+    let doc = roxmltree::Document::parse(text)
+        .map_err(|e| bad(format!("the SOAP envelope is not XML: {e}")))?;
+    let env = doc.root_element();
+    if !env.tag_name().name().eq_ignore_ascii_case("Envelope") {
+        return Err(bad("the document is not a SOAP Envelope"));
+    }
+    let head = child(env, "Header").ok_or_else(|| bad("the envelope has no Header"))?;
+    let path = child(head, "path").ok_or_else(|| bad("the header has no <path>"))?;
+    let mut m = Srmp::default();
+    let action = text_of(path, "action").ok_or_else(|| bad("<path> has no <action>"))?;
+    m.label = action.strip_prefix("MSMQ:").map(str::to_owned);
+    m.to = text_of(path, "to")
+        .ok_or_else(|| bad("<path> has no <to>"))?
+        .to_owned();
+    if let Some(rev) = child(path, "rev") {
+        if let Some(via) = text_of(rev, "via") {
+            m.response = Some(
+                if via.starts_with("http://") || via.starts_with("https://") {
+                    format!("DIRECT={via}")
+                } else {
+                    via.strip_prefix("MSMQ:").unwrap_or(via).to_owned()
+                },
+            );
+        }
+    }
+    let id = text_of(path, "id").ok_or_else(|| bad("<path> has no <id>"))?;
+    if let Some(props) = child(head, "properties") {
+        if let Some(sent) = text_of(props, "sentAt") {
+            m.sent_at = Some(srmp_time(sent)?);
+        }
+    }
+    if let Some(services) = child(head, "services") {
+        m.durable = child(services, "durable").is_some();
+        m.receipt_requested = child(services, "deliveryReceiptRequest").is_some()
+            || child(services, "commitmentReceiptRequest").is_some();
+    }
+    if let Some(stream) = child(head, "stream") {
+        let sid = text_of(stream, "streamId").ok_or_else(|| bad("<stream> has no <streamId>"))?;
+        let current = child(stream, "current").ok_or_else(|| bad("<stream> has no <current>"))?;
+        m.stream = Some(Stream {
+            id: sid.rsplit_once('\\').map_or(sid, |(_, s)| s).to_owned(),
+            current: number(current, "current")?,
+            previous: match child(stream, "previous") {
+                Some(p) => Some(number(p, "previous")?),
+                None => None,
+            },
+        });
+    }
+    m.receipt = ["deliveryReceipt", "streamReceipt", "commitmentReceipt"]
+        .iter()
+        .any(|r| child(head, r).is_some());
+    if let Some(msmq) = child(head, "Msmq") {
+        let mut p = MsmqProps::default();
+        if let Some(c) = child(msmq, "Class") {
+            p.class = number(c, "Class")?;
+        }
+        p.priority = match child(msmq, "Priority") {
+            Some(n) => number(n, "Priority")?,
+            None => mqcore::message::DEFAULT_PRIORITY,
+        };
+        p.journal = child(msmq, "Journal").is_some();
+        p.dead_letter = child(msmq, "DeadLetter").is_some();
+        if let Some(c) = text_of(msmq, "Correlation") {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(c)
+                .map_err(|_| bad("<Correlation> is not base64"))?;
+            let arr: [u8; 20] = bytes
+                .try_into()
+                .map_err(|_| bad("<Correlation> is not 20 bytes"))?;
+            p.correlation = Some(arr);
+        }
+        if let Some(n) = child(msmq, "App") {
+            p.app = number(n, "App")?;
+        }
+        if let Some(n) = child(msmq, "BodyType") {
+            p.body_type = number(n, "BodyType")?;
+        }
+        if let Some(g) = text_of(msmq, "SourceQmGuid") {
+            p.source = Some(
+                g.parse()
+                    .map_err(|_| bad(format!("<SourceQmGuid> is not a GUID: {g:?}")))?,
+            );
+        }
+        if let Some(t) = text_of(msmq, "TTrq") {
+            p.ttrq = Some(srmp_time(t)?);
+        }
+        let rest = id
+            .strip_prefix("uuid:")
+            .ok_or_else(|| bad(format!("<id> is not uuid:<index>@<guid>: {id:?}")))?;
+        let (index, guid) = rest
+            .split_once('@')
+            .ok_or_else(|| bad(format!("<id> is not uuid:<index>@<guid>: {id:?}")))?;
+        let index: u32 = index
+            .parse()
+            .map_err(|_| bad(format!("<id>'s index is not a number: {id:?}")))?;
+        let guid: Uuid = guid
+            .parse()
+            .map_err(|_| bad(format!("<id>'s GUID is not a GUID: {id:?}")))?;
+        m.id = Some((index, guid));
+        m.msmq = Some(p);
+    }
+    for part in parts.iter().skip(1) {
+        let cid = part.header("content-id").unwrap_or("");
+        let cid = cid.trim_matches(['<', '>']);
+        if cid.starts_with("body@") {
+            m.body = body.slice_ref(part.content);
+        } else if cid.starts_with("extension@") {
+            m.extension = body.slice_ref(part.content);
+        }
+    }
+    Ok(m)
+}
+
+impl Srmp {
+    /// The destination's format name (`DIRECT=` and `<to>`).
+    pub fn destination(&self) -> String {
+        format!("DIRECT={}", self.to)
+    }
+
+    /// Whether this is a user message (class normal, no receipt elements), the only kind stored.
+    pub fn is_user_message(&self) -> bool {
+        !self.receipt
+            && self
+                .msmq
+                .as_ref()
+                .is_none_or(|p| p.class == MessageClass::NORMAL.0)
+    }
+
+    /// The message as the engine keeps it, stamped as its sender did.
+    pub fn message(&self, destination: Option<QueueName>) -> Result<Message, Malformed> {
+        let mut msg = Message::new(self.body.clone());
+        msg.label = self.label.clone().unwrap_or_default();
+        msg.extension = self.extension.clone();
+        if self.durable || self.stream.is_some() {
+            msg.delivery = Delivery::Recoverable;
+        }
+        if let Some(r) = &self.response {
+            msg.response_queue = QueueName::parse(r).ok().map(Arc::new);
+        }
+        let p = self.msmq.clone().unwrap_or_default();
+        if self.msmq.is_some() {
+            if p.priority > mqcore::message::MAX_PRIORITY {
+                return Err(bad(format!("<Priority> {} is over 7", p.priority)));
+            }
+            msg.priority = p.priority;
+            msg.correlation_id = p.correlation.map(MessageId);
+            msg.app_specific = p.app;
+            msg.body_type = p.body_type;
+            let mut journal = 0;
+            if p.journal {
+                journal |= JournalFlags::JOURNAL.0;
+            }
+            if p.dead_letter {
+                journal |= JournalFlags::DEADLETTER.0;
+            }
+            msg.journal = JournalFlags(journal);
+        }
+        if self.stream.is_some() {
+            msg.priority = 0;
+        }
+        // Without <Msmq> the id is (NULL GUID, 1), which skips duplicate detection
+        // (3.1.5.1.11): a fresh id keeps it from matching any other message.
+        let (index, guid) = self.id.unwrap_or_else(|| (1, Uuid::new_v4()));
+        let source = p.source.unwrap_or(guid);
+        Ok(arriving(
+            msg,
+            Origin {
+                id: MessageId::new(guid, index),
+                class: MessageClass(p.class),
+                sent: Timestamp(self.sent_at.unwrap_or(0)),
+                source,
+                destination,
+                transactional: self.stream.is_some(),
+            },
+        ))
+    }
+}
+
+fn srmp_refusal(
+    status: StatusCode,
+    detail: String,
+) -> (StatusCode, [(header::HeaderName, &'static str); 1], String) {
+    let body = serde_json::json!({
+        "type": "urn:mqemu:error:SRMP",
+        "title": "SRMP message refused",
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+}
+
+pub(super) fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<AppState>> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(receive_private))
+        .routes(utoipa_axum::routes!(receive_public))
+}
+
+/// Takes an SRMP message (MC-MQSRM) for a private queue: a Windows queue manager's send to
+/// `DIRECT=HTTP://host/msmq/private$/<queue>`. `200` with an empty body once the message is
+/// stored (or recognized as a resend); `400` if it is malformed or its destination is not a
+/// queue here that takes it (the envelope's `<to>` names the queue).
+#[utoipa::path(post, path = "/msmq/private$/{queue}", tag = "srmp",
+    params(("queue" = String, Path, description = "The private queue's name")),
+    request_body(content = String, content_type = "multipart/related", description = "MC-MQSRM: a SOAP envelope part, then the body part"),
+    responses((status = 200, description = "stored, or a resend recognized"), (status = 400, body = Problem),
+        (status = 500, description = "over quota (3.1.5.1.12)", body = Problem)))]
+async fn receive_private(
+    state: State<Arc<AppState>>,
+    caller: Caller,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    receive(state, caller, queue, headers, body).await
+}
+
+/// Takes an SRMP message sent to a public-style name, `DIRECT=HTTP://host/msmq/<queue>`
+/// (public queues need Active Directory, so such a message is refused unless `<to>` names a
+/// private queue here).
+#[utoipa::path(post, path = "/msmq/{queue}", tag = "srmp",
+    params(("queue" = String, Path, description = "The queue's name")),
+    request_body(content = String, content_type = "multipart/related", description = "MC-MQSRM: a SOAP envelope part, then the body part"),
+    responses((status = 200, description = "stored, or a resend recognized"), (status = 400, body = Problem)))]
+async fn receive_public(
+    state: State<Arc<AppState>>,
+    caller: Caller,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    receive(state, caller, queue, headers, body).await
+}
+
+async fn receive(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    queue: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let m = match parse(ctype, &body) {
+        Ok(m) => m,
+        Err(Malformed(why)) => {
+            tracing::info!(%queue, %why, "SRMP message refused");
+            return srmp_refusal(StatusCode::BAD_REQUEST, why).into_response();
+        }
+    };
+    if !m.is_user_message() {
+        // Receipts answer messages this server sends over SRMP, which it does not yet do.
+        return StatusCode::OK.into_response();
+    }
+    let dest = m.destination();
+    let parsed = match QueueName::parse(&dest) {
+        Ok(n) => n,
+        Err(e) => {
+            return srmp_refusal(StatusCode::BAD_REQUEST, format!("<to>: {}", e.detail()))
+                .into_response()
+        }
+    };
+    if let Err(e) = caller.check(Right::Send, &dest) {
+        return e.into_response();
+    }
+    let q = match state.qm.open_name(&parsed) {
+        Ok(q) => q,
+        Err(e) => {
+            return srmp_refusal(
+                StatusCode::BAD_REQUEST,
+                format!("{dest} is not a queue here: {}", e.detail()),
+            )
+            .into_response()
+        }
+    };
+    if q.is_remote() {
+        return srmp_refusal(
+            StatusCode::BAD_REQUEST,
+            format!("{dest} is on another computer, and this server does not forward SRMP"),
+        )
+        .into_response();
+    }
+    if q.is_transactional() != m.stream.is_some() {
+        let why = if m.stream.is_some() {
+            "a stream (transactional) message goes only to a transactional queue"
+        } else {
+            "a message outside a stream goes only to a non-transactional queue"
+        };
+        return srmp_refusal(StatusCode::BAD_REQUEST, format!("{dest}: {why}")).into_response();
+    }
+    let msg = match m.message(Some(parsed)) {
+        Ok(msg) => msg,
+        Err(Malformed(why)) => return srmp_refusal(StatusCode::BAD_REQUEST, why).into_response(),
+    };
+    // A stream is known by its id alone (3.1.5.1.6.4 keys it by the destination queue and the
+    // stream id, not the sender); other messages are deduplicated per sender by message id.
+    let (source, sequence, seq) = match &m.stream {
+        Some(s) => (
+            uuid::Uuid::nil(),
+            format!("srmp:{}", s.id),
+            Some(Seq {
+                n: s.current,
+                // Without <previous>, the message follows the one numbered before it.
+                prev: s.previous.unwrap_or(s.current.saturating_sub(1)),
+            }),
+        ),
+        None => (msg.source_machine(), dest.clone(), None),
+    };
+    let queue_path = q.name().to_string();
+    let transfer = state.qm.transfer();
+    let reply = super::api::engine(|| {
+        transfer.accept(
+            source,
+            &sequence,
+            &queue_path,
+            true,
+            vec![Inbound {
+                seq,
+                msg: Some(msg),
+            }],
+        )
+    });
+    match reply {
+        Ok(r) => match r.verdicts.first() {
+            Some(Verdict::Rejected(class)) if *class == MessageClass::NACK_Q_EXCEED_QUOTA => {
+                srmp_refusal(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("{dest} is over its quota"),
+                )
+                .into_response()
+            }
+            Some(Verdict::Rejected(class)) => srmp_refusal(
+                StatusCode::BAD_REQUEST,
+                format!("{dest} refused the message (class 0x{:04X})", class.0),
+            )
+            .into_response(),
+            _ => (StatusCode::OK, [(header::CONTENT_LENGTH, "0")]).into_response(),
+        },
+        Err(e) => ApiError(e).into_response(),
+    }
+}
