@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use super::amqp::{
     amqp_consumer, amqp_producer, open_amqp, open_amqp_producer, prepare_amqp, AmqpConn, Confirm,
 };
+use super::http::HttpTarget;
 use super::measure::{Latencies, Progress};
 use super::native::{
     mqemu_consumer, mqemu_producer, open_mqemu, open_mqemu_consumer, open_mqemu_through,
@@ -123,12 +124,14 @@ impl Drop for ProducerGone {
 enum ProducerConn {
     Mqemu(RemoteQueue),
     Amqp(AmqpConn, mpsc::UnboundedReceiver<Confirm>),
+    Http(HttpTarget),
 }
 
 /// A consumer's connection, opened before the clock starts.
 enum ConsumerConn {
     Mqemu(RemoteQueue, ReceiveTx),
     Amqp(AmqpConn),
+    Http(HttpTarget),
 }
 
 /// Where consumers read: the destination server of a transfer target (same port), or the
@@ -167,6 +170,7 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
                 prepare_amqp(t, &source).await?;
             }
         }
+        Target::Http(h) => h.prepare(queue, opts.mode).await?,
     }
     let mut producer_conns = Vec::with_capacity(opts.producers as usize);
     for _ in 0..opts.producers {
@@ -179,12 +183,14 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
                 let (conn, confirms) = open_amqp_producer(t, publish_to).await?;
                 ProducerConn::Amqp(conn, confirms)
             }
+            Target::Http(h) => ProducerConn::Http(h.clone()),
         });
     }
     // How the consumers take messages, for the report.
     let mut receives = match target {
         Target::Amqp(_) => "basic.consume, a manual ack per message",
         Target::Mqemu { .. } => ReceiveTx::None.describe(),
+        Target::Http(h) => h.receives(),
     };
     let mut consumer_conns = Vec::with_capacity(opts.consumers as usize);
     for _ in 0..opts.consumers {
@@ -195,6 +201,7 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
                 ConsumerConn::Mqemu(q, tx)
             }
             Target::Amqp(t) => ConsumerConn::Amqp(open_amqp(t, queue).await?),
+            Target::Http(h) => ConsumerConn::Http(h.clone()),
         });
     }
 
@@ -215,6 +222,7 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
         abort: AtomicBool::new(false),
     });
     let window = opts.window as usize;
+    let mode = opts.mode;
     let mut consumers = JoinSet::new();
     for conn in consumer_conns {
         let shared = shared.clone();
@@ -222,6 +230,10 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
             let r = match conn {
                 ConsumerConn::Mqemu(q, tx) => mqemu_consumer(q, tx, window, &shared).await,
                 ConsumerConn::Amqp(c) => amqp_consumer(c, window, &shared).await,
+                ConsumerConn::Http(h) => {
+                    h.consumer(queue.to_owned(), mode, window, shared.clone())
+                        .await
+                }
             };
             if r.is_err() {
                 shared.abort.store(true, Ordering::SeqCst);
@@ -242,6 +254,10 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
                 }
                 ProducerConn::Amqp(c, confirms) => {
                     amqp_producer(c, confirms, share, size, mode, window, &shared).await
+                }
+                ProducerConn::Http(h) => {
+                    h.producer(queue.to_owned(), share, size, mode, window, shared.clone())
+                        .await
                 }
             };
             if r.is_err() {

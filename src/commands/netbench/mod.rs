@@ -14,6 +14,7 @@
 //! after the time cap. Every wait on the network is bounded.
 
 mod amqp;
+mod http;
 mod load;
 mod local;
 mod measure;

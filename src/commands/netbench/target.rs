@@ -10,6 +10,8 @@ pub(super) enum Target {
     Mqemu { addr: String, to: Option<String> },
     /// An AMQP 0-9-1 broker.
     Amqp(AmqpTarget),
+    /// mqemu's HTTP API, or RabbitMQ's management API.
+    Http(super::http::HttpTarget),
 }
 
 impl Target {
@@ -17,6 +19,7 @@ impl Target {
         match self {
             Target::Mqemu { .. } => "mqemu",
             Target::Amqp(_) => "amqp",
+            Target::Http(h) => h.kind(),
         }
     }
 }
@@ -36,6 +39,14 @@ impl std::fmt::Display for Target {
                 t.vhost,
                 if t.shovel { " through a shovel" } else { "" }
             ),
+            Target::Http(h) => match &h.rabbit {
+                None => write!(f, "{} (mqemu's HTTP API)", h.base),
+                Some((user, _, vhost)) => write!(
+                    f,
+                    "{} (RabbitMQ's management API as {user}, vhost {vhost:?})",
+                    h.base
+                ),
+            },
         }
     }
 }
@@ -56,6 +67,9 @@ pub(super) struct AmqpTarget {
 /// Parses `mqemu://HOST[:PORT][?to=HOST]` or `amqp://[USER[:PASS]@]HOST[:PORT][/VHOST][?shovel]`
 /// (user and password default to guest, the vhost to `/`; `%2f` in it is `/`).
 pub(super) fn parse_target(url: &str) -> mqemu::Result<Target> {
+    if let Some(http) = super::http::parse(url) {
+        return http.map(Target::Http);
+    }
     let bad = |why: &str| invalid(format!("--target {url:?}: {why}"));
     let (url_base, query) = url.split_once('?').unwrap_or((url, ""));
     if let Some(rest) = url_base.strip_prefix("mqemu://") {
@@ -82,7 +96,7 @@ pub(super) fn parse_target(url: &str) -> mqemu::Result<Target> {
     };
     let Some(rest) = url_base.strip_prefix("amqp://") else {
         return Err(bad(
-            "expected mqemu://HOST:PORT or amqp://USER:PASS@HOST:PORT/VHOST (amqps is not supported)",
+            "expected mqemu://HOST:PORT, amqp://USER:PASS@HOST:PORT/VHOST (amqps is not supported), http://HOST:PORT or rabbitmq-http://USER:PASS@HOST:PORT/VHOST",
         ));
     };
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
