@@ -195,6 +195,10 @@ pub enum ResourceKind {
         /// Port of its transfer service; default the server's port.
         #[serde(default)]
         transfer_port: Option<u16>,
+        /// Port of its HTTP face (JSON API, console, metrics, SRMP) on the group's address;
+        /// none by default. Needs the `http` feature (the `mqemu` binary has it).
+        #[serde(default)]
+        http_port: Option<u16>,
     },
     /// The Triggers service of the group's queue manager.
     MsmqTriggers,

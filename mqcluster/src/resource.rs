@@ -59,6 +59,8 @@ pub struct GroupCtx {
     pub segment_size: Option<u64>,
     /// The file system the queue manager's log goes on, if not the real one (tests fill it).
     pub disk: Option<FillableDisk>,
+    /// The cluster's status, for the virtual server's HTTP face (`/api/cluster`).
+    pub status: Arc<dyn Fn() -> Result<crate::status::ClusterStatus> + Send + Sync>,
 }
 
 impl GroupCtx {
@@ -146,7 +148,11 @@ pub fn online(def: &ResourceDef, ctx: &mut GroupCtx) -> Result<Running> {
             ctx.root = Some(mounted.root);
             Ok(Running::Plain)
         }
-        ResourceKind::MessageQueuing { transfer_port, .. } => {
+        ResourceKind::MessageQueuing {
+            transfer_port,
+            http_port,
+            ..
+        } => {
             let name = ctx
                 .name
                 .clone()
@@ -211,6 +217,19 @@ pub fn online(def: &ResourceDef, ctx: &mut GroupCtx) -> Result<Running> {
                 }
             };
             let stopper = server.stopper();
+            if let Some(http_port) = http_port {
+                if let Err(e) = start_http(
+                    ctx,
+                    &qm,
+                    SocketAddr::new(ip, *http_port),
+                    &stopper,
+                    &transfer,
+                ) {
+                    stopper.stop();
+                    transfer.stop();
+                    return Err(e);
+                }
+            }
             let task = ctx.rt.spawn(async move {
                 if let Err(e) = server.run().await {
                     tracing::error!(error = %e, "virtual server stopped");
@@ -311,6 +330,61 @@ pub fn offline(kind: &ResourceKind, running: Running, ctx: &mut GroupCtx) {
         ResourceKind::Dtc => ctx.dtc.set_available(false),
         _ => {}
     }
+}
+
+/// Starts the virtual server's HTTP face on `at`, stopped with its native server.
+#[cfg(feature = "http")]
+fn start_http(
+    ctx: &GroupCtx,
+    qm: &QueueManager,
+    at: SocketAddr,
+    stopper: &Stopper,
+    transfer: &TransferService,
+) -> Result<()> {
+    let status = ctx.status.clone();
+    let config = mqnet::http::HttpConfig {
+        transfer: Some(transfer.clone()),
+        triggers: ctx.triggers.clone(),
+        cluster: Some(Arc::new(move || {
+            let s =
+                status().map_err(|e| Error::new(ErrorCode::ServiceNotAvailable, e.to_string()))?;
+            serde_json::to_value(s).map_err(|e| Error::new(ErrorCode::Error, e.to_string()))
+        })),
+        ..mqnet::http::HttpConfig::default()
+    };
+    let http = ctx
+        .rt
+        .block_on(mqnet::http::HttpServer::bind(at, qm.clone(), config))
+        .map_err(|e| {
+            ClusterError::Engine(Error::new(
+                ErrorCode::ServiceNotAvailable,
+                format!("cannot listen for HTTP on {at}: {e}"),
+            ))
+        })?;
+    let stopped = stopper.stopped();
+    ctx.rt.spawn(async move {
+        if let Err(e) = http.run(stopped).await {
+            tracing::error!(error = %e, "virtual server's HTTP face stopped");
+        }
+    });
+    Ok(())
+}
+
+/// Without the `http` feature a resource that asks for an HTTP face fails to come online.
+#[cfg(not(feature = "http"))]
+fn start_http(
+    _ctx: &GroupCtx,
+    _qm: &QueueManager,
+    at: SocketAddr,
+    _stopper: &Stopper,
+    _transfer: &TransferService,
+) -> Result<()> {
+    Err(ClusterError::Engine(Error::new(
+        ErrorCode::UnsupportedOperation,
+        format!(
+            "http_port asks for an HTTP face on {at}, but this build has no HTTP (feature http)"
+        ),
+    )))
 }
 
 /// A resource's health check (LooksAlive and IsAlive are the same check here).

@@ -586,3 +586,108 @@ looks_alive_ms = 20
     client.send(Q, Message::new("after"), Tx::Single).unwrap();
     assert_eq!(remote_bodies(&client, Q), ["after", "kept"]);
 }
+
+/// A virtual server's HTTP face listens on the group's address and moves with it: the API
+/// reports the cluster (groups, owners, resources), a message sent over HTTP before a failover
+/// is received over HTTP after it, from the node that took the disk over.
+#[test]
+fn a_virtual_servers_http_face_reports_the_cluster_and_fails_over_with_it() {
+    let port = crate::support::free_port();
+    let msmq = format!(
+        "\n[[group.resource]]\nname = \"VS1-MSMQ\"\ntype = \"message_queuing\"\nhttp_port = {port}\ndepends_on = [\"VS1-Name\", \"VS1-Disk\"]\n"
+    );
+    let text = nodes(&["NODE1", "NODE2"], "127.0.11")
+        + &group("VS1", "127.73.0.11", &["NODE1", "NODE2"], "", &msmq);
+    let c = TestCluster::start(&text).unwrap();
+    c.wait_online_on("VS1", "NODE1");
+    let base = format!("http://127.73.0.11:{port}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let call = |method: &str, path: &str, body: Option<&str>| -> (u16, serde_json::Value) {
+        let url = format!("{base}{path}");
+        let resp = match (method, body) {
+            ("GET", _) => agent.get(&url).call(),
+            (_, Some(b)) => agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send(b),
+            (_, None) => agent.post(&url).send_empty(),
+        };
+        match resp {
+            Ok(mut r) => (
+                r.status().as_u16(),
+                serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default())
+                    .unwrap_or_default(),
+            ),
+            Err(_) => (0, serde_json::Value::Null),
+        }
+    };
+    let (s, st) = call("GET", "/api/cluster", None);
+    assert_eq!(s, 200, "{st}");
+    assert_eq!(st["clustered"], true);
+    let vs1 = st["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "VS1")
+        .unwrap();
+    assert_eq!(
+        (vs1["owner"].as_str(), vs1["state"].as_str()),
+        (Some("NODE1"), Some("Online"))
+    );
+    assert!(
+        vs1["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "VS1-MSMQ" && r["state"] == "Online"),
+        "{vs1}"
+    );
+    assert_eq!(st["nodes"].as_array().unwrap().len(), 2);
+
+    assert_eq!(
+        call(
+            "POST",
+            "/api/queues",
+            Some(r#"{"path": "orders", "transactional": true}"#)
+        )
+        .0,
+        201
+    );
+    assert_eq!(
+        call(
+            "POST",
+            "/api/queues/orders/messages?tx=single",
+            Some(r#"{"body": "before the failover"}"#)
+        )
+        .0,
+        201
+    );
+
+    c.kill("NODE1");
+    c.wait_online_on("VS1", "NODE2");
+    let (s, m) = c.wait("the HTTP face on NODE2", || {
+        let (s, m) = call(
+            "POST",
+            "/api/queues/orders/receive?tx=single&timeout_ms=1000",
+            None,
+        );
+        (s != 0).then_some((s, m))
+    });
+    assert_eq!(
+        (s, m["body"].as_str()),
+        (200, Some("before the failover")),
+        "{m}"
+    );
+    let (_, st) = call("GET", "/api/cluster", None);
+    let vs1 = st["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "VS1")
+        .unwrap();
+    assert_eq!(vs1["owner"].as_str(), Some("NODE2"));
+    assert_eq!(vs1["failover_count"], 1);
+}

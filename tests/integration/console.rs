@@ -67,16 +67,49 @@ async fn screenshot(c: &Client, name: &str) {
     }
 }
 
-#[test]
-fn the_console_shows_messages_and_requeues_a_dead_letter_in_chromium() {
+/// Headless Chromium through chromedriver, or `None` (with the reason printed) where they are
+/// not installed and MQEMU_REQUIRE_CHROMIUM is not set.
+async fn browser() -> Option<(Driver, Client)> {
     let (Some(browser), true) = (chromium(), installed("chromedriver")) else {
         assert!(
             std::env::var_os("MQEMU_REQUIRE_CHROMIUM").is_none(),
             "MQEMU_REQUIRE_CHROMIUM is set but chromium or chromedriver is not installed"
         );
         eprintln!("skipped: chromium and chromedriver are not installed (Debian packages chromium, chromium-driver)");
-        return;
+        return None;
     };
+    let port = free_port();
+    let driver = Driver(
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": which(browser),
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,860"],
+        }),
+    );
+    let webdriver = format!("http://127.0.0.1:{port}");
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = until("chromedriver to accept a session", async || {
+        ClientBuilder::new(connector.clone())
+            .capabilities(caps.clone())
+            .connect(&webdriver)
+            .await
+            .ok()
+    })
+    .await;
+    Some((driver, client))
+}
+
+#[test]
+fn the_console_shows_messages_and_requeues_a_dead_letter_in_chromium() {
     let qm = QueueManager::new();
     qm.create_queue(r".\private$\orders", QueueProps::default())
         .unwrap();
@@ -96,35 +129,9 @@ fn the_console_shows_messages_and_requeues_a_dead_letter_in_chromium() {
         let served = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
-
-        let port = free_port();
-        let _driver = Driver(
-            Command::new("chromedriver")
-                .arg(format!("--port={port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("chromedriver starts"),
-        );
-        let mut caps = serde_json::Map::new();
-        let binary = which(browser);
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": binary,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,860"],
-            }),
-        );
-        let webdriver = format!("http://127.0.0.1:{port}");
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let c = until("chromedriver to accept a session", async || {
-            ClientBuilder::new(connector.clone())
-                .capabilities(caps.clone())
-                .connect(&webdriver)
-                .await
-                .ok()
-        })
-        .await;
+        let Some((_driver, c)) = browser().await else {
+            return;
+        };
 
         // The queues page lists both queues.
         c.goto(&format!("{base}/console")).await.unwrap();
@@ -135,12 +142,18 @@ fn the_console_shows_messages_and_requeues_a_dead_letter_in_chromium() {
         .await;
 
         // A message sent through the API appears, with its body, in the queue's page.
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
         for (i, label) in ["first order", "second order"].iter().enumerate() {
             let resp = agent
                 .post(&format!("{base}/api/queues/orders/messages"))
                 .header("content-type", "application/json")
-                .send(json!({"body": format!("order body {i}"), "label": label, "priority": 2 + i}).to_string())
+                .send(
+                    json!({"body": format!("order body {i}"), "label": label, "priority": 2 + i})
+                        .to_string(),
+                )
                 .unwrap();
             assert_eq!(resp.status().as_u16(), 201);
         }
@@ -150,7 +163,12 @@ fn the_console_shows_messages_and_requeues_a_dead_letter_in_chromium() {
         })
         .await;
         screenshot(&c, "console-queues.png").await;
-        c.find(Locator::Css(r#"tr[data-queue$="orders"]"#)).await.unwrap().click().await.unwrap();
+        c.find(Locator::Css(r#"tr[data-queue$="orders"]"#))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         let row = until("the message in the browser", async || {
             c.find(Locator::Css("#messages tr[data-lookup]")).await.ok()
         })
@@ -171,18 +189,33 @@ fn the_console_shows_messages_and_requeues_a_dead_letter_in_chromium() {
         late.label = "late order".into();
         late.journal = mqemu::message::JournalFlags::DEADLETTER;
         late.time_to_be_received = Some(Duration::from_millis(1));
-        qm.send(r".\private$\billing", Message::new("unrelated"), Tx::Single).unwrap();
+        qm.send(r".\private$\billing", Message::new("unrelated"), Tx::Single)
+            .unwrap();
         qm.send(r".\private$\orders", late, Tx::None).unwrap();
         let dead = qm.open(r".\system$;DEADLETTER").unwrap();
-        until("the dead letter", async || (dead.len().unwrap() == 1).then_some(())).await;
-        c.find(Locator::Id("nav-dead")).await.unwrap().click().await.unwrap();
+        until("the dead letter", async || {
+            (dead.len().unwrap() == 1).then_some(())
+        })
+        .await;
+        c.find(Locator::Id("nav-dead"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         let row = until("the dead letter in the browser", async || {
-            let row = c.find(Locator::Css("#messages tr[data-lookup]")).await.ok()?;
+            let row = c
+                .find(Locator::Css("#messages tr[data-lookup]"))
+                .await
+                .ok()?;
             row.text().await.ok()?.contains("late order").then_some(row)
         })
         .await;
         row.click().await.unwrap();
-        let requeue = until("the requeue button", async || c.find(Locator::Id("requeue")).await.ok()).await;
+        let requeue = until("the requeue button", async || {
+            c.find(Locator::Id("requeue")).await.ok()
+        })
+        .await;
         screenshot(&c, "console-dead-letters.png").await;
         requeue.click().await.unwrap();
         let orders = qm.open(r".\private$\orders").unwrap();
@@ -211,4 +244,52 @@ fn which(program: &str) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// On a virtual server the console has a cluster page: nodes, the group, its owner and its
+/// resources, as `/api/cluster` reports them.
+#[test]
+fn the_console_shows_the_cluster_of_a_virtual_server_in_chromium() {
+    let port = free_port();
+    let text = format!(
+        "[timing]\nheartbeat_ms = 50\nmissed_heartbeats = 5\n\
+         \n[[node]]\nname = \"NODE1\"\naddress = \"127.0.12.1:0\"\n\
+         \n[[node]]\nname = \"NODE2\"\naddress = \"127.0.12.2:0\"\n\
+         \n[[group]]\nname = \"VS1\"\npreferred_owners = [\"NODE1\", \"NODE2\"]\n\
+         \n[[group.resource]]\nname = \"VS1-IP\"\ntype = \"ip_address\"\naddress = \"127.74.0.11\"\n\
+         \n[[group.resource]]\nname = \"VS1-Name\"\ntype = \"network_name\"\ndns_name = \"VS1\"\ndepends_on = [\"VS1-IP\"]\n\
+         \n[[group.resource]]\nname = \"VS1-Disk\"\ntype = \"physical_disk\"\npath = \"disks/vs1\"\n\
+         \n[[group.resource]]\nname = \"VS1-MSMQ\"\ntype = \"message_queuing\"\nhttp_port = {port}\ndepends_on = [\"VS1-Name\", \"VS1-Disk\"]\n"
+    );
+    let cluster = mqemu::testing::TestCluster::start(&text).unwrap();
+    cluster.wait_online_on("VS1", "NODE1");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let Some((_driver, c)) = browser().await else {
+            return;
+        };
+        c.goto(&format!("http://127.74.0.11:{port}/console#/cluster"))
+            .await
+            .unwrap();
+        until("the cluster page", async || {
+            let t = text_of(&c, "#view").await?;
+            (t.contains("VS1: Online on NODE1") && t.contains("VS1-MSMQ")).then_some(())
+        })
+        .await;
+        let link = c.find(Locator::Id("nav-cluster")).await.unwrap();
+        assert!(
+            link.is_displayed().await.unwrap(),
+            "the Cluster link shows on a virtual server"
+        );
+        let nodes = text_of(&c, "#nodes").await.unwrap();
+        assert!(
+            nodes.contains("NODE1") && nodes.contains("NODE2") && nodes.contains("Up"),
+            "{nodes}"
+        );
+        screenshot(&c, "console-cluster.png").await;
+        c.close().await.unwrap();
+    });
 }

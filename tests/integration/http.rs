@@ -753,6 +753,7 @@ fn the_openapi_document_and_the_routes_agree() {
         ("GET", "/api/outgoing"),
         ("POST", "/api/outgoing/{name}/{action}"),
         ("GET", "/api/status"),
+        ("GET", "/api/cluster"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),

@@ -97,6 +97,10 @@ impl Worker {
                 .disks
                 .get(&hosted.def.name.to_ascii_lowercase())
                 .cloned(),
+            status: {
+                let (config, coord) = (shared.config.clone(), shared.coord.clone());
+                Arc::new(move || crate::status::read(&config, &*coord))
+            },
         };
         Worker {
             shared,

@@ -46,7 +46,7 @@ mod txs;
 pub use problem::{status_of, ApiError, Problem};
 
 /// What an HTTP listener serves and allows. The defaults suit a listener on loopback.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpConfig {
     /// Who may call and what they may do: the native protocol's users, presenting their token
     /// as `Authorization: Bearer <token>`.
@@ -64,6 +64,23 @@ pub struct HttpConfig {
     pub transfer: Option<TransferService>,
     /// The Triggers service, whose rules and triggers the API lists.
     pub triggers: TriggerService,
+    /// When the server is a cluster's virtual server: the cluster's status (nodes, groups,
+    /// their resources and owners), read on each request.
+    pub cluster: Option<ClusterView>,
+}
+
+/// Reads a cluster's status as JSON (mqcluster's `ClusterStatus`), for `/api/cluster`.
+pub type ClusterView = Arc<dyn Fn() -> Result<serde_json::Value, Error> + Send + Sync>;
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("max_body", &self.max_body)
+            .field("tx_time_limit", &self.tx_time_limit)
+            .field("max_transactions", &self.max_transactions)
+            .field("clustered", &self.cluster.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for HttpConfig {
@@ -75,6 +92,7 @@ impl Default for HttpConfig {
             max_transactions: 1024,
             transfer: None,
             triggers: TriggerService::default(),
+            cluster: None,
         }
     }
 }

@@ -27,6 +27,31 @@ pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(readyz))
         .routes(routes!(status))
         .routes(routes!(metrics))
+        .routes(routes!(cluster))
+}
+
+/// The cluster this server is a virtual server of: nodes (up or down), groups with their state,
+/// owner, failover counts and resources. `{"clustered": false}` on a server of its own.
+#[utoipa::path(get, path = "/api/cluster", tag = "operations",
+    responses((status = 200, description = "`clustered`, and mqcluster's status: `nodes` and `groups`", body = Object),
+        (status = 403, body = Problem), (status = 503, description = "the cluster's store cannot be read", body = Problem)))]
+async fn cluster(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, super::ApiError> {
+    caller.check_admin()?;
+    let Some(view) = state.config.cluster.clone() else {
+        return Ok(Json(serde_json::json!({"clustered": false})));
+    };
+    let mut status = tokio::task::spawn_blocking(move || view())
+        .await
+        .map_err(|e| {
+            super::ApiError(mqcore::Error::new(mqcore::ErrorCode::Error, e.to_string()))
+        })??;
+    if let Some(obj) = status.as_object_mut() {
+        obj.insert("clustered".into(), serde_json::Value::Bool(true));
+    }
+    Ok(Json(status))
 }
 
 /// Alive: the process answers HTTP.

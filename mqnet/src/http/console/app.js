@@ -1,4 +1,5 @@
-// The web console's behaviour: hash routes (#/queues, #/queue/<name>, #/outgoing, #/triggers)
+// The web console's behaviour: hash routes (#/queues, #/queue/<name>, #/outgoing, #/triggers,
+// #/cluster on a virtual server)
 // drawn from the JSON API, refreshed every two seconds. Plain DOM, no framework, no build step.
 "use strict";
 
@@ -204,6 +205,39 @@ async function drawTriggers() {
       : el("p", { class: "muted" }, "No triggers (or the Triggers service is not running)."));
 }
 
+async function drawCluster() {
+  const c = await api("GET", "/api/cluster");
+  if (!c.clustered) {
+    view.replaceChildren(el("h2", {}, "Cluster"), el("p", { class: "muted" }, "This server is not a virtual server of a cluster."));
+    return;
+  }
+  const ago = ms => ms === null || ms === undefined ? "never" : (ms / 1000).toFixed(1) + " s ago";
+  const groups = c.groups.flatMap(g => [
+    el("h3", {}, `${g.name}: ${g.state}${g.owner ? " on " + g.owner : ""}`),
+    el("p", { class: "muted" }, `failovers ${g.failovers_in_period} in the period (threshold ${g.failover_threshold}), ${g.failover_count} in all` +
+      (g.generation !== null && g.generation !== undefined ? ` · disk generation ${g.generation}` : "")),
+    table(["Resource", "Type", "State", { label: "Restarts", num: true }], g.resources.map(r => el("tr", {},
+      el("td", {}, r.name), el("td", {}, r.kind), el("td", { class: "state" }, r.state),
+      el("td", { class: "num" }, String(r.restarts)))), "resources-" + g.name),
+  ]);
+  view.replaceChildren(el("h2", {}, "Cluster"),
+    el("h3", {}, "Nodes"),
+    table(["Node", "State", "Last heartbeat", "Process"], c.nodes.map(n => el("tr", {},
+      el("td", {}, n.name), el("td", { class: "state" }, n.state), el("td", {}, ago(n.last_seen_ms)),
+      el("td", {}, n.pid ? String(n.pid) : ""))), "nodes"),
+    ...groups);
+}
+
+let clusterChecked = false;
+async function showClusterLink() {
+  if (clusterChecked) return;
+  clusterChecked = true;
+  try {
+    const c = await api("GET", "/api/cluster");
+    document.getElementById("nav-cluster").hidden = !c.clustered;
+  } catch (_) { /* no right to see it */ }
+}
+
 let lastRoute = null;
 async function refresh() {
   const route = location.hash || "#/queues";
@@ -213,6 +247,7 @@ async function refresh() {
     if (route.startsWith("#/queue/")) await drawQueue(decodeURIComponent(route.slice("#/queue/".length)));
     else if (route === "#/outgoing") await drawOutgoing();
     else if (route === "#/triggers") await drawTriggers();
+    else if (route === "#/cluster") await drawCluster();
     else await drawQueues();
     const st = await api("GET", "/api/status");
     document.getElementById("server").textContent =
@@ -222,5 +257,6 @@ async function refresh() {
 }
 
 window.addEventListener("hashchange", refresh);
+showClusterLink();
 refresh();
 setInterval(refresh, 2000);
