@@ -275,8 +275,10 @@ pub fn parse(content_type: &str, body: &Bytes) -> Result<Srmp, Malformed> {
         .to_owned();
     if let Some(rev) = child(path, "rev") {
         if let Some(via) = text_of(rev, "via") {
+            // URL schemes are case-insensitive (`HTTP://` is what MSMQ's names print).
+            let scheme = via.get(..8).unwrap_or(via).to_ascii_lowercase();
             m.response = Some(
-                if via.starts_with("http://") || via.starts_with("https://") {
+                if scheme.starts_with("http://") || scheme.starts_with("https://") {
                     format!("DIRECT={via}")
                 } else {
                     via.strip_prefix("MSMQ:").unwrap_or(via).to_owned()
@@ -435,6 +437,159 @@ impl Srmp {
             },
         ))
     }
+}
+
+/// Escapes text for an XML element or attribute.
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Milliseconds since 1970 as an SRMP time (`20070719T031140`, UTC, whole seconds).
+fn srmp_time_text(ms: u64) -> String {
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]");
+    let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| "20380119T031407".to_owned())
+}
+
+/// `msg` as SRMP for the destination URL `to` (`http://host/msmq/private$/q`): the content
+/// type and the body of the POST. A transactional message goes in `stream`, the first of its
+/// stream naming where its receipts go. The inverse of [`parse`] for every property SRMP
+/// carries (times to the second).
+pub fn serialize(
+    msg: &Message,
+    to: &str,
+    stream: Option<(&Stream, Option<&str>)>,
+) -> (String, Vec<u8>) {
+    let id = msg.id();
+    let guid = id.qm_guid();
+    let boundary = format!("MSMQ - SOAP boundary, {}", id.ordinal() % 100_000);
+    let mut env = String::with_capacity(1024);
+    env.push_str(r#"<se:Envelope xmlns:se="http://schemas.xmlsoap.org/soap/envelope/" xmlns="http://schemas.xmlsoap.org/srmp/"><se:Header>"#);
+    env.push_str(r#"<path xmlns="http://schemas.xmlsoap.org/rp/" se:mustUnderstand="1">"#);
+    env.push_str(&format!(
+        "<action>MSMQ:{}</action><to>{}</to><id>uuid:{}@{guid}</id>",
+        xml_escape(&msg.label),
+        xml_escape(to),
+        id.ordinal()
+    ));
+    if let Some(r) = &msg.response_queue {
+        let r = r.to_string();
+        let via = match r.get(..7) {
+            Some(p)
+                if p.eq_ignore_ascii_case("DIRECT=")
+                    && r[7..].to_ascii_lowercase().starts_with("http") =>
+            {
+                r[7..].to_owned()
+            }
+            _ => format!("MSMQ:{r}"),
+        };
+        env.push_str(&format!("<rev><via>{}</via></rev>", xml_escape(&via)));
+    }
+    env.push_str("</path>");
+    let sent = msg.sent_time().0;
+    let ttrq = msg
+        .time_to_reach_queue
+        .map_or(u64::from(u32::MAX >> 1) * 1000, |d| {
+            sent.saturating_add(d.as_millis() as u64)
+        });
+    env.push_str(&format!(
+        r#"<properties se:mustUnderstand="1"><expiresAt>{}</expiresAt><sentAt>{}</sentAt></properties>"#,
+        srmp_time_text(ttrq),
+        srmp_time_text(sent)
+    ));
+    if msg.delivery == Delivery::Recoverable && stream.is_none() {
+        env.push_str(r#"<services se:mustUnderstand="1"><durable/></services>"#);
+    }
+    if let Some((s, receipts)) = stream {
+        env.push_str(&format!(
+            r#"<stream se:mustUnderstand="1"><streamId>uid:{guid}\{}</streamId><current>{}</current>"#,
+            xml_escape(&s.id),
+            s.current
+        ));
+        if let Some(p) = s.previous {
+            env.push_str(&format!("<previous>{p}</previous>"));
+        }
+        if let Some(url) = receipts {
+            env.push_str(&format!(
+                "<start><sendReceiptsTo>{}</sendReceiptsTo></start>",
+                xml_escape(url)
+            ));
+        }
+        env.push_str("</stream>");
+    }
+    env.push_str(&format!(
+        r#"<Msmq xmlns="msmq.namespace.xml"><Class>{}</Class><Priority>{}</Priority>"#,
+        msg.class().0,
+        msg.priority
+    ));
+    if msg.journal.contains(JournalFlags::JOURNAL) {
+        env.push_str("<Journal/>");
+    }
+    if msg.journal.contains(JournalFlags::DEADLETTER) {
+        env.push_str("<DeadLetter/>");
+    }
+    if let Some(c) = &msg.correlation_id {
+        env.push_str(&format!(
+            "<Correlation>{}</Correlation>",
+            base64::engine::general_purpose::STANDARD.encode(c.as_bytes())
+        ));
+    }
+    env.push_str(&format!(
+        "<App>{}</App><BodyType>{}</BodyType><SourceQmGuid>{}</SourceQmGuid><TTrq>{}</TTrq></Msmq>",
+        msg.app_specific,
+        msg.body_type,
+        msg.source_machine(),
+        srmp_time_text(ttrq)
+    ));
+    env.push_str("</se:Header><se:Body></se:Body></se:Envelope>");
+    let mut body = Vec::with_capacity(env.len() + msg.body.len() + 512);
+    let part = |body: &mut Vec<u8>, headers: &str, content: &[u8]| {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\n{headers}Content-Length: {}\r\n\r\n",
+                content.len()
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    };
+    part(
+        &mut body,
+        "Content-Type: text/xml; charset=UTF-8\r\n",
+        env.as_bytes(),
+    );
+    part(
+        &mut body,
+        &format!("Content-Type: application/octet-stream\r\nContent-Id: body@{guid}\r\n"),
+        &msg.body,
+    );
+    if !msg.extension.is_empty() {
+        part(
+            &mut body,
+            &format!("Content-Type: application/octet-stream\r\nContent-Id: extension@{guid}\r\n"),
+            &msg.extension,
+        );
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (
+        format!(r#"multipart/related; boundary="{boundary}"; type=text/xml"#),
+        body,
+    )
 }
 
 fn srmp_refusal(
@@ -604,5 +759,117 @@ async fn receive(
             _ => (StatusCode::OK, [(header::CONTENT_LENGTH, "0")]).into_response(),
         },
         Err(e) => ApiError(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mqcore::message::Acknowledge;
+
+    fn sample(label: &str, body: &[u8]) -> Message {
+        let mut m = Message::new(Bytes::copy_from_slice(body));
+        m.label = label.to_owned();
+        m.priority = 6;
+        m.app_specific = 0xDEAD_BEEF;
+        m.body_type = 17;
+        m.correlation_id = Some(MessageId([9; 20]));
+        m.journal = JournalFlags(JournalFlags::JOURNAL.0 | JournalFlags::DEADLETTER.0);
+        m.delivery = Delivery::Recoverable;
+        m.acknowledge = Acknowledge::NONE;
+        m.response_queue = Some(Arc::new(
+            QueueName::parse("DIRECT=HTTP://machine1/msmq/private$/replies").unwrap(),
+        ));
+        arriving(
+            m,
+            Origin {
+                id: MessageId::new(
+                    "6a74a825-57b2-43e5-9d34-f1d8b2b8950a".parse().unwrap(),
+                    4242,
+                ),
+                class: MessageClass::NORMAL,
+                sent: Timestamp(1_181_321_059_123),
+                source: "6a74a825-57b2-43e5-9d34-f1d8b2b8950a".parse().unwrap(),
+                destination: None,
+                transactional: false,
+            },
+        )
+    }
+
+    /// What survives SRMP: every property it carries, times to the second.
+    fn carried(m: &Message) -> impl PartialEq + std::fmt::Debug {
+        (
+            (m.id(), m.label.clone(), m.body.clone(), m.extension.clone()),
+            (m.priority, m.app_specific, m.body_type, m.correlation_id),
+            (
+                m.journal,
+                m.delivery,
+                m.source_machine(),
+                m.sent_time().0 / 1000,
+            ),
+            m.response_queue
+                .as_ref()
+                .map(|q| q.to_string().to_lowercase()),
+        )
+    }
+
+    #[test]
+    fn our_own_srmp_parses_back_to_the_same_message() {
+        let to = "http://machine2/msmq/private$/orders";
+        for (label, body) in [
+            ("plain", &b"hello"[..]),
+            ("<tags> & \"quotes\" 'too'", &b"\x00\x01binary\xff"[..]),
+            ("", &b""[..]),
+            (
+                "boundary inside",
+                &b"--MSMQ - SOAP boundary, 4242\r\n--MSMQ - SOAP boundary, 4242--"[..],
+            ),
+        ] {
+            let mut m = sample(label, body);
+            m.extension = Bytes::from_static(b"ext");
+            let (ctype, wire) = serialize(&m, to, None);
+            let back = parse(&ctype, &Bytes::from(wire)).expect("our own output parses");
+            assert_eq!(back.to, to);
+            let dest = QueueName::parse(&back.destination()).unwrap();
+            let again = back.message(Some(dest)).unwrap();
+            assert_eq!(carried(&again), carried(&m), "{label:?}");
+        }
+    }
+
+    #[test]
+    fn a_stream_message_round_trips_with_its_numbers() {
+        let m = sample("in a stream", b"tx");
+        let stream = Stream {
+            id: "4839986701558349830".into(),
+            current: 7,
+            previous: Some(6),
+        };
+        let (ctype, wire) = serialize(
+            &m,
+            "http://machine2/msmq/private$/t",
+            Some((&stream, Some("http://machine1/msmq/private$/order_queue$"))),
+        );
+        let back = parse(&ctype, &Bytes::from(wire)).unwrap();
+        assert_eq!(back.stream, Some(stream));
+        assert!(back.message(None).unwrap().is_transactional());
+    }
+
+    #[test]
+    fn refusals_say_what_is_wrong() {
+        let cases = [
+            ("multipart/related", &b"x"[..], "without a boundary"),
+            (
+                "multipart/related; boundary=B",
+                b"no delimiter",
+                "no multipart delimiter",
+            ),
+            ("text/plain", b"", "not `text/plain`"),
+            ("text/xml", b"<a/>", "not a SOAP Envelope"),
+            ("text/xml", b"<!DOCTYPE x><Envelope/>", "no DTD"),
+        ];
+        for (ctype, body, says) in cases {
+            let e = parse(ctype, &Bytes::copy_from_slice(body)).unwrap_err();
+            assert!(e.0.contains(says), "{ctype}: {:?}", e.0);
+        }
     }
 }
