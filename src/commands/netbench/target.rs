@@ -198,7 +198,21 @@ mod tests {
         );
         assert!(parse_target("mqemu://host:0").is_err());
         assert!(parse_target("mqemu://").is_err());
-        assert!(parse_target("http://host").is_err());
+        assert!(parse_target("ftp://host").is_err());
+    }
+
+    #[test]
+    fn parses_http_targets() {
+        let Target::Http(h) = parse_target("http://127.0.0.1:18080/").unwrap() else {
+            panic!("an http:// target is mqemu's HTTP face");
+        };
+        assert_eq!(h.kind(), "http");
+        assert!(parse_target("http://").is_err());
+        assert!(parse_target("http://h:1/api").is_err());
+        let Target::Http(r) = parse_target("rabbitmq-http://u:p@h/%2f").unwrap() else {
+            panic!("a rabbitmq-http:// target is RabbitMQ's management API");
+        };
+        assert_eq!(r.kind(), "rabbitmq-http");
     }
 
     #[test]
