@@ -218,13 +218,8 @@ pub fn online(def: &ResourceDef, ctx: &mut GroupCtx) -> Result<Running> {
             };
             let stopper = server.stopper();
             if let Some(http_port) = http_port {
-                if let Err(e) = start_http(
-                    ctx,
-                    &qm,
-                    SocketAddr::new(ip, *http_port),
-                    &stopper,
-                    &transfer,
-                ) {
+                let at = SocketAddr::new(ip, *http_port);
+                if let Err(e) = start_http(ctx, &qm, at, &server, &transfer) {
                     stopper.stop();
                     transfer.stop();
                     return Err(e);
@@ -338,7 +333,7 @@ fn start_http(
     ctx: &GroupCtx,
     qm: &QueueManager,
     at: SocketAddr,
-    stopper: &Stopper,
+    server: &Server,
     transfer: &TransferService,
 ) -> Result<()> {
     let status = ctx.status.clone();
@@ -350,6 +345,7 @@ fn start_http(
                 status().map_err(|e| Error::new(ErrorCode::ServiceNotAvailable, e.to_string()))?;
             serde_json::to_value(s).map_err(|e| Error::new(ErrorCode::Error, e.to_string()))
         })),
+        native: Some(server.counts()),
         ..mqnet::http::HttpConfig::default()
     };
     let http = ctx
@@ -361,7 +357,7 @@ fn start_http(
                 format!("cannot listen for HTTP on {at}: {e}"),
             ))
         })?;
-    let stopped = stopper.stopped();
+    let stopped = server.stopper().stopped();
     ctx.rt.spawn(async move {
         if let Err(e) = http.run(stopped).await {
             tracing::error!(error = %e, "virtual server's HTTP face stopped");
@@ -376,7 +372,7 @@ fn start_http(
     _ctx: &GroupCtx,
     _qm: &QueueManager,
     at: SocketAddr,
-    _stopper: &Stopper,
+    _server: &Server,
     _transfer: &TransferService,
 ) -> Result<()> {
     Err(ClusterError::Engine(Error::new(

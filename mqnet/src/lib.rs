@@ -40,5 +40,5 @@ pub use client::{
 };
 pub use http_action::HttpAction;
 pub use proto::{Stats, TriggerRequest, TriggerView, DEFAULT_PORT};
-pub use server::{Server, ServerConfig, Stopper, TriggerService};
+pub use server::{Server, ServerConfig, ServerCounts, Stopper, TriggerService};
 pub use transfer::{TransferConfig, TransferService};

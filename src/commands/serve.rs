@@ -175,6 +175,7 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
             Some(http_addr) => {
                 let http_config = mqnet::http::HttpConfig {
                     auth: Auth::new(config.users.clone()),
+                    native: Some(server.counts()),
                     transfer: Some(transfer.clone()),
                     triggers: triggers
                         .clone()

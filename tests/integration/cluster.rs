@@ -624,19 +624,18 @@ fn a_virtual_servers_http_face_reports_the_cluster_and_fails_over_with_it() {
             Err(_) => (0, serde_json::Value::Null),
         }
     };
-    let (s, st) = call("GET", "/api/cluster", None);
-    assert_eq!(s, 200, "{st}");
+    // The page reads the states the nodes publish, a beat behind their own view.
+    let (st, vs1) = c.wait("/api/cluster to show VS1 online on NODE1", || {
+        let (s, st) = call("GET", "/api/cluster", None);
+        assert_eq!(s, 200, "{st}");
+        let vs1 = st["groups"]
+            .as_array()?
+            .iter()
+            .find(|g| g["name"] == "VS1")?
+            .clone();
+        (vs1["owner"] == "NODE1" && vs1["state"] == "Online").then_some((st, vs1))
+    });
     assert_eq!(st["clustered"], true);
-    let vs1 = st["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == "VS1")
-        .unwrap();
-    assert_eq!(
-        (vs1["owner"].as_str(), vs1["state"].as_str()),
-        (Some("NODE1"), Some("Online"))
-    );
     assert!(
         vs1["resources"]
             .as_array()
@@ -690,4 +689,22 @@ fn a_virtual_servers_http_face_reports_the_cluster_and_fails_over_with_it() {
         .unwrap();
     assert_eq!(vs1["owner"].as_str(), Some("NODE2"));
     assert_eq!(vs1["failover_count"], 1);
+    // The scrape says the same, once the states published have caught up.
+    let expected = [
+        "mqemu_cluster_node_up{node=\"NODE1\"} 0",
+        "mqemu_cluster_node_up{node=\"NODE2\"} 1",
+        "mqemu_cluster_group_online{group=\"VS1\",owner=\"NODE2\"} 1",
+        "mqemu_cluster_failovers_total{group=\"VS1\"} 1",
+    ];
+    let mut text = String::new();
+    c.wait("the scrape to show VS1 online on NODE2", || {
+        text = agent
+            .get(&format!("{base}/metrics"))
+            .call()
+            .ok()?
+            .body_mut()
+            .read_to_string()
+            .ok()?;
+        expected.iter().all(|l| text.contains(l)).then_some(())
+    });
 }

@@ -797,6 +797,45 @@ fn health_readiness_status_and_metrics() {
         "{text}"
     );
     assert!(text.contains("# TYPE mqemu_http_requests_total counter"));
+    for line in [
+        "mqemu_queue_messages_arrived_total{queue=\"localhost\\\\private$\\\\orders\"} 2",
+        "mqemu_queue_messages_removed_total{queue=\"localhost\\\\private$\\\\orders\"} 1",
+        "mqemu_dead_letter_messages{queue=\"DEADLETTER\"} 0",
+        "mqemu_nacks_total 0",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+
+    // A message received under an open transaction is locked, not ready, until it ends.
+    api.post(
+        "/api/queues",
+        json!({"path": "jobs", "transactional": true}),
+    );
+    api.post("/api/queues/jobs/messages?tx=single", json!({"body": "1"}));
+    api.post("/api/queues/jobs/messages?tx=single", json!({"body": "2"}));
+    let tx = api.post_empty("/api/transactions").1["id"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        api.post_empty(&format!("/api/queues/jobs/receive?tx={tx}"))
+            .0,
+        200
+    );
+    let jobs = api.get("/api/queues/jobs").1;
+    assert_eq!(
+        (jobs["messages"].clone(), jobs["locked_messages"].clone()),
+        (json!(2), json!(1))
+    );
+    let text = api.get("/metrics").1;
+    let text = text.as_str().unwrap();
+    for line in [
+        "mqemu_queue_messages_ready{queue=\"localhost\\\\private$\\\\jobs\"} 1",
+        "mqemu_queue_messages_locked{queue=\"localhost\\\\private$\\\\jobs\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    api.post_empty(&format!("/api/transactions/{tx}/abort"));
+    assert_eq!(api.get("/api/queues/jobs").1["locked_messages"], json!(0));
 }
 
 /// Shutdown stops the listener, answers `/readyz` no more, and aborts the transactions still
@@ -876,14 +915,43 @@ fn a_server_serves_http_beside_the_native_protocol() {
     assert_eq!(resp.status().as_u16(), 201);
     let client = mqemu::net::BlockingClient::connect(&native).unwrap();
     let q = client.open(r".\private$\both").unwrap();
-    q.send(Message::new("native"), mqemu::net::Tx::None)
-        .unwrap();
+    q.send(
+        Message::new("native").with_delivery(mqemu::Delivery::Recoverable),
+        mqemu::net::Tx::None,
+    )
+    .unwrap();
     let mut resp = agent
         .post(&format!("http://{http}/api/queues/both/receive"))
         .send_empty()
         .unwrap();
     let m: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(m["body"], "native");
+    // The scrape counts the native connection and the log's group commits.
+    let text = agent
+        .get(&format!("http://{http}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
+    };
+    assert_eq!(value("mqemu_connections"), 1.0);
+    assert!(value("mqemu_connections_accepted_total") >= 1.0);
+    assert!(value("mqemu_requests_total") >= 2.0, "open and send");
+    assert!(
+        value("mqemu_log_batch_records_count") >= 1.0,
+        "the send's batch"
+    );
+    assert!(value("mqemu_log_sync_seconds_count") >= 1.0);
+    assert_eq!(
+        value("mqemu_log_batch_records_bucket{le=\"+Inf\"}"),
+        value("mqemu_log_batch_records_count")
+    );
+    drop(client);
     let _ = child.kill();
     let _ = child.wait();
 }

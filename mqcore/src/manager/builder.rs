@@ -352,6 +352,7 @@ impl Builder {
         let system = |q| Store::linked(StoreRef::System(q), false, cold.as_ref());
         let timer = Timer::start(self.clock.clone());
         Arc::new(Inner {
+            nacks: std::sync::atomic::AtomicU64::new(0),
             name,
             addresses: self.addresses,
             hosts: self.hosts,

@@ -52,6 +52,9 @@ use crate::tx::{Coordinator, Transaction, Tx, TxKind};
 
 /// The shared state behind a [`QueueManager`] and every handle and transaction it gave out.
 pub(crate) struct Inner {
+    /// Failures that earn a negative acknowledgement (expiry, purge, deletion, refusal,
+    /// rejection) since start, whether or not their senders asked for one.
+    pub(crate) nacks: std::sync::atomic::AtomicU64,
     name: String,
     /// The addresses `DIRECT=TCP:` names reach this queue manager at (normalized); empty: the
     /// loopback addresses.
@@ -375,9 +378,9 @@ impl QueueManager {
     }
 
     fn info(q: &QueueInner) -> QueueInfo {
-        let (message_count, bytes) = {
+        let (message_count, locked_count, bytes) = {
             let s = q.store.lock();
-            (s.len(), s.bytes())
+            (s.len(), s.locked_len(), s.bytes())
         };
         let mut subqueues: Vec<String> = q.subqueues().values().map(|(n, _)| n.clone()).collect();
         subqueues.sort();
@@ -386,10 +389,19 @@ impl QueueManager {
             id: q.id,
             props: q.props(),
             message_count,
+            locked_count,
             bytes,
             journal_count: q.journal.lock().len(),
             subqueues,
+            arrived_total: q.store.arrivals(),
         }
+    }
+
+    /// Failures that earn a negative acknowledgement (NACK classes: expiry, purge, deletion,
+    /// refusal, rejection) since the queue manager started, whether or not their senders asked
+    /// for acknowledgements: what a monitor alerts on.
+    pub fn nack_total(&self) -> u64 {
+        self.inner.nacks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every private queue, by name.

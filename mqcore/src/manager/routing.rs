@@ -75,6 +75,10 @@ impl Inner {
     /// that kind. Acknowledgements go only to local non-transactional queues (MSMQ sends them as
     /// non-transactional messages); others are dropped with a log line.
     pub(crate) fn acknowledge(&self, orig: &Message, class: MessageClass, eff: &mut Step) {
+        if class.is_nack() {
+            self.nacks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let Some(admin) = &orig.admin_queue else {
             return;
         };

@@ -64,6 +64,12 @@ impl Queue {
         matches!(self.target, Opened::Remote(_))
     }
 
+    /// Messages that entered this store since the queue manager started (recovered ones
+    /// included): with [`Queue::len`], how many have left it.
+    pub fn arrivals(&self) -> Result<u64> {
+        Ok(self.store()?.arrivals())
+    }
+
     /// The name this handle was opened with.
     pub fn name(&self) -> &QueueName {
         &self.name

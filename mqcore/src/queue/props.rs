@@ -86,12 +86,21 @@ pub struct QueueInfo {
     pub props: QueueProps,
     /// Messages in the queue, locked ones included (`PROPID_MGMT_QUEUE_MESSAGE_COUNT`).
     pub message_count: usize,
+    /// Of those, the ones locked to a transaction that received them (or to a receive in
+    /// flight): invisible to other receivers until it commits or aborts. The rest are ready.
+    #[serde(default)]
+    pub locked_count: usize,
     /// Bytes counted against the quota (`PROPID_MGMT_QUEUE_BYTES_IN_QUEUE`).
     pub bytes: u64,
     /// Messages in its journal.
     pub journal_count: usize,
     /// Names of its subqueues (`PROPID_MGMT_QUEUE_SUBQUEUE_NAMES`).
     pub subqueues: Vec<String>,
+    /// Messages that entered the queue since the queue manager started (recovered ones
+    /// included). Less `message_count`, what left it: received, purged, expired, or moved to a
+    /// subqueue.
+    #[serde(default)]
+    pub arrived_total: u64,
 }
 
 /// How to find a message for `MQReceiveMessageByLookupId`. Lookup ids grow in arrival order, so

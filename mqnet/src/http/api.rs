@@ -106,6 +106,8 @@ pub struct QueueView {
     pub authenticate: bool,
     /// Messages in the queue, those locked under transactions included.
     pub messages: usize,
+    /// Of those, the ones locked under transactions not yet ended (the rest are ready).
+    pub locked_messages: usize,
     /// Bytes counted against the quota.
     pub bytes: u64,
     /// Messages in its journal.
@@ -127,6 +129,7 @@ impl From<QueueInfo> for QueueView {
             base_priority: i.props.base_priority,
             authenticate: i.props.authenticate,
             messages: i.message_count,
+            locked_messages: i.locked_count,
             bytes: i.bytes,
             journal_messages: i.journal_count,
             subqueues: i.subqueues,

@@ -67,6 +67,8 @@ pub struct HttpConfig {
     /// When the server is a cluster's virtual server: the cluster's status (nodes, groups,
     /// their resources and owners), read on each request.
     pub cluster: Option<ClusterView>,
+    /// The native-protocol server beside this listener, whose connections the metrics report.
+    pub native: Option<crate::server::ServerCounts>,
 }
 
 /// Reads a cluster's status as JSON (mqcluster's `ClusterStatus`), for `/api/cluster`.
@@ -93,6 +95,7 @@ impl Default for HttpConfig {
             transfer: None,
             triggers: TriggerService::default(),
             cluster: None,
+            native: None,
         }
     }
 }

@@ -20,6 +20,7 @@ use utoipa_axum::routes;
 use super::problem::Problem;
 use super::{AppState, Caller};
 use crate::auth::key_of;
+use mqcore::storage::WalStats;
 
 pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
@@ -120,6 +121,76 @@ async fn status(State(state): State<Arc<AppState>>, _caller: Caller) -> Json<Sta
     })
 }
 
+/// A histogram from per-bucket counts (`counts[i]` at most `bounds[i]`, the last above them
+/// all), written cumulatively as the text format wants.
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[String],
+    counts: &[u64],
+    sum: f64,
+) {
+    family(out, name, "histogram", help);
+    let mut cumulative = 0;
+    for (bound, n) in bounds.iter().zip(counts) {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let total: u64 = counts.iter().sum();
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {total}");
+}
+
+/// Nodes up, groups' owners and failovers, from the cluster's status.
+fn cluster_metrics(out: &mut String, c: &serde_json::Value) {
+    let empty = Vec::new();
+    family(
+        out,
+        "mqemu_cluster_node_up",
+        "gauge",
+        "1 while a cluster node beats within its lease.",
+    );
+    for n in c["nodes"].as_array().unwrap_or(&empty) {
+        let up = u8::from(n["state"] == "Up");
+        let _ = writeln!(
+            out,
+            "mqemu_cluster_node_up{{node=\"{}\"}} {up}",
+            label(n["name"].as_str().unwrap_or(""))
+        );
+    }
+    family(
+        out,
+        "mqemu_cluster_group_online",
+        "gauge",
+        "1 while a virtual server's group is online, labelled with its owner.",
+    );
+    for g in c["groups"].as_array().unwrap_or(&empty) {
+        let online = u8::from(g["state"] == "Online");
+        let _ = writeln!(
+            out,
+            "mqemu_cluster_group_online{{group=\"{}\",owner=\"{}\"}} {online}",
+            label(g["name"].as_str().unwrap_or("")),
+            label(g["owner"].as_str().unwrap_or(""))
+        );
+    }
+    family(
+        out,
+        "mqemu_cluster_failovers_total",
+        "counter",
+        "Failovers of a group since the cluster was created.",
+    );
+    for g in c["groups"].as_array().unwrap_or(&empty) {
+        let _ = writeln!(
+            out,
+            "mqemu_cluster_failovers_total{{group=\"{}\"}} {}",
+            label(g["name"].as_str().unwrap_or("")),
+            g["failover_count"].as_u64().unwrap_or(0)
+        );
+    }
+}
+
 /// Escapes a label value for the text format (backslash, double quote, newline).
 fn label(v: &str) -> String {
     v.replace('\\', r"\\")
@@ -169,6 +240,20 @@ async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> impl Int
     );
     per_queue(
         &mut out,
+        "mqemu_queue_messages_ready",
+        "gauge",
+        "Messages a receiver could take now (not locked under a transaction).",
+        &|q| q.message_count.saturating_sub(q.locked_count) as u64,
+    );
+    per_queue(
+        &mut out,
+        "mqemu_queue_messages_locked",
+        "gauge",
+        "Messages received under a transaction not yet committed or aborted.",
+        &|q| q.locked_count as u64,
+    );
+    per_queue(
+        &mut out,
         "mqemu_queue_bytes",
         "gauge",
         "Bytes counted against the queue's quota.",
@@ -181,6 +266,51 @@ async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> impl Int
         "Messages in the queue's journal.",
         &|q| q.journal_count as u64,
     );
+    per_queue(
+        &mut out,
+        "mqemu_queue_messages_arrived_total",
+        "counter",
+        "Messages that entered the queue since start (recovered ones included).",
+        &|q| q.arrived_total,
+    );
+    per_queue(
+        &mut out,
+        "mqemu_queue_messages_removed_total",
+        "counter",
+        "Messages that left the queue since start: received, purged, expired or moved to a subqueue.",
+        &|q| q.arrived_total.saturating_sub(q.message_count as u64),
+    );
+    let dead: Vec<(&str, Option<mqcore::Queue>)> = ["DEADLETTER", "DEADXACT"]
+        .into_iter()
+        .map(|name| (name, state.qm.open(&format!(r".\system$;{name}")).ok()))
+        .collect();
+    family(
+        &mut out,
+        "mqemu_dead_letter_messages",
+        "gauge",
+        "Messages in a system dead-letter queue.",
+    );
+    for (name, q) in &dead {
+        if let Some(n) = q.as_ref().and_then(|q| q.len().ok()) {
+            let _ = writeln!(out, "mqemu_dead_letter_messages{{queue=\"{name}\"}} {n}");
+        }
+    }
+    family(
+        &mut out,
+        "mqemu_dead_letter_messages_arrived_total",
+        "counter",
+        "Messages dead-lettered since start.",
+    );
+    for (name, q) in &dead {
+        if let Some(n) = q.as_ref().and_then(|q| q.arrivals().ok()) {
+            let _ = writeln!(
+                out,
+                "mqemu_dead_letter_messages_arrived_total{{queue=\"{name}\"}} {n}"
+            );
+        }
+    }
+    family(&mut out, "mqemu_nacks_total", "counter", "Failures that earn a negative acknowledgement (expiry, purge, deletion, refusal, rejection), asked for or not.");
+    let _ = writeln!(out, "mqemu_nacks_total {}", state.qm.nack_total());
     let outgoing = match &state.config.transfer {
         Some(t) => t.outgoing(),
         None => crate::transfer::outgoing_without_service(&state.qm),
@@ -236,6 +366,59 @@ async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> impl Int
             "Segment files the write-ahead log holds.",
         );
         let _ = writeln!(out, "mqemu_log_segments {segments}");
+        let bounds: Vec<String> = WalStats::BATCH_BOUNDS.iter().map(u64::to_string).collect();
+        histogram(
+            &mut out,
+            "mqemu_log_batch_records",
+            "Records per write-ahead log batch (group commit: records sharing one fdatasync).",
+            &bounds,
+            &log.batch_records,
+            log.records as f64,
+        );
+        let bounds: Vec<String> = WalStats::SYNC_BOUNDS_US
+            .iter()
+            .map(|us| format!("{}", *us as f64 / 1e6))
+            .collect();
+        histogram(
+            &mut out,
+            "mqemu_log_sync_seconds",
+            "Time to write and fdatasync one log batch: what every commit in it waited at least.",
+            &bounds,
+            &log.sync_micros,
+            log.sync_micros_sum as f64 / 1e6,
+        );
+    }
+    if let Some(n) = &state.config.native {
+        family(
+            &mut out,
+            "mqemu_connections",
+            "gauge",
+            "Native-protocol connections open.",
+        );
+        let _ = writeln!(out, "mqemu_connections {}", n.connections());
+        family(
+            &mut out,
+            "mqemu_connections_accepted_total",
+            "counter",
+            "Native-protocol connections accepted since start.",
+        );
+        let _ = writeln!(
+            out,
+            "mqemu_connections_accepted_total {}",
+            n.connections_total()
+        );
+        family(
+            &mut out,
+            "mqemu_requests_total",
+            "counter",
+            "Native-protocol requests answered since start.",
+        );
+        let _ = writeln!(out, "mqemu_requests_total {}", n.requests_total());
+    }
+    if let Some(view) = state.config.cluster.clone() {
+        if let Ok(Ok(c)) = tokio::task::spawn_blocking(move || view()).await {
+            cluster_metrics(&mut out, &c);
+        }
     }
     family(
         &mut out,

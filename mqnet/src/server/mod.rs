@@ -130,6 +130,35 @@ struct Shared {
     started: Instant,
 }
 
+/// A running server's counters (clone it into a monitor).
+#[derive(Clone)]
+pub struct ServerCounts(Arc<Shared>);
+
+impl ServerCounts {
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.0.connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted since start.
+    pub fn connections_total(&self) -> u64 {
+        self.0.connections_total.load(Ordering::Relaxed)
+    }
+
+    /// Requests answered since start.
+    pub fn requests_total(&self) -> u64 {
+        self.0.requests_total.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for ServerCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCounts")
+            .field("connections", &self.connections())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A bound server, not yet running.
 pub struct Server {
     listener: TcpListener,
@@ -182,6 +211,11 @@ impl Server {
     /// The address it listens on (the real port when bound to port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// A handle on the server's counters, for a monitor beside it (the HTTP face's metrics).
+    pub fn counts(&self) -> ServerCounts {
+        ServerCounts(self.shared.clone())
     }
 
     /// A handle that stops [`Server::run`].

@@ -379,7 +379,7 @@ impl Store {
     }
 
     /// How many sends and publishes there have been (see `arrivals`).
-    pub(super) fn arrivals(&self) -> u64 {
+    pub(crate) fn arrivals(&self) -> u64 {
         self.arrivals.load(Ordering::Relaxed)
     }
 

@@ -166,6 +166,12 @@ impl State {
         self.visible.len() + self.locked.len() + self.cold.len()
     }
 
+    /// Number of messages locked: to a transaction that received them, or to a receive in
+    /// flight. Counted in [`State::len`], invisible to other receivers.
+    pub(crate) fn locked_len(&self) -> usize {
+        self.locked.len()
+    }
+
     /// Number of visible messages held only as log positions.
     pub(crate) fn cold_len(&self) -> usize {
         self.cold.len()

@@ -264,13 +264,14 @@ impl Writer {
                 std::mem::swap(&mut batch, &mut state.buffer);
                 state.buffered_to
             };
+            let began = std::time::Instant::now();
             let result = self.write_batch(&batch);
+            let micros = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
             batch.clear();
             let mut state = lock(&self.shared.state);
             let failed = match result {
                 Ok(records) => {
-                    state.stats.records += records;
-                    state.stats.syncs += 1;
+                    state.stats.batch(records, micros);
                     self.shared.durable_to.store(upto, Ordering::Release);
                     false
                 }

@@ -164,6 +164,32 @@ pub struct WalStats {
     pub records: u64,
     /// Batches written (one fdatasync each).
     pub syncs: u64,
+    /// Batches by how many records they held (group commit): `batch_records[i]` counts those
+    /// with at most [`WalStats::BATCH_BOUNDS`]`[i]` records and more than the bound before; the
+    /// last, those with more than every bound.
+    pub batch_records: [u64; 10],
+    /// Batches by how long their write and fdatasync took, by [`WalStats::SYNC_BOUNDS_US`] as
+    /// `batch_records` is by its bounds.
+    pub sync_micros: [u64; 10],
+    /// The sum of every batch's write and fdatasync time, in microseconds.
+    pub sync_micros_sum: u64,
+}
+
+impl WalStats {
+    /// Upper bounds of `batch_records`' buckets, in records.
+    pub const BATCH_BOUNDS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+    /// Upper bounds of `sync_micros`' buckets, in microseconds.
+    pub const SYNC_BOUNDS_US: [u64; 9] = [50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000];
+
+    /// Counts one batch of `records` that took `micros` to write and sync.
+    pub(super) fn batch(&mut self, records: u64, micros: u64) {
+        let bucket = |bounds: &[u64; 9], v: u64| bounds.iter().position(|&b| v <= b).unwrap_or(9);
+        self.records += records;
+        self.syncs += 1;
+        self.batch_records[bucket(&Self::BATCH_BOUNDS, records)] += 1;
+        self.sync_micros[bucket(&Self::SYNC_BOUNDS_US, micros)] += 1;
+        self.sync_micros_sum += micros;
+    }
 }
 
 impl Wal {

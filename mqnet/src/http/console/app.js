@@ -81,6 +81,7 @@ async function drawQueues() {
     return el("tr", { "data-queue": q.path, onclick: () => { location.hash = "#/queue/" + enc(q.path); } },
       el("td", { class: "name" }, q.path),
       el("td", { class: "num messages" }, String(q.messages)),
+      el("td", { class: "num locked" }, String(q.locked_messages)),
       el("td", { class: "num" }, rate),
       el("td", { class: "num" }, String(q.bytes)),
       el("td", { class: "num" }, String(q.journal_messages)),
@@ -90,7 +91,7 @@ async function drawQueues() {
   });
   view.replaceChildren(
     el("h2", {}, "Queues"),
-    table(["Queue", { label: "Messages", num: true }, { label: "Change /s", num: true }, { label: "Bytes", num: true },
+    table(["Queue", { label: "Messages", num: true }, { label: "Locked", num: true }, { label: "Change /s", num: true }, { label: "Bytes", num: true },
       { label: "Journal", num: true }, "Transactional", "Subqueues", "Label"], rows, "queues"));
 }
 
@@ -117,7 +118,7 @@ async function drawQueue(name) {
   const shown = list.messages.find(m => m.lookup_id === selected);
   view.replaceChildren(
     el("h2", {}, name),
-    info ? el("p", { class: "muted" }, `${info.messages} messages · ${info.bytes} bytes · journal ${info.journal_messages}` +
+    info ? el("p", { class: "muted" }, `${info.messages} messages (${info.locked_messages} locked) · ${info.bytes} bytes · journal ${info.journal_messages}` +
       (info.subqueues.length ? " · subqueues: " : ""), ...info.subqueues.map(s =>
         el("a", { href: "#/queue/" + enc(name.split(";")[0] + ";" + s) }, s + " "))) : "",
     actions,
