@@ -20,7 +20,6 @@ use utoipa_axum::routes;
 use super::problem::Problem;
 use super::{AppState, Caller};
 use crate::auth::key_of;
-use mqcore::storage::WalStats;
 
 pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
@@ -366,7 +365,7 @@ async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> impl Int
             "Segment files the write-ahead log holds.",
         );
         let _ = writeln!(out, "mqemu_log_segments {segments}");
-        let bounds: Vec<String> = WalStats::BATCH_BOUNDS.iter().map(u64::to_string).collect();
+        let bounds: Vec<String> = log.batch_bounds().iter().map(u64::to_string).collect();
         histogram(
             &mut out,
             "mqemu_log_batch_records",
@@ -375,7 +374,8 @@ async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> impl Int
             &log.batch_records,
             log.records as f64,
         );
-        let bounds: Vec<String> = WalStats::SYNC_BOUNDS_US
+        let bounds: Vec<String> = log
+            .sync_bounds_us()
             .iter()
             .map(|us| format!("{}", *us as f64 / 1e6))
             .collect();

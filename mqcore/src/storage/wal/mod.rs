@@ -181,6 +181,16 @@ impl WalStats {
     /// Upper bounds of `sync_micros`' buckets, in microseconds.
     pub const SYNC_BOUNDS_US: [u64; 9] = [50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000];
 
+    /// [`WalStats::BATCH_BOUNDS`], for callers that see the stats and not the storage layer.
+    pub fn batch_bounds(&self) -> &'static [u64; 9] {
+        &Self::BATCH_BOUNDS
+    }
+
+    /// [`WalStats::SYNC_BOUNDS_US`], for callers that see the stats and not the storage layer.
+    pub fn sync_bounds_us(&self) -> &'static [u64; 9] {
+        &Self::SYNC_BOUNDS_US
+    }
+
     /// Counts one batch of `records` that took `micros` to write and sync.
     pub(super) fn batch(&mut self, records: u64, micros: u64) {
         let bucket = |bounds: &[u64; 9], v: u64| bounds.iter().position(|&b| v <= b).unwrap_or(9);
