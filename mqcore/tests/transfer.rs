@@ -149,6 +149,44 @@ fn a_message_whose_predecessor_is_missing_waits() {
     assert_eq!(bodies(&b, ".\\private$\\orders"), ["m0", "m1", "m2"]);
 }
 
+/// SRMP has no withdrawal: a sender that withdrew a message without sending it names, as the
+/// next message's predecessor, the last one it sent; the receiver takes it when it holds that
+/// one (or later), and still waits when it does not.
+#[test]
+fn a_message_may_follow_a_predecessor_before_its_withdrawn_one() {
+    let a = qm_at(A);
+    let b = qm_at(B);
+    b.create_queue(".\\private$\\orders", tx_queue()).unwrap();
+    let dest = a.open(&remote(B, "orders")).unwrap();
+    for i in 0..3 {
+        dest.send(Message::new(format!("m{i}")), Tx::Single)
+            .unwrap();
+    }
+    let out = &a.transfer().outgoing()[0];
+    let mut cursor = out.start();
+    let batch = out.next_batch(&mut cursor, 10, u64::MAX);
+    let send = |i: usize, prev: u64| {
+        let seq = batch[i].seq.map(|s| Seq { n: s.n, prev });
+        let items = vec![Inbound {
+            seq,
+            msg: Some(batch[i].msg.clone()),
+        }];
+        b.transfer()
+            .accept(a.guid(), out.sequence(), out.remote_path(), true, items)
+            .unwrap()
+            .verdicts
+    };
+    let n = |i: usize| batch[i].seq.unwrap().n;
+    // Before the first arrives, a message that follows it waits.
+    assert_eq!(send(2, n(0)), vec![Verdict::Gap]);
+    assert_eq!(send(0, 0), vec![Verdict::Accepted]);
+    // m1 withdrawn unsent: m2 names m0 as its predecessor and is taken.
+    assert_eq!(send(2, n(0)), vec![Verdict::Accepted]);
+    // m1 can no longer come in between.
+    assert_eq!(send(1, n(0)), vec![Verdict::Duplicate]);
+    assert_eq!(bodies(&b, ".\\private$\\orders"), ["m0", "m2"]);
+}
+
 #[test]
 fn a_transaction_mixes_local_and_remote_sends_and_an_abort_sends_nothing() {
     let a = qm_at(A);

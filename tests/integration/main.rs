@@ -14,6 +14,7 @@ mod ocf;
 mod pacemaker;
 mod proxy;
 mod srmp;
+mod srmp_egress;
 mod support;
 mod testing_kit;
 mod transfer;

@@ -20,7 +20,7 @@ use crate::tx::{Dest, StagedSend, Tx};
 
 impl Inner {
     /// What a name on another computer opens: its outgoing queue, created on first use. Only a
-    /// private queue named through a computer name or a TCP address can be reached.
+    /// private queue named through a computer name, a TCP address or an HTTP URL can be reached.
     pub(super) fn remote(&self, name: &QueueName) -> Result<Opened> {
         let host = name.host();
         let refuse = |why: &str| {
@@ -35,10 +35,12 @@ impl Inner {
         let (protocol, computer) = match host {
             Host::Computer(c) => (Protocol::Os, c),
             Host::Address {
-                protocol: Protocol::Tcp,
+                protocol: p @ (Protocol::Tcp | Protocol::Http),
                 address,
-            } => (Protocol::Tcp, address),
-            Host::Address { .. } => return refuse("HTTP names are not reached by transfer yet"),
+            } => (p, address),
+            Host::Address { .. } => {
+                return refuse("HTTPS names are not reached by transfer (HTTP ones are)")
+            }
             _ => return refuse("a computer named by GUID gives no address to send to"),
         };
         let queue = match name.queue() {
@@ -55,12 +57,12 @@ impl Inner {
             }
             _ => return refuse("only private queues are reached on other computers"),
         };
-        let keyword = if protocol == Protocol::Tcp {
-            "TCP"
-        } else {
-            "OS"
+        let direct = match protocol {
+            Protocol::Http => format!("DIRECT=HTTP://{computer}/msmq/private$/{queue}"),
+            Protocol::Tcp => format!("DIRECT=TCP:{computer}\\private$\\{queue}"),
+            _ => format!("DIRECT=OS:{computer}\\private$\\{queue}"),
         };
-        let direct = QueueName::parse(&format!("DIRECT={keyword}:{computer}\\private$\\{queue}"))?;
+        let direct = QueueName::parse(&direct)?;
         Ok(Opened::Remote(self.outgoing_named(direct)?))
     }
 
@@ -72,6 +74,15 @@ impl Inner {
             return Ok(o.clone());
         }
         let (host, queue) = match (direct.host(), direct.queue()) {
+            // One link per host and transport: an HTTP destination is its own host,
+            // `http://host[:port]`, whose link speaks SRMP.
+            (
+                Host::Address {
+                    protocol: Protocol::Http,
+                    address: h,
+                },
+                QueueRef::Private { name: q, .. },
+            ) => (format!("http://{}", h.to_ascii_lowercase()), q.to_owned()),
             (
                 Host::Computer(h) | Host::Address { address: h, .. },
                 QueueRef::Private { name: q, .. },

@@ -743,23 +743,64 @@ async fn receive(
         )
     });
     match reply {
-        Ok(r) => match r.verdicts.first() {
-            Some(Verdict::Rejected(class)) if *class == MessageClass::NACK_Q_EXCEED_QUOTA => {
-                srmp_refusal(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("{dest} is over its quota"),
+        Ok(r) => {
+            let verdict = r.verdicts.first().copied().unwrap_or(Verdict::Gap);
+            let mut response = match verdict {
+                Verdict::Rejected(class) if class == MessageClass::NACK_Q_EXCEED_QUOTA => {
+                    srmp_refusal(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("{dest} is over its quota"),
+                    )
+                    .into_response()
+                }
+                Verdict::Rejected(class) => srmp_refusal(
+                    StatusCode::BAD_REQUEST,
+                    format!("{dest} refused the message (class 0x{:04X})", class.0),
                 )
-                .into_response()
-            }
-            Some(Verdict::Rejected(class)) => srmp_refusal(
-                StatusCode::BAD_REQUEST,
-                format!("{dest} refused the message (class 0x{:04X})", class.0),
-            )
-            .into_response(),
-            _ => (StatusCode::OK, [(header::CONTENT_LENGTH, "0")]).into_response(),
-        },
+                .into_response(),
+                _ => (StatusCode::OK, [(header::CONTENT_LENGTH, "0")]).into_response(),
+            };
+            // What an mqemu sender needs beyond the status (a Windows sender ignores it).
+            let h = response.headers_mut();
+            h.insert(VERDICT, verdict_text(verdict));
+            h.insert(LAST, r.last.into());
+            response
+        }
         Err(e) => ApiError(e).into_response(),
     }
+}
+
+/// The answer's header naming the engine's verdict: `accepted`, `duplicate`, `gap`, `withdrawn`
+/// or `rejected 0xCLASS`. SRMP answers a stream message with a later stream receipt; an mqemu
+/// sender reads this instead, so a message missing its predecessor is never taken as stored.
+pub const VERDICT: header::HeaderName = header::HeaderName::from_static("x-mqemu-verdict");
+/// The answer's header giving the stream's last number the receiver holds.
+pub const LAST: header::HeaderName = header::HeaderName::from_static("x-mqemu-last");
+
+fn verdict_text(v: Verdict) -> header::HeaderValue {
+    match v {
+        Verdict::Accepted => header::HeaderValue::from_static("accepted"),
+        Verdict::Duplicate => header::HeaderValue::from_static("duplicate"),
+        Verdict::Gap => header::HeaderValue::from_static("gap"),
+        Verdict::Withdrawn => header::HeaderValue::from_static("withdrawn"),
+        Verdict::Rejected(c) => format!("rejected 0x{:04X}", c.0)
+            .try_into()
+            .expect("ASCII is a header value"),
+    }
+}
+
+/// The verdict an answer's [`VERDICT`] header names.
+pub fn parse_verdict(text: &str) -> Option<Verdict> {
+    Some(match text.trim() {
+        "accepted" => Verdict::Accepted,
+        "duplicate" => Verdict::Duplicate,
+        "gap" => Verdict::Gap,
+        "withdrawn" => Verdict::Withdrawn,
+        other => {
+            let hex = other.strip_prefix("rejected 0x")?;
+            Verdict::Rejected(MessageClass(u16::from_str_radix(hex, 16).ok()?))
+        }
+    })
 }
 
 #[cfg(test)]

@@ -55,6 +55,22 @@ impl Link {
         self.status.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// `n` messages of the sequence `sequence` are on their way (management's count).
+    #[cfg(feature = "http")]
+    pub(super) fn set_unacked(&self, sequence: &str, n: usize) {
+        self.status()
+            .unacked
+            .insert(sequence.to_ascii_lowercase(), n);
+    }
+
+    /// The destination answered: the failures in a row are over.
+    #[cfg(feature = "http")]
+    pub(super) fn answered(&self) {
+        let mut st = self.status();
+        st.failures = 0;
+        st.last_error = None;
+    }
+
     pub(super) fn resend_now(&self) {
         self.resend.store(true, Ordering::SeqCst);
         self.status().next_attempt = None;
@@ -120,7 +136,7 @@ struct InFlight {
 }
 
 /// Why a session ended.
-enum End {
+pub(super) enum End {
     Stopped,
     /// Nothing to send for a while.
     Idle,
@@ -142,22 +158,10 @@ impl Task {
                 }
                 continue;
             }
-            let end = match self.connect().await {
-                Ok(client) => {
-                    {
-                        let mut st = self.link.status();
-                        st.connected = true;
-                        st.next_attempt = None;
-                    }
-                    let end = self.session(&client).await;
-                    let mut st = self.link.status();
-                    st.connected = false;
-                    // What was in flight is sent again by the next session.
-                    st.unacked.clear();
-                    drop(st);
-                    end
-                }
-                Err(e) => End::Failed(e),
+            let end = if self.link.host.starts_with("http://") {
+                self.http_session().await
+            } else {
+                self.native_session().await
             };
             match end {
                 End::Stopped => return,
@@ -191,7 +195,50 @@ impl Task {
         }
     }
 
-    fn queues(&self) -> Vec<OutgoingQueue> {
+    /// A native-protocol session: connect, then stream.
+    async fn native_session(&mut self) -> End {
+        match self.connect().await {
+            Ok(client) => {
+                self.set_connected(true);
+                let end = self.session(&client).await;
+                self.set_connected(false);
+                end
+            }
+            Err(e) => End::Failed(e),
+        }
+    }
+
+    /// An SRMP session (`http://` hosts): each POST connects as it needs to.
+    async fn http_session(&mut self) -> End {
+        #[cfg(feature = "http")]
+        {
+            self.set_connected(true);
+            let end = self.srmp_session().await;
+            self.set_connected(false);
+            end
+        }
+        #[cfg(not(feature = "http"))]
+        End::Failed(Error::new(
+            ErrorCode::RemoteMachineNotAvailable,
+            format!(
+                "{} is reached over HTTP, which this build leaves out (mqnet feature `http`)",
+                self.link.host
+            ),
+        ))
+    }
+
+    fn set_connected(&self, connected: bool) {
+        let mut st = self.link.status();
+        st.connected = connected;
+        if connected {
+            st.next_attempt = None;
+        } else {
+            // What was in flight is sent again by the next session.
+            st.unacked.clear();
+        }
+    }
+
+    pub(super) fn queues(&self) -> Vec<OutgoingQueue> {
         self.qm.transfer().outgoing_to(&self.link.host)
     }
 
@@ -358,7 +405,11 @@ fn abort(flight: VecDeque<InFlight>, end: End) -> End {
 /// outgoing queue now, and the step's record is awaited and published on a task of its own, so
 /// the link goes on sending meanwhile (a removal not yet durable at a crash only costs a resend,
 /// which the receiver recognizes).
-fn settle(queue: &OutgoingQueue, sent: &[(u64, Option<Seq>)], reply: &Reply) -> Result<(), Error> {
+pub(super) fn settle(
+    queue: &OutgoingQueue,
+    sent: &[(u64, Option<Seq>)],
+    reply: &Reply,
+) -> Result<(), Error> {
     let (result, logged) = mqcore::step::deferred::collect(|| queue.settle(sent, reply));
     if !logged.is_empty() {
         tokio::spawn(async move {

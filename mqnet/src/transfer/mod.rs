@@ -10,6 +10,8 @@
 //! a transactional message.
 
 mod link;
+#[cfg(feature = "http")]
+mod srmp;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

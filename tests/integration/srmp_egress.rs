@@ -1,0 +1,285 @@
+//! SRMP egress between two servers on one machine: sends to `DIRECT=HTTP://host:port/msmq/...`
+//! leave through an outgoing queue and arrive at the other server's HTTP face exactly once and
+//! in order, through connections cut mid-request and mid-answer, after the destination was down,
+//! and a destination that refuses a message has it dead-lettered at the sender.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mqemu::net::http::{HttpConfig, HttpServer};
+use mqemu::testing::{Direction, FaultyProxy};
+use mqemu::{Message, MessageClass, QueueManager, QueueProps, Tx};
+use mqnet::{TransferConfig, TransferService};
+
+use crate::support::{eventually, eventually_async, free_port};
+
+const ORDERS: &str = r".\private$\orders";
+
+/// A queue manager at `ips` (the first is where its HTTP face listens, on `port`), with its
+/// transfer service.
+struct Node {
+    qm: QueueManager,
+    transfer: TransferService,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Node {
+    async fn start(name: &str, ips: &[&str], http_port: Option<u16>) -> Node {
+        let mut b = QueueManager::builder().name(name);
+        for ip in ips {
+            b = b.address(ip);
+        }
+        let qm = b.build();
+        let transfer = TransferService::start(
+            qm.clone(),
+            TransferConfig {
+                resend: TransferConfig::scaled_schedule(1000),
+                batch: 32,
+                connect_timeout: Duration::from_secs(2),
+                ..TransferConfig::default()
+            },
+        );
+        let mut node = Node {
+            qm,
+            transfer,
+            stop: None,
+            task: None,
+        };
+        if let Some(port) = http_port {
+            node.serve(ips[0], port).await;
+        }
+        node
+    }
+
+    async fn serve(&mut self, ip: &str, port: u16) {
+        let config = HttpConfig {
+            transfer: Some(self.transfer.clone()),
+            ..HttpConfig::default()
+        };
+        let server = HttpServer::bind(format!("{ip}:{port}"), self.qm.clone(), config)
+            .await
+            .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.stop = Some(tx);
+        self.task = Some(tokio::spawn(server.run(async {
+            let _ = rx.await;
+        })));
+    }
+
+    async fn stop(mut self) {
+        self.transfer.stop();
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+
+    fn bodies(&self, queue: &str) -> Vec<String> {
+        self.qm
+            .open(queue)
+            .unwrap()
+            .messages()
+            .unwrap()
+            .iter()
+            .map(|m| m.body_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn outgoing_messages(&self) -> usize {
+        self.qm
+            .transfer()
+            .outgoing()
+            .iter()
+            .map(|o| o.info().messages)
+            .sum()
+    }
+}
+
+fn tx_queue() -> QueueProps {
+    QueueProps {
+        transactional: true,
+        ..QueueProps::default()
+    }
+}
+
+/// Sends `n` transactional messages "from".."from+n-1" to `dest`, in transactions of 1 to 10.
+fn send_in_transactions(qm: &QueueManager, dest: &str, from: usize, n: usize) {
+    let q = qm.open(dest).unwrap();
+    let mut i = from;
+    let mut size = 1;
+    while i < from + n {
+        let t = qm.begin();
+        for _ in 0..size {
+            if i == from + n {
+                break;
+            }
+            q.send(Message::new(i.to_string()), Tx::In(&t)).unwrap();
+            i += 1;
+        }
+        t.commit().unwrap();
+        size = size % 10 + 1;
+    }
+}
+
+fn numbers(n: usize) -> Vec<String> {
+    (0..n).map(|i| i.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_messages_cross_over_http_exactly_once_in_order_through_cut_connections() {
+    let port = free_port();
+    // beta's HTTP face is on .3; alpha sends to .4, where the proxy forwards to .3, and beta
+    // knows .4 as its own address (the name alpha used reaches it).
+    let b = Node::start("beta", &["127.0.0.3", "127.0.0.4"], Some(port)).await;
+    b.qm.create_queue(ORDERS, tx_queue()).unwrap();
+    let listen: SocketAddr = format!("127.0.0.4:{port}").parse().unwrap();
+    let upstream: SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
+    let proxy = Arc::new(FaultyProxy::start_on(listen, upstream).unwrap());
+    let a = Node::start("alpha", &["127.0.0.2"], None).await;
+    let dest = format!("DIRECT=HTTP://127.0.0.4:{port}/msmq/private$/orders");
+    // Every answer cut in its headers: beta stores the first message, alpha never hears so
+    // and sends it again and again; once the answers get through, the resends are recognized.
+    proxy.cut_after(Direction::ToClient, 40);
+    {
+        let (qm, dest) = (a.qm.clone(), dest.clone());
+        tokio::task::spawn_blocking(move || send_in_transactions(&qm, &dest, 0, 10))
+            .await
+            .unwrap();
+    }
+    eventually_async("beta stores the first message", async || {
+        !b.bodies(ORDERS).is_empty()
+    })
+    .await;
+    eventually_async("alpha sends it again", async || {
+        a.transfer.outgoing().iter().any(|o| o.resends >= 3)
+    })
+    .await;
+    proxy.heal();
+    let qm = a.qm.clone();
+    let sender = tokio::task::spawn_blocking(move || {
+        for round in 0..29 {
+            send_in_transactions(&qm, &dest, 10 + round * 10, 10);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    // Cut connections in both directions while messages flow: a cut request is sent again, a
+    // cut answer leaves a stored message to be sent again and recognized.
+    let cutter = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            for i in 0..12u64 {
+                let (direction, bytes) = if i % 2 == 0 {
+                    (Direction::ToServer, 100 + i * 531)
+                } else {
+                    (Direction::ToClient, 30 + i * 97)
+                };
+                let before = proxy.stats().cut;
+                proxy.cut_after(direction, bytes);
+                // Until that cut happened (or the messages stopped flowing).
+                for _ in 0..20 {
+                    if proxy.stats().cut > before {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            proxy.heal();
+        })
+    };
+    sender.await.unwrap();
+    cutter.await.unwrap();
+    eventually_async("beta has all 300 messages", async || {
+        b.bodies(ORDERS).len() >= 300
+    })
+    .await;
+    eventually("alpha's outgoing queue is empty", || {
+        a.outgoing_messages() == 0
+    });
+    assert_eq!(b.bodies(ORDERS), numbers(300));
+    assert!(proxy.stats().cut > 0, "the proxy cut connections");
+    // The messages name where they were sent, and where from.
+    let first = b.qm.open(ORDERS).unwrap().messages().unwrap()[0].clone();
+    assert_eq!(first.source_machine(), a.qm.guid());
+    assert!(first.is_transactional());
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_is_down_gets_its_messages_when_its_http_face_comes_back() {
+    let port = free_port();
+    let a = Node::start("alpha", &["127.0.0.2"], None).await;
+    let dest = format!("DIRECT=HTTP://127.0.0.3:{port}/msmq/private$/orders");
+    {
+        let (qm, dest) = (a.qm.clone(), dest.clone());
+        tokio::task::spawn_blocking(move || send_in_transactions(&qm, &dest, 0, 20))
+            .await
+            .unwrap();
+    }
+    // Nothing listens yet: the link waits on its resend schedule and says why.
+    eventually_async("the outgoing queue waits", async || {
+        a.transfer
+            .outgoing()
+            .iter()
+            .any(|o| o.state == "WAITING" && o.last_error.is_some())
+    })
+    .await;
+    assert_eq!(a.outgoing_messages(), 20);
+    let b = Node::start("beta", &["127.0.0.3"], Some(port)).await;
+    b.qm.create_queue(ORDERS, tx_queue()).unwrap();
+    eventually_async("beta has the 20 messages", async || {
+        b.bodies(ORDERS).len() >= 20
+    })
+    .await;
+    assert_eq!(b.bodies(ORDERS), numbers(20));
+    eventually("alpha's outgoing queue is empty", || {
+        a.outgoing_messages() == 0
+    });
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_destination_refuses_is_dead_lettered_at_the_sender() {
+    let port = free_port();
+    let b = Node::start("beta", &["127.0.0.3"], Some(port)).await;
+    b.qm.create_queue(ORDERS, QueueProps::default()).unwrap();
+    let a = Node::start("alpha", &["127.0.0.2"], None).await;
+    let base = format!("DIRECT=HTTP://127.0.0.3:{port}/msmq/private$");
+    let dead_letter = |body: &str| {
+        let mut m = Message::new(body.to_owned());
+        m.journal = mqemu::message::JournalFlags::DEADLETTER;
+        m
+    };
+    // No such queue on beta; then one that arrives.
+    a.qm.send(&format!("{base}/nowhere"), dead_letter("lost"), Tx::None)
+        .unwrap();
+    a.qm.send(&format!("{base}/orders"), dead_letter("kept"), Tx::None)
+        .unwrap();
+    eventually_async("the message reaches beta's queue", async || {
+        b.bodies(ORDERS) == ["kept"]
+    })
+    .await;
+    eventually("the refused one is in alpha's dead-letter queue", || {
+        a.qm.open(r".\system$;DEADLETTER")
+            .unwrap()
+            .messages()
+            .unwrap()
+            .len()
+            == 1
+    });
+    let dead =
+        a.qm.open(r".\system$;DEADLETTER")
+            .unwrap()
+            .messages()
+            .unwrap();
+    assert_eq!(dead[0].body_str().unwrap(), "lost");
+    assert_eq!(dead[0].class(), MessageClass::NACK_BAD_DST_Q);
+    assert_eq!(a.outgoing_messages(), 0);
+    a.stop().await;
+    b.stop().await;
+}
