@@ -149,9 +149,9 @@ fn a_message_whose_predecessor_is_missing_waits() {
     assert_eq!(bodies(&b, ".\\private$\\orders"), ["m0", "m1", "m2"]);
 }
 
-/// SRMP has no withdrawal: a sender that withdrew a message without sending it names, as the
-/// next message's predecessor, the last one it sent; the receiver takes it when it holds that
-/// one (or later), and still waits when it does not.
+/// An SRMP sender's `<previous>` names the last message it sent, passing over one it let expire
+/// unsent: the receiver takes the next message when it holds that one (or later), and still
+/// waits when it does not.
 #[test]
 fn a_message_may_follow_a_predecessor_before_its_withdrawn_one() {
     let a = qm_at(A);

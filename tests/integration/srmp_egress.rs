@@ -283,3 +283,60 @@ async fn a_message_the_destination_refuses_is_dead_lettered_at_the_sender() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A transactional message that runs out of time after it may have been sent is withdrawn over
+/// HTTP as over the native protocol: one the receiver never stored is dead-lettered at the
+/// sender, one it stored (its answer lost) is not, and the stream goes on behind both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_stream_messages_are_withdrawn_and_dead_lettered_only_if_undelivered() {
+    const DEADXACT: &str = r".\system$;DEADXACT";
+    let port = free_port();
+    let b = Node::start("beta", &["127.0.0.3", "127.0.0.4"], Some(port)).await;
+    b.qm.create_queue(ORDERS, tx_queue()).unwrap();
+    let listen: SocketAddr = format!("127.0.0.4:{port}").parse().unwrap();
+    let upstream: SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
+    let proxy = FaultyProxy::start_on(listen, upstream).unwrap();
+    let a = Node::start("alpha", &["127.0.0.2"], None).await;
+    let dest = format!("DIRECT=HTTP://127.0.0.4:{port}/msmq/private$/orders");
+    let send = |body: &str| {
+        let m = Message::new(body.to_owned()).with_time_to_reach_queue(Duration::from_millis(400));
+        a.qm.send(&dest, m, Tx::Single).unwrap();
+    };
+    let dead = || a.qm.open(DEADXACT).unwrap().messages().unwrap();
+
+    // Requests cut in their headers: "lost" is read and sent, never stored.
+    proxy.cut_after(Direction::ToServer, 60);
+    send("lost");
+    eventually_async("alpha tries to send it", async || {
+        a.transfer.outgoing().iter().any(|o| o.resends >= 2)
+    })
+    .await;
+    eventually("its time runs out and it is withdrawn, unconfirmed", || {
+        a.transfer.outgoing().iter().any(|o| o.resends >= 4)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.heal();
+    eventually("the withdrawal dead-letters it at alpha", || {
+        dead().len() == 1
+    });
+    assert_eq!(dead()[0].body_str().unwrap(), "lost");
+    assert_eq!(dead()[0].class(), MessageClass::NACK_REACH_QUEUE_TIMEOUT);
+    assert!(b.bodies(ORDERS).is_empty());
+
+    // Answers cut in their headers: "kept" is stored at beta, alpha never hears so.
+    proxy.cut_after(Direction::ToClient, 40);
+    send("kept");
+    eventually("beta stores it", || b.bodies(ORDERS) == ["kept"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.heal();
+    // Behind both, the stream goes on.
+    send("next");
+    eventually("beta has the next one", || b.bodies(ORDERS).len() == 2);
+    assert_eq!(b.bodies(ORDERS), ["kept", "next"]);
+    eventually("alpha's outgoing queue is empty", || {
+        a.outgoing_messages() == 0
+    });
+    assert_eq!(dead().len(), 1, "a delivered message is not dead-lettered");
+    a.stop().await;
+    b.stop().await;
+}

@@ -119,9 +119,9 @@ impl Inner {
                     });
                     continue;
                 }
-                // `prev` below `last` is a sender that skipped numbers it withdrew without
-                // sending the withdrawal (SRMP has none: its `<previous>` names the last
-                // message sent); everything it meant to come first is here or gone.
+                // `prev` below `last` comes from a sender that skipped numbers (an SRMP
+                // sender's `<previous>` names the last message it sent, passing over ones it
+                // let expire): everything it meant to come first is here or gone.
                 if s.prev > last {
                     verdicts.push(Verdict::Gap);
                     continue;

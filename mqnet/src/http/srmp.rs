@@ -728,6 +728,7 @@ async fn receive(
         ),
         None => (msg.source_machine(), dest.clone(), None),
     };
+    let withdraw = headers.contains_key(WITHDRAW);
     let queue_path = q.name().to_string();
     let transfer = state.qm.transfer();
     let reply = super::api::engine(|| {
@@ -738,7 +739,9 @@ async fn receive(
             true,
             vec![Inbound {
                 seq,
-                msg: Some(msg),
+                // An mqemu sender withdrawing the number of a stream message that ran out of
+                // time: consume the number, store nothing (a receiver that has it says so).
+                msg: (!(withdraw && seq.is_some())).then_some(msg),
             }],
         )
     });
@@ -774,6 +777,10 @@ async fn receive(
 /// or `rejected 0xCLASS`. SRMP answers a stream message with a later stream receipt; an mqemu
 /// sender reads this instead, so a message missing its predecessor is never taken as stored.
 pub const VERDICT: header::HeaderName = header::HeaderName::from_static("x-mqemu-verdict");
+/// A request's header from an mqemu sender: this stream message ran out of time at the sender
+/// after it may have been sent; withdraw its number (MSMQ's native transfer does the same; SRMP
+/// has no such message, and a Windows receiver drops it as expired: its `<expiresAt>` is past).
+pub const WITHDRAW: header::HeaderName = header::HeaderName::from_static("x-mqemu-withdraw");
 /// The answer's header giving the stream's last number the receiver holds.
 pub const LAST: header::HeaderName = header::HeaderName::from_static("x-mqemu-last");
 

@@ -5,9 +5,9 @@
 //! receiver's answer for it. An mqemu receiver names its verdict and its stream's last number in
 //! headers ([`crate::http::srmp::VERDICT`]); any other receiver's `2xx` counts as stored. A
 //! transactional message goes in a stream whose id is fixed by this queue manager's GUID and the
-//! destination, so a resend after a crash or a cut connection is recognized as one. A message
-//! withdrawn here (out of time after it may have been sent) is not sent at all: SRMP has no
-//! withdrawal, so the next message's `<previous>` names the last one sent before it.
+//! destination, so a resend after a crash or a cut connection is recognized as one. A
+//! transactional message withdrawn here (out of time after it may have been sent) is posted
+//! with [`WITHDRAW`]: an mqemu receiver consumes its number as the native transfer's does.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use mqcore::transfer::{Outbound, OutgoingQueue, Reply, Seq, Verdict};
 use mqcore::{Error, ErrorCode};
 
 use super::link::{settle, End, Task};
-use crate::http::srmp::{parse_verdict, serialize, Stream, LAST, VERDICT};
+use crate::http::srmp::{parse_verdict, serialize, Stream, LAST, VERDICT, WITHDRAW};
 
 /// The stream id of the sequence `sequence` sent by the queue manager `source`: FNV-1a over
 /// both, stable across restarts (the receiver keeps the stream's state under it) and a 64-bit
@@ -68,8 +68,8 @@ async fn post(
     agent: ureq::Agent,
     url: String,
     token: Option<String>,
-    content_type: String,
-    body: Vec<u8>,
+    (content_type, body): (String, Vec<u8>),
+    withdraw: bool,
 ) -> Answer {
     let what = url.clone();
     let done = tokio::task::spawn_blocking(move || {
@@ -77,6 +77,9 @@ async fn post(
             .post(&url)
             .header("Content-Type", &content_type)
             .header("SOAPAction", "\"MSMQMessage\"");
+        if withdraw {
+            req = req.header(WITHDRAW.as_str(), "1");
+        }
         if let Some(t) = &token {
             req = req.header("Authorization", &format!("Bearer {t}"));
         }
@@ -107,11 +110,14 @@ async fn post(
         Err(e) => return Answer::Failed(Error::new(ErrorCode::Error, e.to_string())),
     };
     let last = last.and_then(|l| l.trim().parse().ok());
-    match verdict
-        .as_deref()
-        .and_then(parse_verdict)
-        .or_else(|| verdict_of_status(status))
-    {
+    let said = verdict.as_deref().and_then(parse_verdict);
+    let by_status = verdict_of_status(status).map(|v| match v {
+        // A receiver that knows no withdrawal took an expired message: it drops it, so here
+        // it is dead-lettered as withdrawn.
+        Verdict::Accepted if withdraw => Verdict::Withdrawn,
+        v => v,
+    });
+    match said.or(by_status) {
         Some(v) => Answer::Verdict(v, last),
         None => Answer::Failed(Error::new(
             ErrorCode::RemoteMachineNotAvailable,
@@ -184,31 +190,21 @@ impl Task {
         let mut sent: Vec<(u64, Option<Seq>)> = Vec::with_capacity(batch.len());
         let mut verdicts = Vec::with_capacity(batch.len());
         let mut last = 0;
-        // The number the next transactional message follows, where withdrawals moved it back.
-        let mut follows: Option<u64> = None;
         self.link.set_unacked(q.sequence(), batch.len());
         let mut failure = None;
         for b in batch {
-            if b.withdraw {
-                if let Some(s) = b.seq {
-                    follows.get_or_insert(s.prev);
-                }
-                sent.push((b.lookup, b.seq));
-                verdicts.push(Verdict::Withdrawn);
-                continue;
-            }
             let stream = b.seq.map(|s| Stream {
                 id: sid.clone(),
                 current: s.n,
-                previous: Some(follows.take().unwrap_or(s.prev)),
+                previous: Some(s.prev),
             });
             let (ctype, body) = serialize(&b.msg, &url, stream.as_ref().map(|s| (s, None)));
             let answer = post(
                 agent.clone(),
                 url.clone(),
                 self.config.token.clone(),
-                ctype,
-                body,
+                (ctype, body),
+                b.withdraw,
             )
             .await;
             match answer {
