@@ -435,3 +435,138 @@ fn a_body_holding_the_boundary_is_cut_by_its_length() {
     assert_eq!(srv.post(&w).0, 200);
     assert_eq!(srv.counts().0, 0);
 }
+
+/// A sender's receipt endpoint: takes every POST on a thread of its own, answers `200`, and
+/// hands over the request bodies.
+struct ReceiptSink {
+    url: String,
+    got: std::sync::mpsc::Receiver<String>,
+}
+
+impl ReceiptSink {
+    fn start() -> ReceiptSink {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://{}/msmq/private$/receipts?SenderStream=XRntV",
+            listener.local_addr().unwrap()
+        );
+        let (tx, got) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut conn = conn;
+                    loop {
+                        let mut length = 0;
+                        let mut line = String::new();
+                        // The request line and headers, to the blank line.
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            if let Some((k, v)) = line.split_once(':') {
+                                if k.eq_ignore_ascii_case("content-length") {
+                                    length = v.trim().parse().unwrap();
+                                }
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        reader.read_exact(&mut body).unwrap();
+                        let _ = tx.send(String::from_utf8(body).unwrap());
+                        conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        ReceiptSink { url, got }
+    }
+
+    fn next(&self) -> String {
+        self.got
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a receipt within 10 s")
+    }
+}
+
+/// What a Windows sender needs back: a stream receipt to its `sendReceiptsTo` naming the
+/// stream's last message (coalesced, and again for a resend, so it stops resending), and a
+/// delivery receipt where a message asks for one (MC-MQSRM 3.1.5.1.6, examples 4.3 and 4.4).
+#[test]
+fn senders_get_stream_and_delivery_receipts() {
+    let srv = Srv::start(1 << 20);
+    let sink = ReceiptSink::start();
+    let stream_id = r"uid:2744e4e1-2b48-43e8-b441-42745f280d53\4839986701558349830";
+    let with_sink = |id: &str| {
+        wire(&vector(id).replace(
+            "http://machine1/MSMQ/private$/receipts**SenderStream=XRntV**",
+            &sink.url,
+        ))
+    };
+    // The first two of the stream, quickly: one receipt covers both (two if the machine
+    // stalls between them for the coalescing time).
+    assert_eq!(srv.post(&with_sink("mqsrm-4.4-message-1")).0, 200);
+    assert_eq!(srv.post(&with_sink("mqsrm-4.4-message-2")).0, 200);
+    let mut receipt = sink.next();
+    if receipt.contains("<lastOrdinal>1</lastOrdinal>") {
+        receipt = sink.next();
+    }
+    assert!(
+        receipt.contains("<action>MSMQ:QM Ordering Ack</action>"),
+        "{receipt}"
+    );
+    assert!(
+        receipt.contains(&format!("<streamId>{stream_id}</streamId>")),
+        "{receipt}"
+    );
+    assert!(
+        receipt.contains("<lastOrdinal>2</lastOrdinal>"),
+        "{receipt}"
+    );
+    assert!(receipt.contains("<Class>255</Class>"), "{receipt}");
+    assert!(
+        receipt.contains(&format!("<to>{}</to>", sink.url.replace('&', "&amp;"))),
+        "{receipt}"
+    );
+    // A receipt is an SRMP message the receiver side of mqemu knows not to store.
+    let parsed = mqemu::net::http::srmp::parse("text/xml", &receipt.clone().into()).unwrap();
+    assert!(!parsed.is_user_message());
+    // The resend of the second (its receipt was lost, say) is receipted again.
+    assert_eq!(srv.post(&with_sink("mqsrm-4.4-message-2")).0, 200);
+    assert!(sink.next().contains("<lastOrdinal>2</lastOrdinal>"));
+    assert_eq!(srv.post(&with_sink("mqsrm-4.4-message-3")).0, 200);
+    assert!(sink.next().contains("<lastOrdinal>3</lastOrdinal>"));
+
+    // A message asking for a delivery receipt gets one, naming it as its sender does.
+    // The printed example's body lost its closing delimiter (see the test above).
+    let request = vector("mqsrm-4.3-request")
+        .replace("http://machine1/MSMQ/private$/receipts", &sink.url)
+        .replace(
+            "requests\u{2014}MSMQ - SOAP boundary, 95692 are in same message.",
+            "requests--MSMQ - SOAP boundary, 95692--",
+        );
+    let (status, why) = srv.post(&wire(&request));
+    assert_eq!(status, 200, "{why}");
+    let receipt = sink.next();
+    assert!(
+        receipt.contains("<deliveryReceipt><receivedAt>"),
+        "{receipt}"
+    );
+    assert!(
+        receipt.contains("<id>uuid:1@00000000-0000-0000-0000-000000000000</id></deliveryReceipt>"),
+        "{receipt}"
+    );
+    assert!(receipt.contains("<Class>2</Class>"), "{receipt}");
+    assert!(
+        receipt.contains("<Correlation>AAAAAAAAAAAAAAAAAAAAAAEAAAA=</Correlation>"),
+        "{receipt}"
+    );
+    assert_eq!(srv.take_all(r".\private$\tsimpleq").len(), 3);
+}

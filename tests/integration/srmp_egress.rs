@@ -340,3 +340,62 @@ async fn expired_stream_messages_are_withdrawn_and_dead_lettered_only_if_undeliv
     a.stop().await;
     b.stop().await;
 }
+
+/// Acknowledgements travel as SRMP receipts: alpha asks for arrival and receive
+/// acknowledgements at an admin queue named by HTTP; beta answers the arrival with a delivery
+/// receipt, and its application's receive with a commitment receipt through its own outgoing
+/// queue; alpha stores both in the admin queue as MSMQ acknowledgements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_come_back_as_receipts_over_http() {
+    let port = free_port();
+    let a = Node::start("alpha", &["127.0.0.2"], Some(port)).await;
+    let b = Node::start("beta", &["127.0.0.3"], Some(port)).await;
+    a.qm.create_queue(r".\private$\admin", QueueProps::default())
+        .unwrap();
+    b.qm.create_queue(ORDERS, QueueProps::default()).unwrap();
+    let admin = mqemu::QueueName::parse(&format!(
+        "DIRECT=HTTP://127.0.0.2:{port}/msmq/private$/admin"
+    ))
+    .unwrap();
+    let acks =
+        mqemu::Acknowledge(mqemu::Acknowledge::POS_ARRIVAL.0 | mqemu::Acknowledge::POS_RECEIVE.0);
+    let sent =
+        a.qm.send(
+            &format!("DIRECT=HTTP://127.0.0.3:{port}/msmq/private$/orders"),
+            Message::new("question").with_acknowledge(admin, acks),
+            Tx::None,
+        )
+        .unwrap();
+    let acknowledgements = || {
+        a.qm.open(r".\private$\admin")
+            .unwrap()
+            .messages()
+            .unwrap()
+            .iter()
+            .map(|m| (m.class(), m.correlation_id))
+            .collect::<Vec<_>>()
+    };
+    eventually("the delivery receipt reaches alpha", || {
+        acknowledgements() == [(MessageClass::ACK_REACH_QUEUE, Some(sent))]
+    });
+    let qm = b.qm.clone();
+    let got = tokio::task::spawn_blocking(move || {
+        qm.receive(ORDERS, Duration::from_secs(10), Tx::None)
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.body_str(), Some("question"));
+    eventually("the commitment receipt reaches alpha", || {
+        acknowledgements().len() == 2
+    });
+    assert_eq!(
+        acknowledgements(),
+        [
+            (MessageClass::ACK_REACH_QUEUE, Some(sent)),
+            (MessageClass::ACK_RECEIVE, Some(sent))
+        ]
+    );
+    a.stop().await;
+    b.stop().await;
+}

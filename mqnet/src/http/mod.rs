@@ -40,6 +40,7 @@ mod api;
 mod console;
 mod ops;
 pub mod problem;
+mod receipts;
 pub mod srmp;
 mod txs;
 
@@ -109,6 +110,8 @@ pub(crate) struct AppState {
     pub(crate) requests: AtomicU64,
     /// Set while the listener drains: `/readyz` answers 503 so load balancers stop sending.
     pub(crate) draining: std::sync::atomic::AtomicBool,
+    /// The SRMP receipts this face sends back to senders.
+    pub(crate) receipts: receipts::Receipts,
 }
 
 /// Who a request acts for: the user whose bearer token it carries, or everyone on an open
@@ -225,6 +228,7 @@ impl HttpServer {
     ) -> io::Result<HttpServer> {
         let listener = TcpListener::bind(addr).await?;
         let state = Arc::new(AppState {
+            receipts: receipts::Receipts::new(qm.guid()),
             qm,
             txs: txs::Transactions::new(config.max_transactions),
             config,

@@ -1,6 +1,7 @@
-//! SRMP ingress (MC-MQSRM): what a Windows queue manager sends to `DIRECT=HTTP://host/msmq/...`,
-//! a SOAP envelope and the message body in a MIME `multipart/related` POST, taken into a local
-//! queue.
+//! SRMP (MC-MQSRM), MSMQ over HTTP: what a Windows queue manager sends to
+//! `DIRECT=HTTP://host/msmq/...`, a SOAP envelope and the message body in a MIME
+//! `multipart/related` POST; its parser, its serializer (for egress, `crate::transfer`) and the
+//! ingress routes that take it into local queues.
 //!
 //! The parser faces the network: it reads lengths and offsets only after checking them against
 //! the bytes it has, allocates nothing from a size it was told, and refuses an envelope with a
@@ -10,10 +11,11 @@
 //! for stream (transactional) messages exactly once and in order on the stream's durable
 //! sequence state, so a resend or an out-of-order message is ignored (3.1.5.1.6.3).
 //!
-//! Not yet: the receipts SRMP asks the receiver to send back over HTTP (delivery, commitment and
-//! stream receipts, 3.1.5.1.6.2 and 3.1.5.1.6.3), and egress (sending to `DIRECT=HTTP://`).
-//! Receipt requests are accepted and not answered; a Windows sender of stream messages will
-//! resend them, and the resends are dropped as duplicates.
+//! Receipts (3.1.5.1.6): stream and delivery receipts go back from here (`super::receipts`); a
+//! commitment receipt request becomes the message's admin queue and receive acknowledgements,
+//! which the engine sends when an application receives it and egress serializes as a
+//! `<commitmentReceipt>`. Delivery and commitment receipts arriving here are stored in their
+//! queue as MSMQ stores acknowledgements; stream receipts are not stored.
 
 use std::sync::Arc;
 
@@ -22,7 +24,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::Engine as _;
 use mqcore::clock::Timestamp;
-use mqcore::message::{Delivery, JournalFlags, MessageClass};
+use mqcore::message::{Acknowledge, Delivery, JournalFlags, MessageClass};
 use mqcore::transfer::{arriving, Inbound, Origin, Seq, Verdict};
 use mqcore::{Message, MessageId, QueueName};
 use uuid::Uuid;
@@ -56,6 +58,14 @@ pub struct Srmp {
     pub durable: bool,
     /// `<deliveryReceiptRequest>` or `<commitmentReceiptRequest>` present.
     pub receipt_requested: bool,
+    /// `<deliveryReceiptRequest><sendTo>`: where the receipt for the message's arrival goes.
+    pub delivery_receipt_to: Option<String>,
+    /// `<commitmentReceiptRequest>`: where the receipt for its receipt by an application goes
+    /// and which outcomes it wants (the message's admin queue and receive acknowledgements).
+    pub commitment_receipt: Option<(String, Acknowledge)>,
+    /// `<deliveryReceipt>` or `<commitmentReceipt>`: an acknowledgement for its `<to>` queue
+    /// (its class and correlation in `<Msmq>`), stored there as MSMQ stores acknowledgements.
+    pub ack_receipt: bool,
     /// `<stream>`: the stream id and the message's number and its predecessor's.
     pub stream: Option<Stream>,
     /// `<deliveryReceipt>`, `<streamReceipt>` or `<commitmentReceipt>` present: not a user message.
@@ -73,6 +83,10 @@ pub struct Srmp {
 pub struct Stream {
     /// `<streamId>` after its `\`.
     pub id: String,
+    /// `<streamId>` before its `\` (`uid:<sender's QM GUID>`), empty if it has none.
+    pub sender: String,
+    /// `<start><sendReceiptsTo>`: where stream receipts go (the stream's first message names it).
+    pub receipts_to: Option<String>,
     /// `<current>`.
     pub current: u64,
     /// `<previous>`, if given.
@@ -294,14 +308,39 @@ pub fn parse(content_type: &str, body: &Bytes) -> Result<Srmp, Malformed> {
     }
     if let Some(services) = child(head, "services") {
         m.durable = child(services, "durable").is_some();
+        let send_to = |name: &str| {
+            child(services, name)
+                .and_then(|r| text_of(r, "sendTo"))
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+        };
+        m.delivery_receipt_to = send_to("deliveryReceiptRequest");
+        m.commitment_receipt = send_to("commitmentReceiptRequest").map(|url| {
+            let r = child(services, "commitmentReceiptRequest").expect("has a sendTo");
+            let positive_only = child(r, "positiveOnly").is_some();
+            let negative_only = child(r, "negativeOnly").is_some();
+            // Both or neither: every outcome (the 4.3 example writes both).
+            let ack = match (positive_only, negative_only) {
+                (true, false) => Acknowledge::POS_RECEIVE,
+                (false, true) => Acknowledge::NEG_RECEIVE,
+                _ => Acknowledge(Acknowledge::POS_RECEIVE.0 | Acknowledge::NEG_RECEIVE.0),
+            };
+            (url, ack)
+        });
         m.receipt_requested = child(services, "deliveryReceiptRequest").is_some()
             || child(services, "commitmentReceiptRequest").is_some();
     }
     if let Some(stream) = child(head, "stream") {
         let sid = text_of(stream, "streamId").ok_or_else(|| bad("<stream> has no <streamId>"))?;
         let current = child(stream, "current").ok_or_else(|| bad("<stream> has no <current>"))?;
+        let (sender, id) = sid.rsplit_once('\\').unwrap_or(("", sid));
         m.stream = Some(Stream {
-            id: sid.rsplit_once('\\').map_or(sid, |(_, s)| s).to_owned(),
+            id: id.to_owned(),
+            sender: sender.to_owned(),
+            receipts_to: child(stream, "start")
+                .and_then(|s| text_of(s, "sendReceiptsTo"))
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty()),
             current: number(current, "current")?,
             previous: match child(stream, "previous") {
                 Some(p) => Some(number(p, "previous")?),
@@ -309,9 +348,10 @@ pub fn parse(content_type: &str, body: &Bytes) -> Result<Srmp, Malformed> {
             },
         });
     }
-    m.receipt = ["deliveryReceipt", "streamReceipt", "commitmentReceipt"]
+    m.ack_receipt = ["deliveryReceipt", "commitmentReceipt"]
         .iter()
         .any(|r| child(head, r).is_some());
+    m.receipt = m.ack_receipt || child(head, "streamReceipt").is_some();
     if let Some(msmq) = child(head, "Msmq") {
         let mut p = MsmqProps::default();
         if let Some(c) = child(msmq, "Class") {
@@ -380,7 +420,8 @@ impl Srmp {
         format!("DIRECT={}", self.to)
     }
 
-    /// Whether this is a user message (class normal, no receipt elements), the only kind stored.
+    /// Whether this is a user message (class normal, no receipt elements), stored in its queue
+    /// (acknowledgement receipts are stored too, [`Srmp::ack_receipt`]).
     pub fn is_user_message(&self) -> bool {
         !self.receipt
             && self
@@ -399,6 +440,14 @@ impl Srmp {
         }
         if let Some(r) = &self.response {
             msg.response_queue = QueueName::parse(r).ok().map(Arc::new);
+        }
+        if let Some((url, ack)) = &self.commitment_receipt {
+            // The engine acknowledges the receive to the admin queue; the transfer carries
+            // the acknowledgement back over SRMP as a commitment receipt.
+            if let Ok(admin) = QueueName::parse(&format!("DIRECT={url}")) {
+                msg.admin_queue = Some(Arc::new(admin));
+                msg.acknowledge = *ack;
+            }
         }
         let p = self.msmq.clone().unwrap_or_default();
         if self.msmq.is_some() {
@@ -440,7 +489,7 @@ impl Srmp {
 }
 
 /// Escapes text for an XML element or attribute.
-fn xml_escape(s: &str) -> String {
+pub(crate) fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -456,7 +505,7 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// Milliseconds since 1970 as an SRMP time (`20070719T031140`, UTC, whole seconds).
-fn srmp_time_text(ms: u64) -> String {
+pub(crate) fn srmp_time_text(ms: u64) -> String {
     let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]");
     let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
     time::OffsetDateTime::from_unix_timestamp(secs)
@@ -465,15 +514,112 @@ fn srmp_time_text(ms: u64) -> String {
         .unwrap_or_else(|| "20380119T031407".to_owned())
 }
 
+/// A receipt's `<expiresAt>` as Windows writes it: the end of 32-bit time.
+const NEVER: &str = "20380119T031407";
+
+/// Who sends a receipt, where and when.
+pub(crate) struct Receipt<'a> {
+    /// `uuid:<index>@<guid>`.
+    pub(crate) id: &'a str,
+    /// The sending queue manager.
+    pub(crate) source: Uuid,
+    pub(crate) to: &'a str,
+    /// The original message's destination, when known.
+    pub(crate) via: Option<&'a str>,
+    pub(crate) action: &'a str,
+    /// Milliseconds since 1970.
+    pub(crate) sent: u64,
+}
+
+/// A receipt (MC-MQSRM 2.2.5.4 to 2.2.5.6, examples 4.3 and 4.4): a `text/xml` envelope with
+/// `element` and the `<Msmq>` properties class, priority and correlation.
+pub(crate) fn receipt_envelope(
+    r: &Receipt<'_>,
+    element: &str,
+    (class, priority, correlation): (MessageClass, u8, &[u8]),
+) -> String {
+    let via = r
+        .via
+        .map(|v| format!("<rev><via>{}</via></rev>", xml_escape(v)))
+        .unwrap_or_default();
+    format!(
+        concat!(
+            r#"<se:Envelope xmlns:se="http://schemas.xmlsoap.org/soap/envelope/" xmlns="http://schemas.xmlsoap.org/srmp/"><se:Header>"#,
+            r#"<path xmlns="http://schemas.xmlsoap.org/rp/" se:mustUnderstand="1"><action>{action}</action><to>{to}</to>{via}<id>{id}</id></path>"#,
+            r#"<properties se:mustUnderstand="1"><expiresAt>{never}</expiresAt><sentAt>{sent}</sentAt></properties>"#,
+            "{element}",
+            r#"<Msmq xmlns="msmq.namespace.xml"><Class>{class}</Class><Priority>{priority}</Priority><Correlation>{correlation}</Correlation><App>0</App><BodyType>0</BodyType><HashAlgorithm>0</HashAlgorithm><SourceQmGuid>{guid}</SourceQmGuid><TTrq>{ttrq}</TTrq></Msmq>"#,
+            "</se:Header><se:Body></se:Body></se:Envelope>"
+        ),
+        action = xml_escape(r.action),
+        to = xml_escape(r.to),
+        via = via,
+        id = r.id,
+        never = NEVER,
+        sent = srmp_time_text(r.sent),
+        element = element,
+        class = class.0,
+        priority = priority,
+        correlation = base64::engine::general_purpose::STANDARD.encode(correlation),
+        guid = r.source,
+        ttrq = srmp_time_text(r.sent + 4 * 24 * 3600 * 1000),
+    )
+}
+
+/// An acknowledgement on its way to an admin queue over HTTP, as the receipt SRMP has for it:
+/// arrival as a `<deliveryReceipt>`, receipt by an application (or a negative outcome) as a
+/// `<commitmentReceipt>`; `None` for other messages and for one that correlates with nothing.
+fn as_receipt(msg: &Message, to: &str) -> Option<String> {
+    let class = msg.class();
+    let original = msg.correlation_id?;
+    let when = srmp_time_text(msg.sent_time().0);
+    let original_id = format!("uuid:{}@{}", original.ordinal(), original.qm_guid());
+    let element = if class == MessageClass::ACK_REACH_QUEUE {
+        format!("<deliveryReceipt><receivedAt>{when}</receivedAt><id>{original_id}</id></deliveryReceipt>")
+    } else if class == MessageClass::ACK_RECEIVE || class.0 & 0x8000 != 0 {
+        let decision = if class == MessageClass::ACK_RECEIVE {
+            "positive"
+        } else {
+            "negative"
+        };
+        format!("<commitmentReceipt><decidedAt>{when}</decidedAt><decision>{decision}</decision><id>{original_id}</id></commitmentReceipt>")
+    } else {
+        return None;
+    };
+    let id = msg.id();
+    Some(receipt_envelope(
+        &Receipt {
+            id: &format!("uuid:{}@{}", id.ordinal(), id.qm_guid()),
+            source: msg.source_machine(),
+            to,
+            via: None,
+            action: "MSMQ:",
+            sent: msg.sent_time().0,
+        },
+        &element,
+        (class, msg.priority, original.as_bytes()),
+    ))
+}
+
+/// The URL of an admin queue SRMP can name (`DIRECT=HTTP://...`), for receipt requests.
+fn http_url(name: &QueueName) -> Option<String> {
+    let text = name.to_string();
+    let rest = text
+        .get(..12)
+        .filter(|p| p.eq_ignore_ascii_case("DIRECT=HTTP:"))?;
+    Some(format!("http:{}", &text[rest.len()..]))
+}
+
 /// `msg` as SRMP for the destination URL `to` (`http://host/msmq/private$/q`): the content
-/// type and the body of the POST. A transactional message goes in `stream`, the first of its
-/// stream naming where its receipts go. The inverse of [`parse`] for every property SRMP
-/// carries (times to the second).
-pub fn serialize(
-    msg: &Message,
-    to: &str,
-    stream: Option<(&Stream, Option<&str>)>,
-) -> (String, Vec<u8>) {
+/// type and the body of the POST. A transactional message goes in `stream` (its
+/// `receipts_to`, on the first of a stream, names where stream receipts go; its `sender`, when
+/// empty, is `uid:` and the message's queue manager). The inverse of [`parse`] for every
+/// property SRMP carries (times to the second). An acknowledgement for an admin queue goes as
+/// the receipt it stands for.
+pub fn serialize(msg: &Message, to: &str, stream: Option<&Stream>) -> (String, Vec<u8>) {
+    if let Some(receipt) = as_receipt(msg, to) {
+        return ("text/xml".to_owned(), receipt.into_bytes());
+    }
     let id = msg.id();
     let guid = id.qm_guid();
     let boundary = format!("MSMQ - SOAP boundary, {}", id.ordinal() % 100_000);
@@ -511,19 +657,55 @@ pub fn serialize(
         srmp_time_text(ttrq),
         srmp_time_text(sent)
     ));
+    let mut services = String::new();
     if msg.delivery == Delivery::Recoverable && stream.is_none() {
-        env.push_str(r#"<services se:mustUnderstand="1"><durable/></services>"#);
+        services.push_str("<durable/>");
     }
-    if let Some((s, receipts)) = stream {
+    // Acknowledgements to an admin queue SRMP can name become receipt requests.
+    if let Some(admin) = msg.admin_queue.as_deref().and_then(http_url) {
+        let ack = msg.acknowledge;
+        if ack.contains(Acknowledge::POS_ARRIVAL) {
+            services.push_str(&format!(
+                "<deliveryReceiptRequest><sendTo>{}</sendTo></deliveryReceiptRequest>",
+                xml_escape(&admin)
+            ));
+        }
+        let (pos, neg) = (
+            ack.contains(Acknowledge::POS_RECEIVE),
+            ack.contains(Acknowledge::NEG_RECEIVE),
+        );
+        if pos || neg {
+            services.push_str(&format!(
+                "<commitmentReceiptRequest><sendTo>{}</sendTo>{}</commitmentReceiptRequest>",
+                xml_escape(&admin),
+                match (pos, neg) {
+                    (true, false) => "<positiveOnly/>",
+                    (false, true) => "<negativeOnly/>",
+                    _ => "",
+                }
+            ));
+        }
+    }
+    if !services.is_empty() {
         env.push_str(&format!(
-            r#"<stream se:mustUnderstand="1"><streamId>uid:{guid}\{}</streamId><current>{}</current>"#,
+            r#"<services se:mustUnderstand="1">{services}</services>"#
+        ));
+    }
+    if let Some(s) = stream {
+        let sender = if s.sender.is_empty() {
+            format!("uid:{guid}")
+        } else {
+            xml_escape(&s.sender)
+        };
+        env.push_str(&format!(
+            r#"<stream se:mustUnderstand="1"><streamId>{sender}\{}</streamId><current>{}</current>"#,
             xml_escape(&s.id),
             s.current
         ));
         if let Some(p) = s.previous {
             env.push_str(&format!("<previous>{p}</previous>"));
         }
-        if let Some(url) = receipts {
+        if let Some(url) = &s.receipts_to {
             env.push_str(&format!(
                 "<start><sendReceiptsTo>{}</sendReceiptsTo></start>",
                 xml_escape(url)
@@ -671,7 +853,13 @@ async fn receive(
         }
     };
     if !m.is_user_message() {
-        // Receipts answer messages this server sends over SRMP, which it does not yet do.
+        // A receipt is answered 200 whatever becomes of it: refusing one would only have it
+        // sent again. Stream receipts need nothing here (egress reads verdicts instead).
+        if m.ack_receipt {
+            if let Err(why) = store_acknowledgement(&state, &caller, &m) {
+                tracing::info!(to = %m.to, %why, "an SRMP receipt was not stored");
+            }
+        }
         return StatusCode::OK.into_response();
     }
     let dest = m.destination();
@@ -729,6 +917,11 @@ async fn receive(
         None => (msg.source_machine(), dest.clone(), None),
     };
     let withdraw = headers.contains_key(WITHDRAW);
+    // A receipt names the message as its sender knows it: without <Msmq>, (NULL GUID, 1).
+    let id = m.id.map_or(MessageId::new(Uuid::nil(), 1), |(i, g)| {
+        MessageId::new(g, i)
+    });
+    let priority = msg.priority;
     let queue_path = q.name().to_string();
     let transfer = state.qm.transfer();
     let reply = super::api::engine(|| {
@@ -748,6 +941,14 @@ async fn receive(
     match reply {
         Ok(r) => {
             let verdict = r.verdicts.first().copied().unwrap_or(Verdict::Gap);
+            if let Some(s) = &m.stream {
+                state.receipts.stream(&sequence, s, &m.to, r.last);
+            }
+            if let (Some(to), Verdict::Accepted | Verdict::Duplicate) =
+                (&m.delivery_receipt_to, verdict)
+            {
+                state.receipts.delivered(to, &m.to, id, priority);
+            }
             let mut response = match verdict {
                 Verdict::Rejected(class) if class == MessageClass::NACK_Q_EXCEED_QUOTA => {
                     srmp_refusal(
@@ -771,6 +972,43 @@ async fn receive(
         }
         Err(e) => ApiError(e).into_response(),
     }
+}
+
+/// Stores a delivery or commitment receipt in the queue its `<to>` names (a sender's admin
+/// queue) as the acknowledgement it stands for: its class and correlation from `<Msmq>`, kept
+/// once per receipt id.
+fn store_acknowledgement(state: &AppState, caller: &Caller, m: &Srmp) -> Result<(), String> {
+    let dest = m.destination();
+    let name = QueueName::parse(&dest).map_err(|e| e.detail().to_owned())?;
+    caller
+        .check(Right::Send, &dest)
+        .map_err(|e| e.0.detail().to_owned())?;
+    let q = state
+        .qm
+        .open_name(&name)
+        .map_err(|e| e.detail().to_owned())?;
+    if q.is_remote() || q.is_transactional() {
+        return Err(format!(
+            "{dest} is not a non-transactional queue here, where acknowledgements go"
+        ));
+    }
+    let msg = m.message(Some(name)).map_err(|Malformed(why)| why)?;
+    let queue_path = q.name().to_string();
+    let transfer = state.qm.transfer();
+    super::api::engine(|| {
+        transfer.accept(
+            msg.source_machine(),
+            &dest,
+            &queue_path,
+            true,
+            vec![Inbound {
+                seq: None,
+                msg: Some(msg),
+            }],
+        )
+    })
+    .map(drop)
+    .map_err(|e| e.detail().to_owned())
 }
 
 /// The answer's header naming the engine's verdict: `accepted`, `duplicate`, `gap`, `withdrawn`
@@ -885,18 +1123,70 @@ mod tests {
     }
 
     #[test]
+    fn acknowledgement_requests_and_acknowledgements_travel_as_receipts() {
+        // A request for arrival and receive acknowledgements at an admin queue named by HTTP.
+        let mut m = sample("asks", b"x");
+        m.admin_queue = Some(Arc::new(
+            QueueName::parse("DIRECT=HTTP://machine1/msmq/private$/admin").unwrap(),
+        ));
+        m.acknowledge = Acknowledge(Acknowledge::POS_ARRIVAL.0 | Acknowledge::POS_RECEIVE.0);
+        let (ctype, wire) = serialize(&m, "http://machine2/msmq/private$/q", None);
+        let back = parse(&ctype, &Bytes::from(wire)).unwrap();
+        let admin = "http://machine1/msmq/private$/admin";
+        assert_eq!(back.delivery_receipt_to.as_deref(), Some(admin));
+        assert_eq!(
+            back.commitment_receipt,
+            Some((admin.to_owned(), Acknowledge::POS_RECEIVE))
+        );
+        let arrived = back.message(None).unwrap();
+        assert_eq!(arrived.acknowledge, Acknowledge::POS_RECEIVE);
+        assert_eq!(
+            arrived
+                .admin_queue
+                .as_deref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("DIRECT=HTTP://machine1/msmq/private$/admin")
+        );
+
+        // The receive acknowledgement goes back as a commitment receipt, stored as itself.
+        let original = m.id();
+        let mut ack = Message::new(Bytes::new());
+        ack.correlation_id = Some(original);
+        let ack = arriving(
+            ack,
+            Origin {
+                id: MessageId::new(Uuid::from_u128(7), 3),
+                class: MessageClass::ACK_RECEIVE,
+                sent: Timestamp(1_181_321_059_000),
+                source: Uuid::from_u128(7),
+                destination: None,
+                transactional: false,
+            },
+        );
+        let (ctype, wire) = serialize(&ack, admin, None);
+        assert_eq!(ctype, "text/xml");
+        let text = String::from_utf8(wire.clone()).unwrap();
+        assert!(text.contains("<decision>positive</decision>"), "{text}");
+        let back = parse(&ctype, &Bytes::from(wire)).unwrap();
+        assert!(back.ack_receipt && !back.is_user_message());
+        let stored = back.message(None).unwrap();
+        assert_eq!(stored.class(), MessageClass::ACK_RECEIVE);
+        assert_eq!(stored.correlation_id, Some(original));
+        assert_eq!(stored.id(), ack.id());
+    }
+
+    #[test]
     fn a_stream_message_round_trips_with_its_numbers() {
         let m = sample("in a stream", b"tx");
         let stream = Stream {
             id: "4839986701558349830".into(),
+            sender: "uid:2744e4e1-2b48-43e8-b441-42745f280d53".into(),
+            receipts_to: Some("http://machine1/msmq/private$/order_queue$".into()),
             current: 7,
             previous: Some(6),
         };
-        let (ctype, wire) = serialize(
-            &m,
-            "http://machine2/msmq/private$/t",
-            Some((&stream, Some("http://machine1/msmq/private$/order_queue$"))),
-        );
+        let (ctype, wire) = serialize(&m, "http://machine2/msmq/private$/t", Some(&stream));
         let back = parse(&ctype, &Bytes::from(wire)).unwrap();
         assert_eq!(back.stream, Some(stream));
         assert!(back.message(None).unwrap().is_transactional());

@@ -197,8 +197,9 @@ impl Task {
                 id: sid.clone(),
                 current: s.n,
                 previous: Some(s.prev),
+                ..Stream::default()
             });
-            let (ctype, body) = serialize(&b.msg, &url, stream.as_ref().map(|s| (s, None)));
+            let (ctype, body) = serialize(&b.msg, &url, stream.as_ref());
             let answer = post(
                 agent.clone(),
                 url.clone(),
