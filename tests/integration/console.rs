@@ -231,6 +231,45 @@ fn the_console_shows_messages_and_requeues_a_dead_letter_in_chromium() {
         })
         .await;
 
+        // With more queues than the page draws, it says so, and the filter narrows the list.
+        for i in 0..600 {
+            qm.create_queue(&format!(r".\private$\bulk-{i:03}"), QueueProps::default())
+                .unwrap();
+        }
+        c.goto(&format!("{base}/console#/queues")).await.unwrap();
+        until("the note about the rows not drawn", async || {
+            let t = text_of(&c, "#queue-note").await?;
+            t.contains("Showing 500 of 602 queues").then_some(())
+        })
+        .await;
+        c.find(Locator::Id("queue-filter"))
+            .await
+            .unwrap()
+            .send_keys("bulk-59")
+            .await
+            .unwrap();
+        until("the filtered list", async || {
+            let t = text_of(&c, "#queue-note").await?;
+            (t == "10 of 602 queues.").then_some(())
+        })
+        .await;
+        let rows = c
+            .find_all(Locator::Css("#queues tbody tr"))
+            .await
+            .unwrap()
+            .len();
+        assert_eq!(rows, 10, "bulk-590 to bulk-599");
+        // The box keeps what was typed across the page's refreshes.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let kept = c
+            .find(Locator::Id("queue-filter"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap();
+        assert_eq!(kept.as_deref(), Some("bulk-59"));
+
         c.close().await.unwrap();
         let _ = stop.send(());
         served.await.unwrap().unwrap();

@@ -68,10 +68,18 @@ function hex(b64) {
   return lines.join("\n");
 }
 
+// The queue list draws at most this many rows (a server may hold ten thousand queues); the
+// filter narrows it by name.
+const QUEUE_ROWS = 500;
+// Kept across refreshes (and the box itself, so typing keeps its focus).
+const queueFilter = el("input", { id: "queue-filter", type: "search", placeholder: "Filter queues by name", oninput: () => refresh() });
+
 async function drawQueues() {
   const queues = await api("GET", "/api/queues");
   const now = Date.now();
-  const rows = queues.map(q => {
+  const needle = queueFilter.value.trim().toLowerCase();
+  const matching = needle ? queues.filter(q => q.path.toLowerCase().includes(needle)) : queues;
+  const rows = matching.slice(0, QUEUE_ROWS).map(q => {
     const before = previous.get(q.path);
     let rate = "";
     if (before && now > before.at) {
@@ -89,10 +97,18 @@ async function drawQueues() {
       el("td", {}, q.subqueues.join(", ")),
       el("td", {}, q.label));
   });
+  const note = matching.length > QUEUE_ROWS
+    ? el("p", { id: "queue-note", class: "note" }, `Showing ${QUEUE_ROWS} of ${matching.length} queues: filter to narrow.`)
+    : el("p", { id: "queue-note", class: "note" }, `${matching.length} of ${queues.length} queues.`);
+  const typing = document.activeElement === queueFilter;
+  const caret = queueFilter.selectionStart;
   view.replaceChildren(
     el("h2", {}, "Queues"),
+    queueFilter,
+    note,
     table(["Queue", { label: "Messages", num: true }, { label: "Locked", num: true }, { label: "Change /s", num: true }, { label: "Bytes", num: true },
       { label: "Journal", num: true }, "Transactional", "Subqueues", "Label"], rows, "queues"));
+  if (typing) { queueFilter.focus(); queueFilter.setSelectionRange(caret, caret); }
 }
 
 async function drawQueue(name) {
