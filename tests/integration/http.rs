@@ -947,6 +947,12 @@ fn a_server_serves_http_beside_the_native_protocol() {
         "the send's batch"
     );
     assert!(value("mqemu_log_sync_seconds_count") >= 1.0);
+    // A commit waits at least for its batch's write and sync.
+    assert_eq!(
+        value("mqemu_log_commit_wait_seconds_count"),
+        value("mqemu_log_sync_seconds_count")
+    );
+    assert!(value("mqemu_log_commit_wait_seconds_sum") >= value("mqemu_log_sync_seconds_sum"));
     assert_eq!(
         value("mqemu_log_batch_records_bucket{le=\"+Inf\"}"),
         value("mqemu_log_batch_records_count")

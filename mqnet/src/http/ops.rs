@@ -387,6 +387,14 @@ async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> impl Int
             &log.sync_micros,
             log.sync_micros_sum as f64 / 1e6,
         );
+        histogram(
+            &mut out,
+            "mqemu_log_commit_wait_seconds",
+            "Per log batch, how long its oldest record waited from submission to durable: the batch's slowest commit.",
+            &bounds,
+            &log.commit_wait_micros,
+            log.commit_wait_micros_sum as f64 / 1e6,
+        );
     }
     if let Some(n) = &state.config.native {
         family(

@@ -48,6 +48,8 @@ pub(super) struct State {
     pub(super) buffer: Vec<u8>,
     /// LSN of the last record in `buffer`.
     pub(super) buffered_to: Lsn,
+    /// When the first record in `buffer` was submitted.
+    pub(super) buffered_since: Option<std::time::Instant>,
     /// LSN the next append gets.
     pub(super) next_lsn: Lsn,
     /// Whether the writer waits for work (only then does a submit need to wake it).
@@ -247,7 +249,7 @@ impl Writer {
     pub(super) fn run(mut self) {
         let mut batch = Vec::new();
         loop {
-            let upto = {
+            let (upto, since) = {
                 let mut state = lock(&self.shared.state);
                 while state.buffer.is_empty() && !state.shutdown {
                     state.writer_idle = true;
@@ -262,7 +264,7 @@ impl Writer {
                     return; // shut down with nothing left to write
                 }
                 std::mem::swap(&mut batch, &mut state.buffer);
-                state.buffered_to
+                (state.buffered_to, state.buffered_since.take())
             };
             let began = std::time::Instant::now();
             let result = self.write_batch(&batch);
@@ -271,7 +273,10 @@ impl Writer {
             let mut state = lock(&self.shared.state);
             let failed = match result {
                 Ok(records) => {
-                    state.stats.batch(records, micros);
+                    let waited = since.map_or(micros, |t| {
+                        u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
+                    });
+                    state.stats.batch(records, micros, waited);
                     self.shared.durable_to.store(upto, Ordering::Release);
                     false
                 }

@@ -173,6 +173,12 @@ pub struct WalStats {
     pub sync_micros: [u64; 10],
     /// The sum of every batch's write and fdatasync time, in microseconds.
     pub sync_micros_sum: u64,
+    /// Batches by how long their oldest record waited, from its submission to durable (the
+    /// slowest commit of the batch: its wait for the batch before, then its own write and
+    /// fdatasync), by [`WalStats::SYNC_BOUNDS_US`].
+    pub commit_wait_micros: [u64; 10],
+    /// The sum of those waits, in microseconds.
+    pub commit_wait_micros_sum: u64,
 }
 
 impl WalStats {
@@ -191,14 +197,17 @@ impl WalStats {
         &Self::SYNC_BOUNDS_US
     }
 
-    /// Counts one batch of `records` that took `micros` to write and sync.
-    pub(super) fn batch(&mut self, records: u64, micros: u64) {
+    /// Counts one batch of `records` that took `micros` to write and sync, whose oldest record
+    /// waited `waited` microseconds to be durable.
+    pub(super) fn batch(&mut self, records: u64, micros: u64, waited: u64) {
         let bucket = |bounds: &[u64; 9], v: u64| bounds.iter().position(|&b| v <= b).unwrap_or(9);
         self.records += records;
         self.syncs += 1;
         self.batch_records[bucket(&Self::BATCH_BOUNDS, records)] += 1;
         self.sync_micros[bucket(&Self::SYNC_BOUNDS_US, micros)] += 1;
         self.sync_micros_sum += micros;
+        self.commit_wait_micros[bucket(&Self::SYNC_BOUNDS_US, waited)] += 1;
+        self.commit_wait_micros_sum += waited;
     }
 }
 
@@ -243,6 +252,7 @@ impl Wal {
             state: Mutex::new(State {
                 buffer: Vec::new(),
                 buffered_to: last_lsn,
+                buffered_since: None,
                 next_lsn: last_lsn + 1,
                 writer_idle: false,
                 failed: None,
@@ -302,6 +312,10 @@ impl Wal {
         }
         let lsn = state.next_lsn;
         state.next_lsn += 1;
+        if state.buffer.is_empty() {
+            // The batch's oldest record: how long it waits is the batch's slowest commit.
+            state.buffered_since = Some(std::time::Instant::now());
+        }
         encode(&mut state.buffer, kind, lsn, self.epoch, data);
         state.buffered_to = lsn;
         if state.writer_idle {
