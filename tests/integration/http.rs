@@ -22,7 +22,10 @@ struct Api {
 
 impl Api {
     fn start(config: HttpConfig) -> Api {
-        let qm = QueueManager::new();
+        Api::serve(QueueManager::new(), config)
+    }
+
+    fn serve(qm: QueueManager, config: HttpConfig) -> Api {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -978,7 +981,12 @@ fn promtool_accepts_the_metrics_under_load() {
         eprintln!("skipped: promtool is not installed (Debian package prometheus)");
         return;
     }
-    let api = Api::open();
+    // On disk, so the log's histograms are in the scrape too.
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::serve(
+        QueueManager::builder().open(dir.path()).unwrap(),
+        HttpConfig::default(),
+    );
     for q in ["orders", "billing", r#"odd"name"#] {
         api.post("/api/queues", json!({"path": q, "journal": true}));
     }
@@ -986,7 +994,13 @@ fn promtool_accepts_the_metrics_under_load() {
     let load = std::thread::spawn(move || {
         let q = qm.open(r".\private$\orders").unwrap();
         for i in 0..20_000u32 {
-            q.send(Message::new(i.to_string()), Tx::None).unwrap();
+            let m = Message::new(i.to_string());
+            let m = if i % 10 == 0 {
+                m.with_delivery(mqemu::Delivery::Recoverable)
+            } else {
+                m
+            };
+            q.send(m, Tx::None).unwrap();
             if i % 2 == 0 {
                 q.receive(Duration::ZERO, Tx::None).unwrap();
             }
@@ -1000,6 +1014,10 @@ fn promtool_accepts_the_metrics_under_load() {
     }
     load.join().unwrap();
     let scrape = scrapes.last().unwrap();
+    assert!(
+        scrape.contains("mqemu_log_commit_wait_seconds_bucket"),
+        "the log's histograms are linted too"
+    );
     let mut check = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
