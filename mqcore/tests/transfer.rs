@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::{bodies, body};
-use mqcore::transfer::{Inbound, Reply, Seq, Verdict};
+use mqcore::transfer::{Inbound, Outbound, OutgoingQueue, Reply, Seq, Verdict};
 use mqcore::{
     Acknowledge, Delivery, Message, MessageClass, QueueManager, QueueName, QueueProps, Tx,
 };
@@ -118,8 +118,9 @@ fn transactional_messages_arrive_once_in_order_through_lost_answers() {
     );
 }
 
-#[test]
-fn a_message_whose_predecessor_is_missing_waits() {
+/// Two queue managers, A having sent "m0".."m2" in transactions to B's transactional queue, and
+/// A's first batch of them, read and not yet sent.
+fn three_sent_in_transactions() -> (QueueManager, QueueManager, OutgoingQueue, Vec<Outbound>) {
     let a = qm_at(A);
     let b = qm_at(B);
     b.create_queue(".\\private$\\orders", tx_queue()).unwrap();
@@ -128,9 +129,16 @@ fn a_message_whose_predecessor_is_missing_waits() {
         dest.send(Message::new(format!("m{i}")), Tx::Single)
             .unwrap();
     }
-    let out = &a.transfer().outgoing()[0];
+    let out = a.transfer().outgoing()[0].clone();
     let mut cursor = out.start();
     let batch = out.next_batch(&mut cursor, 10, u64::MAX);
+    (a, b, out, batch)
+}
+
+#[test]
+fn a_message_whose_predecessor_is_missing_waits() {
+    let (a, b, out, batch) = three_sent_in_transactions();
+    let out = &out;
     // Only the second and third reach the receiver: both wait for the first.
     let items: Vec<Inbound> = batch[1..]
         .iter()
@@ -154,17 +162,8 @@ fn a_message_whose_predecessor_is_missing_waits() {
 /// waits when it does not.
 #[test]
 fn a_message_may_follow_a_predecessor_before_its_withdrawn_one() {
-    let a = qm_at(A);
-    let b = qm_at(B);
-    b.create_queue(".\\private$\\orders", tx_queue()).unwrap();
-    let dest = a.open(&remote(B, "orders")).unwrap();
-    for i in 0..3 {
-        dest.send(Message::new(format!("m{i}")), Tx::Single)
-            .unwrap();
-    }
-    let out = &a.transfer().outgoing()[0];
-    let mut cursor = out.start();
-    let batch = out.next_batch(&mut cursor, 10, u64::MAX);
+    let (a, b, out, batch) = three_sent_in_transactions();
+    let out = &out;
     let send = |i: usize, prev: u64| {
         let seq = batch[i].seq.map(|s| Seq { n: s.n, prev });
         let items = vec![Inbound {

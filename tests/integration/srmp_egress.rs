@@ -12,7 +12,10 @@ use mqemu::testing::{Direction, FaultyProxy};
 use mqemu::{Message, MessageClass, QueueManager, QueueProps, Tx};
 use mqnet::{TransferConfig, TransferService};
 
-use crate::support::{eventually, eventually_async, free_port};
+use crate::support::{
+    bodies, eventually, eventually_async, free_port, numbers, outgoing_messages,
+    send_in_transactions,
+};
 
 const ORDERS: &str = r".\private$\orders";
 
@@ -77,56 +80,6 @@ impl Node {
             t.await.unwrap().unwrap();
         }
     }
-
-    fn bodies(&self, queue: &str) -> Vec<String> {
-        self.qm
-            .open(queue)
-            .unwrap()
-            .messages()
-            .unwrap()
-            .iter()
-            .map(|m| m.body_str().unwrap().to_owned())
-            .collect()
-    }
-
-    fn outgoing_messages(&self) -> usize {
-        self.qm
-            .transfer()
-            .outgoing()
-            .iter()
-            .map(|o| o.info().messages)
-            .sum()
-    }
-}
-
-fn tx_queue() -> QueueProps {
-    QueueProps {
-        transactional: true,
-        ..QueueProps::default()
-    }
-}
-
-/// Sends `n` transactional messages "from".."from+n-1" to `dest`, in transactions of 1 to 10.
-fn send_in_transactions(qm: &QueueManager, dest: &str, from: usize, n: usize) {
-    let q = qm.open(dest).unwrap();
-    let mut i = from;
-    let mut size = 1;
-    while i < from + n {
-        let t = qm.begin();
-        for _ in 0..size {
-            if i == from + n {
-                break;
-            }
-            q.send(Message::new(i.to_string()), Tx::In(&t)).unwrap();
-            i += 1;
-        }
-        t.commit().unwrap();
-        size = size % 10 + 1;
-    }
-}
-
-fn numbers(n: usize) -> Vec<String> {
-    (0..n).map(|i| i.to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +88,8 @@ async fn transactional_messages_cross_over_http_exactly_once_in_order_through_cu
     // beta's HTTP face is on .3; alpha sends to .4, where the proxy forwards to .3, and beta
     // knows .4 as its own address (the name alpha used reaches it).
     let b = Node::start("beta", &["127.0.0.3", "127.0.0.4"], Some(port)).await;
-    b.qm.create_queue(ORDERS, tx_queue()).unwrap();
+    b.qm.create_queue(ORDERS, QueueProps::transactional())
+        .unwrap();
     let listen: SocketAddr = format!("127.0.0.4:{port}").parse().unwrap();
     let upstream: SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
     let proxy = Arc::new(FaultyProxy::start_on(listen, upstream).unwrap());
@@ -151,7 +105,7 @@ async fn transactional_messages_cross_over_http_exactly_once_in_order_through_cu
             .unwrap();
     }
     eventually_async("beta stores the first message", async || {
-        !b.bodies(ORDERS).is_empty()
+        !bodies(&b.qm, ORDERS).is_empty()
     })
     .await;
     eventually_async("alpha sends it again", async || {
@@ -193,13 +147,13 @@ async fn transactional_messages_cross_over_http_exactly_once_in_order_through_cu
     sender.await.unwrap();
     cutter.await.unwrap();
     eventually_async("beta has all 300 messages", async || {
-        b.bodies(ORDERS).len() >= 300
+        bodies(&b.qm, ORDERS).len() >= 300
     })
     .await;
     eventually("alpha's outgoing queue is empty", || {
-        a.outgoing_messages() == 0
+        outgoing_messages(&a.qm) == 0
     });
-    assert_eq!(b.bodies(ORDERS), numbers(300));
+    assert_eq!(bodies(&b.qm, ORDERS), numbers(300));
     assert!(proxy.stats().cut > 0, "the proxy cut connections");
     // The messages name where they were sent, and where from.
     let first = b.qm.open(ORDERS).unwrap().messages().unwrap()[0].clone();
@@ -228,16 +182,17 @@ async fn a_destination_that_is_down_gets_its_messages_when_its_http_face_comes_b
             .any(|o| o.state == "WAITING" && o.last_error.is_some())
     })
     .await;
-    assert_eq!(a.outgoing_messages(), 20);
+    assert_eq!(outgoing_messages(&a.qm), 20);
     let b = Node::start("beta", &["127.0.0.3"], Some(port)).await;
-    b.qm.create_queue(ORDERS, tx_queue()).unwrap();
+    b.qm.create_queue(ORDERS, QueueProps::transactional())
+        .unwrap();
     eventually_async("beta has the 20 messages", async || {
-        b.bodies(ORDERS).len() >= 20
+        bodies(&b.qm, ORDERS).len() >= 20
     })
     .await;
-    assert_eq!(b.bodies(ORDERS), numbers(20));
+    assert_eq!(bodies(&b.qm, ORDERS), numbers(20));
     eventually("alpha's outgoing queue is empty", || {
-        a.outgoing_messages() == 0
+        outgoing_messages(&a.qm) == 0
     });
     a.stop().await;
     b.stop().await;
@@ -261,7 +216,7 @@ async fn a_message_the_destination_refuses_is_dead_lettered_at_the_sender() {
     a.qm.send(&format!("{base}/orders"), dead_letter("kept"), Tx::None)
         .unwrap();
     eventually_async("the message reaches beta's queue", async || {
-        b.bodies(ORDERS) == ["kept"]
+        bodies(&b.qm, ORDERS) == ["kept"]
     })
     .await;
     eventually("the refused one is in alpha's dead-letter queue", || {
@@ -279,7 +234,7 @@ async fn a_message_the_destination_refuses_is_dead_lettered_at_the_sender() {
             .unwrap();
     assert_eq!(dead[0].body_str().unwrap(), "lost");
     assert_eq!(dead[0].class(), MessageClass::NACK_BAD_DST_Q);
-    assert_eq!(a.outgoing_messages(), 0);
+    assert_eq!(outgoing_messages(&a.qm), 0);
     a.stop().await;
     b.stop().await;
 }
@@ -292,7 +247,8 @@ async fn expired_stream_messages_are_withdrawn_and_dead_lettered_only_if_undeliv
     const DEADXACT: &str = r".\system$;DEADXACT";
     let port = free_port();
     let b = Node::start("beta", &["127.0.0.3", "127.0.0.4"], Some(port)).await;
-    b.qm.create_queue(ORDERS, tx_queue()).unwrap();
+    b.qm.create_queue(ORDERS, QueueProps::transactional())
+        .unwrap();
     let listen: SocketAddr = format!("127.0.0.4:{port}").parse().unwrap();
     let upstream: SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
     let proxy = FaultyProxy::start_on(listen, upstream).unwrap();
@@ -321,20 +277,20 @@ async fn expired_stream_messages_are_withdrawn_and_dead_lettered_only_if_undeliv
     });
     assert_eq!(dead()[0].body_str().unwrap(), "lost");
     assert_eq!(dead()[0].class(), MessageClass::NACK_REACH_QUEUE_TIMEOUT);
-    assert!(b.bodies(ORDERS).is_empty());
+    assert!(bodies(&b.qm, ORDERS).is_empty());
 
     // Answers cut in their headers: "kept" is stored at beta, alpha never hears so.
     proxy.cut_after(Direction::ToClient, 40);
     send("kept");
-    eventually("beta stores it", || b.bodies(ORDERS) == ["kept"]);
+    eventually("beta stores it", || bodies(&b.qm, ORDERS) == ["kept"]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.heal();
     // Behind both, the stream goes on.
     send("next");
-    eventually("beta has the next one", || b.bodies(ORDERS).len() == 2);
-    assert_eq!(b.bodies(ORDERS), ["kept", "next"]);
+    eventually("beta has the next one", || bodies(&b.qm, ORDERS).len() == 2);
+    assert_eq!(bodies(&b.qm, ORDERS), ["kept", "next"]);
     eventually("alpha's outgoing queue is empty", || {
-        a.outgoing_messages() == 0
+        outgoing_messages(&a.qm) == 0
     });
     assert_eq!(dead().len(), 1, "a delivered message is not dead-lettered");
     a.stop().await;

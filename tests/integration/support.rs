@@ -1,7 +1,10 @@
 //! What the integration tests share: waiting (bounded) for a condition instead of sleeping and
-//! hoping, from a plain thread or from inside a tokio runtime.
+//! hoping, from a plain thread or from inside a tokio runtime, and what the transfer tests send
+//! and look at.
 
 use std::time::{Duration, Instant};
+
+use mqemu::{Message, QueueManager, Tx};
 
 /// How long a condition may take before the test fails naming it.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -40,4 +43,48 @@ pub fn free_port() -> u16 {
         return port;
     }
     panic!("no port free on 127.0.0.2-4");
+}
+
+/// The bodies of a queue's messages, in queue order.
+pub fn bodies(qm: &QueueManager, queue: &str) -> Vec<String> {
+    qm.open(queue)
+        .unwrap()
+        .messages()
+        .unwrap()
+        .iter()
+        .map(|m| m.body_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Messages waiting in all of a queue manager's outgoing queues.
+pub fn outgoing_messages(qm: &QueueManager) -> usize {
+    qm.transfer()
+        .outgoing()
+        .iter()
+        .map(|o| o.info().messages)
+        .sum()
+}
+
+/// Sends `n` transactional messages "from".."from+n-1" to `dest`, in transactions of 1 to 10.
+pub fn send_in_transactions(qm: &QueueManager, dest: &str, from: usize, n: usize) {
+    let q = qm.open(dest).unwrap();
+    let mut i = from;
+    let mut size = 1;
+    while i < from + n {
+        let t = qm.begin();
+        for _ in 0..size {
+            if i == from + n {
+                break;
+            }
+            q.send(Message::new(i.to_string()), Tx::In(&t)).unwrap();
+            i += 1;
+        }
+        t.commit().unwrap();
+        size = size % 10 + 1;
+    }
+}
+
+/// "0".."n-1", what [`send_in_transactions`] sends from 0.
+pub fn numbers(n: usize) -> Vec<String> {
+    (0..n).map(|i| i.to_string()).collect()
 }

@@ -11,7 +11,10 @@ use mqemu::{Message, QueueManager, QueueProps, Tx};
 use mqnet::proto::OutgoingAction;
 use mqnet::{Client, Server, ServerConfig, Stopper, TransferConfig, TransferService};
 
-use crate::support::{eventually, eventually_async, free_port};
+use crate::support::{
+    bodies, eventually, eventually_async, free_port, numbers, outgoing_messages,
+    send_in_transactions,
+};
 
 const ORDERS: &str = r".\private$\orders";
 
@@ -63,56 +66,6 @@ impl Node {
         self.stopper.stop();
         self.task.await.unwrap().unwrap();
     }
-
-    fn bodies(&self, queue: &str) -> Vec<String> {
-        self.qm
-            .open(queue)
-            .unwrap()
-            .messages()
-            .unwrap()
-            .iter()
-            .map(|m| m.body_str().unwrap().to_owned())
-            .collect()
-    }
-
-    fn outgoing_messages(&self) -> usize {
-        self.qm
-            .transfer()
-            .outgoing()
-            .iter()
-            .map(|o| o.info().messages)
-            .sum()
-    }
-}
-
-fn tx_queue() -> QueueProps {
-    QueueProps {
-        transactional: true,
-        ..QueueProps::default()
-    }
-}
-
-/// Sends `n` transactional messages "0".."n-1" from `qm` to `dest`, in transactions of 1 to 10.
-fn send_in_transactions(qm: &QueueManager, dest: &str, from: usize, n: usize) {
-    let q = qm.open(dest).unwrap();
-    let mut i = from;
-    let mut size = 1;
-    while i < from + n {
-        let t = qm.begin();
-        for _ in 0..size {
-            if i == from + n {
-                break;
-            }
-            q.send(Message::new(i.to_string()), Tx::In(&t)).unwrap();
-            i += 1;
-        }
-        t.commit().unwrap();
-        size = size % 10 + 1;
-    }
-}
-
-fn numbers(n: usize) -> Vec<String> {
-    (0..n).map(|i| i.to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,8 +73,10 @@ async fn two_servers_exchange_transactional_messages_in_order() {
     let port = free_port();
     let a = Node::start("alpha", "127.0.0.2", port, &[("beta", "127.0.0.3")]).await;
     let b = Node::start("beta", "127.0.0.3", port, &[("alpha", "127.0.0.2")]).await;
-    b.qm.create_queue(ORDERS, tx_queue()).unwrap();
-    a.qm.create_queue(ORDERS, tx_queue()).unwrap();
+    b.qm.create_queue(ORDERS, QueueProps::transactional())
+        .unwrap();
+    a.qm.create_queue(ORDERS, QueueProps::transactional())
+        .unwrap();
     let qm = a.qm.clone();
     tokio::task::spawn_blocking(move || {
         send_in_transactions(&qm, r"DIRECT=TCP:127.0.0.3\private$\orders", 0, 1000);
@@ -134,17 +89,17 @@ async fn two_servers_exchange_transactional_messages_in_order() {
         .await
         .unwrap();
     eventually_async("beta has the 1000 messages", async || {
-        b.bodies(ORDERS).len() == 1000
+        bodies(&b.qm, ORDERS).len() == 1000
     })
     .await;
     eventually_async("alpha has the 50 messages", async || {
-        a.bodies(ORDERS).len() == 50
+        bodies(&a.qm, ORDERS).len() == 50
     })
     .await;
-    assert_eq!(b.bodies(ORDERS), numbers(1000));
-    assert_eq!(a.bodies(ORDERS), numbers(50));
+    assert_eq!(bodies(&b.qm, ORDERS), numbers(1000));
+    assert_eq!(bodies(&a.qm, ORDERS), numbers(50));
     eventually_async("alpha's outgoing queue is empty", async || {
-        a.outgoing_messages() == 0
+        outgoing_messages(&a.qm) == 0
     })
     .await;
     // Management shows the outgoing queue and its state.
@@ -179,14 +134,15 @@ async fn a_destination_that_is_down_gets_its_messages_when_it_comes_back() {
         list.len() == 1 && list[0].state == "WAITING" && list[0].last_error.is_some()
     })
     .await;
-    assert_eq!(a.outgoing_messages(), 20);
+    assert_eq!(outgoing_messages(&a.qm), 20);
     let b = Node::start("beta", "127.0.0.3", port, &[]).await;
-    b.qm.create_queue(ORDERS, tx_queue()).unwrap();
+    b.qm.create_queue(ORDERS, QueueProps::transactional())
+        .unwrap();
     eventually_async("beta has the messages", async || {
-        b.bodies(ORDERS).len() == 20
+        bodies(&b.qm, ORDERS).len() == 20
     })
     .await;
-    assert_eq!(b.bodies(ORDERS), numbers(20));
+    assert_eq!(bodies(&b.qm, ORDERS), numbers(20));
     a.stop().await;
     b.stop().await;
 }
@@ -196,14 +152,15 @@ async fn pause_holds_the_messages_and_resume_delivers_them_in_order() {
     let port = free_port();
     let a = Node::start("alpha", "127.0.0.2", port, &[]).await;
     let b = Node::start("beta", "127.0.0.3", port, &[]).await;
-    b.qm.create_queue(ORDERS, tx_queue()).unwrap();
+    b.qm.create_queue(ORDERS, QueueProps::transactional())
+        .unwrap();
     let dest = r"DIRECT=TCP:127.0.0.3\private$\orders";
     let qm = a.qm.clone();
     tokio::task::spawn_blocking(move || send_in_transactions(&qm, dest, 0, 5))
         .await
         .unwrap();
     eventually_async("the first five arrive", async || {
-        b.bodies(ORDERS).len() == 5
+        bodies(&b.qm, ORDERS).len() == 5
     })
     .await;
     let c = Client::connect(&format!("127.0.0.2:{port}")).await.unwrap();
@@ -218,16 +175,16 @@ async fn pause_holds_the_messages_and_resume_delivers_them_in_order() {
     assert_eq!(list[0].state, "ONHOLD");
     // Held: nothing more arrives while paused.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(b.bodies(ORDERS).len(), 5);
-    assert_eq!(a.outgoing_messages(), 5);
+    assert_eq!(bodies(&b.qm, ORDERS).len(), 5);
+    assert_eq!(outgoing_messages(&a.qm), 5);
     c.outgoing_action(dest, OutgoingAction::Resume)
         .await
         .unwrap();
     eventually_async("the held five arrive", async || {
-        b.bodies(ORDERS).len() == 10
+        bodies(&b.qm, ORDERS).len() == 10
     })
     .await;
-    assert_eq!(b.bodies(ORDERS), numbers(10));
+    assert_eq!(bodies(&b.qm, ORDERS), numbers(10));
     let e = c
         .outgoing_action(r"DIRECT=TCP:127.0.0.9\private$\none", OutgoingAction::Pause)
         .await
@@ -242,7 +199,8 @@ async fn connections_cut_mid_frame_lose_and_duplicate_nothing() {
     let port = free_port();
     // beta listens on .3; alpha reaches "beta" at .4, where the proxy forwards to .3.
     let b = Node::start("beta", "127.0.0.3", port, &[]).await;
-    b.qm.create_queue(ORDERS, tx_queue()).unwrap();
+    b.qm.create_queue(ORDERS, QueueProps::transactional())
+        .unwrap();
     let listen: SocketAddr = format!("127.0.0.4:{port}").parse().unwrap();
     let upstream: SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
     let proxy = Arc::new(FaultyProxy::start_on(listen, upstream).unwrap());
@@ -273,12 +231,12 @@ async fn connections_cut_mid_frame_lose_and_duplicate_nothing() {
     sender.await.unwrap();
     cutter.await.unwrap();
     eventually_async("beta has all 2000 messages", async || {
-        b.bodies(ORDERS).len() >= 2000
+        bodies(&b.qm, ORDERS).len() >= 2000
     })
     .await;
-    assert_eq!(b.bodies(ORDERS), numbers(2000));
+    assert_eq!(bodies(&b.qm, ORDERS), numbers(2000));
     eventually("alpha's outgoing queue is empty", || {
-        a.outgoing_messages() == 0
+        outgoing_messages(&a.qm) == 0
     });
     assert!(proxy.stats().cut > 0, "the proxy cut connections");
     a.stop().await;
@@ -293,10 +251,11 @@ async fn acknowledgements_and_responses_come_back_from_the_other_server() {
     let port = free_port();
     let a = Node::start("alpha", "127.0.0.2", port, &[]).await;
     let b = Node::start("beta", "127.0.0.3", port, &[]).await;
-    b.qm.create_queue(ORDERS, tx_queue()).unwrap();
+    b.qm.create_queue(ORDERS, QueueProps::transactional())
+        .unwrap();
     a.qm.create_queue(r".\private$\admin", QueueProps::default())
         .unwrap();
-    a.qm.create_queue(r".\private$\replies", tx_queue())
+    a.qm.create_queue(r".\private$\replies", QueueProps::transactional())
         .unwrap();
     let admin = mqemu::QueueName::parse(r"DIRECT=TCP:127.0.0.2\private$\admin").unwrap();
     let replies = mqemu::QueueName::parse(r"DIRECT=TCP:127.0.0.2\private$\replies").unwrap();
@@ -321,7 +280,7 @@ async fn acknowledgements_and_responses_come_back_from_the_other_server() {
     .await
     .unwrap();
     eventually_async("the answer reaches alpha", async || {
-        a.bodies(r".\private$\replies") == ["answer"]
+        bodies(&a.qm, r".\private$\replies") == ["answer"]
     })
     .await;
     let answer =

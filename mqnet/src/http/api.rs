@@ -269,53 +269,38 @@ async fn purge_queue(
 /// message body, with properties in `MQ-*` headers instead (`MQ-Label`, `MQ-Priority`,
 /// `MQ-Correlation-Id`, `MQ-App-Specific`, `MQ-Recoverable`).
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct SendBody {
     /// The body as text (UTF-8).
-    #[serde(default)]
     pub body: Option<String>,
     /// The body as base64, for binary bodies (instead of `body`).
-    #[serde(default)]
     pub body_base64: Option<String>,
     /// Label (`PROPID_M_LABEL`, at most 249 characters).
-    #[serde(default)]
     pub label: Option<String>,
     /// Priority 0-7 (default 3; transactional messages are always 0).
-    #[serde(default)]
     pub priority: Option<u8>,
     /// Recoverable delivery (kept on disk) instead of express.
-    #[serde(default)]
     pub recoverable: bool,
     /// Correlation id, as `guid\ordinal`.
-    #[serde(default)]
     pub correlation_id: Option<String>,
     /// Application-specific number (`PROPID_M_APPSPECIFIC`).
-    #[serde(default)]
     pub app_specific: Option<u32>,
     /// Body type (`PROPID_M_BODY_TYPE`, a VARTYPE).
-    #[serde(default)]
     pub body_type: Option<u32>,
     /// Response queue (format or path name).
-    #[serde(default)]
     pub response_queue: Option<String>,
     /// Administration queue for acknowledgements (format or path name).
-    #[serde(default)]
     pub admin_queue: Option<String>,
     /// Acknowledgement level (`PROPID_M_ACKNOWLEDGE` bits: 1 reach queue, 2 receive, 4 and 8
     /// their negative forms).
-    #[serde(default)]
     pub acknowledge: Option<u8>,
     /// Dead-letter the message if it cannot be delivered (`MQMSG_DEADLETTER`).
-    #[serde(default)]
     pub dead_letter: bool,
     /// Keep a copy in the computer journal (`MQMSG_JOURNAL`).
-    #[serde(default)]
     pub journal: bool,
     /// Time to reach the queue, in milliseconds.
-    #[serde(default)]
     pub time_to_reach_queue_ms: Option<u64>,
     /// Time to be received, in milliseconds.
-    #[serde(default)]
     pub time_to_be_received_ms: Option<u64>,
 }
 

@@ -238,6 +238,19 @@ impl Task {
         }
     }
 
+    /// With nothing to send since `last_busy`: the session's end once that lasted the idle
+    /// time, or after waiting a moment to be woken, its end if the service stopped meanwhile.
+    pub(super) async fn nothing_to_send(&mut self, last_busy: Instant) -> Option<End> {
+        if last_busy.elapsed() >= self.config.idle {
+            return Some(End::Idle);
+        }
+        tokio::select! {
+            () = self.link.wake.notified() => None,
+            _ = self.stop.changed() => Some(End::Stopped),
+            () = tokio::time::sleep(Duration::from_millis(200)) => None,
+        }
+    }
+
     pub(super) fn queues(&self) -> Vec<OutgoingQueue> {
         self.qm.transfer().outgoing_to(&self.link.host)
     }
@@ -333,13 +346,8 @@ impl Task {
                 });
             }
             let Some(front) = flight.front_mut() else {
-                if last_busy.elapsed() >= self.config.idle {
-                    return End::Idle;
-                }
-                tokio::select! {
-                    () = self.link.wake.notified() => {}
-                    _ = self.stop.changed() => return End::Stopped,
-                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                if let Some(end) = self.nothing_to_send(last_busy).await {
+                    return end;
                 }
                 continue;
             };

@@ -9,7 +9,7 @@
 //! transactional message withdrawn here (out of time after it may have been sent) is posted
 //! with [`WITHDRAW`]: an mqemu receiver consumes its number as the native transfer's does.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mqcore::message::MessageClass;
 use mqcore::transfer::{Outbound, OutgoingQueue, Reply, Seq, Verdict};
@@ -161,13 +161,8 @@ impl Task {
                 last_busy = Instant::now();
                 continue;
             }
-            if last_busy.elapsed() >= self.config.idle {
-                return End::Idle;
-            }
-            tokio::select! {
-                () = self.link.wake.notified() => {}
-                _ = self.stop.changed() => return End::Stopped,
-                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            if let Some(end) = self.nothing_to_send(last_busy).await {
+                return end;
             }
         }
     }
