@@ -42,6 +42,9 @@ pub struct Config {
     /// Users and their rights; none means open access.
     #[serde(default, rename = "user")]
     pub users: Vec<User>,
+    /// Serve beyond loopback with no users, on purpose (otherwise refused at start).
+    #[serde(default)]
+    pub allow_open: bool,
     /// The Triggers service.
     #[serde(default)]
     pub triggers: TriggersConfig,

@@ -45,6 +45,10 @@ pub struct Options {
     /// the configuration's `name`].
     #[arg(long)]
     pub name: Option<String>,
+    /// Serve beyond loopback with no users configured, on purpose: anyone who can connect may
+    /// then do anything [default: refused, or the configuration's `allow_open`].
+    #[arg(long)]
+    pub allow_open: bool,
 }
 
 /// The host part of a listen address, unless it is every interface (`0.0.0.0`, `[::]`).
@@ -53,6 +57,37 @@ fn listen_ip(listen: &str) -> Option<String> {
         return (!addr.ip().is_unspecified()).then(|| addr.ip().to_string());
     }
     listen.rsplit_once(':').map(|(host, _)| host.to_owned())
+}
+
+/// Whether every address `listen` names is a loopback one (a name is looked up).
+fn loopback_only(listen: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match listen.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        // Not an address at all: binding it fails with its own error.
+        Err(_) => true,
+    }
+}
+
+/// Refuses to listen on `listen` for `what` beyond loopback when the server is `open` (no
+/// users), unless that was asked for: a server reachable from other computers that lets anyone
+/// do anything should never be the accident of a missing configuration file.
+fn refuse_open(what: &str, listen: &str, open: bool, allow_open: bool) -> mqemu::Result<()> {
+    if !open || allow_open || loopback_only(listen) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorCode::InvalidParameter,
+        format!(
+            "refusing to serve {what} on {listen} with no users: beyond loopback anyone who can \
+             connect could send, receive and delete anything. Give users with tokens \
+             ([[user]] in --config), listen on 127.0.0.1, or pass --allow-open \
+             (allow_open = true) to serve an open server on purpose"
+        ),
+    ))
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
@@ -66,6 +101,13 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         .or(config.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let opts_http = opts.http.or(config.http.clone());
+    let open = config.users.is_empty();
+    let allow_open = opts.allow_open || config.allow_open;
+    // Before anything is opened or bound.
+    refuse_open("the native protocol", &listen, open, allow_open)?;
+    if let Some(h) = &opts_http {
+        refuse_open("HTTP", h, open, allow_open)?;
+    }
     let compat: Compat = match opts.compat.or(config.compat.clone()) {
         Some(c) => c.parse()?,
         None => Compat::default(),
@@ -130,7 +172,6 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
             .unwrap_or_default(),
         ..defaults
     };
-    let open = server_config.auth.is_open();
     let users: BTreeMap<_, _> = config
         .users
         .iter()
@@ -159,7 +200,7 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
             .local_addr()
             .map_err(|e| Error::new(ErrorCode::ServiceNotAvailable, e.to_string()))?;
         if open && !addr.ip().is_loopback() {
-            tracing::warn!(%addr, "listening beyond loopback with no users configured: anyone who can connect may do anything");
+            tracing::warn!(%addr, "listening beyond loopback with no users (--allow-open): anyone who can connect may do anything");
         }
         tracing::info!(
             %addr,
@@ -195,7 +236,7 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
                     .local_addr()
                     .map_err(|e| Error::new(ErrorCode::ServiceNotAvailable, e.to_string()))?;
                 if open && !http_at.ip().is_loopback() {
-                    tracing::warn!(%http_at, "HTTP beyond loopback with no users configured: anyone who can connect may do anything");
+                    tracing::warn!(%http_at, "HTTP beyond loopback with no users (--allow-open): anyone who can connect may do anything");
                 }
                 println!("http on {http_at}");
                 Some(tokio::spawn(http.run(stopper.stopped())))
@@ -289,7 +330,30 @@ pub async fn wait_for_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::listen_ip;
+    use super::{listen_ip, refuse_open};
+
+    #[test]
+    fn an_open_server_beyond_loopback_is_refused_unless_asked_for() {
+        // No users, beyond loopback: refused, saying what to do.
+        for listen in ["0.0.0.0:18010", "[::]:18010", "192.0.2.7:1801"] {
+            let e = refuse_open("the native protocol", listen, true, false).unwrap_err();
+            assert_eq!(e.code(), mqemu::ErrorCode::InvalidParameter);
+            assert!(e.detail().contains("--allow-open"), "{e}");
+            assert!(e.detail().contains("[[user]]"), "{e}");
+            // Asked for, or with users: served.
+            refuse_open("the native protocol", listen, true, true).unwrap();
+            refuse_open("the native protocol", listen, false, false).unwrap();
+        }
+        // Loopback, by address or by name: served open, as the README's command does.
+        for listen in [
+            "127.0.0.1:18010",
+            "127.0.0.3:18010",
+            "[::1]:18010",
+            "localhost:18010",
+        ] {
+            refuse_open("HTTP", listen, true, false).unwrap();
+        }
+    }
 
     #[test]
     fn the_listen_address_is_the_queue_managers_unless_it_is_every_interface() {

@@ -622,3 +622,31 @@ fn the_readmes_two_servers_exchange_a_transactional_message() {
     alpha.terminate();
     beta.terminate();
 }
+
+/// `mqemu serve` beyond loopback with no users stops before it opens or binds anything, saying
+/// what to configure (the test binds nothing: the refusal comes first).
+#[test]
+fn serve_refuses_to_be_open_beyond_loopback_by_accident() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--listen", "0.0.0.0:18999"][..],
+        &["--http", "0.0.0.0:18998"][..],
+    ] {
+        let out = mqemu()
+            .args(["serve", "--data"])
+            .arg(dir.path().join("data"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was served");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("MQ_ERROR_INVALID_PARAMETER") && err.contains("--allow-open"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !dir.path().join("data").exists(),
+            "nothing was opened before the refusal"
+        );
+    }
+}
