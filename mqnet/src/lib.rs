@@ -31,6 +31,7 @@ pub mod http_action;
 pub mod names;
 pub mod proto;
 pub mod server;
+pub mod tls;
 pub mod transfer;
 
 pub use auth::{Auth, Right, User};
@@ -41,4 +42,5 @@ pub use client::{
 pub use http_action::HttpAction;
 pub use proto::{Stats, TriggerRequest, TriggerView, DEFAULT_PORT};
 pub use server::{Server, ServerConfig, ServerCounts, Stopper, TriggerService};
+pub use tls::{ClientTls, ServerTls, TlsFiles};
 pub use transfer::{TransferConfig, TransferService};

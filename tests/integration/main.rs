@@ -17,5 +17,6 @@ mod srmp;
 mod srmp_egress;
 mod support;
 mod testing_kit;
+mod tls;
 mod transfer;
 mod transfer_kill;

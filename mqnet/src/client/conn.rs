@@ -41,8 +41,9 @@ struct Pending {
 pub(super) struct Conn {
     /// Requests not yet written.
     outbox: Mutex<Outbox>,
-    /// Both the requests (a write that does not wait) and the writer task write here.
-    wr: Arc<OwnedWriteHalf>,
+    /// Both the requests (a write that does not wait) and the writer task write here; `None`
+    /// over TLS, where only the writer task writes.
+    wr: Option<Arc<OwnedWriteHalf>>,
     /// Wakes the writer task when it has frames to write.
     wake_writer: Arc<Notify>,
     pending: Mutex<Pending>,
@@ -101,7 +102,16 @@ impl Client {
             .await
             .map_err(|e| unreachable_server(addr, e))?;
         let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
+        let (mut rd, mut wr): (Rd, Socket) = match &options.tls {
+            None => {
+                let (rd, wr) = stream.into_split();
+                (Box::new(rd), Socket::Plain(Arc::new(wr)))
+            }
+            Some(tls) => {
+                let (rd, wr) = tokio::io::split(tls.connect(addr, stream).await?);
+                (Box::new(rd), Socket::Tls(wr))
+            }
+        };
         let hello = Request::Hello {
             min_version: PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
@@ -151,13 +161,18 @@ impl Client {
         let (start_writer, writer_started) = oneshot::channel::<std::sync::Weak<Conn>>();
         let wake_writer = Arc::new(Notify::new());
         let woken = wake_writer.clone();
-        let wr = Arc::new(wr);
-        let socket = wr.clone();
+        // Requests write straight to a plain socket when it is free; a TLS session has one
+        // writer, the task.
+        let fast = match &wr {
+            Socket::Plain(w) => Some(w.clone()),
+            Socket::Tls(_) => None,
+        };
+        let mut socket = wr;
         let writer = tokio::spawn(async move {
             let Ok(weak) = writer_started.await else {
                 return;
             };
-            let why = write_requests(&socket, &weak, &woken).await;
+            let why = write_requests(&mut socket, &weak, &woken).await;
             if let Some(conn) = weak.upgrade() {
                 conn.close(why);
             }
@@ -167,7 +182,7 @@ impl Client {
                 frames: Vec::with_capacity(64 * 1024),
                 writing: false,
             }),
-            wr,
+            wr: fast,
             wake_writer,
             pending: Mutex::new(Pending::default()),
             next_id: AtomicU64::new(1),
@@ -220,7 +235,11 @@ impl Client {
             } else if !out.writing {
                 // The socket is free: write now, without waiting (and without a trip through
                 // the writer task), and leave the writer whatever does not fit.
-                let written = match self.conn.wr.try_write(&out.frames) {
+                let tried = match &self.conn.wr {
+                    Some(wr) => wr.try_write(&out.frames),
+                    None => Err(std::io::ErrorKind::WouldBlock.into()),
+                };
+                let written = match tried {
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
                     Err(e) => {
@@ -258,11 +277,7 @@ impl Client {
 /// Writes requests as they gather in the outbox, all that are there in one write; returns why the
 /// connection ended. A task of its own, so a request whose future is dropped mid-write cannot
 /// leave half a frame on the wire.
-async fn write_requests(
-    wr: &OwnedWriteHalf,
-    conn: &std::sync::Weak<Conn>,
-    woken: &Notify,
-) -> String {
+async fn write_requests(wr: &mut Socket, conn: &std::sync::Weak<Conn>, woken: &Notify) -> String {
     let mut batch = Vec::with_capacity(64 * 1024);
     loop {
         let Some(c) = conn.upgrade() else {
@@ -283,27 +298,48 @@ async fn write_requests(
             woken.notified().await;
             continue;
         }
-        let mut at = 0;
-        while at < batch.len() {
-            if let Err(e) = wr.writable().await {
-                return e.to_string();
-            }
-            match wr.try_write(&batch[at..]) {
-                Ok(n) => at += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return e.to_string(),
-            }
+        if let Err(e) = wr.write_all(&batch).await {
+            return e.to_string();
         }
         batch.clear();
     }
 }
 
+/// The reading half of a connection: a TCP socket's or a TLS session's.
+type Rd = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// The writing half of a connection.
+enum Socket {
+    /// A TCP socket's, shared with requests that write without waiting.
+    Plain(Arc<OwnedWriteHalf>),
+    /// A TLS session's: the writer task's alone.
+    Tls(tokio::io::WriteHalf<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Socket {
+    async fn write_all(&mut self, mut buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Socket::Plain(wr) => {
+                while !buf.is_empty() {
+                    wr.writable().await?;
+                    match wr.try_write(buf) {
+                        Ok(n) => buf = &buf[n..],
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Socket::Tls(wr) => {
+                wr.write_all(buf).await?;
+                wr.flush().await
+            }
+        }
+    }
+}
+
 /// Reads answers and hands each to its waiting request; returns why the connection ended.
-async fn read_answers(
-    mut rd: tokio::net::tcp::OwnedReadHalf,
-    mut buf: BytesMut,
-    conn: &std::sync::Weak<Conn>,
-) -> String {
+async fn read_answers(mut rd: Rd, mut buf: BytesMut, conn: &std::sync::Weak<Conn>) -> String {
     loop {
         loop {
             let f = match frame::decode(&mut buf, MAX_ANSWER) {

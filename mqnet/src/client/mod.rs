@@ -58,6 +58,8 @@ pub struct ClientOptions {
     /// remote receive needs an external one. The server accepts it from a loopback address only;
     /// elsewhere the connection fails with `MQ_ERROR_ACCESS_DENIED`.
     pub local: bool,
+    /// TLS to a server that speaks it ([`crate::tls`]): what to trust, and the name to check.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -67,6 +69,7 @@ impl Default for ClientOptions {
             port: DEFAULT_PORT,
             connect_timeout: Duration::from_secs(10),
             local: false,
+            tls: None,
         }
     }
 }

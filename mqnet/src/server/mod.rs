@@ -65,6 +65,8 @@ pub struct ServerConfig {
     /// ([`Request::ListOutgoing`](proto::Request::ListOutgoing)); without one the outgoing
     /// queues are listed from the engine alone.
     pub transfer: Option<crate::transfer::TransferService>,
+    /// TLS: with a certificate, the port speaks only TLS ([`crate::tls`]).
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 /// Where a server finds its queue manager's Triggers service, which may start and stop while the
@@ -116,6 +118,7 @@ impl Default for ServerConfig {
             auth: Auth::default(),
             triggers: TriggerService::default(),
             transfer: None,
+            tls: None,
         }
     }
 }

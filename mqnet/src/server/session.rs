@@ -27,7 +27,7 @@ use crate::proto::{self, timeout_from_wire, Request, Response, TxRef, PROTOCOL_V
 
 use super::batching::HeldAnswers;
 use super::dispatch::Step;
-use super::wire::{End, Wire};
+use super::wire::{End, Rd, Wire, Wr};
 use super::{stopped_signal, Shared};
 
 /// Serves one connection from handshake to close.
@@ -38,7 +38,35 @@ pub(super) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), End> {
     let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
+    let (rd, wr) = match &shared.config.tls {
+        None => {
+            let (rd, wr) = stream.into_split();
+            (Box::new(rd) as Rd, Box::new(wr) as Wr)
+        }
+        Some(tls) => {
+            let accepted = tokio::time::timeout(
+                shared.config.handshake_timeout,
+                tls.acceptor().accept(stream),
+            )
+            .await;
+            match accepted {
+                Ok(Ok(s)) => {
+                    let (rd, wr) = tokio::io::split(s);
+                    (Box::new(rd) as Rd, Box::new(wr) as Wr)
+                }
+                // A plaintext client, one that does not trust us, or one too slow: this
+                // connection alone ends.
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "TLS handshake failed");
+                    return Err(End::Io(e));
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "TLS handshake timed out");
+                    return Err(End::Idle);
+                }
+            }
+        }
+    };
     let mut wire = Wire {
         rd,
         wr,

@@ -5,8 +5,7 @@ use std::io;
 
 use bytes::{Bytes, BytesMut};
 use mqcore::{Error, ErrorCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::frame::{self, FrameError};
 use crate::proto::{self, Response};
@@ -27,10 +26,15 @@ pub(super) enum End {
     Io(io::Error),
 }
 
+/// The reading half of a connection: a TCP socket's, or a TLS session's.
+pub(super) type Rd = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half of a connection.
+pub(super) type Wr = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// One connection's socket side.
 pub(super) struct Wire {
-    pub(super) rd: OwnedReadHalf,
-    pub(super) wr: OwnedWriteHalf,
+    pub(super) rd: Rd,
+    pub(super) wr: Wr,
     pub(super) buf: BytesMut,
     /// Answers not yet written.
     pub(super) out: Vec<u8>,

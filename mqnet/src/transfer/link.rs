@@ -281,6 +281,7 @@ impl Task {
             port: self.config.port,
             connect_timeout: self.config.connect_timeout,
             local: false,
+            tls: self.config.tls.clone(),
         };
         Client::connect_with(&self.address(), &options).await
     }

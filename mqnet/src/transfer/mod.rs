@@ -44,6 +44,8 @@ pub struct TransferConfig {
     pub connect_timeout: Duration,
     /// A connection with nothing to send for this long is closed (state `INACTIVE`).
     pub idle: Duration,
+    /// TLS to destination servers that speak it.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl TransferConfig {
@@ -87,6 +89,7 @@ impl Default for TransferConfig {
             window: 8,
             connect_timeout: Duration::from_secs(5),
             idle: Duration::from_secs(60),
+            tls: None,
         }
     }
 }

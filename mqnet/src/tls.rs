@@ -1,0 +1,270 @@
+//! TLS for the native protocol: a server's certificate (reloadable while it serves) and what a
+//! client trusts, built on rustls (TLS 1.2 and 1.3, 1.3 preferred; no OpenSSL).
+//!
+//! A server given a certificate speaks only TLS on its port: a plaintext client's first bytes
+//! fail the handshake and that connection alone is closed. A client verifies the server's
+//! certificate against the CA it was given and the name it dialled (or the name it was told);
+//! [`ClientTls::insecure_skip_verify`] exists for tests and says so in its name.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use mqcore::{Error, ErrorCode};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+/// The ALPN name of the native protocol, offered by clients and required by servers.
+pub const ALPN: &[u8] = b"mqemu/1";
+
+fn bad_file(what: &str, path: &Path, why: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorCode::InvalidParameter,
+        format!("TLS {what} {}: {why}", path.display()),
+    )
+}
+
+/// ring, which builds with a C compiler alone (aws-lc-rs, rustls's default, needs CMake); its
+/// key exchanges are classical ones (X25519, P-256, P-384), without the post-quantum hybrid.
+#[allow(deprecated)]
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Certificates in a PEM file, at least one.
+fn certificates(what: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad_file(what, path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad_file(what, path, e))?;
+    if certs.is_empty() {
+        return Err(bad_file(what, path, "no certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// Where a server's certificate chain and key are (PEM files), read again on
+/// [`ServerTls::reload`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's own first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, Error> {
+        let chain = certificates("certificate", &self.cert)?;
+        let key =
+            PrivateKeyDer::from_pem_file(&self.key).map_err(|e| bad_file("key", &self.key, e))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| Error::new(ErrorCode::InvalidParameter, e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| bad_file("certificate and key", &self.cert, e))?;
+        config.alpn_protocols = vec![ALPN.to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// A server's TLS: the configuration every new connection is accepted with, replaced by
+/// [`ServerTls::reload`] (a renewed certificate) without touching open connections. Clones share
+/// it.
+#[derive(Clone)]
+pub struct ServerTls {
+    files: TlsFiles,
+    current: Arc<RwLock<Arc<rustls::ServerConfig>>>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// Reads the certificate and key; a missing or unreadable file, or a key that does not
+    /// match, is MQ_ERROR_INVALID_PARAMETER naming it.
+    pub fn load(files: TlsFiles) -> Result<ServerTls, Error> {
+        let config = files.server_config()?;
+        Ok(ServerTls {
+            files,
+            current: Arc::new(RwLock::new(config)),
+        })
+    }
+
+    /// Reads the files again; new connections get the new certificate, open ones keep theirs.
+    /// On an error the old configuration stays.
+    pub fn reload(&self) -> Result<(), Error> {
+        let config = self.files.server_config()?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
+        Ok(())
+    }
+
+    pub(crate) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let config = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        tokio_rustls::TlsAcceptor::from(config)
+    }
+}
+
+/// What a client trusts, and the name it checks the server's certificate against.
+#[derive(Clone)]
+pub struct ClientTls {
+    config: Arc<rustls::ClientConfig>,
+    server_name: Option<String>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Trusts the CA certificates in the PEM file `ca`.
+    pub fn with_ca(ca: &Path) -> Result<ClientTls, Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in certificates("CA file", ca)? {
+            roots.add(cert).map_err(|e| bad_file("CA file", ca, e))?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| Error::new(ErrorCode::InvalidParameter, e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(ClientTls::from_config(config))
+    }
+
+    /// Trusts any certificate: the connection is encrypted but the server is not authenticated,
+    /// so anyone in the middle can read it. For tests only.
+    pub fn insecure_skip_verify() -> ClientTls {
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .expect("ring supports TLS 1.2 and 1.3")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SkipVerify(provider())))
+            .with_no_client_auth();
+        ClientTls::from_config(config)
+    }
+
+    fn from_config(mut config: rustls::ClientConfig) -> ClientTls {
+        config.alpn_protocols = vec![ALPN.to_vec()];
+        ClientTls {
+            config: Arc::new(config),
+            server_name: None,
+        }
+    }
+
+    /// Checks the server's certificate against `name` instead of the host dialled.
+    pub fn server_name(mut self, name: impl Into<String>) -> ClientTls {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// Wraps a connected stream to `addr` (`host:port`), verifying the server.
+    pub(crate) async fn connect(
+        &self,
+        addr: &str,
+        stream: tokio::net::TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Error> {
+        let host = match &self.server_name {
+            Some(n) => n.clone(),
+            None => host_of(addr).to_owned(),
+        };
+        let name = ServerName::try_from(host.clone()).map_err(|e| {
+            Error::new(
+                ErrorCode::InvalidParameter,
+                format!("TLS server name {host:?}: {e}"),
+            )
+        })?;
+        tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(name, stream)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorCode::RemoteMachineNotAvailable,
+                    format!("TLS with the queue server at {addr}: {e}"),
+                )
+            })
+    }
+}
+
+/// The host part of `host:port` or `[v6]:port`.
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// The verifier of [`ClientTls::insecure_skip_verify`]: signatures are checked (the handshake
+/// stays sound), the certificate's issuer and name are not.
+#[derive(Debug)]
+struct SkipVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for SkipVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn the_name_checked_is_the_host_dialled() {
+        assert_eq!(host_of("127.0.0.1:18010"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:18010"), "::1");
+        assert_eq!(host_of("orders.example:18010"), "orders.example");
+    }
+}

@@ -1,0 +1,304 @@
+//! TLS on the native protocol with certificates the tests make (rcgen): a client that trusts the
+//! server's CA sends and receives; a plaintext client, a client trusting another CA and an
+//! expired certificate are refused while the server goes on serving; a renewed certificate is
+//! served after a reload while an open connection stays up; OpenSSL's own client negotiates
+//! TLS 1.3; and nothing of the token or the bodies is readable on the wire.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mqemu::{Message, QueueManager, QueueProps};
+use mqnet::{Auth, Client, ClientOptions, ClientTls, Server, ServerConfig, ServerTls, TlsFiles};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+/// A certificate authority the tests trust (or not).
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        Ca { cert, key }
+    }
+
+    /// Writes the CA certificate to `dir/<file>` and returns its path.
+    fn write(&self, dir: &Path, file: &str) -> PathBuf {
+        let p = dir.join(file);
+        std::fs::write(&p, self.cert.pem()).unwrap();
+        p
+    }
+
+    /// A server certificate for 127.0.0.1 and localhost, named `cn`, written as `<stem>.crt` and
+    /// `<stem>.key` in `dir`; `expired` makes one whose validity ended in 2001.
+    fn issue(&self, dir: &Path, stem: &str, cn: &str, expired: bool) -> TlsFiles {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        }
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let files = TlsFiles {
+            cert: dir.join(format!("{stem}.crt")),
+            key: dir.join(format!("{stem}.key")),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        files
+    }
+}
+
+const TOKEN: &str = "a-secret-token-7f3c";
+
+/// A server with TLS and one user, on 127.0.0.1.
+async fn serve(tls: ServerTls) -> (QueueManager, SocketAddr, mqnet::Stopper) {
+    let qm = QueueManager::new();
+    qm.create_queue(r".\private$\orders", QueueProps::default())
+        .unwrap();
+    let user: mqnet::User = serde_json::from_value(serde_json::json!({
+        "name": "shop", "token": TOKEN, "admin": true
+    }))
+    .unwrap();
+    let config = ServerConfig {
+        tls: Some(tls),
+        auth: Auth::new(vec![user]),
+        ..ServerConfig::default()
+    };
+    let server = Server::bind("127.0.0.1:0", qm.clone(), config)
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let stopper = server.stopper();
+    tokio::spawn(server.run());
+    (qm, addr, stopper)
+}
+
+fn options(tls: Option<ClientTls>) -> ClientOptions {
+    ClientOptions {
+        token: Some(TOKEN.to_owned()),
+        tls,
+        ..ClientOptions::default()
+    }
+}
+
+async fn round_trip(c: &Client, body: &str) {
+    let q = c.open(r".\private$\orders").await.unwrap();
+    q.send(Message::new(body.to_owned()), mqnet::Tx::None)
+        .await
+        .unwrap();
+    let m = q
+        .receive(Duration::from_secs(5), mqnet::Tx::None)
+        .await
+        .unwrap();
+    assert_eq!(m.body_str(), Some(body));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_clients_are_served_and_everyone_else_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("mqemu test CA");
+    let ca_file = ca.write(dir.path(), "ca.crt");
+    let files = ca.issue(dir.path(), "server", "first", false);
+    let tls = ServerTls::load(files.clone()).unwrap();
+    let (qm, addr, stopper) = serve(tls.clone()).await;
+    let addr_text = addr.to_string();
+    let trusted = ClientTls::with_ca(&ca_file).unwrap();
+
+    // Trusted: served, through a connection that stays open.
+    let c = Client::connect_with(&addr_text, &options(Some(trusted.clone())))
+        .await
+        .unwrap();
+    round_trip(&c, "over TLS").await;
+
+    // Plaintext to the TLS port: refused cleanly.
+    let plain = Client::connect_with(&addr_text, &options(None)).await;
+    assert!(plain.is_err(), "a plaintext client was served");
+
+    // A client that trusts another CA refuses the server.
+    let other = Ca::new("someone else's CA");
+    let other_file = other.write(dir.path(), "other.crt");
+    let e = Client::connect_with(
+        &addr_text,
+        &options(Some(ClientTls::with_ca(&other_file).unwrap())),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), mqemu::ErrorCode::RemoteMachineNotAvailable);
+    assert!(e.detail().contains("TLS"), "{e}");
+
+    // A wrong name is refused too, unless told the name to check.
+    let e = Client::connect_with(
+        &addr_text,
+        &options(Some(trusted.clone().server_name("orders.example"))),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.detail().contains("TLS"), "{e}");
+
+    // The server went on serving through all that.
+    round_trip(&c, "still here").await;
+
+    // A renewed certificate (another name, another key) is served to new connections after a
+    // reload, while the open one keeps working.
+    let renewed = ca.issue(dir.path(), "renewed", "second", false);
+    std::fs::copy(&renewed.cert, &files.cert).unwrap();
+    std::fs::copy(&renewed.key, &files.key).unwrap();
+    tls.reload().unwrap();
+    let c2 = Client::connect_with(&addr_text, &options(Some(trusted.clone())))
+        .await
+        .unwrap();
+    round_trip(&c2, "after the reload").await;
+    round_trip(&c, "the old connection too").await;
+    let seen = tokio::task::spawn_blocking(move || openssl_subject(addr))
+        .await
+        .unwrap();
+    if let Some(subject) = seen {
+        assert!(subject.contains("second"), "{subject}");
+    }
+
+    // A broken reload keeps the certificate that works.
+    std::fs::write(&files.key, "not a key").unwrap();
+    assert!(tls.reload().is_err());
+    let c3 = Client::connect_with(&addr_text, &options(Some(trusted)))
+        .await
+        .unwrap();
+    round_trip(&c3, "the working certificate stayed").await;
+    drop((c, c2, c3));
+    stopper.stop();
+    drop(qm);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("mqemu test CA");
+    let ca_file = ca.write(dir.path(), "ca.crt");
+    let files = ca.issue(dir.path(), "server", "expired", true);
+    let (_qm, addr, stopper) = serve(ServerTls::load(files).unwrap()).await;
+    let e = Client::connect_with(
+        &addr.to_string(),
+        &options(Some(ClientTls::with_ca(&ca_file).unwrap())),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.detail().to_lowercase().contains("expired"), "{e}");
+    stopper.stop();
+}
+
+/// A relay on loopback that forwards one connection both ways and keeps every byte it saw.
+fn recording_relay(upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(down) = conn else { return };
+            let up = TcpStream::connect(upstream).unwrap();
+            for (mut from, mut to) in [
+                (down.try_clone().unwrap(), up.try_clone().unwrap()),
+                (up, down),
+            ] {
+                let record = record.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 || to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        record.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_readable_crosses_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("mqemu test CA");
+    let ca_file = ca.write(dir.path(), "ca.crt");
+    let files = ca.issue(dir.path(), "server", "wire", false);
+    let (_qm, addr, stopper) = serve(ServerTls::load(files).unwrap()).await;
+    let (relay, seen) = recording_relay(addr);
+    let tls = ClientTls::with_ca(&ca_file)
+        .unwrap()
+        .server_name("127.0.0.1");
+    let c = Client::connect_with(&relay.to_string(), &options(Some(tls)))
+        .await
+        .unwrap();
+    let body = "the-body-nobody-may-read-4b1d";
+    round_trip(&c, body).await;
+    drop(c);
+    let bytes = seen.lock().unwrap().clone();
+    assert!(bytes.len() > 1000, "the relay saw the session");
+    let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(!contains(TOKEN), "the token crossed in clear");
+    assert!(!contains(body), "the body crossed in clear");
+    assert!(!contains("orders"), "the queue's name crossed in clear");
+    stopper.stop();
+}
+
+/// The subject OpenSSL's own client sees after negotiating TLS 1.3 with `addr`, or `None` (with
+/// the reason printed) where Debian's openssl is not installed.
+fn openssl_subject(addr: SocketAddr) -> Option<String> {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-tls1_3",
+            "-alpn",
+            "mqemu/1",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output();
+    let Ok(out) = out else {
+        eprintln!("skipped: openssl is not installed");
+        return None;
+    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("TLSv1.3"),
+        "openssl negotiated TLS 1.3:\n{text}"
+    );
+    assert!(
+        text.contains("ALPN protocol: mqemu/1"),
+        "the native protocol's ALPN name:\n{text}"
+    );
+    let subject = text
+        .lines()
+        .find(|l| l.starts_with("subject="))
+        .unwrap_or_default()
+        .to_owned();
+    Some(subject)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_negotiates_tls_1_3_and_sees_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("mqemu test CA");
+    let files = ca.issue(dir.path(), "server", "seen-by-openssl", false);
+    let (_qm, addr, stopper) = serve(ServerTls::load(files).unwrap()).await;
+    let subject = tokio::task::spawn_blocking(move || openssl_subject(addr))
+        .await
+        .unwrap();
+    if let Some(subject) = subject {
+        assert!(subject.contains("seen-by-openssl"), "{subject}");
+    }
+    stopper.stop();
+}
