@@ -45,6 +45,9 @@ pub struct Config {
     /// Serve beyond loopback with no users, on purpose (otherwise refused at start).
     #[serde(default)]
     pub allow_open: bool,
+    /// TLS on the native protocol.
+    #[serde(default)]
+    pub tls: Option<TlsDecl>,
     /// The Triggers service.
     #[serde(default)]
     pub triggers: TriggersConfig,
@@ -60,6 +63,16 @@ pub struct Config {
 }
 
 /// `[transfer]`.
+/// `[tls]`: the server's certificate chain and key, PEM files (read again on SIGHUP).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsDecl {
+    /// The certificate chain, the server's own first.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransferDecl {

@@ -33,12 +33,46 @@ pub struct Conn {
     /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (a build with the `etcd` feature).
     #[arg(long, global = true, env = "MQEMU_COORDINATOR")]
     pub coordinator: Option<String>,
+    /// Speak TLS to the server (with --tls-ca, or --insecure-skip-verify).
+    #[arg(long, global = true)]
+    pub tls: bool,
+    /// The CA certificate (PEM) that signed the server's; implies --tls.
+    #[arg(long, global = true, env = "MQEMU_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the server's certificate must carry [default: the host in --server].
+    #[arg(long, global = true)]
+    pub tls_server_name: Option<String>,
+    /// TLS without checking the server's certificate: encrypted, but anyone in the middle can
+    /// read it. For tests only.
+    #[arg(long, global = true)]
+    pub insecure_skip_verify: bool,
 }
 
 impl Conn {
+    /// TLS as the flags ask for it, or `None` for plain TCP.
+    pub fn client_tls(&self) -> mqemu::Result<Option<mqnet::ClientTls>> {
+        let tls = match (&self.tls_ca, self.insecure_skip_verify) {
+            (Some(ca), _) => mqnet::ClientTls::with_ca(ca)?,
+            (None, true) => mqnet::ClientTls::insecure_skip_verify(),
+            (None, false) if self.tls => {
+                return Err(Error::new(
+                    ErrorCode::InvalidParameter,
+                    "--tls needs --tls-ca FILE (the CA that signed the server's certificate), \
+                     or --insecure-skip-verify for tests",
+                ))
+            }
+            (None, false) => return Ok(None),
+        };
+        Ok(Some(match &self.tls_server_name {
+            Some(n) => tls.server_name(n.clone()),
+            None => tls,
+        }))
+    }
+
     fn client(&self) -> mqemu::Result<BlockingClient> {
         let options = ClientOptions {
             token: self.token.clone(),
+            tls: self.client_tls()?,
             ..ClientOptions::default()
         };
         if self.server.parse::<std::net::SocketAddr>().is_ok() {

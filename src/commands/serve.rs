@@ -49,6 +49,13 @@ pub struct Options {
     /// then do anything [default: refused, or the configuration's `allow_open`].
     #[arg(long)]
     pub allow_open: bool,
+    /// Speak TLS on the native protocol with this certificate chain (PEM; read again on
+    /// SIGHUP) [default: the configuration's `[tls] cert`].
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM) [default: the configuration's `[tls] key`].
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The host part of a listen address, unless it is every interface (`0.0.0.0`, `[::]`).
@@ -101,10 +108,25 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         .or(config.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let opts_http = opts.http.or(config.http.clone());
+    let tls = match (opts.tls_cert, opts.tls_key, &config.tls) {
+        (Some(cert), Some(key), _) => Some(mqnet::TlsFiles { cert, key }),
+        (_, _, Some(t)) => Some(mqnet::TlsFiles {
+            cert: t.cert.clone(),
+            key: t.key.clone(),
+        }),
+        _ => None,
+    };
+    let tls = tls.map(mqnet::ServerTls::load).transpose()?;
     let open = config.users.is_empty();
     let allow_open = opts.allow_open || config.allow_open;
-    // Before anything is opened or bound.
-    refuse_open("the native protocol", &listen, open, allow_open)?;
+    // Before anything is opened or bound. TLS alone keeps strangers from reading the traffic,
+    // not from connecting, but the rule is users or TLS.
+    refuse_open(
+        "the native protocol",
+        &listen,
+        open && tls.is_none(),
+        allow_open,
+    )?;
     if let Some(h) = &opts_http {
         refuse_open("HTTP", h, open, allow_open)?;
     }
@@ -170,6 +192,7 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
             .clone()
             .map(TriggerService::running)
             .unwrap_or_default(),
+        tls: tls.clone(),
         ..defaults
     };
     let users: BTreeMap<_, _> = config
@@ -248,6 +271,9 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
             tracing::info!("signal received: stopping");
             stopper.stop();
         });
+        if let Some(tls) = tls {
+            tokio::spawn(reload_on_hangup(tls));
+        }
         server
             .run()
             .await
@@ -307,6 +333,28 @@ fn start_triggers(qm: &QueueManager, config: &Config) -> mqemu::Result<Triggers>
         t.set_rules(&d.name, &rules)?;
     }
     Ok(t)
+}
+
+/// Reads the TLS certificate and key again at each SIGHUP: new connections get the renewed
+/// certificate, open ones keep theirs; a file that does not load leaves the old one in place.
+async fn reload_on_hangup(tls: mqnet::ServerTls) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: TLS certificate not reloaded; the old one stays")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tls);
 }
 
 pub async fn wait_for_signal() {

@@ -1,6 +1,7 @@
 //! The `mqemu` binary, run as a user would.
 
 use std::process::Command;
+use std::time::Duration;
 
 use crate::support::eventually;
 
@@ -649,4 +650,80 @@ fn serve_refuses_to_be_open_beyond_loopback_by_accident() {
             "nothing was opened before the refusal"
         );
     }
+}
+
+/// `mqemu serve --tls-cert --tls-key` speaks TLS; the client commands reach it with --tls-ca
+/// (and not without); SIGHUP serves a renewed certificate; beyond loopback, TLS alone lifts the
+/// open-by-accident refusal.
+#[test]
+fn serve_speaks_tls_and_reloads_its_certificate_on_sighup() {
+    use crate::tls::{openssl_subject, Ca};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("cli test CA");
+    let ca_file = ca.write(dir.path(), "ca.crt");
+    let files = ca.issue(dir.path(), "server", "first-cert", false);
+    let (cert, key) = (
+        files.cert.to_str().unwrap().to_owned(),
+        files.key.to_str().unwrap().to_owned(),
+    );
+    let s = Serve::start(
+        dir.path(),
+        &["--in-memory", "--tls-cert", &cert, "--tls-key", &key],
+    );
+    let ca_arg = ca_file.to_str().unwrap().to_owned();
+    let tls = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--tls-ca", &ca_arg]);
+        s.run(&all)
+    };
+    let q = r".\private$\orders";
+    let (ok, _, err) = tls(&["queue", "create", q]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = tls(&["send", q, "--body", "over TLS"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = tls(&["receive", q]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "over TLS");
+    // Without TLS, or with --tls and nothing to trust: refused, saying why.
+    let (ok, _, err) = s.run(&["queue", "list"]);
+    assert!(!ok, "a plaintext client was served");
+    assert!(err.contains("MQ_ERROR"), "{err}");
+    let (ok, _, err) = s.run(&["queue", "list", "--tls"]);
+    assert!(!ok && err.contains("--tls-ca"), "{err}");
+    let (ok, _, err) = s.run(&["queue", "list", "--insecure-skip-verify"]);
+    assert!(ok, "{err}");
+
+    // A renewed certificate, then SIGHUP: OpenSSL sees the new one, and clients still work.
+    let renewed = ca.issue(dir.path(), "renewed", "second-cert", false);
+    std::fs::copy(&renewed.cert, &files.cert).unwrap();
+    std::fs::copy(&renewed.key, &files.key).unwrap();
+    let pid = s.child.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    let addr: std::net::SocketAddr = s.addr.parse().unwrap();
+    if let Some(first) = openssl_subject(addr) {
+        let start = std::time::Instant::now();
+        let mut subject = first;
+        while !subject.contains("second-cert") && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+            subject = openssl_subject(addr).unwrap();
+        }
+        assert!(subject.contains("second-cert"), "{subject}");
+    }
+    let (ok, _, err) = tls(&["queue", "list"]);
+    assert!(ok, "{err}");
+    s.terminate();
+
+    // Beyond loopback, TLS without users is not refused as open (it would bind, so only the
+    // refusal's absence is checked: a bad key file is the next thing to fail).
+    let out = mqemu()
+        .args(["serve", "--in-memory", "--listen", "0.0.0.0:0"])
+        .args(["--tls-cert", &cert, "--tls-key", "/nonexistent.key"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("nonexistent.key") && !err.contains("--allow-open"),
+        "{err}"
+    );
 }

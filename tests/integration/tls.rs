@@ -15,13 +15,13 @@ use mqnet::{Auth, Client, ClientOptions, ClientTls, Server, ServerConfig, Server
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
 /// A certificate authority the tests trust (or not).
-struct Ca {
+pub(crate) struct Ca {
     cert: rcgen::Certificate,
     key: KeyPair,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -31,7 +31,7 @@ impl Ca {
     }
 
     /// Writes the CA certificate to `dir/<file>` and returns its path.
-    fn write(&self, dir: &Path, file: &str) -> PathBuf {
+    pub(crate) fn write(&self, dir: &Path, file: &str) -> PathBuf {
         let p = dir.join(file);
         std::fs::write(&p, self.cert.pem()).unwrap();
         p
@@ -39,7 +39,7 @@ impl Ca {
 
     /// A server certificate for 127.0.0.1 and localhost, named `cn`, written as `<stem>.crt` and
     /// `<stem>.key` in `dir`; `expired` makes one whose validity ended in 2001.
-    fn issue(&self, dir: &Path, stem: &str, cn: &str, expired: bool) -> TlsFiles {
+    pub(crate) fn issue(&self, dir: &Path, stem: &str, cn: &str, expired: bool) -> TlsFiles {
         let key = KeyPair::generate().unwrap();
         let mut params =
             CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
@@ -255,7 +255,7 @@ async fn nothing_readable_crosses_the_wire() {
 
 /// The subject OpenSSL's own client sees after negotiating TLS 1.3 with `addr`, or `None` (with
 /// the reason printed) where Debian's openssl is not installed.
-fn openssl_subject(addr: SocketAddr) -> Option<String> {
+pub(crate) fn openssl_subject(addr: SocketAddr) -> Option<String> {
     let out = std::process::Command::new("openssl")
         .args([
             "s_client",
