@@ -71,6 +71,9 @@ pub struct TlsDecl {
     pub cert: PathBuf,
     /// Its private key.
     pub key: PathBuf,
+    /// CA certificates whose client certificates log in as the `[[user]]` naming them.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

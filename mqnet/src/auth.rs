@@ -42,6 +42,10 @@ pub struct User {
     /// Rights by queue name (the name after `private$\`, any case) or `*` for every queue.
     #[serde(default)]
     pub queues: BTreeMap<String, Vec<Right>>,
+    /// A client certificate's common name or alternative name (DNS or e-mail) that logs in as
+    /// this user over TLS with a client CA, instead of the token.
+    #[serde(default)]
+    pub certificate: Option<String>,
 }
 
 /// The users, or none (open access).
@@ -80,6 +84,32 @@ impl Auth {
             .find(|u| constant_time_eq(u.token.as_bytes(), token.as_bytes()))
             .map(|u| Principal::User(u.clone()))
             .ok_or_else(|| Error::new(ErrorCode::AccessDenied, "the token is not valid"))
+    }
+}
+
+impl Auth {
+    /// The user a verified client certificate names: the first whose `certificate` is one of
+    /// `names` (the certificate's common names and alternative names). A certificate that names
+    /// no user is refused with MQ_ERROR_ACCESS_DENIED, on an open server too: it claimed an
+    /// identity the server does not know.
+    pub fn login_certificate(&self, names: &[String]) -> Result<Principal, Error> {
+        self.users
+            .iter()
+            .find(|u| {
+                u.certificate
+                    .as_deref()
+                    .is_some_and(|c| names.iter().any(|n| n == c))
+            })
+            .map(|u| Principal::User(u.clone()))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::AccessDenied,
+                    format!(
+                        "the client certificate ({}) names no user",
+                        names.join(", ")
+                    ),
+                )
+            })
     }
 }
 
@@ -183,6 +213,7 @@ mod tests {
                 .iter()
                 .map(|(q, r)| (q.to_string(), r.to_vec()))
                 .collect(),
+            certificate: None,
         }
     }
 

@@ -42,6 +42,41 @@ fn certificates(what: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>,
     Ok(certs)
 }
 
+/// The CA certificates in a PEM file, as trust roots.
+fn roots(what: &str, path: &Path) -> Result<rustls::RootCertStore, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certificates(what, path)? {
+        roots.add(cert).map_err(|e| bad_file(what, path, e))?;
+    }
+    Ok(roots)
+}
+
+/// The names a client certificate claims: its subject's common names, then its DNS and e-mail
+/// alternative names. Empty for a certificate that does not parse (it was verified, so that
+/// does not happen, but it then names no user).
+pub(crate) fn names_of(cert: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, x)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = x
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_owned))
+        .collect();
+    if let Ok(Some(san)) = x.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                x509_parser::extensions::GeneralName::DNSName(d)
+                | x509_parser::extensions::GeneralName::RFC822Name(d) => {
+                    names.push((*d).to_owned())
+                }
+                _ => {}
+            }
+        }
+    }
+    names
+}
+
 /// Where a server's certificate chain and key are (PEM files), read again on
 /// [`ServerTls::reload`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +85,9 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// Its private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// CA certificates whose client certificates log in as the user that names them
+    /// ([`crate::User::certificate`]); connections without one still log in by token.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl TlsFiles {
@@ -57,10 +95,24 @@ impl TlsFiles {
         let chain = certificates("certificate", &self.cert)?;
         let key =
             PrivateKeyDer::from_pem_file(&self.key).map_err(|e| bad_file("key", &self.key, e))?;
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| Error::new(ErrorCode::InvalidParameter, e.to_string()))?
-            .with_no_client_auth()
+            .map_err(|e| Error::new(ErrorCode::InvalidParameter, e.to_string()))?;
+        let builder = match &self.client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let roots = roots("client CA file", ca)?;
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| bad_file("client CA file", ca, e))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder
             .with_single_cert(chain, key)
             .map_err(|e| bad_file("certificate and key", &self.cert, e))?;
         config.alpn_protocols = vec![ALPN.to_vec()];
@@ -135,15 +187,30 @@ impl std::fmt::Debug for ClientTls {
 impl ClientTls {
     /// Trusts the CA certificates in the PEM file `ca`.
     pub fn with_ca(ca: &Path) -> Result<ClientTls, Error> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in certificates("CA file", ca)? {
-            roots.add(cert).map_err(|e| bad_file("CA file", ca, e))?;
-        }
-        let config = rustls::ClientConfig::builder_with_provider(provider())
+        ClientTls::with_ca_and_certificate(ca, None)
+    }
+
+    /// Trusts `ca` and, with `identity` (a certificate chain and its key, PEM files), presents
+    /// that certificate: a server with a client CA logs the connection in as the user it names.
+    pub fn with_ca_and_certificate(
+        ca: &Path,
+        identity: Option<(&Path, &Path)>,
+    ) -> Result<ClientTls, Error> {
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| Error::new(ErrorCode::InvalidParameter, e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots("CA file", ca)?);
+        let config = match identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = certificates("client certificate", cert)?;
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| bad_file("client key", key, e))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| bad_file("client certificate and key", cert, e))?
+            }
+        };
         Ok(ClientTls::from_config(config))
     }
 

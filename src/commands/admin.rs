@@ -39,6 +39,12 @@ pub struct Conn {
     /// The CA certificate (PEM) that signed the server's; implies --tls.
     #[arg(long, global = true, env = "MQEMU_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM) to log in with, on a server with a client CA.
+    #[arg(long, global = true, requires = "tls_client_key")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
     /// The name the server's certificate must carry [default: the host in --server].
     #[arg(long, global = true)]
     pub tls_server_name: Option<String>,
@@ -52,7 +58,12 @@ impl Conn {
     /// TLS as the flags ask for it, or `None` for plain TCP.
     pub fn client_tls(&self) -> mqemu::Result<Option<mqnet::ClientTls>> {
         let tls = match (&self.tls_ca, self.insecure_skip_verify) {
-            (Some(ca), _) => mqnet::ClientTls::with_ca(ca)?,
+            (Some(ca), _) => mqnet::ClientTls::with_ca_and_certificate(
+                ca,
+                self.tls_client_cert
+                    .as_deref()
+                    .zip(self.tls_client_key.as_deref()),
+            )?,
             (None, true) => mqnet::ClientTls::insecure_skip_verify(),
             (None, false) if self.tls => {
                 return Err(Error::new(

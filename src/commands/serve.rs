@@ -56,6 +56,10 @@ pub struct Options {
     /// The certificate's private key (PEM) [default: the configuration's `[tls] key`].
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) whose client certificates log in as the `[[user]]` whose
+    /// `certificate` names them [default: the configuration's `[tls] client_ca`].
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// The host part of a listen address, unless it is every interface (`0.0.0.0`, `[::]`).
@@ -108,11 +112,19 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         .or(config.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let opts_http = opts.http.or(config.http.clone());
+    let client_ca = opts
+        .tls_client_ca
+        .or_else(|| config.tls.as_ref().and_then(|t| t.client_ca.clone()));
     let tls = match (opts.tls_cert, opts.tls_key, &config.tls) {
-        (Some(cert), Some(key), _) => Some(mqnet::TlsFiles { cert, key }),
+        (Some(cert), Some(key), _) => Some(mqnet::TlsFiles {
+            cert,
+            key,
+            client_ca,
+        }),
         (_, _, Some(t)) => Some(mqnet::TlsFiles {
             cert: t.cert.clone(),
             key: t.key.clone(),
+            client_ca,
         }),
         _ => None,
     };

@@ -485,6 +485,7 @@ fn rights_are_those_of_the_token() {
             token: "ops-token".into(),
             admin: true,
             queues: Default::default(),
+            certificate: None,
         },
         User {
             name: "reader".into(),
@@ -493,6 +494,7 @@ fn rights_are_those_of_the_token() {
             queues: [("orders".to_owned(), vec![Right::Peek])]
                 .into_iter()
                 .collect(),
+            certificate: None,
         },
     ];
     let mut api = Api::start(HttpConfig {

@@ -431,12 +431,14 @@ async fn tokens_and_rights_are_enforced() {
         token: "s3cret".into(),
         admin: false,
         queues: [("orders".to_owned(), vec![Right::Send])].into(),
+        certificate: None,
     };
     let admin = User {
         name: "ops".into(),
         token: "adm1n".into(),
         admin: true,
         queues: Default::default(),
+        certificate: None,
     };
     let config = ServerConfig {
         auth: Auth::new(vec![sender, admin]),
@@ -554,6 +556,7 @@ async fn a_queue_that_authenticates_takes_messages_only_from_a_logged_in_sender(
         token: "t0ken".into(),
         admin: true,
         queues: Default::default(),
+        certificate: None,
     };
     let config = ServerConfig {
         auth: Auth::new(vec![user]),
@@ -824,12 +827,14 @@ async fn triggers_are_administered_remotely_and_http_actions_post_the_message() 
         token: "r".into(),
         admin: false,
         queues: [("orders".to_owned(), vec![Right::Peek])].into(),
+        certificate: None,
     };
     let admin = User {
         name: "ops".into(),
         token: "a".into(),
         admin: true,
         queues: Default::default(),
+        certificate: None,
     };
     let config = ServerConfig {
         auth: Auth::new(vec![reader, admin]),

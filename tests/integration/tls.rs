@@ -52,6 +52,7 @@ impl Ca {
         let files = TlsFiles {
             cert: dir.join(format!("{stem}.crt")),
             key: dir.join(format!("{stem}.key")),
+            client_ca: None,
         };
         std::fs::write(&files.cert, cert.pem()).unwrap();
         std::fs::write(&files.key, key.serialize_pem()).unwrap();
@@ -300,5 +301,96 @@ async fn openssl_negotiates_tls_1_3_and_sees_the_certificate() {
     if let Some(subject) = subject {
         assert!(subject.contains("seen-by-openssl"), "{subject}");
     }
+    stopper.stop();
+}
+
+/// With a client CA, a certificate it signed logs in as the user that names it, with exactly
+/// that user's rights; an unknown subject is refused with MQ_ERROR_ACCESS_DENIED; a certificate
+/// from another CA is refused at the handshake; a connection without one logs in by token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_log_in_as_their_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("mqemu test CA");
+    let ca_file = ca.write(dir.path(), "ca.crt");
+    let clients = Ca::new("client CA");
+    let clients_file = clients.write(dir.path(), "clients.crt");
+    let mut files = ca.issue(dir.path(), "server", "server", false);
+    files.client_ca = Some(clients_file);
+    let qm = QueueManager::new();
+    qm.create_queue(r".\private$\orders", QueueProps::default())
+        .unwrap();
+    qm.send(
+        r".\private$\orders",
+        Message::new("to peek"),
+        mqemu::Tx::None,
+    )
+    .unwrap();
+    let users: Vec<mqnet::User> = serde_json::from_value(serde_json::json!([
+        {"name": "reader", "token": "reader-token", "certificate": "reader.example",
+         "queues": {"orders": ["peek"]}},
+        {"name": "ops", "token": TOKEN, "admin": true},
+    ]))
+    .unwrap();
+    let config = ServerConfig {
+        tls: Some(ServerTls::load(files).unwrap()),
+        auth: Auth::new(users),
+        ..ServerConfig::default()
+    };
+    let server = Server::bind("127.0.0.1:0", qm.clone(), config)
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap().to_string();
+    let stopper = server.stopper();
+    tokio::spawn(server.run());
+    let with_cert = |issuer: &Ca, cn: &str| {
+        let id = issuer.issue(dir.path(), cn, cn, false);
+        let tls = ClientTls::with_ca_and_certificate(&ca_file, Some((&id.cert, &id.key))).unwrap();
+        ClientOptions {
+            // No token: the certificate is the identity.
+            tls: Some(tls),
+            ..ClientOptions::default()
+        }
+    };
+
+    // The reader's certificate: peek, and nothing else.
+    let reader = Client::connect_with(&addr, &with_cert(&clients, "reader.example"))
+        .await
+        .unwrap();
+    let q = reader.open(r".\private$\orders").await.unwrap();
+    let m = q.peek(Duration::ZERO).await.unwrap();
+    assert_eq!(m.body_str(), Some("to peek"));
+    let e = q
+        .send(Message::new("not allowed"), mqnet::Tx::None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), mqemu::ErrorCode::AccessDenied);
+
+    // A certificate of the right CA that names no user.
+    let e = Client::connect_with(&addr, &with_cert(&clients, "stranger.example"))
+        .await
+        .unwrap_err();
+    assert!(
+        e.detail().contains("ACCESS_DENIED") || e.detail().contains("names no user"),
+        "{e}"
+    );
+
+    // A certificate from a CA the server does not take: refused at the handshake.
+    let e = Client::connect_with(&addr, &with_cert(&ca, "reader.example"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), mqemu::ErrorCode::RemoteMachineNotAvailable, "{e}");
+
+    // No certificate: the token, as before.
+    let ops = Client::connect_with(&addr, &options(Some(ClientTls::with_ca(&ca_file).unwrap())))
+        .await
+        .unwrap();
+    let m = ops
+        .open(r".\private$\orders")
+        .await
+        .unwrap()
+        .receive(Duration::ZERO, mqnet::Tx::None)
+        .await
+        .unwrap();
+    assert_eq!(m.body_str(), Some("to peek"), "an administrator by token");
     stopper.stop();
 }

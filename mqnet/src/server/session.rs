@@ -38,6 +38,8 @@ pub(super) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), End> {
     let _ = stream.set_nodelay(true);
+    // The names of a verified client certificate, which then is the connection's identity.
+    let mut certificate = None;
     let (rd, wr) = match &shared.config.tls {
         None => {
             let (rd, wr) = stream.into_split();
@@ -51,6 +53,12 @@ pub(super) async fn serve(
             .await;
             match accepted {
                 Ok(Ok(s)) => {
+                    certificate = s
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(crate::tls::names_of);
                     let (rd, wr) = tokio::io::split(s);
                     (Box::new(rd) as Rd, Box::new(wr) as Wr)
                 }
@@ -74,7 +82,7 @@ pub(super) async fn serve(
         out: Vec::with_capacity(64 * 1024),
         max: shared.config.max_frame,
     };
-    let principal = match handshake(&mut wire, &shared).await {
+    let principal = match handshake(&mut wire, &shared, certificate.as_deref()).await {
         Ok(p) => p,
         Err(e) => {
             if let End::Refused(err) = &e {
@@ -146,7 +154,11 @@ pub(super) async fn serve(
 }
 
 /// Reads the Hello, checks version and token, answers Welcome.
-async fn handshake(wire: &mut Wire, shared: &Shared) -> Result<Principal, End> {
+async fn handshake(
+    wire: &mut Wire,
+    shared: &Shared,
+    certificate: Option<&[String]>,
+) -> Result<Principal, End> {
     let first = tokio::time::timeout(shared.config.handshake_timeout, wire.next_frame())
         .await
         .map_err(|_| {
@@ -177,11 +189,12 @@ async fn handshake(wire: &mut Wire, shared: &Shared) -> Result<Principal, End> {
             ),
         )));
     }
-    let principal = shared
-        .config
-        .auth
-        .login(token.as_deref())
-        .map_err(End::Refused)?;
+    let auth = &shared.config.auth;
+    let principal = match certificate {
+        Some(names) => auth.login_certificate(names),
+        None => auth.login(token.as_deref()),
+    }
+    .map_err(End::Refused)?;
     tracing::debug!(client, user = principal.name(), "handshake");
     wire.push(
         env.id,
