@@ -167,6 +167,18 @@ impl ServerTls {
             .clone();
         tokio_rustls::TlsAcceptor::from(config)
     }
+
+    /// The acceptor for another protocol on the same certificate (HTTPS: `http/1.1`).
+    #[cfg(feature = "http")]
+    pub(crate) fn acceptor_for(&self, alpn: &[u8]) -> tokio_rustls::TlsAcceptor {
+        let mut config = (**self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+        .clone();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
 }
 
 /// What a client trusts, and the name it checks the server's certificate against.

@@ -140,7 +140,7 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         allow_open,
     )?;
     if let Some(h) = &opts_http {
-        refuse_open("HTTP", h, open, allow_open)?;
+        refuse_open("HTTP", h, open && tls.is_none(), allow_open)?;
     }
     let compat: Compat = match opts.compat.or(config.compat.clone()) {
         Some(c) => c.parse()?,
@@ -252,6 +252,8 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
                 let http_config = mqnet::http::HttpConfig {
                     auth: Auth::new(config.users.clone()),
                     native: Some(server.counts()),
+                    // HTTPS on the native protocol's certificate (reloaded with it on SIGHUP).
+                    tls: tls.clone(),
                     transfer: Some(transfer.clone()),
                     triggers: triggers
                         .clone()

@@ -394,3 +394,133 @@ async fn client_certificates_log_in_as_their_users() {
     assert_eq!(m.body_str(), Some("to peek"), "an administrator by token");
     stopper.stop();
 }
+
+/// An HTTPS request over one connection: `request` written as is, the whole answer read back
+/// (the request says `Connection: close`).
+async fn https(addr: SocketAddr, ca: &Path, request: &str) -> std::io::Result<String> {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        #[allow(deprecated)]
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    s.write_all(request.as_bytes()).await?;
+    let mut out = Vec::new();
+    // A peer that closes without close_notify still said everything it had to.
+    let _ = s.read_to_end(&mut out).await;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The HTTP face with a certificate speaks only HTTPS: the API and health answer over TLS 1.3
+/// (OpenSSL agrees, with ALPN http/1.1), a plaintext request gets no answer, and the server goes
+/// on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_face_speaks_https() {
+    use mqnet::http::{HttpConfig, HttpServer};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("mqemu test CA");
+    let ca_file = ca.write(dir.path(), "ca.crt");
+    let files = ca.issue(dir.path(), "server", "https-face", false);
+    let qm = QueueManager::new();
+    qm.create_queue(r".\private$\orders", QueueProps::default())
+        .unwrap();
+    let config = HttpConfig {
+        tls: Some(ServerTls::load(files).unwrap()),
+        ..HttpConfig::default()
+    };
+    let server = HttpServer::bind("127.0.0.1:0", qm.clone(), config)
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let health = https(
+        addr,
+        &ca_file,
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+
+    // Plaintext to the HTTPS port: no HTTP answer.
+    let plain = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    })
+    .await
+    .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&plain).contains("HTTP/1.1 200"),
+        "plaintext was served"
+    );
+
+    // A send through the API over TLS lands in the queue.
+    let body = r#"{"body": "over HTTPS"}"#;
+    let sent = https(
+        addr,
+        &ca_file,
+        &format!(
+            "POST /api/queues/orders/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(sent.starts_with("HTTP/1.1 201"), "{sent}");
+    let got = qm
+        .receive(r".\private$\orders", Duration::ZERO, mqemu::Tx::None)
+        .unwrap();
+    assert_eq!(got.body_str(), Some("over HTTPS"));
+
+    // OpenSSL's own client: TLS 1.3, ALPN http/1.1, the configured certificate.
+    let seen = tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &addr.to_string(),
+                "-tls1_3",
+                "-alpn",
+                "http/1.1",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+    .await
+    .unwrap();
+    match seen {
+        Some(text) => {
+            assert!(text.contains("TLSv1.3"), "{text}");
+            assert!(text.contains("ALPN protocol: http/1.1"), "{text}");
+            assert!(text.contains("https-face"), "{text}");
+        }
+        None => eprintln!("skipped: openssl is not installed"),
+    }
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+}

@@ -42,6 +42,7 @@ mod ops;
 pub mod problem;
 mod receipts;
 pub mod srmp;
+mod tls;
 mod txs;
 
 pub use problem::{status_of, ApiError, Problem};
@@ -70,6 +71,9 @@ pub struct HttpConfig {
     pub cluster: Option<ClusterView>,
     /// The native-protocol server beside this listener, whose connections the metrics report.
     pub native: Option<crate::server::ServerCounts>,
+    /// HTTPS: with a certificate the listener speaks only TLS (ALPN `http/1.1`), the
+    /// native protocol's certificate as a rule ([`crate::tls`]).
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 /// Reads a cluster's status as JSON (mqcluster's `ClusterStatus`), for `/api/cluster`.
@@ -97,6 +101,7 @@ impl Default for HttpConfig {
             triggers: TriggerService::default(),
             cluster: None,
             native: None,
+            tls: None,
         }
     }
 }
@@ -251,12 +256,22 @@ impl HttpServer {
         let reaper = tokio::spawn(txs::reap(state.clone()));
         let (router, _) = router(state.clone());
         let draining = state.clone();
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                stop.await;
-                draining.draining.store(true, Ordering::SeqCst);
-            })
-            .await;
+        let stopping = async move {
+            stop.await;
+            draining.draining.store(true, Ordering::SeqCst);
+        };
+        let result = match state.config.tls.clone() {
+            None => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopping)
+                    .await
+            }
+            Some(tls) => {
+                axum::serve(tls::TlsListener::new(listener, tls), router)
+                    .with_graceful_shutdown(stopping)
+                    .await
+            }
+        };
         reaper.abort();
         state.txs.abort_all();
         result
