@@ -163,7 +163,7 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
         _ => queue,
     };
     match target {
-        Target::Mqemu { addr, to } => prepare_mqemu(&consumer_addr(addr, to), opts).await?,
+        Target::Mqemu { addr, to, .. } => prepare_mqemu(&consumer_addr(addr, to), opts).await?,
         Target::Amqp(t) => {
             prepare_amqp(t, queue).await?;
             if t.shovel {
@@ -175,10 +175,12 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
     let mut producer_conns = Vec::with_capacity(opts.producers as usize);
     for _ in 0..opts.producers {
         producer_conns.push(match target {
-            Target::Mqemu { addr, to: None } => ProducerConn::Mqemu(open_mqemu(addr, opts).await?),
-            Target::Mqemu { addr, to: Some(to) } => {
-                ProducerConn::Mqemu(open_mqemu_through(addr, to, opts).await?)
+            Target::Mqemu { addr, to: None, .. } => {
+                ProducerConn::Mqemu(open_mqemu(addr, opts).await?)
             }
+            Target::Mqemu {
+                addr, to: Some(to), ..
+            } => ProducerConn::Mqemu(open_mqemu_through(addr, to, opts).await?),
             Target::Amqp(t) => {
                 let (conn, confirms) = open_amqp_producer(t, publish_to).await?;
                 ProducerConn::Amqp(conn, confirms)
@@ -195,7 +197,7 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
     let mut consumer_conns = Vec::with_capacity(opts.consumers as usize);
     for _ in 0..opts.consumers {
         consumer_conns.push(match target {
-            Target::Mqemu { addr, to } => {
+            Target::Mqemu { addr, to, .. } => {
                 let (q, tx) = open_mqemu_consumer(&consumer_addr(addr, to), opts).await?;
                 receives = tx.describe();
                 ConsumerConn::Mqemu(q, tx)

@@ -145,6 +145,12 @@ pub struct Options {
     /// The mqemu server's token, if it asks for one (the global `--token`).
     #[arg(skip)]
     pub token: Option<String>,
+    /// What `mqemu+tls://` targets trust (the global `--tls-ca` or `--insecure-skip-verify`).
+    #[arg(skip)]
+    pub tls: Option<mqnet::ClientTls>,
+    /// Whether the target being driven is an `mqemu+tls://` one.
+    #[arg(skip)]
+    pub use_tls: bool,
     /// Print one JSON object instead of text (the global `--json`).
     #[arg(skip)]
     pub json: bool,
@@ -152,6 +158,18 @@ pub struct Options {
 
 impl Options {
     /// The time cap of a `--target` run.
+    /// These options for driving `target`: over TLS when it is an `mqemu+tls://` one.
+    fn for_target(&self, target: &Target) -> mqemu::Result<Options> {
+        let mut o = self.clone();
+        o.use_tls = matches!(target, Target::Mqemu { tls: true, .. });
+        if o.use_tls && o.tls.is_none() {
+            return Err(invalid(format!(
+                "{target}: an mqemu+tls:// target needs --tls-ca FILE (or --insecure-skip-verify)"
+            )));
+        }
+        Ok(o)
+    }
+
     fn secs(&self) -> Duration {
         Duration::from_secs(self.secs.unwrap_or(60))
     }
@@ -160,6 +178,7 @@ impl Options {
 /// Runs `mqemu bench`: on the engine in this process, or against the `--target`s.
 pub fn run(mut opts: Options, conn: &Conn) -> mqemu::Result<()> {
     opts.token = conn.token.clone();
+    opts.tls = conn.client_tls()?;
     opts.json = conn.json;
     if opts.targets.is_empty() {
         return local::run(&opts);
@@ -179,8 +198,14 @@ fn run_targets(opts: &Options) -> mqemu::Result<()> {
         .iter()
         .map(|t| parse_target(t))
         .collect::<mqemu::Result<Vec<_>>>()?;
-    if opts.rtt && targets.len() != 1 {
-        return Err(invalid("--rtt measures one mqemu:// target"));
+    if opts.rtt
+        && !targets
+            .iter()
+            .all(|t| matches!(t, Target::Mqemu { to: None, .. }))
+    {
+        return Err(invalid(
+            "--rtt measures mqemu:// (or mqemu+tls://) targets, without ?to=",
+        ));
     }
     // Round trips are one at a time on one connection: one thread runs them, so an answer does
     // not hop threads to reach its request, just as the raw ping-pong's read does not.
@@ -200,8 +225,17 @@ fn run_targets(opts: &Options) -> mqemu::Result<()> {
     rt.block_on(async {
         match (&targets[..], opts.rtt) {
             _ if opts.visibility => visibility::visibility(opts, &targets).await,
-            ([Target::Mqemu { addr, to: None }], true) => rtt(opts, addr).await,
-            (_, true) => Err(invalid("--rtt needs an mqemu:// target")),
+            (_, true) => {
+                // Each target in turn, each beside its own raw loopback baseline: plaintext
+                // and TLS side by side in one run.
+                for target in &targets {
+                    let Target::Mqemu { addr, .. } = target else {
+                        unreachable!("checked above")
+                    };
+                    rtt(&opts.for_target(target)?, addr).await?;
+                }
+                Ok(())
+            }
             (_, false) => {
                 let mut rates = vec![Vec::new(); targets.len()];
                 for round in 1..=opts.rounds {
@@ -209,7 +243,7 @@ fn run_targets(opts: &Options) -> mqemu::Result<()> {
                         println!("round {round} of {}:", opts.rounds);
                     }
                     for (target, rates) in targets.iter().zip(&mut rates) {
-                        rates.push(load(opts, target).await?);
+                        rates.push(load(&opts.for_target(target)?, target).await?);
                     }
                 }
                 if rates.len() > 1 || opts.rounds > 1 {

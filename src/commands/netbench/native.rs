@@ -23,6 +23,7 @@ async fn connect(addr: &str, opts: &Options, local: bool) -> mqemu::Result<Clien
             token: opts.token.clone(),
             connect_timeout: CONNECT_TIMEOUT,
             local,
+            tls: if opts.use_tls { opts.tls.clone() } else { None },
             ..ClientOptions::default()
         },
     )

@@ -6,8 +6,13 @@ use super::{invalid, AMQP_PORT};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Target {
     /// An mqemu server at `host:port`; with `to`, producers send through it to the queue on the
-    /// server at `to` (same port), which consumers read: queue-manager transfer.
-    Mqemu { addr: String, to: Option<String> },
+    /// server at `to` (same port), which consumers read: queue-manager transfer. `tls`
+    /// (`mqemu+tls://`): over TLS, trusting the global `--tls-ca`.
+    Mqemu {
+        addr: String,
+        to: Option<String>,
+        tls: bool,
+    },
     /// An AMQP 0-9-1 broker.
     Amqp(AmqpTarget),
     /// mqemu's HTTP API, or RabbitMQ's management API.
@@ -28,8 +33,13 @@ impl Target {
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Target::Mqemu { addr, to: None } => write!(f, "mqemu://{addr}"),
-            Target::Mqemu { addr, to: Some(to) } => write!(f, "mqemu://{addr}?to={to}"),
+            Target::Mqemu { addr, to, tls } => {
+                let scheme = if *tls { "mqemu+tls" } else { "mqemu" };
+                match to {
+                    None => write!(f, "{scheme}://{addr}"),
+                    Some(to) => write!(f, "{scheme}://{addr}?to={to}"),
+                }
+            }
             Target::Amqp(t) => write!(
                 f,
                 "amqp://{}@{}:{} (vhost {:?}){}",
@@ -72,7 +82,11 @@ pub(super) fn parse_target(url: &str) -> mqemu::Result<Target> {
     }
     let bad = |why: &str| invalid(format!("--target {url:?}: {why}"));
     let (url_base, query) = url.split_once('?').unwrap_or((url, ""));
-    if let Some(rest) = url_base.strip_prefix("mqemu://") {
+    let mqemu = url_base
+        .strip_prefix("mqemu://")
+        .map(|r| (r, false))
+        .or_else(|| url_base.strip_prefix("mqemu+tls://").map(|r| (r, true)));
+    if let Some((rest, tls)) = mqemu {
         let to = match query.split_once('=') {
             Some(("to", host)) if !host.is_empty() => Some(host.to_owned()),
             None if query.is_empty() => None,
@@ -87,7 +101,7 @@ pub(super) fn parse_target(url: &str) -> mqemu::Result<Target> {
             (_, Some(Ok(_))) => addr.to_owned(),
             (host, None) => format!("{host}:{}", mqnet::DEFAULT_PORT),
         };
-        return Ok(Target::Mqemu { addr, to });
+        return Ok(Target::Mqemu { addr, to, tls });
     }
     let shovel = match query {
         "" => false,
@@ -179,6 +193,7 @@ mod tests {
             Target::Mqemu {
                 addr: "127.0.0.1:18600".into(),
                 to: None,
+                tls: false,
             }
         );
         assert_eq!(
@@ -186,6 +201,7 @@ mod tests {
             Target::Mqemu {
                 addr: "127.0.0.2:18600".into(),
                 to: Some("127.0.0.3".into()),
+                tls: false,
             }
         );
         assert!(parse_target("mqemu://h:1?from=x").is_err());
@@ -194,11 +210,20 @@ mod tests {
             Target::Mqemu {
                 addr: format!("localhost:{}", mqnet::DEFAULT_PORT),
                 to: None,
+                tls: false,
             }
         );
         assert!(parse_target("mqemu://host:0").is_err());
         assert!(parse_target("mqemu://").is_err());
         assert!(parse_target("ftp://host").is_err());
+        assert_eq!(
+            parse_target("mqemu+tls://127.0.0.1:18620").unwrap(),
+            Target::Mqemu {
+                addr: "127.0.0.1:18620".into(),
+                to: None,
+                tls: true,
+            }
+        );
     }
 
     #[test]

@@ -79,10 +79,10 @@ pub(super) async fn visibility(opts: &Options, targets: &[Target]) -> mqemu::Res
     let mut all: Vec<Figures> = Vec::new();
     for round in 1..=opts.rounds {
         for (i, target) in targets.iter().enumerate() {
-            let Target::Mqemu { addr, to } = target else {
+            let Target::Mqemu { addr, to, .. } = target else {
                 return Err(invalid("--visibility measures mqemu:// targets"));
             };
-            let f = probe(opts, addr, to).await?;
+            let f = probe(&opts.for_target(target)?, addr, to).await?;
             if !opts.json {
                 println!(
                     "round {round}: {target}\n  commit (µs)              {}\n  commit to visible (µs)   {}",
