@@ -506,8 +506,9 @@ fn report_rtt(opts: &Options, addr: &str, results: &[Measured]) {
         );
         return;
     }
+    let scheme = if opts.use_tls { "mqemu+tls" } else { "mqemu" };
     println!(
-        "mqemu://{addr} round trips, one at a time, {} B (µs); the echo and the server pinned alike",
+        "{scheme}://{addr} round trips, one at a time, {} B (µs); the echo and the server pinned alike",
         opts.size
     );
     let line = |name: &str, l: &Latencies| {
