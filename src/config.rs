@@ -62,7 +62,6 @@ pub struct Config {
     pub transfer: TransferDecl,
 }
 
-/// `[transfer]`.
 /// `[tls]`: the server's certificate chain and key, PEM files (read again on SIGHUP).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +75,7 @@ pub struct TlsDecl {
     pub client_ca: Option<PathBuf>,
 }
 
+/// `[transfer]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransferDecl {
@@ -94,26 +94,51 @@ pub struct TransferDecl {
     pub window: Option<usize>,
     /// Seconds a connection with nothing to send stays open [default 60].
     pub idle_secs: Option<u64>,
+    /// CA certificates (PEM) that destination servers' certificates are verified against:
+    /// with it, transfer speaks TLS to every destination (the native protocol and
+    /// `DIRECT=HTTPS://` names), checking the certificate against the computer name the format
+    /// name gives [default: plaintext, and HTTPS names cannot be reached].
+    pub tls_ca: Option<PathBuf>,
+    /// A certificate chain (PEM) presented to destinations that ask for one: with their
+    /// `client_ca`, it logs this queue manager in as the user naming it.
+    pub tls_cert: Option<PathBuf>,
+    /// The key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl TransferDecl {
-    /// The service's settings, for a server listening on `port`.
-    pub fn config(&self, port: u16) -> mqnet::TransferConfig {
+    /// The service's settings, for a server listening on `port`; fails on unreadable TLS files.
+    pub fn config(&self, port: u16) -> Result<mqnet::TransferConfig> {
+        let tls = match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (None, None, None) => None,
+            (Some(ca), None, None) => Some(mqnet::ClientTls::with_ca(ca)?),
+            (Some(ca), Some(cert), Some(key)) => Some(mqnet::ClientTls::with_ca_and_certificate(
+                ca,
+                Some((cert, key)),
+            )?),
+            _ => {
+                return Err(Error::new(
+                    ErrorCode::InvalidParameter,
+                    "[transfer] tls_cert and tls_key go together, and need tls_ca",
+                ))
+            }
+        };
         let defaults = mqnet::TransferConfig::default();
         let resend = match (&self.resend_ms, self.resend_scale) {
             (Some(ms), _) => ms.iter().map(|&m| Duration::from_millis(m)).collect(),
             (None, Some(scale)) => mqnet::TransferConfig::scaled_schedule(scale),
             (None, None) => defaults.resend.clone(),
         };
-        mqnet::TransferConfig {
+        Ok(mqnet::TransferConfig {
             port: self.port.unwrap_or(port),
             token: self.token.clone(),
             resend,
             batch: self.batch.unwrap_or(defaults.batch).max(1),
             window: self.window.unwrap_or(defaults.window).max(1),
             idle: self.idle_secs.map_or(defaults.idle, Duration::from_secs),
+            tls,
             ..defaults
-        }
+        })
     }
 }
 
@@ -373,5 +398,32 @@ mod tests {
         let config: Config = toml::from_str(&readme[start..end]).unwrap();
         assert_eq!(config.name.as_deref(), Some("orders"));
         assert!(!config.hosts.is_empty() && !config.queues.is_empty());
+    }
+
+    #[test]
+    fn transfer_tls_is_all_or_nothing_and_reads_its_files() {
+        let config = |text: &str| super::parse(text).unwrap().transfer.config(1801);
+        assert!(config("").unwrap().tls.is_none());
+        let e = config("[transfer]\ntls_cert = \"a.crt\"\n").unwrap_err();
+        assert!(e.detail().contains("tls_cert and tls_key"), "{e}");
+        let e = config("[transfer]\ntls_ca = \"/nonexistent/ca.crt\"\n").unwrap_err();
+        assert_eq!(e.code(), mqcore::ErrorCode::InvalidParameter);
+        assert!(e.detail().contains("/nonexistent/ca.crt"), "{e}");
+    }
+
+    #[test]
+    fn a_user_must_be_able_to_log_in_and_tokens_are_unique() {
+        let auth = |text: &str| mqnet::Auth::new(super::parse(text).unwrap().users).check();
+        auth("[[user]]\nname = \"a\"\ntoken = \"t\"\n").unwrap();
+        auth("[[user]]\nname = \"a\"\ncertificate = \"a.example\"\n").unwrap();
+        let e = auth("[[user]]\nname = \"a\"\n").unwrap_err();
+        assert!(
+            e.detail().contains("neither a token nor a certificate"),
+            "{e}"
+        );
+        let e =
+            auth("[[user]]\nname = \"a\"\ntoken = \"t\"\n[[user]]\nname = \"b\"\ntoken = \"t\"\n")
+                .unwrap_err();
+        assert!(e.detail().contains("same token"), "{e}");
     }
 }

@@ -51,6 +51,10 @@ pub fn connect_in(
             ),
         ));
     }
+    // The certificate a virtual server presents names the virtual server, whichever node
+    // serves it and whatever address the registry gives.
+    let mut options = options.clone();
+    options.tls = options.tls.map(|t| t.or_server_name(name));
     let coord = crate::coord::open(config, dir)?;
     let deadline = Instant::now() + retry_budget(&config.timing);
     let mut delay = Duration::from_millis(20);
@@ -60,7 +64,7 @@ pub fn connect_in(
             None => coord.resolve(name)?,
         };
         let last = match address {
-            Some(a) => match BlockingClient::connect_with(&a, options) {
+            Some(a) => match BlockingClient::connect_with(&a, &options) {
                 Ok(c) => return Ok(c),
                 Err(e) => format!("{a}: {}", e.detail()),
             },

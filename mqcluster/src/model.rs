@@ -199,6 +199,21 @@ pub enum ResourceKind {
         /// none by default. Needs the `http` feature (the `mqemu` binary has it).
         #[serde(default)]
         http_port: Option<u16>,
+        /// The virtual server's certificate chain (PEM, relative to the cluster directory, so
+        /// every node finds it): with it, the native and HTTP listeners speak only TLS. Its name
+        /// is the virtual server's, which clients check whichever node serves it.
+        #[serde(default)]
+        tls_cert: Option<String>,
+        /// The certificate's private key.
+        #[serde(default)]
+        tls_key: Option<String>,
+        /// CA certificates whose client certificates log in as the user naming them.
+        #[serde(default)]
+        tls_client_ca: Option<String>,
+        /// CA certificates its transfer service verifies destinations against: with it,
+        /// transfer speaks TLS (and reaches `DIRECT=HTTPS://` names).
+        #[serde(default)]
+        transfer_tls_ca: Option<String>,
     },
     /// The Triggers service of the group's queue manager.
     MsmqTriggers,
@@ -504,6 +519,26 @@ impl GroupDef {
             ))
         };
         for r in msmq {
+            if let ResourceKind::MessageQueuing {
+                tls_cert,
+                tls_key,
+                tls_client_ca,
+                ..
+            } = &r.kind
+            {
+                if tls_cert.is_some() != tls_key.is_some()
+                    || (tls_client_ca.is_some() && tls_cert.is_none())
+                {
+                    return Err(ClusterError::refused(
+                        Win32::InvalidParameter,
+                        format!(
+                            "resource {}: tls_cert and tls_key go together, and tls_client_ca \
+                             needs them",
+                            r.name
+                        ),
+                    ));
+                }
+            }
             needs(r, "Network Name", |k| {
                 matches!(k, ResourceKind::NetworkName { .. })
             })?;

@@ -12,7 +12,10 @@ use mqcore::storage::FillableDisk;
 use mqcore::triggers::Triggers;
 use mqcore::tx::LocalCoordinator;
 use mqcore::{Error, ErrorCode, QueueManager};
-use mqnet::{Server, ServerConfig, Stopper, TransferConfig, TransferService, TriggerService};
+use mqnet::{
+    ClientTls, Server, ServerConfig, ServerTls, Stopper, TlsFiles, TransferConfig, TransferService,
+    TriggerService,
+};
 
 use crate::coord::{Coordination, Grant};
 use crate::disk::SharedDisk;
@@ -151,6 +154,10 @@ pub fn online(def: &ResourceDef, ctx: &mut GroupCtx) -> Result<Running> {
         ResourceKind::MessageQueuing {
             transfer_port,
             http_port,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            transfer_tls_ca,
             ..
         } => {
             let name = ctx
@@ -170,6 +177,20 @@ pub fn online(def: &ResourceDef, ctx: &mut GroupCtx) -> Result<Running> {
             if let Some(s) = ctx.segment_size {
                 b = b.segment_size(s);
             }
+            let in_dir = |p: &String| ctx.cluster_dir.join(p);
+            // Both or neither: the definition was checked when it was loaded.
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(ServerTls::load(TlsFiles {
+                    cert: in_dir(cert),
+                    key: in_dir(key),
+                    client_ca: tls_client_ca.as_ref().map(in_dir),
+                })?),
+                _ => None,
+            };
+            let transfer_tls = transfer_tls_ca
+                .as_ref()
+                .map(|ca| ClientTls::with_ca(&in_dir(ca)))
+                .transpose()?;
             let qm = b.open(&root)?;
             if !qm.in_doubt().is_empty() && !mqcore::tx::Coordinator::is_available(&*ctx.dtc) {
                 return Err(ClusterError::Engine(Error::new(
@@ -186,12 +207,14 @@ pub fn online(def: &ResourceDef, ctx: &mut GroupCtx) -> Result<Running> {
                 qm.clone(),
                 TransferConfig {
                     port: transfer_port.unwrap_or(port),
+                    tls: transfer_tls,
                     ..TransferConfig::default()
                 },
             );
             let config = ServerConfig {
                 transfer: Some(transfer.clone()),
                 triggers: ctx.triggers.clone(),
+                tls: tls.clone(),
                 ..ServerConfig::default()
             };
             // The address may still be held by a previous owner that has not noticed yet
@@ -219,7 +242,7 @@ pub fn online(def: &ResourceDef, ctx: &mut GroupCtx) -> Result<Running> {
             let stopper = server.stopper();
             if let Some(http_port) = http_port {
                 let at = SocketAddr::new(ip, *http_port);
-                if let Err(e) = start_http(ctx, &qm, at, &server, &transfer) {
+                if let Err(e) = start_http(ctx, &qm, at, &server, &transfer, tls) {
                     stopper.stop();
                     transfer.stop();
                     return Err(e);
@@ -335,6 +358,7 @@ fn start_http(
     at: SocketAddr,
     server: &Server,
     transfer: &TransferService,
+    tls: Option<ServerTls>,
 ) -> Result<()> {
     let status = ctx.status.clone();
     let config = mqnet::http::HttpConfig {
@@ -346,6 +370,7 @@ fn start_http(
             serde_json::to_value(s).map_err(|e| Error::new(ErrorCode::Error, e.to_string()))
         })),
         native: Some(server.counts()),
+        tls,
         ..mqnet::http::HttpConfig::default()
     };
     let http = ctx
@@ -374,6 +399,7 @@ fn start_http(
     at: SocketAddr,
     _server: &Server,
     _transfer: &TransferService,
+    _tls: Option<ServerTls>,
 ) -> Result<()> {
     Err(ClusterError::Engine(Error::new(
         ErrorCode::UnsupportedOperation,

@@ -33,8 +33,10 @@ pub enum Right {
 pub struct User {
     /// Shown in logs.
     pub name: String,
-    /// The secret the client presents in its handshake.
-    pub token: String,
+    /// The secret the client presents in its handshake; none for a user who logs in only by
+    /// `certificate`.
+    #[serde(default)]
+    pub token: Option<String>,
     /// Every right on every queue, plus the queue manager's own administration (create,
     /// in-doubt resolution).
     #[serde(default)]
@@ -55,11 +57,34 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Access control over these users; open access when there are none.
+    /// Access control over these users; open access when there are none. A user with neither a
+    /// token nor a certificate cannot log in: [`Auth::check`] says so.
     pub fn new(users: Vec<User>) -> Auth {
         Auth {
             users: users.into_iter().map(Arc::new).collect(),
         }
+    }
+
+    /// Refuses users who could never log in (no token and no certificate) and tokens that two
+    /// users share (a login could not tell them apart).
+    pub fn check(&self) -> Result<(), Error> {
+        for (i, u) in self.users.iter().enumerate() {
+            if u.token.is_none() && u.certificate.is_none() {
+                return Err(Error::new(
+                    ErrorCode::InvalidParameter,
+                    format!("user {:?} has neither a token nor a certificate", u.name),
+                ));
+            }
+            if let Some(t) = &u.token {
+                if let Some(o) = self.users[..i].iter().find(|o| o.token.as_ref() == Some(t)) {
+                    return Err(Error::new(
+                        ErrorCode::InvalidParameter,
+                        format!("users {:?} and {:?} have the same token", o.name, u.name),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether any token is required.
@@ -81,7 +106,11 @@ impl Auth {
         self.users
             .iter()
             // Compare every byte, whatever the first difference, so timing tells nothing.
-            .find(|u| constant_time_eq(u.token.as_bytes(), token.as_bytes()))
+            .find(|u| {
+                u.token
+                    .as_deref()
+                    .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+            })
             .map(|u| Principal::User(u.clone()))
             .ok_or_else(|| Error::new(ErrorCode::AccessDenied, "the token is not valid"))
     }
@@ -207,7 +236,7 @@ mod tests {
     fn user(admin: bool, queues: &[(&str, &[Right])]) -> User {
         User {
             name: "u".into(),
-            token: "t".into(),
+            token: Some("t".into()),
             admin,
             queues: queues
                 .iter()

@@ -186,6 +186,9 @@ impl ServerTls {
 pub struct ClientTls {
     config: Arc<rustls::ClientConfig>,
     server_name: Option<String>,
+    /// The same trust for HTTPS (SRMP to `DIRECT=HTTPS://` names), which goes through ureq.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    https: ureq::tls::TlsConfig,
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -212,18 +215,36 @@ impl ClientTls {
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| Error::new(ErrorCode::InvalidParameter, e.to_string()))?
             .with_root_certificates(roots("CA file", ca)?);
-        let config = match identity {
-            None => builder.with_no_client_auth(),
+        let ca_certs: Vec<ureq::tls::Certificate<'static>> = certificates("CA file", ca)?
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        let https = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&ca_certs));
+        let (config, https) = match identity {
+            None => (builder.with_no_client_auth(), https),
             Some((cert, key)) => {
                 let chain = certificates("client certificate", cert)?;
-                let key = PrivateKeyDer::from_pem_file(key)
+                let key_der = PrivateKeyDer::from_pem_file(key)
                     .map_err(|e| bad_file("client key", key, e))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| bad_file("client certificate and key", cert, e))?
+                let https_chain: Vec<ureq::tls::Certificate<'static>> = chain
+                    .iter()
+                    .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+                    .collect();
+                let https_key = std::fs::read(key)
+                    .map_err(|e| bad_file("client key", key, e))
+                    .and_then(|pem| {
+                        ureq::tls::PrivateKey::from_pem(&pem)
+                            .map_err(|e| bad_file("client key", key, e))
+                    })?;
+                let config = builder
+                    .with_client_auth_cert(chain, key_der)
+                    .map_err(|e| bad_file("client certificate and key", cert, e))?;
+                let identity = ureq::tls::ClientCert::new_with_certs(&https_chain, https_key);
+                (config, https.client_cert(Some(identity)))
             }
         };
-        Ok(ClientTls::from_config(config))
+        Ok(ClientTls::from_config(config, https))
     }
 
     /// Trusts any certificate: the connection is encrypted but the server is not authenticated,
@@ -235,15 +256,40 @@ impl ClientTls {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(SkipVerify(provider())))
             .with_no_client_auth();
-        ClientTls::from_config(config)
+        let https = ureq::tls::TlsConfig::builder().disable_verification(true);
+        ClientTls::from_config(config, https)
     }
 
-    fn from_config(mut config: rustls::ClientConfig) -> ClientTls {
+    fn from_config(
+        mut config: rustls::ClientConfig,
+        https: ureq::tls::TlsConfigBuilder,
+    ) -> ClientTls {
         config.alpn_protocols = vec![ALPN.to_vec()];
         ClientTls {
             config: Arc::new(config),
             server_name: None,
+            https: https
+                .provider(ureq::tls::TlsProvider::Rustls)
+                .unversioned_rustls_crypto_provider(provider())
+                .build(),
         }
+    }
+
+    /// The same trust as ureq's TLS settings, for HTTPS destinations.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn https(&self) -> ureq::tls::TlsConfig {
+        self.https.clone()
+    }
+
+    /// Checks the server's certificate against `name` unless a name was set already: a
+    /// transfer link names the computer its format names give, a cluster client the virtual
+    /// server it asked for.
+    pub fn or_server_name(&self, name: &str) -> ClientTls {
+        let mut t = self.clone();
+        if t.server_name.is_none() {
+            t.server_name = Some(name.to_owned());
+        }
+        t
     }
 
     /// Checks the server's certificate against `name` instead of the host dialled.

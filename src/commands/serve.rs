@@ -129,6 +129,9 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         _ => None,
     };
     let tls = tls.map(mqnet::ServerTls::load).transpose()?;
+    let auth = Auth::new(config.users.clone());
+    auth.check()?;
+    let transfer_config = config.transfer.config(port_of(&listen))?;
     let open = config.users.is_empty();
     let allow_open = opts.allow_open || config.allow_open;
     // Before anything is opened or bound. TLS alone keeps strangers from reading the traffic,
@@ -199,7 +202,7 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
             .idle_timeout_secs
             .map_or(defaults.idle_timeout, Duration::from_secs),
         max_frame: config.limits.max_frame_bytes.unwrap_or(defaults.max_frame),
-        auth: Auth::new(config.users.clone()),
+        auth: auth.clone(),
         triggers: triggers
             .clone()
             .map(TriggerService::running)
@@ -217,11 +220,7 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         .map_err(|e| Error::new(ErrorCode::InsufficientResources, e.to_string()))?;
     rt.block_on(async move {
         let mut server_config = server_config;
-        let port = listen
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse().ok())
-            .unwrap_or(mqnet::DEFAULT_PORT);
-        let transfer = mqnet::TransferService::start(qm.clone(), config.transfer.config(port));
+        let transfer = mqnet::TransferService::start(qm.clone(), transfer_config);
         server_config.transfer = Some(transfer.clone());
         let server = Server::bind(&listen, qm.clone(), server_config)
             .await
@@ -250,7 +249,7 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         let http = match opts_http {
             Some(http_addr) => {
                 let http_config = mqnet::http::HttpConfig {
-                    auth: Auth::new(config.users.clone()),
+                    auth: auth.clone(),
                     native: Some(server.counts()),
                     // HTTPS on the native protocol's certificate (reloaded with it on SIGHUP).
                     tls: tls.clone(),
@@ -351,6 +350,14 @@ fn start_triggers(qm: &QueueManager, config: &Config) -> mqemu::Result<Triggers>
 
 /// Reads the TLS certificate and key again at each SIGHUP: new connections get the renewed
 /// certificate, open ones keep theirs; a file that does not load leaves the old one in place.
+/// The port of `host:port` [default: the native protocol's].
+fn port_of(listen: &str) -> u16 {
+    listen
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(mqnet::DEFAULT_PORT)
+}
+
 async fn reload_on_hangup(tls: mqnet::ServerTls) {
     #[cfg(unix)]
     {

@@ -29,7 +29,7 @@ use mqcluster::status::ClusterStatus;
 use mqcluster::{ops, ClusterConfig, GroupState};
 use mqcore::storage::{FileDisk, FillableDisk};
 use mqcore::{Error, ErrorCode, QueueManager, Result};
-use mqnet::BlockingClient;
+use mqnet::{BlockingClient, ClientOptions};
 
 /// How long [`TestCluster::wait_online`] and friends wait before they panic.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -212,6 +212,12 @@ impl TestCluster {
     /// A client of the virtual server or node `name`, found through the cluster's registry.
     pub fn connect(&self, name: &str) -> Result<BlockingClient> {
         mqcluster::client::connect_by_name(&self.dir, name, &Default::default())
+    }
+
+    /// [`TestCluster::connect`] with options (a token, TLS: the certificate is checked against
+    /// `name`).
+    pub fn connect_with(&self, name: &str, options: &ClientOptions) -> Result<BlockingClient> {
+        mqcluster::client::connect_by_name(&self.dir, name, options)
     }
 
     /// Node `name`'s own queue manager.

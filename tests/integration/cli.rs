@@ -727,3 +727,55 @@ fn serve_speaks_tls_and_reloads_its_certificate_on_sighup() {
         "{err}"
     );
 }
+
+/// `[transfer] tls_ca` in `mqemu serve`'s configuration: alpha reaches beta, named through the
+/// host map, over TLS, checking beta's certificate against the computer name.
+#[test]
+fn serve_transfers_over_tls_when_configured() {
+    use crate::tls::Ca;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("cli test CA");
+    let ca_file = ca.write(dir.path(), "ca.crt");
+    let files = ca.issue_for(dir.path(), "beta", &["beta"], "beta", false);
+    let port = crate::support::free_port();
+    let beta = Serve::start_on(
+        dir.path(),
+        &format!("127.0.0.3:{port}"),
+        &[
+            "--data",
+            "./beta",
+            "--tls-cert",
+            files.cert.to_str().unwrap(),
+            "--tls-key",
+            files.key.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(
+        dir.path().join("alpha.toml"),
+        format!(
+            "[hosts]\nbeta = \"127.0.0.3\"\n[transfer]\ntls_ca = {:?}\n",
+            ca_file.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let alpha = Serve::start_on(
+        dir.path(),
+        &format!("127.0.0.2:{port}"),
+        &["--data", "./alpha", "--config", "alpha.toml"],
+    );
+    let ca_arg = ca_file.to_str().unwrap();
+    let at_beta = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--tls-ca", ca_arg, "--tls-server-name", "beta"]);
+        beta.run(&all)
+    };
+    let (ok, _, err) = at_beta(&["queue", "create", r".\private$\orders", "--transactional"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = alpha.run(&["send", r"beta\private$\orders", "--body", "sealed", "--tx"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = at_beta(&["receive", r".\private$\orders", "--timeout", "5s"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("sealed"), "{out}");
+    alpha.terminate();
+    beta.terminate();
+}

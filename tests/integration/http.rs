@@ -482,14 +482,14 @@ fn rights_are_those_of_the_token() {
     let users = vec![
         User {
             name: "ops".into(),
-            token: "ops-token".into(),
+            token: Some("ops-token".into()),
             admin: true,
             queues: Default::default(),
             certificate: None,
         },
         User {
             name: "reader".into(),
-            token: "reader-token".into(),
+            token: Some("reader-token".into()),
             admin: false,
             queues: [("orders".to_owned(), vec![Right::Peek])]
                 .into_iter()

@@ -18,5 +18,6 @@ mod srmp_egress;
 mod support;
 mod testing_kit;
 mod tls;
+mod tls_transfer;
 mod transfer;
 mod transfer_kill;

@@ -428,14 +428,14 @@ async fn tokens_and_rights_are_enforced() {
     }
     let sender = User {
         name: "sender".into(),
-        token: "s3cret".into(),
+        token: Some("s3cret".into()),
         admin: false,
         queues: [("orders".to_owned(), vec![Right::Send])].into(),
         certificate: None,
     };
     let admin = User {
         name: "ops".into(),
-        token: "adm1n".into(),
+        token: Some("adm1n".into()),
         admin: true,
         queues: Default::default(),
         certificate: None,
@@ -553,7 +553,7 @@ async fn a_queue_that_authenticates_takes_messages_only_from_a_logged_in_sender(
     // With users, a sender that logged in is authenticated.
     let user = User {
         name: "signer".into(),
-        token: "t0ken".into(),
+        token: Some("t0ken".into()),
         admin: true,
         queues: Default::default(),
         certificate: None,
@@ -824,14 +824,14 @@ async fn triggers_are_administered_remotely_and_http_actions_post_the_message() 
     );
     let reader = User {
         name: "reader".into(),
-        token: "r".into(),
+        token: Some("r".into()),
         admin: false,
         queues: [("orders".to_owned(), vec![Right::Peek])].into(),
         certificate: None,
     };
     let admin = User {
         name: "ops".into(),
-        token: "a".into(),
+        token: Some("a".into()),
         admin: true,
         queues: Default::default(),
         certificate: None,

@@ -40,9 +40,22 @@ impl Ca {
     /// A server certificate for 127.0.0.1 and localhost, named `cn`, written as `<stem>.crt` and
     /// `<stem>.key` in `dir`; `expired` makes one whose validity ended in 2001.
     pub(crate) fn issue(&self, dir: &Path, stem: &str, cn: &str, expired: bool) -> TlsFiles {
+        self.issue_for(dir, stem, &["127.0.0.1", "localhost"], cn, expired)
+    }
+
+    /// A certificate for the names (DNS names or IP addresses) `names`, as [`Ca::issue`].
+    pub(crate) fn issue_for(
+        &self,
+        dir: &Path,
+        stem: &str,
+        names: &[&str],
+        cn: &str,
+        expired: bool,
+    ) -> TlsFiles {
         let key = KeyPair::generate().unwrap();
         let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+                .unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
         if expired {
             params.not_before = rcgen::date_time_ymd(2000, 1, 1);
@@ -398,6 +411,16 @@ async fn client_certificates_log_in_as_their_users() {
 /// An HTTPS request over one connection: `request` written as is, the whole answer read back
 /// (the request says `Connection: close`).
 async fn https(addr: SocketAddr, ca: &Path, request: &str) -> std::io::Result<String> {
+    https_named(addr, ca, "127.0.0.1", request).await
+}
+
+/// [`https`] checking the certificate against `name` rather than the address.
+pub(crate) async fn https_named(
+    addr: SocketAddr,
+    ca: &Path,
+    name: &str,
+    request: &str,
+) -> std::io::Result<String> {
     use rustls::pki_types::pem::PemObject;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut roots = rustls::RootCertStore::empty();
@@ -414,7 +437,7 @@ async fn https(addr: SocketAddr, ca: &Path, request: &str) -> std::io::Result<St
     .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
     let mut s = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await?;

@@ -107,6 +107,26 @@ fn msmq_needs_its_name_and_disk() {
 }
 
 #[test]
+fn a_virtual_servers_tls_needs_both_certificate_and_key() {
+    let with = |keys: &str| {
+        VS1.replace(
+            "type = \"message_queuing\"\n",
+            &format!("type = \"message_queuing\"\n{keys}"),
+        )
+    };
+    ClusterConfig::parse(&with("tls_cert = \"vs1.crt\"\ntls_key = \"vs1.key\"\n")).unwrap();
+    for half in [
+        "tls_cert = \"vs1.crt\"\n",
+        "tls_key = \"vs1.key\"\n",
+        "tls_client_ca = \"ca.crt\"\n",
+    ] {
+        let (code, why) = refused(&with(half));
+        assert_eq!(code, Win32::InvalidParameter);
+        assert!(why.contains("tls_cert and tls_key"), "{half}: {why}");
+    }
+}
+
+#[test]
 fn unknown_names_and_duplicates_are_refused() {
     assert_eq!(
         refused(&VS1.replace("[\"NODE2\", \"NODE1\"]", "[\"NODE3\"]")).0,

@@ -35,12 +35,9 @@ impl Inner {
         let (protocol, computer) = match host {
             Host::Computer(c) => (Protocol::Os, c),
             Host::Address {
-                protocol: p @ (Protocol::Tcp | Protocol::Http),
+                protocol: p @ (Protocol::Tcp | Protocol::Http | Protocol::Https),
                 address,
             } => (p, address),
-            Host::Address { .. } => {
-                return refuse("HTTPS names are not reached by transfer (HTTP ones are)")
-            }
             _ => return refuse("a computer named by GUID gives no address to send to"),
         };
         let queue = match name.queue() {
@@ -59,6 +56,7 @@ impl Inner {
         };
         let direct = match protocol {
             Protocol::Http => format!("DIRECT=HTTP://{computer}/msmq/private$/{queue}"),
+            Protocol::Https => format!("DIRECT=HTTPS://{computer}/msmq/private$/{queue}"),
             Protocol::Tcp => format!("DIRECT=TCP:{computer}\\private$\\{queue}"),
             _ => format!("DIRECT=OS:{computer}\\private$\\{queue}"),
         };
@@ -74,15 +72,25 @@ impl Inner {
             return Ok(o.clone());
         }
         let (host, queue) = match (direct.host(), direct.queue()) {
-            // One link per host and transport: an HTTP destination is its own host,
-            // `http://host[:port]`, whose link speaks SRMP.
+            // One link per host and transport: an HTTP(S) destination is its own host,
+            // `http://host[:port]` or `https://host[:port]`, whose link speaks SRMP.
             (
                 Host::Address {
-                    protocol: Protocol::Http,
+                    protocol: p @ (Protocol::Http | Protocol::Https),
                     address: h,
                 },
                 QueueRef::Private { name: q, .. },
-            ) => (format!("http://{}", h.to_ascii_lowercase()), q.to_owned()),
+            ) => {
+                let scheme = if p == Protocol::Https {
+                    "https"
+                } else {
+                    "http"
+                };
+                (
+                    format!("{scheme}://{}", h.to_ascii_lowercase()),
+                    q.to_owned(),
+                )
+            }
             (
                 Host::Computer(h) | Host::Address { address: h, .. },
                 QueueRef::Private { name: q, .. },

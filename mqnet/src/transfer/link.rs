@@ -34,7 +34,7 @@ struct Status {
 
 /// A destination host and its task's state.
 pub(super) struct Link {
-    host: String,
+    pub(super) host: String,
     pub(super) wake: Notify,
     status: Mutex<Status>,
     /// `EOD_RESEND` asked: start every queue again from its oldest unacknowledged message.
@@ -158,7 +158,9 @@ impl Task {
                 }
                 continue;
             }
-            let end = if self.link.host.starts_with("http://") {
+            let end = if self.link.host.starts_with("http://")
+                || self.link.host.starts_with("https://")
+            {
                 self.http_session().await
             } else {
                 self.native_session().await
@@ -208,7 +210,7 @@ impl Task {
         }
     }
 
-    /// An SRMP session (`http://` hosts): each POST connects as it needs to.
+    /// An SRMP session (`http://` and `https://` hosts): each POST connects as it needs to.
     async fn http_session(&mut self) -> End {
         #[cfg(feature = "http")]
         {
@@ -281,7 +283,11 @@ impl Task {
             port: self.config.port,
             connect_timeout: self.config.connect_timeout,
             local: false,
-            tls: self.config.tls.clone(),
+            tls: self
+                .config
+                .tls
+                .as_ref()
+                .map(|t| t.or_server_name(&self.link.host)),
         };
         Client::connect_with(&self.address(), &options).await
     }

@@ -35,12 +35,16 @@ fn stream_id(source: uuid::Uuid, sequence: &str) -> u64 {
     h
 }
 
-/// The URL a sequence's messages are posted to: its `DIRECT=HTTP://` name without `DIRECT=`.
+/// The URL a sequence's messages are posted to: its `DIRECT=HTTP://` or `DIRECT=HTTPS://` name
+/// without `DIRECT=`.
 fn url_of(sequence: &str) -> Option<String> {
-    let rest = sequence
-        .get(..12)
-        .filter(|p| p.eq_ignore_ascii_case("DIRECT=HTTP:"))?;
-    Some(format!("http:{}", &sequence[rest.len()..]))
+    ["http", "https"].into_iter().find_map(|scheme| {
+        let prefix = format!("DIRECT={scheme}:");
+        sequence
+            .get(..prefix.len())
+            .filter(|p| p.eq_ignore_ascii_case(&prefix))
+            .map(|_| format!("{scheme}:{}", &sequence[prefix.len()..]))
+    })
 }
 
 /// What one POST came to.
@@ -127,11 +131,16 @@ async fn post(
 }
 
 impl Task {
-    /// Sends every outgoing queue of an `http://` host until a POST fails, the service stops,
-    /// or nothing was sent for the idle time.
+    /// Sends every outgoing queue of an `http://` or `https://` host until a POST fails, the
+    /// service stops, or nothing was sent for the idle time.
     pub(super) async fn srmp_session(&mut self) -> End {
         let patience = self.config.delay(1).max(self.config.connect_timeout);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let mut agent = ureq::Agent::config_builder();
+        // HTTPS is verified against `[transfer] tls_ca` when given, else the public CAs.
+        if let Some(tls) = &self.config.tls {
+            agent = agent.tls_config(tls.https());
+        }
+        let agent: ureq::Agent = agent
             .timeout_connect(Some(self.config.connect_timeout))
             .timeout_global(Some(patience))
             .http_status_as_error(false)
@@ -265,6 +274,10 @@ mod tests {
         assert_eq!(
             url_of("DIRECT=HTTP://127.0.0.3:8080/msmq/private$/q").as_deref(),
             Some("http://127.0.0.3:8080/msmq/private$/q")
+        );
+        assert_eq!(
+            url_of("DIRECT=HTTPS://vs1.example:443/msmq/private$/q").as_deref(),
+            Some("https://vs1.example:443/msmq/private$/q")
         );
         assert_eq!(url_of(r"DIRECT=TCP:1.2.3.4\private$\q"), None);
     }
