@@ -208,6 +208,46 @@ fn bench_measures_several_targets_in_turn_and_sums_them_up() {
     );
 }
 
+/// `--rtt` with several targets measures each under the same placements: the first one's pinning
+/// does not leave the next one a single CPU.
+#[test]
+fn bench_rtt_places_every_target_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Serve::start(dir.path(), &[]);
+    let target = format!("mqemu://{}", s.addr);
+    let out = mqemu()
+        .args(["bench", "--rtt", "--target", &target, "--target", &target])
+        .args(["--count", "200", "--size", "64", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let placements: Vec<Vec<String>> = stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["placements"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        })
+        .collect();
+    assert_eq!(placements.len(), 2, "{stdout}");
+    assert_eq!(placements[0], placements[1], "{stdout}");
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
+        assert!(
+            placements[1].contains(&"across_cpus".to_owned()),
+            "{stdout}"
+        );
+    }
+}
+
 #[test]
 fn serve_and_the_client_commands() {
     let dir = tempfile::tempdir().unwrap();

@@ -313,7 +313,7 @@ enum Socket {
     /// A TCP socket's, shared with requests that write without waiting.
     Plain(Arc<OwnedWriteHalf>),
     /// A TLS session's: the writer task's alone.
-    Tls(tokio::io::WriteHalf<tokio_rustls::client::TlsStream<TcpStream>>),
+    Tls(tokio::io::WriteHalf<tokio_rustls::client::TlsStream<crate::tls::Transport>>),
 }
 
 impl Socket {

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
@@ -16,7 +16,7 @@ const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// Connections that finished their handshake, for `axum::serve`.
 pub(super) struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsStream<crate::tls::Transport>, SocketAddr)>,
     local: SocketAddr,
 }
 
@@ -45,7 +45,12 @@ impl TlsListener {
                 let acceptor = tls.acceptor_for(b"http/1.1");
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(
+                        HANDSHAKE,
+                        acceptor.accept(crate::tls::transport(stream)),
+                    )
+                    .await
+                    {
                         Ok(Ok(s)) => {
                             let _ = tx.send((s, peer)).await;
                         }
@@ -60,7 +65,7 @@ impl TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsStream<crate::tls::Transport>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

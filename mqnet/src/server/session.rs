@@ -48,7 +48,7 @@ pub(super) async fn serve(
         Some(tls) => {
             let accepted = tokio::time::timeout(
                 shared.config.handshake_timeout,
-                tls.acceptor().accept(stream),
+                tls.acceptor().accept(crate::tls::transport(stream)),
             )
             .await;
             match accepted {

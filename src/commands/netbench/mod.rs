@@ -228,11 +228,16 @@ fn run_targets(opts: &Options) -> mqemu::Result<()> {
             (_, true) => {
                 // Each target in turn, each beside its own raw loopback baseline: plaintext
                 // and TLS side by side in one run.
+                let mut all = Vec::new();
                 for target in &targets {
                     let Target::Mqemu { addr, .. } = target else {
                         unreachable!("checked above")
                     };
-                    rtt(&opts.for_target(target)?, addr).await?;
+                    all.push(rtt(&opts.for_target(target)?, addr).await?);
+                }
+                if all.len() > 1 && !opts.json {
+                    let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
+                    rtt::side_by_side(&names, &all);
                 }
                 Ok(())
             }

@@ -96,6 +96,46 @@ fn pin_to_cpu(cpu: usize) -> bool {
     }
 }
 
+/// The calling thread's CPU set as it was, given back when dropped: a bench that measured one
+/// target leaves the next one (`--rtt` with several) the whole machine to place itself on.
+struct RestoreAffinity {
+    #[cfg(target_os = "linux")]
+    former: Option<libc::cpu_set_t>,
+}
+
+impl RestoreAffinity {
+    fn save() -> RestoreAffinity {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: `set` is a plain bit set that lives across the call, and its size is
+            // passed with it; pid 0 is the calling thread.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                let ok =
+                    libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set)
+                        == 0;
+                RestoreAffinity {
+                    former: ok.then_some(set),
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        RestoreAffinity {}
+    }
+}
+
+impl Drop for RestoreAffinity {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some(set) = &self.former {
+            // SAFETY: as in `save`.
+            unsafe {
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set);
+            }
+        }
+    }
+}
+
 /// What `mqemu echo-worker` is started with (by `start_echo`).
 #[derive(clap::Args, Debug)]
 pub struct EchoWorkerArgs {
@@ -328,7 +368,7 @@ fn listening_pid(_addr: SocketAddr) -> std::io::Result<u32> {
 }
 
 /// What one placement measured.
-struct Measured {
+pub(super) struct Measured {
     placement: Placement,
     /// The server's process, pinned with the echo; or why it could not be.
     server: Result<u32, String>,
@@ -341,7 +381,10 @@ struct Measured {
 /// `--rtt`: one connection, one request at a time, in alternating blocks of raw TCP
 /// ping-pongs, express sends and receives, so machine noise hits all three alike; once per
 /// [`Placement`], the echo and the server pinned alike.
-pub(super) async fn rtt(opts: &Options, addr: &str) -> mqemu::Result<()> {
+/// One target's round trips, under each placement: what [`side_by_side`] compares.
+pub(super) type RttResults = Vec<Measured>;
+
+pub(super) async fn rtt(opts: &Options, addr: &str) -> mqemu::Result<RttResults> {
     let client = connect_mqemu(addr, opts).await?;
     prepare_mqemu_queue(&client, Mode::Express).await?;
     let queue = within("open the bench queue", client.open(QUEUE)).await??;
@@ -350,6 +393,7 @@ pub(super) async fn rtt(opts: &Options, addr: &str) -> mqemu::Result<()> {
         .ok()
         .and_then(|mut a| a.next());
     let mut results = Vec::new();
+    let _restore = RestoreAffinity::save();
     for placement in placements() {
         if !pin_to_cpu(placement.bench) {
             return Err(Error::new(
@@ -379,7 +423,29 @@ pub(super) async fn rtt(opts: &Options, addr: &str) -> mqemu::Result<()> {
         drop(pinned);
     }
     report_rtt(opts, addr, &results);
-    Ok(())
+    Ok(results)
+}
+
+/// Several targets measured in one run (plaintext and TLS): each one's p50s over the first's,
+/// placement by placement. Raw loopback moves between runs across CPUs, so the ratio of the
+/// ratios to raw is shown too.
+pub(super) fn side_by_side(names: &[String], all: &[RttResults]) {
+    let (Some(first), Some(base)) = (names.first(), all.first()) else {
+        return;
+    };
+    println!("side by side, p50 over {first}'s (and over it with each beside its own raw TCP):");
+    for (name, results) in names.iter().zip(all).skip(1) {
+        for (m, b) in results.iter().zip(base) {
+            println!(
+                "  {name}, {}: send {:.2}x ({:.2}x), receive {:.2}x ({:.2}x)",
+                m.placement.name,
+                ratio(&m.send, &b.send),
+                ratio(&m.send, &m.raw) / ratio(&b.send, &b.raw),
+                ratio(&m.receive, &b.receive),
+                ratio(&m.receive, &m.raw) / ratio(&b.receive, &b.raw),
+            );
+        }
+    }
 }
 
 /// Round trips of each kind, in alternating blocks; returns how many of each, and their
