@@ -207,9 +207,6 @@ pub enum ResourceKind {
         /// The certificate's private key.
         #[serde(default)]
         tls_key: Option<String>,
-        /// CA certificates whose client certificates log in as the user naming them.
-        #[serde(default)]
-        tls_client_ca: Option<String>,
         /// CA certificates its transfer service verifies destinations against: with it,
         /// transfer speaks TLS (and reaches `DIRECT=HTTPS://` names).
         #[serde(default)]
@@ -520,22 +517,13 @@ impl GroupDef {
         };
         for r in msmq {
             if let ResourceKind::MessageQueuing {
-                tls_cert,
-                tls_key,
-                tls_client_ca,
-                ..
+                tls_cert, tls_key, ..
             } = &r.kind
             {
-                if tls_cert.is_some() != tls_key.is_some()
-                    || (tls_client_ca.is_some() && tls_cert.is_none())
-                {
+                if tls_cert.is_some() != tls_key.is_some() {
                     return Err(ClusterError::refused(
                         Win32::InvalidParameter,
-                        format!(
-                            "resource {}: tls_cert and tls_key go together, and tls_client_ca \
-                             needs them",
-                            r.name
-                        ),
+                        format!("resource {}: tls_cert and tls_key go together", r.name),
                     ));
                 }
             }

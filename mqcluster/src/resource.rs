@@ -156,7 +156,6 @@ pub fn online(def: &ResourceDef, ctx: &mut GroupCtx) -> Result<Running> {
             http_port,
             tls_cert,
             tls_key,
-            tls_client_ca,
             transfer_tls_ca,
             ..
         } => {
@@ -183,7 +182,8 @@ pub fn online(def: &ResourceDef, ctx: &mut GroupCtx) -> Result<Running> {
                 (Some(cert), Some(key)) => Some(ServerTls::load(TlsFiles {
                     cert: in_dir(cert),
                     key: in_dir(key),
-                    client_ca: tls_client_ca.as_ref().map(in_dir),
+                    // Virtual servers have no users yet, so no certificate could name one.
+                    client_ca: None,
                 })?),
                 _ => None,
             };

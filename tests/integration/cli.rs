@@ -732,6 +732,16 @@ fn serve_speaks_tls_and_reloads_its_certificate_on_sighup() {
     assert!(!ok && err.contains("--tls-ca"), "{err}");
     let (ok, _, err) = s.run(&["queue", "list", "--insecure-skip-verify"]);
     assert!(ok, "{err}");
+    // The bench: an mqemu+tls:// target, and an mqemu:// one under --tls, both over TLS.
+    let target = format!("mqemu://{}", s.addr);
+    let tls_target = format!("mqemu+tls://{}", s.addr);
+    let small = ["--count", "100", "--size", "64"];
+    let (ok, out, err) = tls(&[&["bench", "--target", &tls_target][..], &small].concat());
+    assert!(ok && out.contains("received 100"), "{out}{err}");
+    let (ok, out, err) = tls(&[&["bench", "--tls", "--target", &target][..], &small].concat());
+    assert!(ok && out.contains("mqemu+tls://"), "{out}{err}");
+    let (ok, _, err) = tls(&[&["bench", "--target", &target][..], &small].concat());
+    assert!(!ok, "a plaintext bench was served: {err}");
 
     // A renewed certificate, then SIGHUP: OpenSSL sees the new one, and clients still work.
     let renewed = ca.issue(dir.path(), "renewed", "second-cert", false);

@@ -421,20 +421,41 @@ pub(crate) async fn https_named(
     name: &str,
     request: &str,
 ) -> std::io::Result<String> {
+    https_as(addr, ca, name, None, request).await
+}
+
+/// [`https_named`] presenting the client certificate `identity`, if any.
+async fn https_as(
+    addr: SocketAddr,
+    ca: &Path,
+    name: &str,
+    identity: Option<&TlsFiles>,
+    request: &str,
+) -> std::io::Result<String> {
     use rustls::pki_types::pem::PemObject;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         #[allow(deprecated)]
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let mut config = match identity {
+        None => config.with_no_client_auth(),
+        Some(id) => {
+            let chain = rustls::pki_types::CertificateDer::pem_file_iter(&id.cert)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&id.key).unwrap();
+            config.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
@@ -544,6 +565,93 @@ async fn the_http_face_speaks_https() {
         }
         None => eprintln!("skipped: openssl is not installed"),
     }
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+}
+
+/// Client certificates log in over HTTPS too: the certificate's user gets exactly its rights
+/// (401 for a certificate naming no user), and a request without one still logs in by token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_face_logs_client_certificates_in() {
+    use mqnet::http::{HttpConfig, HttpServer};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("mqemu test CA");
+    let ca_file = ca.write(dir.path(), "ca.crt");
+    let clients = Ca::new("client CA");
+    let mut files = ca.issue(dir.path(), "server", "https-face", false);
+    files.client_ca = Some(clients.write(dir.path(), "clients.crt"));
+    let qm = QueueManager::new();
+    qm.create_queue(r".\private$\orders", QueueProps::default())
+        .unwrap();
+    let users: Vec<mqnet::User> = serde_json::from_value(serde_json::json!([
+        {"name": "writer", "certificate": "writer.example", "queues": {"orders": ["send"]}},
+        {"name": "ops", "token": TOKEN, "admin": true},
+    ]))
+    .unwrap();
+    let config = HttpConfig {
+        tls: Some(ServerTls::load(files).unwrap()),
+        auth: Auth::new(users),
+        ..HttpConfig::default()
+    };
+    let server = HttpServer::bind("127.0.0.1:0", qm.clone(), config)
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let body = r#"{"body": "by certificate"}"#;
+    let send = format!(
+        "POST /api/queues/orders/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let peek =
+        "GET /api/queues/orders/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let writer = clients.issue_for(
+        dir.path(),
+        "writer",
+        &["writer.example"],
+        "writer.example",
+        false,
+    );
+    let stranger = clients.issue_for(
+        dir.path(),
+        "stranger",
+        &["stranger.example"],
+        "stranger.example",
+        false,
+    );
+    let ask = |id: Option<&TlsFiles>, request: &str| {
+        let (ca_file, id, request) = (ca_file.clone(), id.cloned(), request.to_owned());
+        async move {
+            https_as(addr, &ca_file, "127.0.0.1", id.as_ref(), &request)
+                .await
+                .unwrap()
+        }
+    };
+
+    // The writer's certificate: send, and nothing else.
+    let sent = ask(Some(&writer), &send).await;
+    assert!(sent.starts_with("HTTP/1.1 201"), "{sent}");
+    let peeked = ask(Some(&writer), peek).await;
+    assert!(peeked.starts_with("HTTP/1.1 403"), "{peeked}");
+    // A certificate of the client CA that names no user.
+    let refused = ask(Some(&stranger), &send).await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    // No certificate and no token: 401; the administrator's token: served.
+    let refused = ask(None, peek).await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let by_token = peek.replace(
+        "Connection: close",
+        &format!("Connection: close\r\nAuthorization: Bearer {TOKEN}"),
+    );
+    let listed = ask(None, &by_token).await;
+    assert!(
+        listed.starts_with("HTTP/1.1 200") && listed.contains("by certificate"),
+        "{listed}"
+    );
     let _ = stop.send(());
     served.await.unwrap().unwrap();
 }

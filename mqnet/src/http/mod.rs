@@ -119,8 +119,9 @@ pub(crate) struct AppState {
     pub(crate) receipts: receipts::Receipts,
 }
 
-/// Who a request acts for: the user whose bearer token it carries, or everyone on an open
-/// server. A missing or unknown token on a server with users is refused with 401.
+/// Who a request acts for: the user its connection's client certificate names, else the user
+/// whose bearer token it carries, or everyone on an open server. A missing or unknown token (or
+/// a certificate that names no user) on a server with users is refused with 401.
 pub(crate) struct Caller(pub(crate) Principal);
 
 impl FromRequestParts<Arc<AppState>> for Caller {
@@ -131,8 +132,16 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         state.requests.fetch_add(1, Ordering::Relaxed);
-        let token = bearer(&parts.headers);
-        state.config.auth.login(token).map(Caller).map_err(|e| {
+        // A verified client certificate is the identity; without one, the bearer token.
+        let certificate = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<tls::Peer>>()
+            .and_then(|p| p.0.certificate.as_deref());
+        let login = match certificate {
+            Some(names) => state.config.auth.login_certificate(names),
+            None => state.config.auth.login(bearer(&parts.headers)),
+        };
+        login.map(Caller).map_err(|e| {
             ApiError(Error::new(
                 ErrorCode::MessageNotAuthenticated,
                 e.detail().to_owned(),
@@ -262,14 +271,20 @@ impl HttpServer {
         };
         let result = match state.config.tls.clone() {
             None => {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stopping)
-                    .await
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<tls::Peer>(),
+                )
+                .with_graceful_shutdown(stopping)
+                .await
             }
             Some(tls) => {
-                axum::serve(tls::TlsListener::new(listener, tls), router)
-                    .with_graceful_shutdown(stopping)
-                    .await
+                axum::serve(
+                    tls::TlsListener::new(listener, tls),
+                    router.into_make_service_with_connect_info::<tls::Peer>(),
+                )
+                .with_graceful_shutdown(stopping)
+                .await
             }
         };
         reaper.abort();

@@ -81,3 +81,31 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+/// Who is at the other end of a connection: the names of the client certificate it presented
+/// and the server verified (none over plain HTTP or without one). With them, a request logs in
+/// as the user naming the certificate, as on the native protocol.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Peer {
+    pub(crate) certificate: Option<Vec<String>>,
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Peer {
+        Peer {
+            certificate: stream
+                .io()
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(crate::tls::names_of),
+        }
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(_: axum::serve::IncomingStream<'_, TcpListener>) -> Peer {
+        Peer::default()
+    }
+}

@@ -95,9 +95,12 @@ impl Mode {
 /// What `mqemu bench` was asked to do: its own flags, and the global `--token` and `--json`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Options {
-    /// Drive a running server instead of an engine in this process: mqemu://HOST:PORT, or
-    /// amqp://USER:PASS@HOST:PORT/VHOST for an AMQP 0-9-1 broker such as RabbitMQ. Give it
-    /// more than once to measure several servers in one run, in turn (see --rounds).
+    /// Drive a running server instead of an engine in this process: mqemu://HOST:PORT,
+    /// mqemu+tls://HOST:PORT (TLS, trusting --tls-ca; the global --tls makes every mqemu://
+    /// target one), http://HOST:PORT for mqemu's HTTP face (rabbitmq-http:// for RabbitMQ's
+    /// management API), or amqp://USER:PASS@HOST:PORT/VHOST for an AMQP 0-9-1 broker such as
+    /// RabbitMQ. Give it more than once to measure several servers in one run, in turn (see
+    /// --rounds): mqemu:// beside mqemu+tls:// puts plaintext and TLS side by side.
     #[arg(long = "target", value_name = "TARGET", conflicts_with = "data")]
     pub targets: Vec<String>,
     /// With --target: runs against each target, taken in turn, so machine noise hits all alike;
@@ -151,13 +154,16 @@ pub struct Options {
     /// Whether the target being driven is an `mqemu+tls://` one.
     #[arg(skip)]
     pub use_tls: bool,
+    /// The global `--tls`: every `mqemu://` target is taken as `mqemu+tls://`, as every other
+    /// command connects over TLS with it.
+    #[arg(skip)]
+    pub tls_everywhere: bool,
     /// Print one JSON object instead of text (the global `--json`).
     #[arg(skip)]
     pub json: bool,
 }
 
 impl Options {
-    /// The time cap of a `--target` run.
     /// These options for driving `target`: over TLS when it is an `mqemu+tls://` one.
     fn for_target(&self, target: &Target) -> mqemu::Result<Options> {
         let mut o = self.clone();
@@ -170,6 +176,7 @@ impl Options {
         Ok(o)
     }
 
+    /// The time cap of a `--target` run.
     fn secs(&self) -> Duration {
         Duration::from_secs(self.secs.unwrap_or(60))
     }
@@ -179,6 +186,7 @@ impl Options {
 pub fn run(mut opts: Options, conn: &Conn) -> mqemu::Result<()> {
     opts.token = conn.token.clone();
     opts.tls = conn.client_tls()?;
+    opts.tls_everywhere = conn.tls;
     opts.json = conn.json;
     if opts.targets.is_empty() {
         return local::run(&opts);
@@ -196,7 +204,16 @@ fn run_targets(opts: &Options) -> mqemu::Result<()> {
     let targets = opts
         .targets
         .iter()
-        .map(|t| parse_target(t))
+        .map(|t| {
+            parse_target(t).map(|t| match t {
+                Target::Mqemu { addr, to, .. } if opts.tls_everywhere => Target::Mqemu {
+                    addr,
+                    to,
+                    tls: true,
+                },
+                t => t,
+            })
+        })
         .collect::<mqemu::Result<Vec<_>>>()?;
     if opts.rtt
         && !targets
