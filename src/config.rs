@@ -20,6 +20,8 @@ pub struct Config {
     pub listen: Option<String>,
     /// Address of the HTTP API, health probes and metrics (off when absent).
     pub http: Option<String>,
+    /// Address of the AMQP 0-9-1 listener (off when absent; docs/amqp.md).
+    pub amqp: Option<String>,
     /// Storage directory.
     pub data: Option<PathBuf>,
     /// Keep everything in memory.

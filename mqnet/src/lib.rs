@@ -22,6 +22,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 pub mod auth;
 pub mod client;
 pub mod frame;

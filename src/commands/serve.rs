@@ -29,6 +29,11 @@ pub struct Options {
     /// (127.0.0.1:18080, say) [default: off, or the configuration's `http`].
     #[arg(long)]
     pub http: Option<String>,
+    /// Also speak AMQP 0-9-1 (and Mono's 0-8) on this address, for RabbitMQ's clients and
+    /// .NET System.Messaging through Mono (127.0.0.1:5672, say) [default: off, or the
+    /// configuration's `amqp`; docs/amqp.md].
+    #[arg(long)]
+    pub amqp: Option<String>,
     /// Storage directory [default: ./mqemu-data].
     #[arg(long, conflicts_with = "in_memory")]
     pub data: Option<PathBuf>,
@@ -112,6 +117,7 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         .or(config.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let opts_http = opts.http.or(config.http.clone());
+    let opts_amqp = opts.amqp.or(config.amqp.clone());
     let client_ca = opts
         .tls_client_ca
         .or_else(|| config.tls.as_ref().and_then(|t| t.client_ca.clone()));
@@ -144,6 +150,10 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
     )?;
     if let Some(h) = &opts_http {
         refuse_open("HTTP", h, open && tls.is_none(), allow_open)?;
+    }
+    if let Some(a) = &opts_amqp {
+        // AMQP here has no TLS: only users keep it from being open.
+        refuse_open("AMQP", a, open, allow_open)?;
     }
     let compat: Compat = match opts.compat.or(config.compat.clone()) {
         Some(c) => c.parse()?,
@@ -279,6 +289,10 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
             }
             None => None,
         };
+        let amqp = match opts_amqp {
+            Some(at) => Some(start_amqp(&at, &qm, &auth, stopper.clone()).await?),
+            None => None,
+        };
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("signal received: stopping");
@@ -297,6 +311,9 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
                 Err(e) => tracing::warn!(error = %e, "the HTTP listener panicked"),
                 Ok(Ok(())) => {}
             }
+        }
+        if let Some(amqp) = amqp {
+            let _ = amqp.await;
         }
         transfer.stop();
         if let Some(t) = &triggers {
@@ -350,6 +367,32 @@ fn start_triggers(qm: &QueueManager, config: &Config) -> mqemu::Result<Triggers>
 
 /// Reads the TLS certificate and key again at each SIGHUP: new connections get the renewed
 /// certificate, open ones keep theirs; a file that does not load leaves the old one in place.
+/// Starts the AMQP listener on `at`, stopped with the native server.
+async fn start_amqp(
+    at: &str,
+    qm: &QueueManager,
+    auth: &Auth,
+    stopper: mqnet::Stopper,
+) -> mqemu::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let config = mqnet::amqp::AmqpConfig {
+        auth: auth.clone(),
+        ..mqnet::amqp::AmqpConfig::default()
+    };
+    let amqp = mqnet::amqp::AmqpServer::bind(at, qm.clone(), config)
+        .await
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::ServiceNotAvailable,
+                format!("cannot listen for AMQP on {at}: {e}"),
+            )
+        })?;
+    let bound = amqp
+        .local_addr()
+        .map_err(|e| Error::new(ErrorCode::ServiceNotAvailable, e.to_string()))?;
+    println!("amqp on {bound}");
+    Ok(tokio::spawn(amqp.run(stopper.stopped())))
+}
+
 /// The port of `host:port` [default: the native protocol's].
 fn port_of(listen: &str) -> u16 {
     listen

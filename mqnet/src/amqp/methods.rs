@@ -1,0 +1,898 @@
+//! A connection's channels and what their methods do to the queue manager: declares, publishes
+//! (sends, gathered into one log record while more are buffered), consumers (a task each,
+//! receiving under a transaction per delivery), acknowledgements, transactions and confirms.
+//!
+//! **Invariant:** a delivery from a transactional queue that was not acknowledged holds its
+//! message under its own transaction; nothing but `basic.ack` (or a reject without requeue)
+//! commits it, and every way a channel ends aborts it, so the message is back at its place.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use amq_protocol::frame::AMQPContentHeader;
+use amq_protocol::protocol::{access, basic, channel, confirm, exchange, queue, tx, AMQPClass};
+use amq_protocol::types::{AMQPValue, ShortString};
+use mqcore::message::Message;
+use mqcore::QueueProps;
+use mqcore::{ErrorCode, Queue, QueueManager, Transaction, Tx};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+use super::conn::{code, Conn, Failure};
+use super::map;
+use crate::auth::{queue_key, Right};
+
+/// MSMQ's largest message body (4 MB).
+const MAX_BODY: u64 = 4 * 1024 * 1024;
+
+/// A message a consumer task received, for the connection to write.
+pub(crate) struct Delivery {
+    channel: u16,
+    consumer: String,
+    queue: Queue,
+    msg: Message,
+    held: Option<Transaction>,
+    permit: Option<OwnedSemaphorePermit>,
+    no_ack: bool,
+}
+
+/// A delivery not yet acknowledged.
+struct Held {
+    queue: Queue,
+    /// The transaction its receive is part of (a transactional queue).
+    tx: Option<Transaction>,
+    /// The message itself, from a non-transactional queue (already removed): requeue sends it
+    /// again.
+    copy: Option<Message>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Held {
+    /// Gives the message back: its receive aborted (back at its place, abort count raised), or,
+    /// from a non-transactional queue, sent again.
+    fn requeue(self) {
+        drop(self.tx);
+        if let Some(m) = self.copy {
+            let mut again = Message::new(m.body.clone());
+            again.label = m.label.clone();
+            again.correlation_id = m.correlation_id;
+            again.app_specific = m.app_specific;
+            again.priority = m.priority;
+            again.delivery = m.delivery;
+            again.body_type = m.body_type;
+            if let Err(e) = self.queue.send(again, Tx::None) {
+                tracing::warn!(error = %e, "could not requeue a message of a non-transactional queue");
+            }
+        }
+    }
+
+    /// Makes its removal final, on the blocking pool (a durable commit waits for the disk).
+    fn settle(self) -> Option<tokio::task::JoinHandle<()>> {
+        let tx = self.tx?;
+        Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = tx.commit() {
+                tracing::warn!(error = %e, "an acknowledged receive did not commit");
+            }
+        }))
+    }
+}
+
+struct Consumer {
+    stop: watch::Sender<bool>,
+}
+
+/// A publish waiting for its content.
+struct Publishing {
+    method: basic::Publish,
+    header: Option<AMQPContentHeader>,
+    body: Vec<u8>,
+}
+
+/// A complete publish, waiting to be sent with the ones after it.
+struct Outbound {
+    queue: Queue,
+    msg: Message,
+    seq: Option<u64>,
+}
+
+/// One channel's state.
+#[derive(Default)]
+pub(crate) struct Channel {
+    publishing: Option<Publishing>,
+    outbound: Vec<Outbound>,
+    /// `tx.select`: publishes join `tx`, acknowledgements wait in `deferred` for the commit.
+    tx_mode: bool,
+    tx: Option<Transaction>,
+    deferred: Vec<(u64, Held)>,
+    /// `confirm.select`: the next publish's sequence number.
+    confirm: Option<u64>,
+    unacked: BTreeMap<u64, Held>,
+    next_tag: u64,
+    consumers: HashMap<String, Consumer>,
+    prefetch: u16,
+    /// Closed by the server, waiting for the client's close-ok.
+    closing: bool,
+}
+
+impl Channel {
+    /// Ends the channel: consumers stop, unacknowledged deliveries and the open transaction
+    /// are given back.
+    pub(crate) fn close(mut self) {
+        for (_, c) in self.consumers.drain() {
+            let _ = c.stop.send(true);
+        }
+        for (_, h) in std::mem::take(&mut self.unacked) {
+            h.requeue();
+        }
+        for (_, h) in std::mem::take(&mut self.deferred) {
+            h.requeue();
+        }
+        drop(self.tx.take());
+    }
+}
+
+/// The private queue an AMQP queue name stands for, or a format name or path as given.
+fn path_of(name: &str) -> Result<String, Failure> {
+    let p = if name.contains('\\') || name.contains('=') {
+        mqcore::name::QueueName::parse(name)
+    } else {
+        mqcore::name::QueueName::try_private(".", name)
+    };
+    p.map(|q| q.to_string())
+        .map_err(|e| Failure::engine(&e))
+}
+
+impl Conn {
+    fn check(&self, right: Right, path: &str) -> Result<(), Failure> {
+        self.principal
+            .check(right, &queue_key(path), path)
+            .map_err(|e| Failure::engine(&e))
+    }
+
+    fn open_queue(&self, name: &str, right: Right) -> Result<(Queue, String), Failure> {
+        let path = path_of(name)?;
+        self.check(right, &path)?;
+        let q = self.qm.open(&path).map_err(|e| Failure::engine(&e))?;
+        Ok((q, path))
+    }
+
+    fn chan(&mut self, id: u16) -> Result<&mut Channel, Failure> {
+        self.channels.get_mut(&id).ok_or_else(|| {
+            Failure::connection(code::CHANNEL_ERROR, format!("channel {id} is not open"))
+        })
+    }
+
+    /// Runs a method on channel `id`; `more` says whether another frame is already buffered.
+    pub(crate) async fn method(&mut self, id: u16, m: AMQPClass, more: bool) -> Result<(), Failure> {
+        if let AMQPClass::Channel(channel::AMQPMethod::Open(_)) = m {
+            if id > self.channel_max() {
+                return Err(Failure::connection(
+                    code::CHANNEL_ERROR,
+                    format!("channel {id} is over channel_max {}", self.channel_max()),
+                ));
+            }
+            if self.channels.contains_key(&id) {
+                return Err(Failure::connection(
+                    code::CHANNEL_ERROR,
+                    format!("channel {id} is already open"),
+                ));
+            }
+            self.channels.insert(id, Channel::default());
+            self.send(id, AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})));
+            return Ok(());
+        }
+        let ch = self.chan(id)?;
+        if ch.closing {
+            // Only the close handshake counts until the client confirms.
+            if let AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) = m {
+                self.channels.remove(&id);
+            }
+            return Ok(());
+        }
+        if ch.publishing.is_some() {
+            return Err(Failure::connection(
+                code::UNEXPECTED_FRAME,
+                "a method where a publish's content was expected",
+            )
+            .on(&m));
+        }
+        let publish = matches!(m, AMQPClass::Basic(basic::AMQPMethod::Publish(_)));
+        if !publish {
+            self.flush(id).await.map_err(|f| f.on(&m))?;
+        }
+        match self.run(id, &m, more).await {
+            Ok(()) => Ok(()),
+            Err(f) if f.hard => Err(f.on(&m)),
+            Err(f) => {
+                let f = f.on(&m);
+                tracing::debug!(channel = id, code = f.code, text = %f.text, "AMQP channel closed");
+                if let Some(ch) = self.channels.get_mut(&id) {
+                    let old = std::mem::take(ch);
+                    ch.closing = true;
+                    old.close();
+                }
+                self.send(
+                    id,
+                    AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+                        reply_code: f.code,
+                        reply_text: ShortString::from(f.text),
+                        class_id: f.method.0,
+                        method_id: f.method.1,
+                    })),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    async fn run(&mut self, id: u16, m: &AMQPClass, more: bool) -> Result<(), Failure> {
+        use basic::AMQPMethod as B;
+        match m {
+            AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
+                if let Some(ch) = self.channels.remove(&id) {
+                    ch.close();
+                }
+                self.send(id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
+            }
+            AMQPClass::Channel(channel::AMQPMethod::Flow(f)) => {
+                self.send(
+                    id,
+                    AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk {
+                        active: f.active,
+                    })),
+                );
+            }
+            AMQPClass::Access(access::AMQPMethod::Request(_)) => {
+                self.send(id, AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {})));
+            }
+            AMQPClass::Queue(q) => self.queue_method(id, q)?,
+            AMQPClass::Exchange(exchange::AMQPMethod::Declare(d))
+                if d.passive && (d.exchange.as_str().is_empty() || d.exchange.as_str() == "amq.default") =>
+            {
+                if !d.nowait {
+                    self.send(
+                        id,
+                        AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})),
+                    );
+                }
+            }
+            AMQPClass::Exchange(_) => {
+                return Err(Failure::channel(
+                    code::ACCESS_REFUSED,
+                    "ACCESS_REFUSED - mqemu has only the default exchange: publish with the queue's name as routing key",
+                ))
+            }
+            AMQPClass::Basic(B::Qos(q)) => {
+                self.chan(id)?.prefetch = q.prefetch_count;
+                self.send(id, AMQPClass::Basic(B::QosOk(basic::QosOk {})));
+            }
+            AMQPClass::Basic(B::Publish(p)) => {
+                let x = p.exchange.as_str();
+                if !(x.is_empty() || x == "amq.default") {
+                    return Err(Failure::channel(
+                        code::NOT_FOUND,
+                        format!("NOT_FOUND - no exchange '{x}' in vhost '/' (mqemu has only the default exchange)"),
+                    ));
+                }
+                self.chan(id)?.publishing = Some(Publishing {
+                    method: p.clone(),
+                    header: None,
+                    body: Vec::new(),
+                });
+            }
+            AMQPClass::Basic(B::Consume(c)) => self.consume(id, c)?,
+            AMQPClass::Basic(B::Cancel(c)) => {
+                if let Some(consumer) = self.chan(id)?.consumers.remove(c.consumer_tag.as_str()) {
+                    let _ = consumer.stop.send(true);
+                }
+                if !c.nowait {
+                    self.send(
+                        id,
+                        AMQPClass::Basic(B::CancelOk(basic::CancelOk {
+                            consumer_tag: c.consumer_tag.clone(),
+                        })),
+                    );
+                }
+            }
+            AMQPClass::Basic(B::Get(g)) => self.get(id, g)?,
+            AMQPClass::Basic(B::Ack(a)) => {
+                let ch = self.chan(id)?;
+                for (tag, h) in take_tags(ch, a.delivery_tag, a.multiple)? {
+                    if ch.tx_mode {
+                        ch.deferred.push((tag, h));
+                    } else {
+                        h.settle();
+                    }
+                }
+            }
+            AMQPClass::Basic(B::Reject(r)) => {
+                let ch = self.chan(id)?;
+                for (_, h) in take_tags(ch, r.delivery_tag, false)? {
+                    reject(h, r.requeue);
+                }
+            }
+            AMQPClass::Basic(B::Nack(n)) => {
+                let ch = self.chan(id)?;
+                for (_, h) in take_tags(ch, n.delivery_tag, n.multiple)? {
+                    reject(h, n.requeue);
+                }
+            }
+            AMQPClass::Basic(B::Recover(_)) | AMQPClass::Basic(B::RecoverAsync(_)) => {
+                let ch = self.chan(id)?;
+                for (_, h) in std::mem::take(&mut ch.unacked) {
+                    h.requeue();
+                }
+                if matches!(m, AMQPClass::Basic(B::Recover(_))) {
+                    self.send(id, AMQPClass::Basic(B::RecoverOk(basic::RecoverOk {})));
+                }
+            }
+            AMQPClass::Tx(t) => self.tx_method(id, t).await?,
+            AMQPClass::Confirm(confirm::AMQPMethod::Select(s)) => {
+                let ch = self.chan(id)?;
+                if ch.tx_mode {
+                    return Err(Failure::channel(
+                        code::PRECONDITION_FAILED,
+                        "PRECONDITION_FAILED - a transactional channel cannot be put into confirm mode",
+                    ));
+                }
+                ch.confirm.get_or_insert(1);
+                if !s.nowait {
+                    self.send(
+                        id,
+                        AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})),
+                    );
+                }
+            }
+            m => {
+                return Err(Failure::connection(
+                    code::NOT_IMPLEMENTED,
+                    format!("NOT_IMPLEMENTED - {m:?} is not served here"),
+                ))
+            }
+        }
+        let _ = more;
+        Ok(())
+    }
+
+    fn queue_method(&mut self, id: u16, m: &queue::AMQPMethod) -> Result<(), Failure> {
+        use queue::AMQPMethod as Q;
+        match m {
+            Q::Declare(d) => {
+                let name = match d.queue.as_str() {
+                    "" => format!("amq.gen-{}", uuid::Uuid::new_v4().simple()),
+                    n => n.to_owned(),
+                };
+                let path = path_of(&name)?;
+                let exists = self.qm.open(&path).map(|q| !q.is_deleted()).unwrap_or(false);
+                if !exists {
+                    if d.passive {
+                        return Err(Failure::channel(
+                            code::NOT_FOUND,
+                            format!("NOT_FOUND - no queue '{name}' in vhost '/' (MQ_ERROR_QUEUE_NOT_FOUND)"),
+                        ));
+                    }
+                    self.check(Right::Admin, &path)?;
+                    // Transactional unless told otherwise: an unacknowledged delivery is then a
+                    // receive under a transaction, as AMQP's acknowledgements need.
+                    let transactional = !matches!(
+                        d.arguments.inner().get(&ShortString::from("x-mqemu-transactional")),
+                        Some(AMQPValue::Boolean(false))
+                    );
+                    let props = if transactional {
+                        QueueProps::transactional()
+                    } else {
+                        QueueProps::default()
+                    };
+                    match self.qm.create_queue(&path, props) {
+                        Ok(_) => {}
+                        Err(e) if e.code() == ErrorCode::QueueExists => {}
+                        Err(e) => return Err(Failure::engine(&e)),
+                    }
+                } else {
+                    self.check(Right::Peek, &path)
+                        .or_else(|_| self.check(Right::Send, &path))?;
+                }
+                let count = self
+                    .qm
+                    .open(&path)
+                    .and_then(|q| q.len())
+                    .map_err(|e| Failure::engine(&e))?;
+                if !d.nowait {
+                    self.send(
+                        id,
+                        AMQPClass::Queue(Q::DeclareOk(queue::DeclareOk {
+                            queue: ShortString::from(name),
+                            message_count: count as u32,
+                            consumer_count: 0,
+                        })),
+                    );
+                }
+            }
+            Q::Delete(d) => {
+                let (q, path) = self.open_queue(d.queue.as_str(), Right::Admin)?;
+                let count = q.len().unwrap_or(0);
+                if d.if_empty && count > 0 {
+                    return Err(Failure::channel(
+                        code::PRECONDITION_FAILED,
+                        format!("PRECONDITION_FAILED - queue '{}' in vhost '/' not empty", d.queue.as_str()),
+                    ));
+                }
+                self.qm.delete_queue(&path).map_err(|e| Failure::engine(&e))?;
+                if !d.nowait {
+                    self.send(
+                        id,
+                        AMQPClass::Queue(Q::DeleteOk(queue::DeleteOk {
+                            message_count: count as u32,
+                        })),
+                    );
+                }
+            }
+            Q::Purge(p) => {
+                let (q, _) = self.open_queue(p.queue.as_str(), Right::Receive)?;
+                let n = q.purge().map_err(|e| Failure::engine(&e))?;
+                if !p.nowait {
+                    self.send(
+                        id,
+                        AMQPClass::Queue(Q::PurgeOk(queue::PurgeOk {
+                            message_count: n as u32,
+                        })),
+                    );
+                }
+            }
+            Q::Bind(_) | Q::Unbind(_) => {
+                return Err(Failure::channel(
+                    code::ACCESS_REFUSED,
+                    "ACCESS_REFUSED - mqemu has only the default exchange, which every queue is bound to",
+                ))
+            }
+            other => {
+                return Err(Failure::connection(
+                    code::COMMAND_INVALID,
+                    format!("{other:?} is a server's method"),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn consume(&mut self, id: u16, c: &basic::Consume) -> Result<(), Failure> {
+        let (q, _) = self.open_queue(c.queue.as_str(), Right::Receive)?;
+        let ch = self.chan(id)?;
+        let tag = match c.consumer_tag.as_str() {
+            "" => format!("amq.ctag-{}", uuid::Uuid::new_v4().simple()),
+            t => t.to_owned(),
+        };
+        if ch.consumers.contains_key(&tag) {
+            return Err(Failure::connection(
+                code::NOT_ALLOWED,
+                format!("NOT_ALLOWED - attempt to reuse consumer tag '{tag}'"),
+            ));
+        }
+        let credit = (ch.prefetch > 0 && !c.no_ack)
+            .then(|| Arc::new(Semaphore::new(ch.prefetch.into())));
+        let (stop, stopped) = watch::channel(false);
+        ch.consumers.insert(tag.clone(), Consumer { stop });
+        if !c.nowait {
+            self.send(
+                id,
+                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                    consumer_tag: ShortString::from(tag.clone()),
+                })),
+            );
+        }
+        tokio::spawn(consumer(
+            self.qm.clone(),
+            q,
+            id,
+            tag,
+            c.no_ack,
+            credit,
+            stopped,
+            self.deliveries.clone(),
+        ));
+        Ok(())
+    }
+
+    fn get(&mut self, id: u16, g: &basic::Get) -> Result<(), Failure> {
+        let (q, _) = self.open_queue(g.queue.as_str(), Right::Receive)?;
+        let transactional = q.is_transactional();
+        let held = (transactional && !g.no_ack).then(|| self.qm.begin());
+        let arg = match (&held, transactional) {
+            (Some(t), _) => Tx::In(t),
+            (None, true) => Tx::Single,
+            (None, false) => Tx::None,
+        };
+        match q.receive(Duration::ZERO, arg) {
+            Ok(msg) => {
+                let left = q.len().unwrap_or(0) as u32;
+                let ch = self.chan(id)?;
+                ch.next_tag += 1;
+                let tag = ch.next_tag;
+                if !g.no_ack {
+                    ch.unacked.insert(
+                        tag,
+                        Held {
+                            queue: q.clone(),
+                            copy: (!transactional).then(|| msg.clone()),
+                            tx: held,
+                            _permit: None,
+                        },
+                    );
+                }
+                self.send(
+                    id,
+                    AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
+                        delivery_tag: tag,
+                        redelivered: msg.abort_count() > 0,
+                        exchange: ShortString::from(""),
+                        routing_key: g.queue.clone(),
+                        message_count: left,
+                    })),
+                );
+                self.send_content(id, map::to_properties(&msg), &msg.body);
+            }
+            Err(e) if e.code() == ErrorCode::IoTimeout => {
+                self.send(
+                    id,
+                    AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+                );
+            }
+            Err(e) => return Err(Failure::engine(&e)),
+        }
+        Ok(())
+    }
+
+    async fn tx_method(&mut self, id: u16, m: &tx::AMQPMethod) -> Result<(), Failure> {
+        let ch = self.chan(id)?;
+        match m {
+            tx::AMQPMethod::Select(_) => {
+                if ch.confirm.is_some() {
+                    return Err(Failure::channel(
+                        code::PRECONDITION_FAILED,
+                        "PRECONDITION_FAILED - a channel in confirm mode cannot be transactional",
+                    ));
+                }
+                ch.tx_mode = true;
+                self.send(id, AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
+            }
+            tx::AMQPMethod::Commit(_) | tx::AMQPMethod::Rollback(_) => {
+                if !ch.tx_mode {
+                    return Err(Failure::channel(
+                        code::PRECONDITION_FAILED,
+                        "PRECONDITION_FAILED - channel is not transactional",
+                    ));
+                }
+                let commit = matches!(m, tx::AMQPMethod::Commit(_));
+                let t = ch.tx.take();
+                let deferred = std::mem::take(&mut ch.deferred);
+                if commit {
+                    if let Some(t) = t {
+                        let done = tokio::task::spawn_blocking(move || t.commit())
+                            .await
+                            .map_err(|e| Failure::channel(code::INTERNAL_ERROR, e.to_string()))?;
+                        done.map_err(|e| Failure::engine(&e))?;
+                    }
+                    for (_, h) in deferred {
+                        if let Some(j) = h.settle() {
+                            let _ = j.await;
+                        }
+                    }
+                    self.send(id, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+                } else {
+                    drop(t);
+                    // Acknowledgements rolled back: those deliveries are unacknowledged again.
+                    ch.unacked.extend(deferred);
+                    self.send(id, AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})));
+                }
+            }
+            other => {
+                return Err(Failure::connection(
+                    code::COMMAND_INVALID,
+                    format!("{other:?} is a server's method"),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// A publish's content header.
+    pub(crate) async fn content_header(
+        &mut self,
+        id: u16,
+        h: AMQPContentHeader,
+        more: bool,
+    ) -> Result<(), Failure> {
+        let ch = self.chan(id)?;
+        let Some(p) = ch.publishing.as_mut().filter(|p| p.header.is_none()) else {
+            return Err(Failure::connection(
+                code::UNEXPECTED_FRAME,
+                "a content header without a publish before it",
+            ));
+        };
+        if h.body_size > MAX_BODY {
+            ch.publishing = None;
+            return Err(Failure::connection(
+                code::FRAME_ERROR,
+                format!(
+                    "a body of {} bytes is over MSMQ's 4 MB (MQ_ERROR_MESSAGE_TOO_LARGE)",
+                    h.body_size
+                ),
+            ));
+        }
+        let empty = h.body_size == 0;
+        p.header = Some(h);
+        if empty {
+            self.published(id, more).await?;
+        }
+        Ok(())
+    }
+
+    /// A piece of a publish's body.
+    pub(crate) async fn content_body(
+        &mut self,
+        id: u16,
+        body: Vec<u8>,
+        more: bool,
+    ) -> Result<(), Failure> {
+        let ch = self.chan(id)?;
+        let Some(p) = ch.publishing.as_mut() else {
+            return Err(Failure::connection(
+                code::UNEXPECTED_FRAME,
+                "a content body without a publish before it",
+            ));
+        };
+        let Some(size) = p.header.as_ref().map(|h| h.body_size) else {
+            return Err(Failure::connection(
+                code::UNEXPECTED_FRAME,
+                "a content body before its header",
+            ));
+        };
+        if (p.body.len() + body.len()) as u64 > size {
+            return Err(Failure::connection(
+                code::FRAME_ERROR,
+                "a content body longer than its header said",
+            ));
+        }
+        if p.body.is_empty() {
+            p.body = body;
+        } else {
+            p.body.extend_from_slice(&body);
+        }
+        if p.body.len() as u64 == size {
+            self.published(id, more).await?;
+        }
+        Ok(())
+    }
+
+    /// A publish is complete: queue it to be sent, and send what has gathered unless more
+    /// frames are already waiting.
+    async fn published(&mut self, id: u16, more: bool) -> Result<(), Failure> {
+        let ch = self.chan(id)?;
+        let Some(p) = ch.publishing.take() else {
+            return Ok(());
+        };
+        let seq = ch.confirm.map(|n| {
+            ch.confirm = Some(n + 1);
+            n
+        });
+        let header = p.header.unwrap_or_else(|| AMQPContentHeader {
+            class_id: 60,
+            body_size: 0,
+            properties: Default::default(),
+        });
+        let msg = map::to_message(&header.properties, p.body);
+        let routing = p.method.routing_key.as_str().to_owned();
+        match self.open_queue(&routing, Right::Send) {
+            Ok((queue, _)) => self.chan(id)?.outbound.push(Outbound { queue, msg, seq }),
+            // No such queue: the default exchange routes nowhere; a mandatory publish comes
+            // back, as RabbitMQ does.
+            Err(f) if f.code == code::NOT_FOUND => {
+                if p.method.mandatory {
+                    self.send(
+                        id,
+                        AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+                            reply_code: code::NO_ROUTE,
+                            reply_text: ShortString::from("NO_ROUTE"),
+                            exchange: p.method.exchange.clone(),
+                            routing_key: p.method.routing_key.clone(),
+                        })),
+                    );
+                    self.send_content(id, header.properties, &msg.body);
+                }
+                if let Some(seq) = seq {
+                    self.flush(id).await?;
+                    self.confirm(id, seq);
+                }
+            }
+            Err(f) => return Err(f),
+        }
+        if !more || self.chan(id)?.outbound.len() >= 256 {
+            self.flush(id).await?;
+        }
+        Ok(())
+    }
+
+    fn confirm(&mut self, id: u16, seq: u64) {
+        self.send(
+            id,
+            AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                delivery_tag: seq,
+                multiple: true,
+            })),
+        );
+    }
+
+    /// Sends the gathered publishes of channel `id`, in order: runs of one queue as one batch
+    /// (one log record and disk sync), or into the channel's transaction.
+    pub(crate) async fn flush(&mut self, id: u16) -> Result<(), Failure> {
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return Ok(());
+        };
+        if ch.outbound.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut ch.outbound);
+        let last_seq = pending.iter().rev().find_map(|o| o.seq);
+        let mut runs: Vec<(Queue, Vec<Message>)> = Vec::new();
+        for o in pending {
+            match runs.last_mut() {
+                Some((q, msgs)) if q.name() == o.queue.name() => msgs.push(o.msg),
+                _ => runs.push((o.queue, vec![o.msg])),
+            }
+        }
+        for (q, msgs) in runs {
+            let transactional = q.is_transactional();
+            let results = if ch.tx_mode && transactional {
+                let t = ch.tx.get_or_insert_with(|| self.qm.begin());
+                msgs.into_iter().map(|m| q.send(m, Tx::In(t))).collect()
+            } else {
+                let arg = if transactional { Tx::Single } else { Tx::None };
+                tokio::task::spawn_blocking(move || q.send_batch(msgs, arg))
+                    .await
+                    .map_err(|e| Failure::channel(code::INTERNAL_ERROR, e.to_string()))?
+            };
+            if let Some(e) = results.into_iter().find_map(Result::err) {
+                return Err(Failure::engine(&e));
+            }
+        }
+        if let Some(seq) = last_seq {
+            self.confirm(id, seq);
+        }
+        Ok(())
+    }
+
+    /// Writes a consumer's delivery, or gives it back when its channel or consumer is gone.
+    pub(crate) fn deliver(&mut self, d: Delivery) {
+        let live = self
+            .channels
+            .get(&d.channel)
+            .is_some_and(|c| !c.closing && c.consumers.contains_key(&d.consumer));
+        let transactional = d.held.is_some();
+        let held = Held {
+            queue: d.queue,
+            copy: (!transactional && !d.no_ack).then(|| d.msg.clone()),
+            tx: d.held,
+            _permit: d.permit,
+        };
+        if !live {
+            // Gone: a transactional receive aborts; a non-transactional message was already
+            // removed and is sent again.
+            Held {
+                copy: held.copy.or_else(|| (!transactional).then(|| d.msg.clone())),
+                ..held
+            }
+            .requeue();
+            return;
+        }
+        let ch = self.channels.get_mut(&d.channel).expect("checked above");
+        ch.next_tag += 1;
+        let tag = ch.next_tag;
+        let routing = held.queue.name().to_string();
+        if !d.no_ack {
+            ch.unacked.insert(tag, held);
+        }
+        self.send(
+            d.channel,
+            AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
+                consumer_tag: ShortString::from(d.consumer),
+                delivery_tag: tag,
+                redelivered: d.msg.abort_count() > 0,
+                exchange: ShortString::from(""),
+                routing_key: ShortString::from(routing),
+            })),
+        );
+        self.send_content(d.channel, map::to_properties(&d.msg), &d.msg.body);
+    }
+}
+
+/// The unacknowledged deliveries a tag names: itself, or with `multiple` every one up to it
+/// (all of them for tag 0). An unknown tag is AMQP's PRECONDITION_FAILED.
+fn take_tags(ch: &mut Channel, tag: u64, multiple: bool) -> Result<Vec<(u64, Held)>, Failure> {
+    if multiple {
+        let upto = if tag == 0 { u64::MAX } else { tag };
+        let rest = ch.unacked.split_off(&upto.saturating_add(1));
+        let taken = std::mem::replace(&mut ch.unacked, rest);
+        if taken.is_empty() && tag != 0 {
+            return Err(unknown_tag(tag));
+        }
+        return Ok(taken.into_iter().collect());
+    }
+    ch.unacked
+        .remove(&tag)
+        .map(|h| vec![(tag, h)])
+        .ok_or_else(|| unknown_tag(tag))
+}
+
+fn unknown_tag(tag: u64) -> Failure {
+    Failure::channel(
+        code::PRECONDITION_FAILED,
+        format!("PRECONDITION_FAILED - unknown delivery tag {tag}"),
+    )
+}
+
+fn reject(h: Held, requeue: bool) {
+    if requeue {
+        h.requeue();
+    } else {
+        h.settle();
+    }
+}
+
+/// A consumer: receives from `q` while it has credit, each message under a transaction of its
+/// own on a transactional queue (unless `no_ack`), and hands it to the connection.
+#[allow(clippy::too_many_arguments)]
+async fn consumer(
+    qm: QueueManager,
+    q: Queue,
+    channel: u16,
+    tag: String,
+    no_ack: bool,
+    credit: Option<Arc<Semaphore>>,
+    mut stop: watch::Receiver<bool>,
+    out: mpsc::Sender<Delivery>,
+) {
+    let transactional = q.is_transactional();
+    loop {
+        let permit = match &credit {
+            Some(s) => tokio::select! {
+                p = s.clone().acquire_owned() => p.ok(),
+                _ = stop.changed() => return,
+            },
+            None => None,
+        };
+        let held = (transactional && !no_ack).then(|| qm.begin());
+        let arg = match (&held, transactional) {
+            (Some(t), _) => Tx::In(t),
+            (None, true) => Tx::Single,
+            (None, false) => Tx::None,
+        };
+        let got = tokio::select! {
+            r = q.receive_async(Duration::from_secs(3600), arg) => r,
+            _ = stop.changed() => return,
+        };
+        match got {
+            Ok(msg) => {
+                let d = Delivery {
+                    channel,
+                    consumer: tag.clone(),
+                    queue: q.clone(),
+                    msg,
+                    held,
+                    permit,
+                    no_ack,
+                };
+                if out.send(d).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.code() == ErrorCode::IoTimeout => {}
+            Err(e) => {
+                tracing::debug!(error = %e, consumer = %tag, "AMQP consumer ends");
+                return;
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
