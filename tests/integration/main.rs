@@ -1,5 +1,6 @@
 //! Integration tests across the workspace, as one test binary (one link, one run).
 
+mod amqp;
 mod cli;
 mod cluster;
 #[cfg(feature = "etcd")]

@@ -74,9 +74,7 @@ impl Failure {
         let code = match e.code() {
             C::QueueNotFound | C::IllegalFormatname | C::IllegalQueuePathname => code::NOT_FOUND,
             C::AccessDenied => code::ACCESS_REFUSED,
-            C::QueueExists | C::TransactionUsage | C::InvalidParameter => {
-                code::PRECONDITION_FAILED
-            }
+            C::QueueExists | C::TransactionUsage | C::InvalidParameter => code::PRECONDITION_FAILED,
             C::InsufficientResources => code::RESOURCE_ERROR,
             _ => code::INTERNAL_ERROR,
         };
@@ -102,6 +100,8 @@ pub(crate) struct Conn {
     pub(crate) channels: HashMap<u16, Channel>,
     /// Where consumer tasks hand their deliveries.
     pub(crate) deliveries: mpsc::Sender<Delivery>,
+    /// Where this task takes them from.
+    pub(crate) delivered: mpsc::Receiver<Delivery>,
 }
 
 impl Conn {
@@ -176,7 +176,7 @@ pub(crate) async fn serve(
         handshake(&mut rd, &mut wr, &qm, &config),
     )
     .await;
-    let (mut conn, mut reader, heartbeat, mut delivered) = match opened {
+    let (mut conn, mut reader, heartbeat) = match opened {
         Ok(Ok(c)) => c,
         Ok(Err(why)) => {
             tracing::info!(%peer, %why, "AMQP handshake refused");
@@ -224,7 +224,7 @@ pub(crate) async fn serve(
                     )),
                 }
             }
-            Some(d) = delivered.recv() => conn.deliver(d),
+            Some(d) = conn.delivered.recv() => conn.deliver(d),
             _ = beat.tick(), if heartbeat.is_some() => {
                 let hb = heartbeat.unwrap_or_default();
                 if heard.elapsed() > hb * 2 {
@@ -239,6 +239,10 @@ pub(crate) async fn serve(
             )),
         }
     };
+    if end.is_ok() && !conn.out.is_empty() {
+        // A close-ok, say.
+        let _ = wr.write_all(&conn.out).await;
+    }
     if let Err(f) = end {
         tracing::info!(%peer, code = f.code, text = %f.text, "AMQP connection closed by the server");
         conn.out.clear();
@@ -265,19 +269,15 @@ pub(crate) async fn serve(
         })
         .await;
     }
-    // Unacknowledged deliveries go back to their queues; consumers stop.
-    for (_, ch) in conn.channels.drain() {
-        ch.close();
+    // Consumers stop; unacknowledged deliveries go back to their queues.
+    let ids: Vec<u16> = conn.channels.keys().copied().collect();
+    for id in ids {
+        conn.close_channel(id).await;
     }
     let _ = wr.shutdown().await;
 }
 
-type Opened = (
-    Conn,
-    FrameReader,
-    Option<Duration>,
-    mpsc::Receiver<Delivery>,
-);
+type Opened = (Conn, FrameReader, Option<Duration>);
 
 async fn handshake(
     rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
@@ -308,7 +308,10 @@ async fn handshake(
         locales: LongString::from(b"en_US".to_vec()),
     };
     wire::encode(
-        &AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Start(start))),
+        &AMQPFrame::Method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Start(start)),
+        ),
         &mut out,
     );
     wr.write_all(&out).await.map_err(|e| e.to_string())?;
@@ -366,7 +369,9 @@ async fn handshake(
     // The client may ask for less, never more; 0 means "no limit" and takes ours.
     let frame_max = match tune_ok.frame_max {
         0 => config.frame_max,
-        n => n.min(config.frame_max).max(amq_protocol::protocol::constants::FRAME_MIN_SIZE),
+        n => n
+            .min(config.frame_max)
+            .max(amq_protocol::protocol::constants::FRAME_MIN_SIZE),
     };
     let channel_max = match tune_ok.channel_max {
         0 => config.channel_max,
@@ -397,8 +402,9 @@ async fn handshake(
         out: Vec::new(),
         channels: HashMap::new(),
         deliveries,
+        delivered,
     };
-    Ok((conn, reader, heartbeat, delivered))
+    Ok((conn, reader, heartbeat))
 }
 
 async fn close_with(
@@ -440,11 +446,9 @@ async fn on_frame(conn: &mut Conn, frame: AMQPFrame, more: bool) -> Result<bool,
                 format!("{m:?} after the connection opened"),
             )),
         },
-        AMQPFrame::Method(0, m) => Err(Failure::connection(
-            code::COMMAND_INVALID,
-            "a channel method on channel 0",
-        )
-        .on(&m)),
+        AMQPFrame::Method(0, m) => {
+            Err(Failure::connection(code::COMMAND_INVALID, "a channel method on channel 0").on(&m))
+        }
         AMQPFrame::Method(id, m) => {
             conn.method(id, m, more).await?;
             Ok(false)

@@ -147,17 +147,16 @@ pub(crate) fn to_properties(m: &Message) -> AMQPProperties {
     put("Label", long(m.label.clone()));
     put("AppSpecific", AMQPValue::LongInt(m.app_specific as i32));
     put("BodyType", AMQPValue::LongInt(m.body_type as i32));
-    put("AcknowledgeType", AMQPValue::LongInt(i32::from(m.acknowledge.0)));
     put(
-        "SourceMachine",
-        long(m.source_machine().to_string()),
+        "AcknowledgeType",
+        AMQPValue::LongInt(i32::from(m.acknowledge.0)),
     );
+    put("SourceMachine", long(m.source_machine().to_string()));
     put("SenderVersion", long("mqemu".to_owned()));
     put("AbortCount", AMQPValue::LongInt(m.abort_count() as i32));
     put("LookupId", AMQPValue::LongLongInt(m.lookup_id() as i64));
-    let ticks = |d: Duration| {
-        AMQPValue::LongLongInt(i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX))
-    };
+    let ticks =
+        |d: Duration| AMQPValue::LongLongInt(i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX));
     if let Some(d) = m.time_to_be_received {
         put("TimeToBeReceived", ticks(d));
     }
@@ -171,12 +170,19 @@ pub(crate) fn to_properties(m: &Message) -> AMQPProperties {
         put("ResponseQueue", long(q.to_string()));
     }
     if !m.extension.is_empty() {
-        put("Extension", AMQPValue::LongString(LongString::from(m.extension.to_vec())));
+        put(
+            "Extension",
+            AMQPValue::LongString(LongString::from(m.extension.to_vec())),
+        );
     }
     let mut p = AMQPProperties::default()
         .with_headers(h)
         .with_priority(m.priority)
-        .with_delivery_mode(if m.delivery == Delivery::Recoverable { 2 } else { 1 })
+        .with_delivery_mode(if m.delivery == Delivery::Recoverable {
+            2
+        } else {
+            1
+        })
         .with_message_id(ShortString::from(m.id().to_string()))
         .with_timestamp(m.sent_time().as_secs().into());
     if let Some(c) = &m.correlation_id {
@@ -203,7 +209,10 @@ mod tests {
     #[test]
     fn monos_headers_become_msmq_properties_and_come_back() {
         let mut h = FieldTable::default();
-        h.insert("Label".into(), AMQPValue::LongString(b"order 7".to_vec().into()));
+        h.insert(
+            "Label".into(),
+            AMQPValue::LongString(b"order 7".to_vec().into()),
+        );
         h.insert("AppSpecific".into(), AMQPValue::LongInt(42));
         h.insert("BodyType".into(), AMQPValue::LongInt(8));
         h.insert(
@@ -239,7 +248,10 @@ mod tests {
         assert_eq!(back.delivery_mode(), &Some(2));
         assert_eq!(back.correlation_id(), &Some(c.to_string().into()));
         let h = back.headers().as_ref().unwrap();
-        assert_eq!(header(h, "Label").and_then(as_text).as_deref(), Some("order 7"));
+        assert_eq!(
+            header(h, "Label").and_then(as_text).as_deref(),
+            Some("order 7")
+        );
         assert_eq!(header(h, "AppSpecific").and_then(as_u64), Some(42));
         assert_eq!(
             header(h, "TimeToBeReceived").and_then(as_u64),

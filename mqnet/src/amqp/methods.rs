@@ -79,6 +79,16 @@ impl Held {
 
 struct Consumer {
     stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Consumer {
+    /// Stops the consumer and waits until it has: a message it was receiving is back in its
+    /// queue when this returns.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
 }
 
 /// A publish waiting for its content.
@@ -114,20 +124,32 @@ pub(crate) struct Channel {
     closing: bool,
 }
 
-impl Channel {
-    /// Ends the channel: consumers stop, unacknowledged deliveries and the open transaction
-    /// are given back.
-    pub(crate) fn close(mut self) {
-        for (_, c) in self.consumers.drain() {
-            let _ = c.stop.send(true);
+impl Conn {
+    /// Ends channel `id`: its consumers stop (deliveries they already handed over are given
+    /// back too), then its unacknowledged deliveries and open transaction are given back, all
+    /// before the next frame is read.
+    pub(crate) async fn close_channel(&mut self, id: u16) {
+        let Some(mut ch) = self.channels.remove(&id) else {
+            return;
+        };
+        for (_, c) in ch.consumers.drain() {
+            c.stop().await;
         }
-        for (_, h) in std::mem::take(&mut self.unacked) {
+        self.drain_deliveries();
+        for (_, h) in std::mem::take(&mut ch.unacked) {
             h.requeue();
         }
-        for (_, h) in std::mem::take(&mut self.deferred) {
+        for (_, h) in std::mem::take(&mut ch.deferred) {
             h.requeue();
         }
-        drop(self.tx.take());
+        drop(ch.tx.take());
+    }
+
+    /// Handles every delivery consumers have handed over so far.
+    fn drain_deliveries(&mut self) {
+        while let Ok(d) = self.delivered.try_recv() {
+            self.deliver(d);
+        }
     }
 }
 
@@ -138,8 +160,7 @@ fn path_of(name: &str) -> Result<String, Failure> {
     } else {
         mqcore::name::QueueName::try_private(".", name)
     };
-    p.map(|q| q.to_string())
-        .map_err(|e| Failure::engine(&e))
+    p.map(|q| q.to_string()).map_err(|e| Failure::engine(&e))
 }
 
 impl Conn {
@@ -163,7 +184,12 @@ impl Conn {
     }
 
     /// Runs a method on channel `id`; `more` says whether another frame is already buffered.
-    pub(crate) async fn method(&mut self, id: u16, m: AMQPClass, more: bool) -> Result<(), Failure> {
+    pub(crate) async fn method(
+        &mut self,
+        id: u16,
+        m: AMQPClass,
+        more: bool,
+    ) -> Result<(), Failure> {
         if let AMQPClass::Channel(channel::AMQPMethod::Open(_)) = m {
             if id > self.channel_max() {
                 return Err(Failure::connection(
@@ -178,7 +204,10 @@ impl Conn {
                 ));
             }
             self.channels.insert(id, Channel::default());
-            self.send(id, AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})));
+            self.send(
+                id,
+                AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+            );
             return Ok(());
         }
         let ch = self.chan(id)?;
@@ -198,40 +227,58 @@ impl Conn {
         }
         let publish = matches!(m, AMQPClass::Basic(basic::AMQPMethod::Publish(_)));
         if !publish {
+            // Publishes gathered on any channel go first: a get or a commit after a publish,
+            // on whichever channel, sees it.
             self.flush(id).await.map_err(|f| f.on(&m))?;
+            let others: Vec<u16> = self
+                .channels
+                .iter()
+                .filter(|(&c, ch)| c != id && !ch.outbound.is_empty())
+                .map(|(&c, _)| c)
+                .collect();
+            for other in others {
+                if let Err(f) = self.flush(other).await {
+                    self.fail_channel(other, f).await;
+                }
+            }
         }
         match self.run(id, &m, more).await {
             Ok(()) => Ok(()),
             Err(f) if f.hard => Err(f.on(&m)),
             Err(f) => {
-                let f = f.on(&m);
-                tracing::debug!(channel = id, code = f.code, text = %f.text, "AMQP channel closed");
-                if let Some(ch) = self.channels.get_mut(&id) {
-                    let old = std::mem::take(ch);
-                    ch.closing = true;
-                    old.close();
-                }
-                self.send(
-                    id,
-                    AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
-                        reply_code: f.code,
-                        reply_text: ShortString::from(f.text),
-                        class_id: f.method.0,
-                        method_id: f.method.1,
-                    })),
-                );
+                self.fail_channel(id, f.on(&m)).await;
                 Ok(())
             }
         }
+    }
+
+    /// Closes channel `id` for `f`: its state is given back and the client is told why.
+    async fn fail_channel(&mut self, id: u16, f: Failure) {
+        tracing::debug!(channel = id, code = f.code, text = %f.text, "AMQP channel closed");
+        self.close_channel(id).await;
+        self.channels.insert(
+            id,
+            Channel {
+                closing: true,
+                ..Channel::default()
+            },
+        );
+        self.send(
+            id,
+            AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+                reply_code: f.code,
+                reply_text: ShortString::from(f.text),
+                class_id: f.method.0,
+                method_id: f.method.1,
+            })),
+        );
     }
 
     async fn run(&mut self, id: u16, m: &AMQPClass, more: bool) -> Result<(), Failure> {
         use basic::AMQPMethod as B;
         match m {
             AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
-                if let Some(ch) = self.channels.remove(&id) {
-                    ch.close();
-                }
+                self.close_channel(id).await;
                 self.send(id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
             }
             AMQPClass::Channel(channel::AMQPMethod::Flow(f)) => {
@@ -283,7 +330,10 @@ impl Conn {
             AMQPClass::Basic(B::Consume(c)) => self.consume(id, c)?,
             AMQPClass::Basic(B::Cancel(c)) => {
                 if let Some(consumer) = self.chan(id)?.consumers.remove(c.consumer_tag.as_str()) {
-                    let _ = consumer.stop.send(true);
+                    consumer.stop().await;
+                    // Deliveries it handed over before it stopped: given back now, before the
+                    // cancel is confirmed.
+                    self.drain_deliveries();
                 }
                 if !c.nowait {
                     self.send(
@@ -468,28 +518,30 @@ impl Conn {
                 format!("NOT_ALLOWED - attempt to reuse consumer tag '{tag}'"),
             ));
         }
-        let credit = (ch.prefetch > 0 && !c.no_ack)
-            .then(|| Arc::new(Semaphore::new(ch.prefetch.into())));
+        let credit =
+            (ch.prefetch > 0 && !c.no_ack).then(|| Arc::new(Semaphore::new(ch.prefetch.into())));
         let (stop, stopped) = watch::channel(false);
-        ch.consumers.insert(tag.clone(), Consumer { stop });
-        if !c.nowait {
-            self.send(
-                id,
-                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
-                    consumer_tag: ShortString::from(tag.clone()),
-                })),
-            );
-        }
-        tokio::spawn(consumer(
+        let task = tokio::spawn(consumer(
             self.qm.clone(),
             q,
             id,
-            tag,
+            tag.clone(),
             c.no_ack,
             credit,
             stopped,
             self.deliveries.clone(),
         ));
+        self.chan(id)?
+            .consumers
+            .insert(tag.clone(), Consumer { stop, task });
+        if !c.nowait {
+            self.send(
+                id,
+                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                    consumer_tag: ShortString::from(tag),
+                })),
+            );
+        }
         Ok(())
     }
 
@@ -582,7 +634,10 @@ impl Conn {
                     drop(t);
                     // Acknowledgements rolled back: those deliveries are unacknowledged again.
                     ch.unacked.extend(deferred);
-                    self.send(id, AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})));
+                    self.send(
+                        id,
+                        AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
+                    );
                 }
             }
             other => {
@@ -603,6 +658,10 @@ impl Conn {
         more: bool,
     ) -> Result<(), Failure> {
         let ch = self.chan(id)?;
+        if ch.closing {
+            // The content of a publish the channel was closed for.
+            return Ok(());
+        }
         let Some(p) = ch.publishing.as_mut().filter(|p| p.header.is_none()) else {
             return Err(Failure::connection(
                 code::UNEXPECTED_FRAME,
@@ -635,6 +694,9 @@ impl Conn {
         more: bool,
     ) -> Result<(), Failure> {
         let ch = self.chan(id)?;
+        if ch.closing {
+            return Ok(());
+        }
         let Some(p) = ch.publishing.as_mut() else {
             return Err(Failure::connection(
                 code::UNEXPECTED_FRAME,
@@ -671,10 +733,10 @@ impl Conn {
         let Some(p) = ch.publishing.take() else {
             return Ok(());
         };
-        let seq = ch.confirm.map(|n| {
+        let seq = ch.confirm;
+        if let Some(n) = seq {
             ch.confirm = Some(n + 1);
-            n
-        });
+        }
         let header = p.header.unwrap_or_else(|| AMQPContentHeader {
             class_id: 60,
             body_size: 0,
@@ -778,7 +840,9 @@ impl Conn {
             // Gone: a transactional receive aborts; a non-transactional message was already
             // removed and is sent again.
             Held {
-                copy: held.copy.or_else(|| (!transactional).then(|| d.msg.clone())),
+                copy: held
+                    .copy
+                    .or_else(|| (!transactional).then(|| d.msg.clone())),
                 ..held
             }
             .requeue();
@@ -855,8 +919,9 @@ async fn consumer(
     loop {
         let permit = match &credit {
             Some(s) => tokio::select! {
-                p = s.clone().acquire_owned() => p.ok(),
+                biased;
                 _ = stop.changed() => return,
+                p = s.clone().acquire_owned() => p.ok(),
             },
             None => None,
         };
@@ -867,8 +932,9 @@ async fn consumer(
             (None, false) => Tx::None,
         };
         let got = tokio::select! {
-            r = q.receive_async(Duration::from_secs(3600), arg) => r,
+            biased;
             _ = stop.changed() => return,
+            r = q.receive_async(Duration::from_secs(3600), arg) => r,
         };
         match got {
             Ok(msg) => {

@@ -113,7 +113,7 @@ impl FrameReader {
             return Ok(None);
         }
         let frame = match parse_frame(&self.buf[..total]) {
-            Ok((rest, f)) if rest.is_empty() => f,
+            Ok(([], f)) => f,
             Ok(_) => return Err(ReadError::Malformed("a frame longer than its size".into())),
             Err(e) => return Err(ReadError::Malformed(format!("{e}"))),
         };
@@ -172,7 +172,10 @@ mod tests {
         let mut r = FrameReader::new(131_072);
         for _ in 0..2 {
             let f = r.next(&mut server).await.unwrap();
-            assert!(matches!(f, AMQPFrame::Method(1, AMQPClass::Basic(_))), "{f:?}");
+            assert!(
+                matches!(f, AMQPFrame::Method(1, AMQPClass::Basic(_))),
+                "{f:?}"
+            );
         }
         writer.await.unwrap();
         assert!(matches!(r.next(&mut server).await, Err(ReadError::Closed)));
@@ -197,7 +200,10 @@ mod tests {
         bad[n - 1] = 0; // not the frame-end octet
         let mut r = FrameReader::new(4096);
         let mut rd: &[u8] = &bad;
-        assert!(matches!(r.next(&mut rd).await, Err(ReadError::Malformed(_))));
+        assert!(matches!(
+            r.next(&mut rd).await,
+            Err(ReadError::Malformed(_))
+        ));
     }
 
     #[tokio::test]
