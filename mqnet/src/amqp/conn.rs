@@ -18,7 +18,8 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
-use super::methods::{Channel, Delivery};
+use super::consume::Delivery;
+use super::methods::Channel;
 use super::wire::{self, Dialect, FrameReader, ReadError};
 use super::AmqpConfig;
 use crate::auth::Principal;
@@ -106,7 +107,11 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub(crate) fn send(&mut self, channel: u16, method: AMQPClass) {
-        wire::encode(&AMQPFrame::Method(channel, method), &mut self.out);
+        wire::encode(
+            &AMQPFrame::Method(channel, method),
+            self.dialect,
+            &mut self.out,
+        );
     }
 
     /// A message's header and body frames, the body cut to the frame size.
@@ -121,10 +126,18 @@ impl Conn {
             body_size: body.len() as u64,
             properties,
         };
-        wire::encode(&AMQPFrame::Header(channel, header), &mut self.out);
+        wire::encode(
+            &AMQPFrame::Header(channel, header),
+            self.dialect,
+            &mut self.out,
+        );
         let chunk = (self.frame_max as usize).saturating_sub(8).max(1);
         for part in body.chunks(chunk) {
-            wire::encode(&AMQPFrame::Body(channel, part.to_vec()), &mut self.out);
+            wire::encode(
+                &AMQPFrame::Body(channel, part.to_vec()),
+                self.dialect,
+                &mut self.out,
+            );
         }
     }
 }
@@ -231,7 +244,7 @@ pub(crate) async fn serve(
                     tracing::info!(%peer, "AMQP peer missed two heartbeats; closing");
                     break Ok(());
                 }
-                wire::encode(&AMQPFrame::Heartbeat, &mut conn.out);
+                wire::encode(&AMQPFrame::Heartbeat, conn.dialect, &mut conn.out);
             }
             _ = quit.changed() => break Err(Failure::connection(
                 code::CONNECTION_FORCED,
@@ -312,11 +325,12 @@ async fn handshake(
             0,
             AMQPClass::Connection(connection::AMQPMethod::Start(start)),
         ),
+        dialect,
         &mut out,
     );
     wr.write_all(&out).await.map_err(|e| e.to_string())?;
     // Handshake frames are small; the negotiated size applies after tune-ok.
-    let mut reader = FrameReader::new(64 * 1024);
+    let mut reader = FrameReader::new(64 * 1024, dialect);
     let expect = |f: Result<AMQPFrame, ReadError>| match f {
         Ok(AMQPFrame::Method(0, AMQPClass::Connection(m))) => Ok(m),
         Ok(other) => Err(format!("unexpected frame in the handshake: {other}")),
@@ -338,13 +352,13 @@ async fn handshake(
                 let why = format!(
                     "ACCESS_REFUSED - MQ_ERROR_ACCESS_DENIED: login for user {user:?} refused"
                 );
-                let _ = close_with(wr, code::ACCESS_REFUSED, &why).await;
+                let _ = close_with(wr, dialect, code::ACCESS_REFUSED, &why).await;
                 return Err(why);
             }
         },
         None => {
             let why = "ACCESS_REFUSED - only PLAIN authentication is offered here".to_owned();
-            let _ = close_with(wr, code::ACCESS_REFUSED, &why).await;
+            let _ = close_with(wr, dialect, code::ACCESS_REFUSED, &why).await;
             return Err(why);
         }
     };
@@ -359,6 +373,7 @@ async fn handshake(
                 heartbeat,
             })),
         ),
+        dialect,
         &mut out,
     );
     wr.write_all(&out).await.map_err(|e| e.to_string())?;
@@ -388,6 +403,7 @@ async fn handshake(
             0,
             AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
         ),
+        dialect,
         &mut out,
     );
     wr.write_all(&out).await.map_err(|e| e.to_string())?;
@@ -409,6 +425,7 @@ async fn handshake(
 
 async fn close_with(
     wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    dialect: Dialect,
     reply_code: u16,
     text: &str,
 ) -> std::io::Result<()> {
@@ -423,6 +440,7 @@ async fn close_with(
                 method_id: 11,
             })),
         ),
+        dialect,
         &mut out,
     );
     wr.write_all(&out).await

@@ -17,6 +17,10 @@ use mqcore::name::QueueName;
 
 /// .NET ticks (100 ns) in a second.
 const TICKS_PER_SEC: u64 = 10_000_000;
+/// .NET's `Message.InfiniteTimeout` (`uint.MaxValue` seconds) in ticks: no time limit.
+const INFINITE_TICKS: i64 = u32::MAX as i64 * TICKS_PER_SEC as i64;
+/// `SenderVersion` as Mono's provider writes it: AMQP 0-8's major version in the high half.
+const SENDER_VERSION: i64 = 8 << 32;
 
 /// MSMQ's priorities run 0-7, AMQP's 0-9: 0-7 are kept, 8 and 9 become 7, so every priority
 /// MSMQ or Mono's provider writes comes back unchanged.
@@ -112,8 +116,9 @@ pub(crate) fn to_message(props: &AMQPProperties, body: Vec<u8>) -> Message {
     let ticks = |name: &str| {
         header(h, name)
             .and_then(as_u64)
-            // .NET's TimeSpan.MaxValue (and anything past a u32 of seconds) means "forever".
-            .filter(|&t| t / TICKS_PER_SEC < u64::from(u32::MAX))
+            // Zero is what Mono's provider sends for a message whose times were never set, and
+            // .NET's infinite timeout (a u32 of seconds) or TimeSpan.MaxValue mean no limit.
+            .filter(|&t| t > 0 && t / TICKS_PER_SEC < u64::from(u32::MAX))
             .map(|t| Duration::from_nanos(t.saturating_mul(100)))
     };
     if let Some(d) = ticks("TimeToBeReceived") {
@@ -152,29 +157,48 @@ pub(crate) fn to_properties(m: &Message) -> AMQPProperties {
         AMQPValue::LongInt(i32::from(m.acknowledge.0)),
     );
     put("SourceMachine", long(m.source_machine().to_string()));
-    put("SenderVersion", long("mqemu".to_owned()));
     put("AbortCount", AMQPValue::LongInt(m.abort_count() as i32));
     put("LookupId", AMQPValue::LongLongInt(m.lookup_id() as i64));
-    let ticks =
-        |d: Duration| AMQPValue::LongLongInt(i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX));
-    if let Some(d) = m.time_to_be_received {
-        put("TimeToBeReceived", ticks(d));
+    // Mono's provider casts these without checking that they are there (a missing one is a
+    // NullReferenceException in the receiving program), so every delivery carries them, with
+    // the values System.Messaging gives a message nobody set them on.
+    put("SenderVersion", AMQPValue::LongLongInt(SENDER_VERSION));
+    put("AuthenticationProviderType", AMQPValue::LongInt(1)); // PROV_RSA_FULL
+    put("ConnectorType", long(uuid::Uuid::nil().to_string()));
+    put("EncryptionAlgorithm", AMQPValue::LongInt(0x6602)); // CALG_RC2
+    put("HashAlgorithm", AMQPValue::LongInt(0x8004)); // CALG_SHA1
+    put("UseAuthentication", AMQPValue::Boolean(false));
+    put("UseDeadLetterQueue", AMQPValue::Boolean(false));
+    put("UseEncryption", AMQPValue::Boolean(false));
+    put(
+        "AuthenticationProviderName",
+        long("Microsoft Base Cryptographic Provider, Ver. 1.0".to_owned()),
+    );
+    for empty in [
+        "DestinationSymmetricKey",
+        "DigitalSignature",
+        "SenderCertificate",
+    ] {
+        put(empty, long(String::new()));
     }
-    if let Some(d) = m.time_to_reach_queue {
-        put("TimeToReachQueue", ticks(d));
-    }
+    let ticks = |d: Option<Duration>| {
+        AMQPValue::LongLongInt(match d {
+            Some(d) => i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX),
+            None => INFINITE_TICKS,
+        })
+    };
+    put("TimeToBeReceived", ticks(m.time_to_be_received));
+    put("TimeToReachQueue", ticks(m.time_to_reach_queue));
     if let Some(q) = &m.admin_queue {
         put("AdministrationQueue", long(q.to_string()));
     }
     if let Some(q) = &m.response_queue {
         put("ResponseQueue", long(q.to_string()));
     }
-    if !m.extension.is_empty() {
-        put(
-            "Extension",
-            AMQPValue::LongString(LongString::from(m.extension.to_vec())),
-        );
-    }
+    put(
+        "Extension",
+        AMQPValue::LongString(LongString::from(m.extension.to_vec())),
+    );
     let mut p = AMQPProperties::default()
         .with_headers(h)
         .with_priority(m.priority)

@@ -12,6 +12,7 @@
 //! channels, [`map`] translates properties.
 
 mod conn;
+mod consume;
 mod map;
 mod methods;
 mod wire;

@@ -59,13 +59,16 @@ pub(crate) struct FrameReader {
     buf: BytesMut,
     /// The largest frame accepted, header and end octet included.
     pub(crate) frame_max: u32,
+    /// The protocol the peer speaks; 0-8's methods are read as their 0-9-1 equivalents.
+    dialect: Dialect,
 }
 
 impl FrameReader {
-    pub(crate) fn new(frame_max: u32) -> FrameReader {
+    pub(crate) fn new(frame_max: u32, dialect: Dialect) -> FrameReader {
         FrameReader {
             buf: BytesMut::with_capacity(64 * 1024),
             frame_max,
+            dialect,
         }
     }
 
@@ -112,7 +115,18 @@ impl FrameReader {
         if self.buf.len() < total {
             return Ok(None);
         }
-        let frame = match parse_frame(&self.buf[..total]) {
+        let widened;
+        let bytes = match self.dialect {
+            Dialect::V091 => &self.buf[..total],
+            Dialect::V08 => match from_0_8(&mut self.buf[..total]) {
+                Some(w) => {
+                    widened = w;
+                    &widened[..]
+                }
+                None => &self.buf[..total],
+            },
+        };
+        let frame = match parse_frame(bytes) {
             Ok(([], f)) => f,
             Ok(_) => return Err(ReadError::Malformed("a frame longer than its size".into())),
             Err(e) => return Err(ReadError::Malformed(format!("{e}"))),
@@ -127,12 +141,70 @@ fn declared(buf: &[u8]) -> u32 {
     u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]])
 }
 
-/// Appends `frame`'s bytes to `out`.
-pub(crate) fn encode(frame: &AMQPFrame, out: &mut Vec<u8>) {
+/// Appends `frame`'s bytes to `out`, written in the peer's dialect.
+pub(crate) fn encode(frame: &AMQPFrame, dialect: Dialect, out: &mut Vec<u8>) {
+    let start = out.len();
     let w = std::mem::take(out);
     match gen_frame(frame)(WriteContext::from(w)) {
         Ok(ctx) => *out = ctx.write,
         Err(e) => unreachable!("a frame serializes into a growable buffer: {e:?}"),
+    }
+    if dialect == Dialect::V08 {
+        to_0_8(out, start);
+    }
+}
+
+// Where 0-8 and 0-9-1 differ in the methods a server exchanges (the specifications' XML, as
+// RabbitMQ publishes both): connection.close and close-ok are methods 60 and 61 in 0-8 (50 and
+// 51 there are connection.redirect and the unused 51; 0-9-1 moved close down), 0-8's
+// channel.open-ok has no fields, and 0-8's basic.consume ends before 0-9-1's arguments table.
+// Everything else a client of this server sends or receives is laid out alike.
+
+/// A method frame's class and method ids, if `frame` is a whole method frame.
+fn method_ids(frame: &[u8]) -> Option<(u16, u16)> {
+    (frame.len() >= 12 && frame[0] == 1).then(|| {
+        (
+            u16::from_be_bytes([frame[7], frame[8]]),
+            u16::from_be_bytes([frame[9], frame[10]]),
+        )
+    })
+}
+
+/// Rewrites a 0-8 frame from a client as its 0-9-1 form: in place where only ids differ, or as
+/// a new frame when 0-9-1 has a field 0-8 lacks.
+fn from_0_8(frame: &mut [u8]) -> Option<Vec<u8>> {
+    match method_ids(frame)? {
+        (10, m @ (60 | 61)) => {
+            frame[9..11].copy_from_slice(&(m - 10).to_be_bytes());
+            None
+        }
+        (60, 20) => {
+            // basic.consume: an empty arguments table before the frame-end octet.
+            let end = frame.len() - 1;
+            let mut w = Vec::with_capacity(frame.len() + 4);
+            w.extend_from_slice(&frame[..end]);
+            w.extend_from_slice(&[0, 0, 0, 0]);
+            w.push(frame[end]);
+            let size = declared(&w) + 4;
+            w[3..7].copy_from_slice(&size.to_be_bytes());
+            Some(w)
+        }
+        _ => None,
+    }
+}
+
+/// Rewrites the 0-9-1 frame at `out[start..]` in 0-8's form.
+fn to_0_8(out: &mut Vec<u8>, start: usize) {
+    match method_ids(&out[start..]) {
+        Some((10, m @ (50 | 51))) => {
+            out[start + 9..start + 11].copy_from_slice(&(m + 10).to_be_bytes());
+        }
+        Some((20, 11)) => {
+            // channel.open-ok: drop 0-9-1's reserved long string.
+            out.drain(start + 11..start + 15);
+            out[start + 3..start + 7].copy_from_slice(&4u32.to_be_bytes());
+        }
+        _ => {}
     }
 }
 
@@ -153,6 +225,7 @@ mod tests {
                     immediate: false,
                 })),
             ),
+            Dialect::V091,
             &mut out,
         );
         out
@@ -169,7 +242,7 @@ mod tests {
             use tokio::io::AsyncWriteExt;
             client.write_all(&two).await.unwrap();
         });
-        let mut r = FrameReader::new(131_072);
+        let mut r = FrameReader::new(131_072, Dialect::V091);
         for _ in 0..2 {
             let f = r.next(&mut server).await.unwrap();
             assert!(
@@ -184,7 +257,7 @@ mod tests {
     #[tokio::test]
     async fn a_frame_over_frame_max_is_refused_from_its_header() {
         // A header declaring 1 GiB and nothing else: refused without waiting for the payload.
-        let mut r = FrameReader::new(4096);
+        let mut r = FrameReader::new(4096, Dialect::V091);
         let header = [1u8, 0, 1, 0x40, 0, 0, 0];
         let mut rd: &[u8] = &header;
         assert!(matches!(
@@ -198,7 +271,7 @@ mod tests {
         let mut bad = publish_frame();
         let n = bad.len();
         bad[n - 1] = 0; // not the frame-end octet
-        let mut r = FrameReader::new(4096);
+        let mut r = FrameReader::new(4096, Dialect::V091);
         let mut rd: &[u8] = &bad;
         assert!(matches!(
             r.next(&mut rd).await,
@@ -216,5 +289,86 @@ mod tests {
         assert_eq!(read_header(&mut rd).await, Err(true));
         let mut rd: &[u8] = b"GET / HTTP/1.1\r\n";
         assert_eq!(read_header(&mut rd).await, Err(false));
+    }
+
+    fn frame(f: AMQPFrame, dialect: Dialect) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(&f, dialect, &mut out);
+        out
+    }
+
+    #[tokio::test]
+    async fn the_0_8_dialect_is_translated_both_ways() {
+        use amq_protocol::protocol::{channel, connection};
+        let close = || {
+            AMQPFrame::Method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                    reply_code: 200,
+                    reply_text: "bye".into(),
+                    class_id: 0,
+                    method_id: 0,
+                })),
+            )
+        };
+        // Written to a 0-8 peer, connection.close is method 60 (0-9-1 says 50)...
+        let v091 = frame(close(), Dialect::V091);
+        let v08 = frame(close(), Dialect::V08);
+        assert_eq!(&v091[9..11], &[0, 50]);
+        assert_eq!(&v08[9..11], &[0, 60]);
+        assert_eq!(v08.len(), v091.len());
+        // ...and read back from one as connection.close.
+        let mut r = FrameReader::new(4096, Dialect::V08);
+        let mut rd: &[u8] = &v08;
+        let got = r.next(&mut rd).await.unwrap();
+        assert!(
+            matches!(
+                got,
+                AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Close(_)))
+            ),
+            "{got:?}"
+        );
+
+        // channel.open-ok has no reserved long string in 0-8.
+        let open_ok = frame(
+            AMQPFrame::Method(
+                3,
+                AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+            ),
+            Dialect::V08,
+        );
+        assert_eq!(open_ok, [1, 0, 3, 0, 0, 0, 4, 0, 20, 0, 11, 0xCE]);
+
+        // basic.consume has no arguments table in 0-8: one without it reads as a consume.
+        let consume = frame(
+            AMQPFrame::Method(
+                1,
+                AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+                    queue: "orders".into(),
+                    consumer_tag: "c1".into(),
+                    no_local: false,
+                    no_ack: true,
+                    exclusive: false,
+                    nowait: false,
+                    arguments: Default::default(),
+                })),
+            ),
+            Dialect::V091,
+        );
+        let n = consume.len();
+        let mut old = consume[..n - 5].to_vec();
+        old.push(0xCE);
+        let size = (old.len() - 8) as u32;
+        old[3..7].copy_from_slice(&size.to_be_bytes());
+        let mut r = FrameReader::new(4096, Dialect::V08);
+        let mut rd: &[u8] = &old;
+        match r.next(&mut rd).await.unwrap() {
+            AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Consume(c))) => {
+                assert_eq!(c.queue.as_str(), "orders");
+                assert_eq!(c.consumer_tag.as_str(), "c1");
+                assert!(c.no_ack);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -1,0 +1,317 @@
+//! The delivering side of a channel: consumer tasks that receive (under a transaction of their
+//! own per delivery on a transactional queue), `basic.get`, and the deliveries a connection
+//! holds until they are acknowledged, rejected or given back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use amq_protocol::protocol::{basic, AMQPClass};
+use amq_protocol::types::ShortString;
+use mqcore::message::Message;
+use mqcore::{ErrorCode, Queue, QueueManager, Transaction, Tx};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+use super::conn::{code, Conn, Failure};
+use super::map;
+use super::methods::Channel;
+use crate::auth::Right;
+
+/// A message a consumer task received, for the connection to write.
+pub(crate) struct Delivery {
+    channel: u16,
+    consumer: String,
+    queue: Queue,
+    msg: Message,
+    held: Option<Transaction>,
+    permit: Option<OwnedSemaphorePermit>,
+    no_ack: bool,
+}
+
+/// A delivery not yet acknowledged.
+pub(super) struct Held {
+    queue: Queue,
+    /// The transaction its receive is part of (a transactional queue).
+    tx: Option<Transaction>,
+    /// The message itself, from a non-transactional queue (already removed): requeue sends it
+    /// again.
+    copy: Option<Message>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Held {
+    /// Gives the message back: its receive aborted (back at its place, abort count raised), or,
+    /// from a non-transactional queue, sent again.
+    pub(super) fn requeue(self) {
+        drop(self.tx);
+        if let Some(m) = self.copy {
+            let mut again = Message::new(m.body.clone());
+            again.label = m.label.clone();
+            again.correlation_id = m.correlation_id;
+            again.app_specific = m.app_specific;
+            again.priority = m.priority;
+            again.delivery = m.delivery;
+            again.body_type = m.body_type;
+            if let Err(e) = self.queue.send(again, Tx::None) {
+                tracing::warn!(error = %e, "could not requeue a message of a non-transactional queue");
+            }
+        }
+    }
+
+    /// Makes its removal final, on the blocking pool (a durable commit waits for the disk).
+    pub(super) fn settle(self) -> Option<tokio::task::JoinHandle<()>> {
+        let tx = self.tx?;
+        Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = tx.commit() {
+                tracing::warn!(error = %e, "an acknowledged receive did not commit");
+            }
+        }))
+    }
+}
+
+pub(super) struct Consumer {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Consumer {
+    /// Stops the consumer and waits until it has: a message it was receiving is back in its
+    /// queue when this returns.
+    pub(super) async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+impl Conn {
+    pub(super) fn consume(&mut self, id: u16, c: &basic::Consume) -> Result<(), Failure> {
+        let (q, _) = self.open_queue(c.queue.as_str(), Right::Receive)?;
+        let ch = self.chan(id)?;
+        let tag = match c.consumer_tag.as_str() {
+            "" => format!("amq.ctag-{}", uuid::Uuid::new_v4().simple()),
+            t => t.to_owned(),
+        };
+        if ch.consumers.contains_key(&tag) {
+            return Err(Failure::connection(
+                code::NOT_ALLOWED,
+                format!("NOT_ALLOWED - attempt to reuse consumer tag '{tag}'"),
+            ));
+        }
+        let credit =
+            (ch.prefetch > 0 && !c.no_ack).then(|| Arc::new(Semaphore::new(ch.prefetch.into())));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(consumer(
+            self.qm.clone(),
+            q,
+            id,
+            tag.clone(),
+            c.no_ack,
+            credit,
+            stopped,
+            self.deliveries.clone(),
+        ));
+        self.chan(id)?
+            .consumers
+            .insert(tag.clone(), Consumer { stop, task });
+        if !c.nowait {
+            self.send(
+                id,
+                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                    consumer_tag: ShortString::from(tag),
+                })),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn get(&mut self, id: u16, g: &basic::Get) -> Result<(), Failure> {
+        let (q, _) = self.open_queue(g.queue.as_str(), Right::Receive)?;
+        let transactional = q.is_transactional();
+        let held = (transactional && !g.no_ack).then(|| self.qm.begin());
+        let arg = match (&held, transactional) {
+            (Some(t), _) => Tx::In(t),
+            (None, true) => Tx::Single,
+            (None, false) => Tx::None,
+        };
+        match q.receive(Duration::ZERO, arg) {
+            Ok(msg) => {
+                let left = q.len().unwrap_or(0) as u32;
+                let ch = self.chan(id)?;
+                ch.next_tag += 1;
+                let tag = ch.next_tag;
+                if !g.no_ack {
+                    ch.unacked.insert(
+                        tag,
+                        Held {
+                            queue: q.clone(),
+                            copy: (!transactional).then(|| msg.clone()),
+                            tx: held,
+                            _permit: None,
+                        },
+                    );
+                }
+                self.send(
+                    id,
+                    AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
+                        delivery_tag: tag,
+                        redelivered: msg.abort_count() > 0,
+                        exchange: ShortString::from(""),
+                        routing_key: g.queue.clone(),
+                        message_count: left,
+                    })),
+                );
+                self.send_content(id, map::to_properties(&msg), &msg.body);
+            }
+            Err(e) if e.code() == ErrorCode::IoTimeout => {
+                self.send(
+                    id,
+                    AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+                );
+            }
+            Err(e) => return Err(Failure::engine(&e)),
+        }
+        Ok(())
+    }
+
+    /// Writes a consumer's delivery, or gives it back when its channel or consumer is gone.
+    pub(crate) fn deliver(&mut self, d: Delivery) {
+        let live = self
+            .channels
+            .get(&d.channel)
+            .is_some_and(|c| !c.closing && c.consumers.contains_key(&d.consumer));
+        let transactional = d.held.is_some();
+        let held = Held {
+            queue: d.queue,
+            copy: (!transactional && !d.no_ack).then(|| d.msg.clone()),
+            tx: d.held,
+            _permit: d.permit,
+        };
+        if !live {
+            // Gone: a transactional receive aborts; a non-transactional message was already
+            // removed and is sent again.
+            Held {
+                copy: held
+                    .copy
+                    .or_else(|| (!transactional).then(|| d.msg.clone())),
+                ..held
+            }
+            .requeue();
+            return;
+        }
+        let ch = self.channels.get_mut(&d.channel).expect("checked above");
+        ch.next_tag += 1;
+        let tag = ch.next_tag;
+        let routing = held.queue.name().to_string();
+        if !d.no_ack {
+            ch.unacked.insert(tag, held);
+        }
+        self.send(
+            d.channel,
+            AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
+                consumer_tag: ShortString::from(d.consumer),
+                delivery_tag: tag,
+                redelivered: d.msg.abort_count() > 0,
+                exchange: ShortString::from(""),
+                routing_key: ShortString::from(routing),
+            })),
+        );
+        self.send_content(d.channel, map::to_properties(&d.msg), &d.msg.body);
+    }
+}
+
+/// The unacknowledged deliveries a tag names: itself, or with `multiple` every one up to it
+/// (all of them for tag 0). An unknown tag is AMQP's PRECONDITION_FAILED.
+pub(super) fn take_tags(
+    ch: &mut Channel,
+    tag: u64,
+    multiple: bool,
+) -> Result<Vec<(u64, Held)>, Failure> {
+    if multiple {
+        let upto = if tag == 0 { u64::MAX } else { tag };
+        let rest = ch.unacked.split_off(&upto.saturating_add(1));
+        let taken = std::mem::replace(&mut ch.unacked, rest);
+        if taken.is_empty() && tag != 0 {
+            return Err(unknown_tag(tag));
+        }
+        return Ok(taken.into_iter().collect());
+    }
+    ch.unacked
+        .remove(&tag)
+        .map(|h| vec![(tag, h)])
+        .ok_or_else(|| unknown_tag(tag))
+}
+
+fn unknown_tag(tag: u64) -> Failure {
+    Failure::channel(
+        code::PRECONDITION_FAILED,
+        format!("PRECONDITION_FAILED - unknown delivery tag {tag}"),
+    )
+}
+
+pub(super) fn reject(h: Held, requeue: bool) {
+    if requeue {
+        h.requeue();
+    } else {
+        h.settle();
+    }
+}
+
+/// A consumer: receives from `q` while it has credit, each message under a transaction of its
+/// own on a transactional queue (unless `no_ack`), and hands it to the connection.
+#[allow(clippy::too_many_arguments)]
+async fn consumer(
+    qm: QueueManager,
+    q: Queue,
+    channel: u16,
+    tag: String,
+    no_ack: bool,
+    credit: Option<Arc<Semaphore>>,
+    mut stop: watch::Receiver<bool>,
+    out: mpsc::Sender<Delivery>,
+) {
+    let transactional = q.is_transactional();
+    loop {
+        let permit = match &credit {
+            Some(s) => tokio::select! {
+                biased;
+                _ = stop.changed() => return,
+                p = s.clone().acquire_owned() => p.ok(),
+            },
+            None => None,
+        };
+        let held = (transactional && !no_ack).then(|| qm.begin());
+        let arg = match (&held, transactional) {
+            (Some(t), _) => Tx::In(t),
+            (None, true) => Tx::Single,
+            (None, false) => Tx::None,
+        };
+        let got = tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            r = q.receive_async(Duration::from_secs(3600), arg) => r,
+        };
+        match got {
+            Ok(msg) => {
+                let d = Delivery {
+                    channel,
+                    consumer: tag.clone(),
+                    queue: q.clone(),
+                    msg,
+                    held,
+                    permit,
+                    no_ack,
+                };
+                if out.send(d).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.code() == ErrorCode::IoTimeout => {}
+            Err(e) => {
+                tracing::debug!(error = %e, consumer = %tag, "AMQP consumer ends");
+                return;
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
