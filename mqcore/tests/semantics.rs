@@ -726,6 +726,53 @@ fn received_message_is_locked_then_removed_on_commit_and_journaled() {
 }
 
 #[test]
+fn an_absorbed_transaction_is_decided_with_the_one_that_took_it_over() {
+    let qm = qm();
+    let q = qm
+        .create_queue(r".\private$\q", QueueProps::transactional())
+        .unwrap();
+    let out = qm
+        .create_queue(r".\private$\out", QueueProps::transactional())
+        .unwrap();
+    for b in ["a", "b", "c"] {
+        q.send(Message::new(b), Tx::Single).unwrap();
+    }
+    // Committed together: the receive it took over and its own send.
+    let outer = qm.begin();
+    let inner = qm.begin();
+    assert_eq!(body(&q.receive(NOW, Tx::In(&inner)).unwrap()), "a");
+    out.send(Message::new("sent"), Tx::In(&outer)).unwrap();
+    outer.absorb(inner).unwrap();
+    assert_eq!(
+        body(&q.peek(NOW).unwrap()),
+        "b",
+        "still held after the absorbed one ended"
+    );
+    outer.commit().unwrap();
+    assert_eq!(bodies(&qm, r".\private$\q"), ["b", "c"]);
+    assert_eq!(bodies(&qm, r".\private$\out"), ["sent"]);
+
+    // Aborted together: the receive goes back to its place.
+    let outer = qm.begin();
+    let inner = qm.begin();
+    assert_eq!(body(&q.receive(NOW, Tx::In(&inner)).unwrap()), "b");
+    out.send(Message::new("never"), Tx::In(&outer)).unwrap();
+    outer.absorb(inner).unwrap();
+    drop(outer);
+    assert_eq!(bodies(&qm, r".\private$\q"), ["b", "c"]);
+    assert_eq!(bodies(&qm, r".\private$\out"), ["sent"]);
+
+    // Only another active internal transaction of the same queue manager.
+    let t = qm.begin();
+    assert_eq!(
+        code(t.absorb(QueueManager::new().begin())),
+        ErrorCode::TransactionUsage
+    );
+    let ext = qm.begin_external("xid-1").unwrap();
+    assert_eq!(code(t.absorb(ext)), ErrorCode::TransactionUsage);
+}
+
+#[test]
 fn abort_restores_original_position_and_counts_aborts() {
     let qm = qm();
     let q = qm

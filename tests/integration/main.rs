@@ -1,6 +1,7 @@
 //! Integration tests across the workspace, as one test binary (one link, one run).
 
 mod amqp;
+mod amqp_amqprs;
 mod amqp_mono;
 mod cli;
 mod cluster;

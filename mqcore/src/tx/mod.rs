@@ -276,6 +276,32 @@ impl Transaction {
         result
     }
 
+    /// Takes over everything `other` has done (its staged sends and the messages it holds), so
+    /// that this transaction's commit or abort decides them with its own, in one log record.
+    /// `other` ends without giving anything back. Both must be active internal transactions of
+    /// the same queue manager (`MQ_ERROR_TRANSACTION_USAGE`, `MQ_ERROR_TRANSACTION_SEQUENCE`).
+    pub fn absorb(&self, other: Transaction) -> Result<()> {
+        if self.is_external()
+            || other.is_external()
+            || !Weak::ptr_eq(&self.shared.qm, &other.shared.qm)
+            || Arc::ptr_eq(&self.shared, &other.shared)
+        {
+            return Err(Error::new(
+                ErrorCode::TransactionUsage,
+                "only another internal transaction of the same queue manager can be absorbed",
+            ));
+        }
+        let mut mine = self.shared.lock_active()?;
+        let mut theirs = other.shared.lock_active()?;
+        theirs.phase = Phase::Done;
+        mine.sends.append(&mut theirs.sends);
+        mine.held.append(&mut theirs.held);
+        if mine.first_times.is_none() {
+            mine.first_times = theirs.first_times.take();
+        }
+        Ok(())
+    }
+
     /// Aborts: staged messages are dropped and received messages go back where they were.
     pub fn abort(self) {
         self.abort_in_place();

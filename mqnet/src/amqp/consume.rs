@@ -31,7 +31,7 @@ pub(crate) struct Delivery {
 pub(super) struct Held {
     queue: Queue,
     /// The transaction its receive is part of (a transactional queue).
-    tx: Option<Transaction>,
+    pub(super) tx: Option<Transaction>,
     /// The message itself, from a non-transactional queue (already removed): requeue sends it
     /// again.
     copy: Option<Message>,

@@ -42,7 +42,8 @@ struct Outbound {
 pub(crate) struct Channel {
     publishing: Option<Publishing>,
     outbound: Vec<Outbound>,
-    /// `tx.select`: publishes join `tx`, acknowledgements wait in `deferred` for the commit.
+    /// `tx.select`: publishes join `tx`; acknowledgements wait in `deferred` and join it at the
+    /// commit, so both are decided by one transaction.
     tx_mode: bool,
     tx: Option<Transaction>,
     deferred: Vec<(u64, Held)>,
@@ -195,6 +196,11 @@ impl Conn {
     /// Closes channel `id` for `f`: its state is given back and the client is told why.
     async fn fail_channel(&mut self, id: u16, f: Failure) {
         tracing::debug!(channel = id, code = f.code, text = %f.text, "AMQP channel closed");
+        // Publishes the channel made before the failing method stand, as they would had the
+        // client's next frame been any other method.
+        if let Err(e) = self.flush(id).await {
+            tracing::warn!(channel = id, error = %e.text, "publishes before a channel error were not sent");
+        }
         self.close_channel(id).await;
         self.channels.insert(
             id,
@@ -446,6 +452,7 @@ impl Conn {
     }
 
     async fn tx_method(&mut self, id: u16, m: &tx::AMQPMethod) -> Result<(), Failure> {
+        let qm = self.qm.clone();
         let ch = self.chan(id)?;
         match m {
             tx::AMQPMethod::Select(_) => {
@@ -469,17 +476,25 @@ impl Conn {
                 let t = ch.tx.take();
                 let deferred = std::mem::take(&mut ch.deferred);
                 if commit {
+                    // The acknowledged receives join the publishes' transaction: one commit,
+                    // one log record, all or nothing.
+                    let mut t = t;
+                    let mut settled = Vec::with_capacity(deferred.len());
+                    for (_, mut h) in deferred {
+                        if let Some(r) = h.tx.take() {
+                            t.get_or_insert_with(|| qm.begin())
+                                .absorb(r)
+                                .map_err(|e| Failure::engine(&e))?;
+                        }
+                        settled.push(h);
+                    }
                     if let Some(t) = t {
                         let done = tokio::task::spawn_blocking(move || t.commit())
                             .await
                             .map_err(|e| Failure::channel(code::INTERNAL_ERROR, e.to_string()))?;
                         done.map_err(|e| Failure::engine(&e))?;
                     }
-                    for (_, h) in deferred {
-                        if let Some(j) = h.settle() {
-                            let _ = j.await;
-                        }
-                    }
+                    drop(settled);
                     self.send(id, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
                 } else {
                     drop(t);
