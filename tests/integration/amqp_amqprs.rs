@@ -277,3 +277,52 @@ async fn amqprs_gets_amqp_semantics_with_msmq_underneath() {
     assert_eq!(left[20], "to nowhere");
     conn.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_without_prefetch_stops_while_its_deliveries_back_up() {
+    // More messages than the connection buffers between its consumers and its socket: the
+    // consumer is blocked handing one over when it is cancelled, and must still stop.
+    let qm = QueueManager::new();
+    let (addr, _stop) = serve(qm.clone()).await;
+    let q = qm
+        .create_queue(r".\private$\many", mqemu::QueueProps::transactional())
+        .unwrap();
+    let batch = (0..2000)
+        .map(|i| mqemu::Message::new(format!("m{i}")))
+        .collect();
+    q.send_batch(batch, mqemu::Tx::Single);
+    let conn = Connection::open(&OpenConnectionArguments::new(
+        "127.0.0.1",
+        addr.port(),
+        "guest",
+        "guest",
+    ))
+    .await
+    .unwrap();
+    let (ch, _) = channel(&conn).await;
+    let mut args = BasicConsumeArguments::new("many", "c1");
+    args.manual_ack(true);
+    let (tag, mut rx) = ch.basic_consume_rx(args).await.unwrap();
+    let (first, t) = next(&mut rx).await;
+    assert_eq!(first, "m0");
+    ch.basic_ack(BasicAckArguments::new(t, false))
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        ch.basic_cancel(amqprs::channel::BasicCancelArguments::new(&tag)),
+    )
+    .await
+    .expect("the cancel is answered")
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), ch.close())
+        .await
+        .expect("the close is answered")
+        .unwrap();
+    // Everything but the acknowledged one is back, in order.
+    let (ch, _) = channel(&conn).await;
+    let left = bodies(&ch, "many").await;
+    assert_eq!(left.len(), 1999);
+    assert!(left.iter().zip(1..).all(|(b, i)| *b == format!("m{i}")));
+    conn.close().await.unwrap();
+}

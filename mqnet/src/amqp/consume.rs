@@ -27,6 +27,21 @@ pub(crate) struct Delivery {
     no_ack: bool,
 }
 
+impl Delivery {
+    /// Gives back a delivery nobody will see: a transactional receive aborts; a
+    /// non-transactional message was already removed and is sent again.
+    fn give_back(self) {
+        let transactional = self.held.is_some();
+        Held {
+            queue: self.queue,
+            tx: self.held,
+            copy: (!transactional).then_some(self.msg),
+            _permit: self.permit,
+        }
+        .requeue();
+    }
+}
+
 /// A delivery not yet acknowledged.
 pub(super) struct Held {
     queue: Queue,
@@ -51,7 +66,12 @@ impl Held {
             again.priority = m.priority;
             again.delivery = m.delivery;
             again.body_type = m.body_type;
-            if let Err(e) = self.queue.send(again, Tx::None) {
+            let tx = if self.queue.is_transactional() {
+                Tx::Single
+            } else {
+                Tx::None
+            };
+            if let Err(e) = self.queue.send(again, tx) {
                 tracing::warn!(error = %e, "could not requeue a message of a non-transactional queue");
             }
         }
@@ -178,6 +198,9 @@ impl Conn {
             .channels
             .get(&d.channel)
             .is_some_and(|c| !c.closing && c.consumers.contains_key(&d.consumer));
+        if !live {
+            return d.give_back();
+        }
         let transactional = d.held.is_some();
         let held = Held {
             queue: d.queue,
@@ -185,18 +208,6 @@ impl Conn {
             tx: d.held,
             _permit: d.permit,
         };
-        if !live {
-            // Gone: a transactional receive aborts; a non-transactional message was already
-            // removed and is sent again.
-            Held {
-                copy: held
-                    .copy
-                    .or_else(|| (!transactional).then(|| d.msg.clone())),
-                ..held
-            }
-            .requeue();
-            return;
-        }
         let ch = self.channels.get_mut(&d.channel).expect("checked above");
         ch.next_tag += 1;
         let tag = ch.next_tag;
@@ -300,8 +311,15 @@ async fn consumer(
                     permit,
                     no_ack,
                 };
-                if out.send(d).await.is_err() {
-                    return;
+                // Cancellable: the connection may be waiting for this task to stop while its
+                // queue of deliveries is full.
+                tokio::select! {
+                    biased;
+                    r = out.reserve() => match r {
+                        Ok(slot) => slot.send(d),
+                        Err(_) => return d.give_back(),
+                    },
+                    _ = stop.changed() => return d.give_back(),
                 }
             }
             Err(e) if e.code() == ErrorCode::IoTimeout => {}
