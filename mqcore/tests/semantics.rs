@@ -742,7 +742,7 @@ fn an_absorbed_transaction_is_decided_with_the_one_that_took_it_over() {
     let inner = qm.begin();
     assert_eq!(body(&q.receive(NOW, Tx::In(&inner)).unwrap()), "a");
     out.send(Message::new("sent"), Tx::In(&outer)).unwrap();
-    outer.absorb(inner).unwrap();
+    outer.absorb(&inner).unwrap();
     assert_eq!(
         body(&q.peek(NOW).unwrap()),
         "b",
@@ -757,7 +757,7 @@ fn an_absorbed_transaction_is_decided_with_the_one_that_took_it_over() {
     let inner = qm.begin();
     assert_eq!(body(&q.receive(NOW, Tx::In(&inner)).unwrap()), "b");
     out.send(Message::new("never"), Tx::In(&outer)).unwrap();
-    outer.absorb(inner).unwrap();
+    outer.absorb(&inner).unwrap();
     drop(outer);
     assert_eq!(bodies(&qm, r".\private$\q"), ["b", "c"]);
     assert_eq!(bodies(&qm, r".\private$\out"), ["sent"]);
@@ -765,11 +765,23 @@ fn an_absorbed_transaction_is_decided_with_the_one_that_took_it_over() {
     // Only another active internal transaction of the same queue manager.
     let t = qm.begin();
     assert_eq!(
-        code(t.absorb(QueueManager::new().begin())),
+        code(t.absorb(&QueueManager::new().begin())),
         ErrorCode::TransactionUsage
     );
     let ext = qm.begin_external("xid-1").unwrap();
-    assert_eq!(code(t.absorb(ext)), ErrorCode::TransactionUsage);
+    assert_eq!(code(t.absorb(&ext)), ErrorCode::TransactionUsage);
+    assert_eq!(code(t.absorb(&t)), ErrorCode::TransactionUsage);
+    // A refused one is untouched: it still holds its message, and aborting gives it back.
+    let other_qm = QueueManager::new();
+    let oq = other_qm
+        .create_queue(r".\private$\q", QueueProps::transactional())
+        .unwrap();
+    oq.send(Message::new("x"), Tx::Single).unwrap();
+    let foreign = other_qm.begin();
+    oq.receive(NOW, Tx::In(&foreign)).unwrap();
+    assert!(t.absorb(&foreign).is_err());
+    drop(foreign);
+    assert_eq!(bodies(&other_qm, r".\private$\q"), ["x"]);
 }
 
 #[test]

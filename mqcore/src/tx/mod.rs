@@ -278,9 +278,10 @@ impl Transaction {
 
     /// Takes over everything `other` has done (its staged sends and the messages it holds), so
     /// that this transaction's commit or abort decides them with its own, in one log record.
-    /// `other` ends without giving anything back. Both must be active internal transactions of
-    /// the same queue manager (`MQ_ERROR_TRANSACTION_USAGE`, `MQ_ERROR_TRANSACTION_SEQUENCE`).
-    pub fn absorb(&self, other: Transaction) -> Result<()> {
+    /// `other` is left finished and empty (dropping it gives nothing back). Both must be active
+    /// internal transactions of the same queue manager (`MQ_ERROR_TRANSACTION_USAGE`,
+    /// `MQ_ERROR_TRANSACTION_SEQUENCE`); when they are not, neither changes.
+    pub fn absorb(&self, other: &Transaction) -> Result<()> {
         if self.is_external()
             || other.is_external()
             || !Weak::ptr_eq(&self.shared.qm, &other.shared.qm)

@@ -19,10 +19,12 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use super::consume::Delivery;
+use super::durable::Unconfirmed;
 use super::methods::Channel;
 use super::wire::{self, Dialect, FrameReader, ReadError};
 use super::AmqpConfig;
 use crate::auth::Principal;
+use crate::server::blocking_hook;
 
 /// AMQP's reply codes (the specification's constants).
 pub(crate) mod code {
@@ -103,6 +105,11 @@ pub(crate) struct Conn {
     pub(crate) deliveries: mpsc::Sender<Delivery>,
     /// Where this task takes them from.
     pub(crate) delivered: mpsc::Receiver<Delivery>,
+    /// Acknowledged receives not yet committed: committed together, as one transaction, once
+    /// the frames that arrived together have run ([`Conn::settle`]).
+    pub(crate) settling: Vec<mqcore::Transaction>,
+    /// Publishes logged but not yet durable, with the confirms they owe.
+    pub(crate) unconfirmed: Unconfirmed,
 }
 
 impl Conn {
@@ -205,7 +212,15 @@ pub(crate) async fn serve(
     let mut beat = tokio::time::interval(heartbeat.unwrap_or(Duration::from_secs(3600)));
     beat.tick().await;
     let end: Result<(), Failure> = loop {
-        if !conn.out.is_empty() {
+        // One write for everything the frames already read and the deliveries already handed
+        // over produce (a pipelining peer costs one system call per batch, not per frame).
+        for _ in 0..256 {
+            match conn.delivered.try_recv() {
+                Ok(d) => conn.deliver(d),
+                Err(_) => break,
+            }
+        }
+        if !conn.out.is_empty() && (!reader.has_frame() || conn.out.len() >= 64 * 1024) {
             let out = std::mem::take(&mut conn.out);
             if wr.write_all(&out).await.is_err() {
                 break Ok(());
@@ -217,11 +232,18 @@ pub(crate) async fn serve(
             f = reader.next(&mut rd) => {
                 heard = Instant::now();
                 match f {
-                    Ok(frame) => match on_frame(&mut conn, frame, reader.has_frame()).await {
-                        Ok(true) => break Ok(()),
-                        Ok(false) => {}
-                        Err(f) => break Err(f),
-                    },
+                    Ok(frame) => {
+                        let more = reader.has_frame();
+                        let done = on_frame(&mut conn, frame, more).await;
+                        if !more {
+                            conn.settle();
+                        }
+                        match done {
+                            Ok(true) => break Ok(()),
+                            Ok(false) => {}
+                            Err(f) => break Err(f),
+                        }
+                    }
                     Err(ReadError::Closed) => break Ok(()),
                     Err(ReadError::Io(e)) => {
                         tracing::debug!(%peer, error = %e, "AMQP connection failed");
@@ -238,6 +260,7 @@ pub(crate) async fn serve(
                 }
             }
             Some(d) = conn.delivered.recv() => conn.deliver(d),
+            done = conn.unconfirmed.next(), if !conn.unconfirmed.is_empty() => conn.confirmed(done),
             _ = beat.tick(), if heartbeat.is_some() => {
                 let hb = heartbeat.unwrap_or_default();
                 if heard.elapsed() > hb * 2 {
@@ -282,7 +305,10 @@ pub(crate) async fn serve(
         })
         .await;
     }
-    // Consumers stop; unacknowledged deliveries go back to their queues.
+    // Acknowledged receives commit; consumers stop; unacknowledged deliveries go back to their
+    // queues.
+    conn.settle();
+    let _ = conn.unconfirmed.drain().await;
     let ids: Vec<u16> = conn.channels.keys().copied().collect();
     for id in ids {
         conn.close_channel(id).await;
@@ -419,6 +445,8 @@ async fn handshake(
         channels: HashMap::new(),
         deliveries,
         delivered,
+        settling: Vec::new(),
+        unconfirmed: Unconfirmed::default(),
     };
     Ok((conn, reader, heartbeat))
 }
@@ -487,6 +515,60 @@ async fn on_frame(conn: &mut Conn, frame: AMQPFrame, more: bool) -> Result<bool,
 }
 
 impl Conn {
+    /// Commits the acknowledged receives gathered so far as one transaction (one log record),
+    /// without waiting for the disk: the step finishes in `unconfirmed` with the publishes.
+    pub(crate) fn settle(&mut self) {
+        let mut txs = std::mem::take(&mut self.settling);
+        let Some(first) = txs.pop() else {
+            return;
+        };
+        let commit = move || {
+            let mut alone = Vec::new();
+            for t in txs {
+                if let Err(e) = first.absorb(&t) {
+                    // Not expected (all are this queue manager's internal transactions): it
+                    // commits on its own.
+                    tracing::warn!(error = %e, "an acknowledged receive could not join the batch");
+                    alone.push(t);
+                }
+            }
+            alone.push(first);
+            for t in alone {
+                if let Err(e) = t.commit() {
+                    tracing::warn!(error = %e, "acknowledged receives did not commit");
+                }
+            }
+        };
+        let ((), steps) = mqcore::step::deferred::collect(|| match blocking_hook() {
+            Some(hook) => mqcore::blocking::with_hook(hook, commit),
+            None => commit(),
+        });
+        self.owe(steps, None);
+    }
+
+    /// Sends the confirms of publishes now durable (a nack where the log failed), each covering
+    /// every earlier publish of its channel.
+    pub(crate) fn confirmed(&mut self, done: Vec<((u16, u64), bool)>) {
+        for ((id, seq), ok) in done {
+            if self.channels.get(&id).is_none_or(|c| c.closing) {
+                continue;
+            }
+            let m = if ok {
+                basic::AMQPMethod::Ack(basic::Ack {
+                    delivery_tag: seq,
+                    multiple: true,
+                })
+            } else {
+                basic::AMQPMethod::Nack(basic::Nack {
+                    delivery_tag: seq,
+                    multiple: true,
+                    requeue: false,
+                })
+            };
+            self.send(id, AMQPClass::Basic(m));
+        }
+    }
+
     pub(crate) fn channel_max(&self) -> u16 {
         self.channel_max
     }

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use super::conn::{code, Conn, Failure};
 use super::map;
 use super::methods::Channel;
+use super::wire::Dialect;
 use crate::auth::Right;
 
 /// A message a consumer task received, for the connection to write.
@@ -77,14 +78,10 @@ impl Held {
         }
     }
 
-    /// Makes its removal final, on the blocking pool (a durable commit waits for the disk).
-    pub(super) fn settle(self) -> Option<tokio::task::JoinHandle<()>> {
-        let tx = self.tx?;
-        Some(tokio::task::spawn_blocking(move || {
-            if let Err(e) = tx.commit() {
-                tracing::warn!(error = %e, "an acknowledged receive did not commit");
-            }
-        }))
+    /// Makes its removal final: its transaction joins the connection's `settling`, committed
+    /// with the others acknowledged in the same read ([`Conn::settle`]).
+    pub(super) fn settle(self, settling: &mut Vec<Transaction>) {
+        settling.extend(self.tx);
     }
 }
 
@@ -179,7 +176,11 @@ impl Conn {
                         message_count: left,
                     })),
                 );
-                self.send_content(id, map::to_properties(&msg), &msg.body);
+                self.send_content(
+                    id,
+                    map::to_properties(&msg, self.dialect == Dialect::V08),
+                    &msg.body,
+                );
             }
             Err(e) if e.code() == ErrorCode::IoTimeout => {
                 self.send(
@@ -225,7 +226,11 @@ impl Conn {
                 routing_key: ShortString::from(routing),
             })),
         );
-        self.send_content(d.channel, map::to_properties(&d.msg), &d.msg.body);
+        self.send_content(
+            d.channel,
+            map::to_properties(&d.msg, self.dialect == Dialect::V08),
+            &d.msg.body,
+        );
     }
 }
 
@@ -258,11 +263,11 @@ fn unknown_tag(tag: u64) -> Failure {
     )
 }
 
-pub(super) fn reject(h: Held, requeue: bool) {
+pub(super) fn reject(h: Held, requeue: bool, settling: &mut Vec<Transaction>) {
     if requeue {
         h.requeue();
     } else {
-        h.settle();
+        h.settle(settling);
     }
 }
 

@@ -143,62 +143,80 @@ pub(crate) fn to_message(props: &AMQPProperties, body: Vec<u8>) -> Message {
 }
 
 /// The AMQP properties a delivery of `m` carries: what Mono's provider reads back.
-pub(crate) fn to_properties(m: &Message) -> AMQPProperties {
+pub(crate) fn to_properties(m: &Message, every_header: bool) -> AMQPProperties {
     let mut h = FieldTable::default();
     let mut put = |k: &str, v: AMQPValue| {
         h.insert(ShortString::from(k), v);
     };
     let long = |s: String| AMQPValue::LongString(LongString::from(s.into_bytes()));
-    put("Label", long(m.label.clone()));
-    put("AppSpecific", AMQPValue::LongInt(m.app_specific as i32));
-    put("BodyType", AMQPValue::LongInt(m.body_type as i32));
-    put(
-        "AcknowledgeType",
-        AMQPValue::LongInt(i32::from(m.acknowledge.0)),
-    );
-    put("SourceMachine", long(m.source_machine().to_string()));
-    put("AbortCount", AMQPValue::LongInt(m.abort_count() as i32));
-    put("LookupId", AMQPValue::LongLongInt(m.lookup_id() as i64));
-    // Mono's provider casts these without checking that they are there (a missing one is a
-    // NullReferenceException in the receiving program), so every delivery carries them, with
-    // the values System.Messaging gives a message nobody set them on.
-    put("SenderVersion", AMQPValue::LongLongInt(SENDER_VERSION));
-    put("AuthenticationProviderType", AMQPValue::LongInt(1)); // PROV_RSA_FULL
-    put("ConnectorType", long(uuid::Uuid::nil().to_string()));
-    put("EncryptionAlgorithm", AMQPValue::LongInt(0x6602)); // CALG_RC2
-    put("HashAlgorithm", AMQPValue::LongInt(0x8004)); // CALG_SHA1
-    put("UseAuthentication", AMQPValue::Boolean(false));
-    put("UseDeadLetterQueue", AMQPValue::Boolean(false));
-    put("UseEncryption", AMQPValue::Boolean(false));
-    put(
-        "AuthenticationProviderName",
-        long("Microsoft Base Cryptographic Provider, Ver. 1.0".to_owned()),
-    );
-    for empty in [
-        "DestinationSymmetricKey",
-        "DigitalSignature",
-        "SenderCertificate",
-    ] {
-        put(empty, long(String::new()));
-    }
     let ticks = |d: Option<Duration>| {
         AMQPValue::LongLongInt(match d {
             Some(d) => i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX),
             None => INFINITE_TICKS,
         })
     };
-    put("TimeToBeReceived", ticks(m.time_to_be_received));
-    put("TimeToReachQueue", ticks(m.time_to_reach_queue));
+    put("LookupId", AMQPValue::LongLongInt(m.lookup_id() as i64));
+    if every_header || !m.label.is_empty() {
+        put("Label", long(m.label.clone()));
+    }
+    if every_header || m.app_specific != 0 {
+        put("AppSpecific", AMQPValue::LongInt(m.app_specific as i32));
+    }
+    if every_header || m.body_type != 0 {
+        put("BodyType", AMQPValue::LongInt(m.body_type as i32));
+    }
+    if every_header || m.acknowledge.0 != 0 {
+        put(
+            "AcknowledgeType",
+            AMQPValue::LongInt(i32::from(m.acknowledge.0)),
+        );
+    }
+    if every_header || m.abort_count() > 0 {
+        put("AbortCount", AMQPValue::LongInt(m.abort_count() as i32));
+    }
+    if every_header || m.time_to_be_received.is_some() {
+        put("TimeToBeReceived", ticks(m.time_to_be_received));
+    }
+    if every_header || m.time_to_reach_queue.is_some() {
+        put("TimeToReachQueue", ticks(m.time_to_reach_queue));
+    }
     if let Some(q) = &m.admin_queue {
         put("AdministrationQueue", long(q.to_string()));
     }
     if let Some(q) = &m.response_queue {
         put("ResponseQueue", long(q.to_string()));
     }
-    put(
-        "Extension",
-        AMQPValue::LongString(LongString::from(m.extension.to_vec())),
-    );
+    if every_header || !m.extension.is_empty() {
+        put(
+            "Extension",
+            AMQPValue::LongString(LongString::from(m.extension.to_vec())),
+        );
+    }
+    if every_header {
+        put("SourceMachine", long(m.source_machine().to_string()));
+        // Mono's provider casts these without checking that they are there (a missing one is
+        // a NullReferenceException in the receiving program), so its deliveries carry them,
+        // with the values System.Messaging gives a message nobody set them on.
+        put("SenderVersion", AMQPValue::LongLongInt(SENDER_VERSION));
+        put("AuthenticationProviderType", AMQPValue::LongInt(1)); // PROV_RSA_FULL
+        put("ConnectorType", long(uuid::Uuid::nil().to_string()));
+        put("EncryptionAlgorithm", AMQPValue::LongInt(0x6602)); // CALG_RC2
+        put("HashAlgorithm", AMQPValue::LongInt(0x8004)); // CALG_SHA1
+        put("UseAuthentication", AMQPValue::Boolean(false));
+        put("UseDeadLetterQueue", AMQPValue::Boolean(false));
+        put("UseEncryption", AMQPValue::Boolean(false));
+        put(
+            "AuthenticationProviderName",
+            long("Microsoft Base Cryptographic Provider, Ver. 1.0".to_owned()),
+        );
+        for empty in [
+            "DestinationSymmetricKey",
+            "DigitalSignature",
+            "SenderCertificate",
+        ] {
+            put(empty, long(String::new()));
+        }
+    }
     let mut p = AMQPProperties::default()
         .with_headers(h)
         .with_priority(m.priority)
@@ -267,7 +285,7 @@ mod tests {
             Some(r".\private$\acks")
         );
         let c = m.correlation_id.expect("an MSMQ message id parses");
-        let back = to_properties(&m);
+        let back = to_properties(&m, true);
         assert_eq!(back.priority(), &Some(7));
         assert_eq!(back.delivery_mode(), &Some(2));
         assert_eq!(back.correlation_id(), &Some(c.to_string().into()));
@@ -281,5 +299,33 @@ mod tests {
             header(h, "TimeToBeReceived").and_then(as_u64),
             Some(30 * TICKS_PER_SEC)
         );
+    }
+
+    #[test]
+    fn only_monos_deliveries_carry_every_header() {
+        let mut m = Message::new(Bytes::from_static(b"x"));
+        m.label = "only this".into();
+        let names = |p: &AMQPProperties| {
+            let mut v: Vec<String> = p
+                .headers()
+                .as_ref()
+                .unwrap()
+                .inner()
+                .keys()
+                .map(|k| k.as_str().to_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&to_properties(&m, false)), ["Label", "LookupId"]);
+        let all = names(&to_properties(&m, true));
+        for needed in [
+            "SenderVersion",
+            "TimeToBeReceived",
+            "Extension",
+            "UseEncryption",
+        ] {
+            assert!(all.iter().any(|n| n == needed), "{needed} in {all:?}");
+        }
     }
 }

@@ -17,8 +17,10 @@ use mqcore::{ErrorCode, Queue, Transaction, Tx};
 
 use super::conn::{code, Conn, Failure};
 use super::consume::{reject, take_tags, Consumer, Held};
+use super::durable::Logged;
 use super::map;
 use crate::auth::{queue_key, Right};
+use crate::server::blocking_hook;
 
 /// MSMQ's largest message body (4 MB).
 const MAX_BODY: u64 = 4 * 1024 * 1024;
@@ -42,6 +44,8 @@ struct Outbound {
 pub(crate) struct Channel {
     publishing: Option<Publishing>,
     outbound: Vec<Outbound>,
+    /// The queue the last publish went to, by its routing key.
+    route: Option<(String, Queue)>,
     /// `tx.select`: publishes join `tx`; acknowledgements wait in `deferred` and join it at the
     /// commit, so both are decided by one transaction.
     tx_mode: bool,
@@ -65,6 +69,7 @@ impl Conn {
         let Some(mut ch) = self.channels.remove(&id) else {
             return;
         };
+        self.unconfirmed.forget_channel(id);
         for (_, c) in ch.consumers.drain() {
             c.stop().await;
         }
@@ -167,7 +172,15 @@ impl Conn {
             .on(&m));
         }
         let publish = matches!(m, AMQPClass::Basic(basic::AMQPMethod::Publish(_)));
-        if !publish {
+        let settles = matches!(
+            m,
+            AMQPClass::Basic(
+                basic::AMQPMethod::Ack(_)
+                    | basic::AMQPMethod::Nack(_)
+                    | basic::AMQPMethod::Reject(_)
+            )
+        );
+        if !publish && !settles {
             // Publishes gathered on any channel go first: a get or a commit after a publish,
             // on whichever channel, sees it.
             self.flush(id).await.map_err(|f| f.on(&m))?;
@@ -182,6 +195,9 @@ impl Conn {
                     self.fail_channel(other, f).await;
                 }
             }
+            // ...and are visible: their records are durable and published.
+            let done = self.unconfirmed.drain().await;
+            self.confirmed(done);
         }
         match self.run(id, &m, more).await {
             Ok(()) => Ok(()),
@@ -292,25 +308,25 @@ impl Conn {
             }
             AMQPClass::Basic(B::Get(g)) => self.get(id, g)?,
             AMQPClass::Basic(B::Ack(a)) => {
-                let ch = self.chan(id)?;
+                let ch = self.channels.get_mut(&id).expect("checked by method");
                 for (tag, h) in take_tags(ch, a.delivery_tag, a.multiple)? {
                     if ch.tx_mode {
                         ch.deferred.push((tag, h));
                     } else {
-                        h.settle();
+                        h.settle(&mut self.settling);
                     }
                 }
             }
             AMQPClass::Basic(B::Reject(r)) => {
-                let ch = self.chan(id)?;
+                let ch = self.channels.get_mut(&id).expect("checked by method");
                 for (_, h) in take_tags(ch, r.delivery_tag, false)? {
-                    reject(h, r.requeue);
+                    reject(h, r.requeue, &mut self.settling);
                 }
             }
             AMQPClass::Basic(B::Nack(n)) => {
-                let ch = self.chan(id)?;
+                let ch = self.channels.get_mut(&id).expect("checked by method");
                 for (_, h) in take_tags(ch, n.delivery_tag, n.multiple)? {
-                    reject(h, n.requeue);
+                    reject(h, n.requeue, &mut self.settling);
                 }
             }
             AMQPClass::Basic(B::Recover(_)) | AMQPClass::Basic(B::RecoverAsync(_)) => {
@@ -483,7 +499,7 @@ impl Conn {
                     for (_, mut h) in deferred {
                         if let Some(r) = h.tx.take() {
                             t.get_or_insert_with(|| qm.begin())
-                                .absorb(r)
+                                .absorb(&r)
                                 .map_err(|e| Failure::engine(&e))?;
                         }
                         settled.push(h);
@@ -609,9 +625,26 @@ impl Conn {
             properties: Default::default(),
         });
         let msg = map::to_message(&header.properties, p.body);
-        let routing = p.method.routing_key.as_str().to_owned();
-        match self.open_queue(&routing, Right::Send) {
-            Ok((queue, _)) => self.chan(id)?.outbound.push(Outbound { queue, msg, seq }),
+        let routing = p.method.routing_key.as_str();
+        // A publisher sends to the same queue again and again: its handle is kept (until the
+        // queue is deleted) rather than the name parsed, checked and looked up each time.
+        let ch = self.chan(id)?;
+        let cached = ch
+            .route
+            .as_ref()
+            .filter(|(name, q)| name == routing && !q.is_deleted())
+            .map(|(_, q)| q.clone());
+        let opened = match cached {
+            Some(q) => Ok(q),
+            None => self.open_queue(routing, Right::Send).map(|(q, _)| {
+                if let Some(ch) = self.channels.get_mut(&id) {
+                    ch.route = Some((routing.to_owned(), q.clone()));
+                }
+                q
+            }),
+        };
+        match opened {
+            Ok(queue) => self.chan(id)?.outbound.push(Outbound { queue, msg, seq }),
             // No such queue: the default exchange routes nowhere; a mandatory publish comes
             // back, as RabbitMQ does.
             Err(f) if f.code == code::NOT_FOUND => {
@@ -640,14 +673,23 @@ impl Conn {
         Ok(())
     }
 
+    /// Confirms publishes up to `seq` once every publish logged before them is durable.
     fn confirm(&mut self, id: u16, seq: u64) {
-        self.send(
-            id,
-            AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
-                delivery_tag: seq,
-                multiple: true,
-            })),
-        );
+        self.owe(Vec::new(), Some((id, seq)));
+    }
+
+    /// Hands logged steps, and the confirm they owe, to `unconfirmed`; with nothing waiting
+    /// there, a confirm that needs no record goes out at once.
+    pub(crate) fn owe(
+        &mut self,
+        steps: Vec<mqcore::step::deferred::Deferred>,
+        confirm: Option<(u16, u64)>,
+    ) {
+        if steps.is_empty() && self.unconfirmed.is_empty() {
+            self.confirmed(confirm.map(|c| (c, true)).into_iter().collect());
+        } else if !steps.is_empty() || confirm.is_some() {
+            self.unconfirmed.push(Logged { steps, confirm });
+        }
     }
 
     /// Sends the gathered publishes of channel `id`, in order: runs of one queue as one batch
@@ -668,24 +710,35 @@ impl Conn {
                 _ => runs.push((o.queue, vec![o.msg])),
             }
         }
+        // Outside a transaction, each run's step is logged without waiting for the disk: the
+        // connection reads on, and the confirm waits in `unconfirmed` for the record.
+        let mut steps = Vec::new();
+        let mut failed = None;
         for (q, msgs) in runs {
             let transactional = q.is_transactional();
-            let results = if ch.tx_mode && transactional {
+            let results: Vec<mqcore::Result<_>> = if ch.tx_mode && transactional {
                 let t = ch.tx.get_or_insert_with(|| self.qm.begin());
                 msgs.into_iter().map(|m| q.send(m, Tx::In(t))).collect()
             } else {
                 let arg = if transactional { Tx::Single } else { Tx::None };
-                tokio::task::spawn_blocking(move || q.send_batch(msgs, arg))
-                    .await
-                    .map_err(|e| Failure::channel(code::INTERNAL_ERROR, e.to_string()))?
+                let (results, logged) = mqcore::step::deferred::collect(|| match blocking_hook() {
+                    Some(hook) => mqcore::blocking::with_hook(hook, || q.send_batch(msgs, arg)),
+                    None => q.send_batch(msgs, arg),
+                });
+                steps.extend(logged);
+                results
             };
             if let Some(e) = results.into_iter().find_map(Result::err) {
-                return Err(Failure::engine(&e));
+                failed = Some(Failure::engine(&e));
+                break;
             }
         }
-        if let Some(seq) = last_seq {
-            self.confirm(id, seq);
-        }
-        Ok(())
+        let confirm = if failed.is_none() {
+            last_seq.map(|seq| (id, seq))
+        } else {
+            None
+        };
+        self.owe(steps, confirm);
+        failed.map_or(Ok(()), Err)
     }
 }

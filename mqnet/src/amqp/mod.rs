@@ -13,6 +13,7 @@
 
 mod conn;
 mod consume;
+mod durable;
 mod map;
 mod methods;
 mod wire;

@@ -525,7 +525,7 @@ impl Session {
 /// runtime the worker's other connections move to another thread for the wait, and only a call
 /// that really waits pays for that (`mqcore::blocking`). A current-thread runtime cannot hand off;
 /// there the wait blocks the runtime, as any call would.
-fn blocking_hook() -> Option<mqcore::blocking::Hook> {
+pub(crate) fn blocking_hook() -> Option<mqcore::blocking::Hook> {
     fn block_in_place(f: &mut dyn FnMut()) {
         tokio::task::block_in_place(f)
     }
