@@ -549,24 +549,47 @@ impl Conn {
     /// Sends the confirms of publishes now durable (a nack where the log failed), each covering
     /// every earlier publish of its channel.
     pub(crate) fn confirmed(&mut self, done: Vec<((u16, u64), bool)>) {
+        // Confirms are cumulative: of a run of acks on one channel only the last goes out (a
+        // pipelining publisher then reads one frame per batch, not one per publish).
+        let mut acks: Vec<(u16, u64)> = Vec::new();
         for ((id, seq), ok) in done {
-            if self.channels.get(&id).is_none_or(|c| c.closing) {
+            let pending = acks.iter().position(|&(c, _)| c == id);
+            if ok {
+                match pending {
+                    Some(i) => acks[i].1 = seq,
+                    None => acks.push((id, seq)),
+                }
                 continue;
             }
-            let m = if ok {
-                basic::AMQPMethod::Ack(basic::Ack {
-                    delivery_tag: seq,
-                    multiple: true,
-                })
-            } else {
-                basic::AMQPMethod::Nack(basic::Nack {
-                    delivery_tag: seq,
-                    multiple: true,
-                    requeue: false,
-                })
-            };
-            self.send(id, AMQPClass::Basic(m));
+            if let Some(i) = pending {
+                let (c, s) = acks.remove(i);
+                self.confirm_one(c, s, true);
+            }
+            self.confirm_one(id, seq, false);
         }
+        for (c, s) in acks {
+            self.confirm_one(c, s, true);
+        }
+    }
+
+    /// Acks (or nacks) every publish of channel `id` up to `seq`, if the channel is still open.
+    fn confirm_one(&mut self, id: u16, seq: u64, ok: bool) {
+        if self.channels.get(&id).is_none_or(|c| c.closing) {
+            return;
+        }
+        let m = if ok {
+            basic::AMQPMethod::Ack(basic::Ack {
+                delivery_tag: seq,
+                multiple: true,
+            })
+        } else {
+            basic::AMQPMethod::Nack(basic::Nack {
+                delivery_tag: seq,
+                multiple: true,
+                requeue: false,
+            })
+        };
+        self.send(id, AMQPClass::Basic(m));
     }
 
     pub(crate) fn channel_max(&self) -> u16 {

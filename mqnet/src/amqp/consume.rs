@@ -36,7 +36,7 @@ impl Delivery {
         Held {
             queue: self.queue,
             tx: self.held,
-            copy: (!transactional).then_some(self.msg),
+            copy: (!transactional).then(|| Box::new(self.msg)),
             _permit: self.permit,
         }
         .requeue();
@@ -50,7 +50,7 @@ pub(super) struct Held {
     pub(super) tx: Option<Transaction>,
     /// The message itself, from a non-transactional queue (already removed): requeue sends it
     /// again.
-    copy: Option<Message>,
+    copy: Option<Box<Message>>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -160,7 +160,7 @@ impl Conn {
                         tag,
                         Held {
                             queue: q.clone(),
-                            copy: (!transactional).then(|| msg.clone()),
+                            copy: (!transactional).then(|| Box::new(msg.clone())),
                             tx: held,
                             _permit: None,
                         },
@@ -205,7 +205,7 @@ impl Conn {
         let transactional = d.held.is_some();
         let held = Held {
             queue: d.queue,
-            copy: (!transactional && !d.no_ack).then(|| d.msg.clone()),
+            copy: (!transactional && !d.no_ack).then(|| Box::new(d.msg.clone())),
             tx: d.held,
             _permit: d.permit,
         };

@@ -16,6 +16,7 @@ mod consume;
 mod durable;
 mod map;
 mod methods;
+mod publish;
 mod wire;
 
 use std::future::Future;
