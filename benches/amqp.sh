@@ -11,27 +11,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}; COUNT=${COUNT:-400000}; SECS=${SECS:-15}; PORT=${PORT:-18011}
-cargo build --release --quiet
-M=$PWD/target/release/mqemu
-WORK=$(mktemp -d /tmp/mqemu-amqp-bench.XXXXXX)
-PID=
-cleanup() {
-  [ -z "$PID" ] || kill "$PID" 2>/dev/null || true
-  if [ -n "${RABBIT:-}" ]; then RABBIT_DIR=$WORK/rabbit bash ../shared/peers/rabbit_ctl.sh stop >/dev/null 2>&1 || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. benches/common.sh
+bench_setup amqp
 
 RUST_LOG=warn "$M" serve --data "$WORK/data" --listen "127.0.0.2:$PORT" --amqp "127.0.0.2:5672" \
   > "$WORK/serve.log" 2>&1 &
-PID=$!
-for _ in $(seq 1 100); do "$M" stats --server "127.0.0.2:$PORT" >/dev/null 2>&1 && break; sleep 0.1; done
+PIDS+=($!)
+wait_for_server "127.0.0.2:$PORT"
 
 TARGETS=(--target 'amqp://guest:guest@127.0.0.2:5672/%2f' --target "mqemu://127.0.0.2:$PORT")
-if [ -z "${NO_RABBIT:-}" ] && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
-  RABBIT=1
-  mkdir -p "$WORK/rabbit"
-  RABBIT_DIR=$WORK/rabbit bash ../shared/peers/rabbit_ctl.sh start >/dev/null
+if want_rabbit; then
+  start_rabbit
   TARGETS+=(--target 'amqp://guest:guest@127.0.0.1:5672/%2f')
 fi
 "$M" bench "${TARGETS[@]}" --rounds "$ROUNDS" --mode transactional --window 100 --size 1024 \

@@ -10,16 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}; COUNT=${COUNT:-400000}; SECS=${SECS:-15}; PORT=${PORT:-18010}
-cargo build --release --quiet
-M=$PWD/target/release/mqemu
-WORK=$(mktemp -d /tmp/mqemu-transfer-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [ -n "${RABBIT:-}" ]; then RABBIT_DIR=$WORK/rabbit bash ../shared/peers/rabbit_ctl.sh stop >/dev/null 2>&1 || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. benches/common.sh
+bench_setup transfer
 
 for s in a:127.0.0.2 b:127.0.0.3; do
   name=${s%%:*}; ip=${s#*:}
@@ -27,16 +19,11 @@ for s in a:127.0.0.2 b:127.0.0.3; do
   RUST_LOG=warn "$M" serve --config "$WORK/$name.toml" > "$WORK/$name.log" 2>&1 &
   PIDS+=($!)
 done
-for ip in 127.0.0.2 127.0.0.3; do
-  for _ in $(seq 1 100); do "$M" stats --server "$ip:$PORT" >/dev/null 2>&1 && break; sleep 0.1; done
-done
+for ip in 127.0.0.2 127.0.0.3; do wait_for_server "$ip:$PORT"; done
 
 TARGETS=(--target "mqemu://127.0.0.2:$PORT" --target "mqemu://127.0.0.2:$PORT?to=127.0.0.3")
-if [ -z "${NO_RABBIT:-}" ] && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
-  RABBIT=1
-  mkdir -p "$WORK/rabbit"
-  echo '[rabbitmq_shovel].' > "$WORK/rabbit/enabled_plugins"
-  RABBIT_DIR=$WORK/rabbit bash ../shared/peers/rabbit_ctl.sh start >/dev/null
+if want_rabbit; then
+  start_rabbit rabbitmq_shovel
   # The queues are the bench's own (it declares and purges them); the shovel moves the
   # producers' queue to the consumers', confirming each message before acknowledging it.
   (. ../shared/peers/rabbit_env.sh 2>/dev/null; RABBIT_DIR=$WORK/rabbit

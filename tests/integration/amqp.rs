@@ -17,7 +17,7 @@ use mqemu::{Message, QueueManager, Tx};
 use mqnet::amqp::{AmqpConfig, AmqpServer};
 
 /// An AMQP listener on 127.0.0.1 for `qm`; dropping the sender stops it.
-async fn serve(
+pub(super) async fn serve(
     qm: QueueManager,
     config: AmqpConfig,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
@@ -75,7 +75,16 @@ async fn pika_gets_amqp_semantics_with_msmq_underneath() {
     assert!(text.contains("all checks passed"), "{text}");
 }
 
-async fn open(
+/// A single-message transactional receive from `path` through MSMQ's own API, waiting up to 5 s.
+pub(super) async fn receive_within_5s(qm: &QueueManager, path: &'static str) -> Message {
+    let qm = qm.clone();
+    tokio::task::spawn_blocking(move || qm.receive(path, Duration::from_secs(5), Tx::Single))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+pub(super) async fn open(
     addr: SocketAddr,
     user: &str,
     pass: &str,
@@ -117,13 +126,7 @@ async fn messages_cross_between_amqp_and_msmqs_own_api() {
     .await
     .unwrap();
     let path = r".\private$\crossing";
-    let got = {
-        let qm = qm.clone();
-        tokio::task::spawn_blocking(move || qm.receive(path, Duration::from_secs(5), Tx::Single))
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let got = receive_within_5s(&qm, path).await;
     assert_eq!(got.label, "from AMQP");
     assert_eq!(got.app_specific, 7);
     assert_eq!(got.body_type, 8);
@@ -163,13 +166,7 @@ async fn messages_cross_between_amqp_and_msmqs_own_api() {
         .is_err_and(|e| e.code() == mqemu::ErrorCode::IoTimeout));
     drop(ok);
     conn.close().await.unwrap();
-    let back = {
-        let qm = qm.clone();
-        tokio::task::spawn_blocking(move || qm.receive(path, Duration::from_secs(5), Tx::Single))
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let back = receive_within_5s(&qm, path).await;
     assert_eq!(&back.body[..], b"from MSMQ");
     assert_eq!(back.abort_count(), 1);
 

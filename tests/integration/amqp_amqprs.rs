@@ -15,21 +15,13 @@ use amqprs::channel::{
     BasicPublishArguments, BasicQosArguments, BasicRejectArguments, Channel,
     ConfirmSelectArguments, QueueDeclareArguments,
 };
-use amqprs::connection::{Connection, OpenConnectionArguments};
+use amqprs::connection::Connection;
 use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, Nack, Return};
 use mqemu::QueueManager;
-use mqnet::amqp::{AmqpConfig, AmqpServer};
+use mqnet::amqp::AmqpConfig;
 
 async fn serve(qm: QueueManager) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let server = AmqpServer::bind("127.0.0.1:0", qm, AmqpConfig::default())
-        .await
-        .unwrap();
-    let addr = server.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
+    super::amqp::serve(qm, AmqpConfig::default()).await
 }
 
 /// What the server told a channel on its own: confirms and the reply code it closed with.
@@ -133,14 +125,7 @@ async fn amqprs_gets_amqp_semantics_with_msmq_underneath() {
     let dir = tempfile::tempdir().unwrap();
     let qm = QueueManager::builder().open(dir.path()).unwrap();
     let (addr, _stop) = serve(qm.clone()).await;
-    let conn = Connection::open(&OpenConnectionArguments::new(
-        "127.0.0.1",
-        addr.port(),
-        "guest",
-        "guest",
-    ))
-    .await
-    .unwrap();
+    let conn = super::amqp::open(addr, "guest", "guest").await.unwrap();
     let (ch, _) = channel(&conn).await;
     ch.queue_declare(QueueDeclareArguments::durable_client_named("work"))
         .await
@@ -291,14 +276,7 @@ async fn a_consumer_without_prefetch_stops_while_its_deliveries_back_up() {
         .map(|i| mqemu::Message::new(format!("m{i}")))
         .collect();
     q.send_batch(batch, mqemu::Tx::Single);
-    let conn = Connection::open(&OpenConnectionArguments::new(
-        "127.0.0.1",
-        addr.port(),
-        "guest",
-        "guest",
-    ))
-    .await
-    .unwrap();
+    let conn = super::amqp::open(addr, "guest", "guest").await.unwrap();
     let (ch, _) = channel(&conn).await;
     let mut args = BasicConsumeArguments::new("many", "c1");
     args.manual_ack(true);

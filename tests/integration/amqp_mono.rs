@@ -159,13 +159,7 @@ async fn messages_cross_between_system_messaging_and_the_rust_client() {
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
         .collect();
     let path = r".\private$\to_rust";
-    let got = {
-        let qm = qm.clone();
-        tokio::task::spawn_blocking(move || qm.receive(path, Duration::from_secs(5), Tx::Single))
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let got = super::amqp::receive_within_5s(&qm, path).await;
     assert_eq!(got.label, "mono label");
     assert_eq!(got.app_specific, 5);
     assert_eq!(&got.body[..], &sent[..]);
