@@ -785,6 +785,27 @@ fn an_absorbed_transaction_is_decided_with_the_one_that_took_it_over() {
 }
 
 #[test]
+fn a_released_receive_goes_back_uncounted() {
+    let qm = qm();
+    let q = qm
+        .create_queue(r".\private$\q", QueueProps::transactional())
+        .unwrap();
+    for b in ["a", "b"] {
+        q.send(Message::new(b), Tx::Single).unwrap();
+    }
+    let t = qm.begin();
+    assert_eq!(body(&q.receive(NOW, Tx::In(&t)).unwrap()), "a");
+    t.release();
+    let again = q.peek(NOW).unwrap();
+    assert_eq!(body(&again), "a", "back at its place");
+    assert_eq!(again.abort_count(), 0, "a release is not an abort");
+    let t = qm.begin();
+    q.receive(NOW, Tx::In(&t)).unwrap();
+    t.abort();
+    assert_eq!(q.peek(NOW).unwrap().abort_count(), 1);
+}
+
+#[test]
 fn abort_restores_original_position_and_counts_aborts() {
     let qm = qm();
     let q = qm

@@ -136,8 +136,8 @@ impl Inner {
     /// Aborts a transaction's held messages: each store gets all of its messages back at their
     /// positions first and hands them out once, so a waiting receiver gets the head of the
     /// queue. Messages whose queue was deleted meanwhile, or whose time-to-be-received ran out
-    /// while they were held, go where such messages go.
-    pub(crate) fn abort(self: &Arc<Self>, held: Vec<HeldMessage>) {
+    /// while they were held, go where such messages go. `counted` raises their abort counts.
+    pub(crate) fn abort(self: &Arc<Self>, held: Vec<HeldMessage>, counted: bool) {
         let mut groups: Vec<(Arc<Store>, Vec<LookupId>)> = Vec::new();
         for h in held {
             match groups.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &h.store)) {
@@ -151,7 +151,7 @@ impl Inner {
                 let mut s = store.lock();
                 let deleted: Vec<Message> = lookups
                     .into_iter()
-                    .filter_map(|l| s.restore(l, true))
+                    .filter_map(|l| s.restore(l, counted))
                     .collect();
                 s.expire(|| now);
                 s.dispatch();

@@ -303,12 +303,20 @@ impl Transaction {
         Ok(())
     }
 
-    /// Aborts: staged messages are dropped and received messages go back where they were.
+    /// Aborts: staged messages are dropped and received messages go back where they were, their
+    /// abort count raised (`PROPID_M_ABORT_COUNT`).
     pub fn abort(self) {
-        self.abort_in_place();
+        self.abort_in_place(true);
     }
 
-    fn abort_in_place(&self) {
+    /// Aborts as if its receives had never happened: for a host that took messages under this
+    /// transaction and handed them to nobody (a prefetch given back unseen), so they return to
+    /// their places without their abort count raised. Otherwise as [`Transaction::abort`].
+    pub fn release(self) {
+        self.abort_in_place(false);
+    }
+
+    fn abort_in_place(&self, counted: bool) {
         let mut state = self.shared.lock();
         if state.phase == Phase::Done {
             return;
@@ -327,7 +335,7 @@ impl Transaction {
                     held = eff.claims;
                 }
                 qm.finished(&self.shared.kind);
-                qm.abort(held)
+                qm.abort(held, counted)
             }
             // The queue manager is gone, and its queues with it; nothing is left to restore.
             None => drop(held),
@@ -337,6 +345,6 @@ impl Transaction {
 
 impl Drop for Transaction {
     fn drop(&mut self) {
-        self.abort_in_place();
+        self.abort_in_place(true);
     }
 }

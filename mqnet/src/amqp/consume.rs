@@ -29,17 +29,20 @@ pub(crate) struct Delivery {
 }
 
 impl Delivery {
-    /// Gives back a delivery nobody will see: a transactional receive aborts; a
-    /// non-transactional message was already removed and is sent again.
+    /// Gives back a delivery nobody will see: a transactional receive is released, its message
+    /// back at its place with its abort count unchanged (nobody saw it, so nothing aborted); a
+    /// message already removed (non-transactional, or without acknowledgement) is sent again.
     fn give_back(self) {
-        let transactional = self.held.is_some();
-        Held {
-            queue: self.queue,
-            tx: self.held,
-            copy: (!transactional).then(|| Box::new(self.msg)),
-            _permit: self.permit,
+        match self.held {
+            Some(t) => t.release(),
+            None => Held {
+                queue: self.queue,
+                tx: None,
+                copy: Some(Box::new(self.msg)),
+                _permit: self.permit,
+            }
+            .requeue(),
         }
-        .requeue();
     }
 }
 
