@@ -1,8 +1,8 @@
 //! The AMQP face against clients nobody here wrote: pika (Python, Debian's python3-pika) runs
 //! tests/amqp/pika_semantics.py (publish, get, consume, ack, reject and requeue order, tx commit
 //! and rollback, confirms, refusals), and amqprs (Rust) checks what crosses between AMQP and
-//! MSMQ's own API. Bad input: garbage after the protocol header, an oversized frame, a wrong
-//! password, each ending only its own connection.
+//! MSMQ's own API. Bad input: garbage after the protocol header, an oversized frame, a method
+//! on a channel never opened, a wrong password, each ending only its own connection.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -254,6 +254,20 @@ async fn bad_input_ends_only_its_own_connection() {
         String::from_utf8_lossy(&big)
     );
 
+    // A method on a channel that was never opened: CHANNEL_ERROR (504) closes that connection.
+    let unopened = tokio::task::spawn_blocking(move || {
+        use amq_protocol_frames::*;
+        raw_handshake_then(addr, &qos_on_channel(7))
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&unopened);
+    assert!(text.contains("channel 7 is not open"), "{text}");
+    assert!(
+        unopened.windows(6).any(|w| w == [0, 10, 0, 50, 0x01, 0xF8]),
+        "connection.close with 504: {text}"
+    );
+
     ch.basic_publish(
         BasicProperties::default(),
         b"still here".to_vec(),
@@ -323,6 +337,15 @@ mod amq_protocol_frames {
         let mut f = vec![3u8, 0, 1];
         f.extend_from_slice(&(1u32 << 20).to_be_bytes());
         f
+    }
+
+    /// basic.qos (prefetch 1) on channel `id`.
+    pub(super) fn qos_on_channel(id: u16) -> Vec<u8> {
+        let mut qos = vec![0, 60, 0, 10];
+        qos.extend_from_slice(&0u32.to_be_bytes());
+        qos.extend_from_slice(&1u16.to_be_bytes());
+        qos.push(0);
+        frame(1, id, &qos)
     }
 
     pub(super) fn raw_handshake_then(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
