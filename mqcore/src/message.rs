@@ -395,6 +395,26 @@ impl Message {
         self
     }
 
+    /// A new message with this one's sender properties (body, label, body type, correlation id,
+    /// app-specific value, priority, delivery, response and admin queues, acknowledgement level,
+    /// journal flags, extension) and none of what a send stamps: what a host sends to move or
+    /// requeue a message it already removed.
+    pub fn sender_copy(&self) -> Message {
+        let mut copy = Message::new(self.body.clone());
+        copy.label = self.label.clone();
+        copy.body_type = self.body_type;
+        copy.correlation_id = self.correlation_id;
+        copy.app_specific = self.app_specific;
+        copy.priority = self.priority;
+        copy.delivery = self.delivery;
+        copy.response_queue = self.response_queue.clone();
+        copy.admin_queue = self.admin_queue.clone();
+        copy.acknowledge = self.acknowledge;
+        copy.journal = self.journal;
+        copy.extension = self.extension.clone();
+        copy
+    }
+
     /// `PROPID_M_MSGID`.
     pub fn id(&self) -> MessageId {
         self.id

@@ -63,13 +63,7 @@ impl Held {
     pub(super) fn requeue(self) {
         drop(self.tx);
         if let Some(m) = self.copy {
-            let mut again = Message::new(m.body.clone());
-            again.label = m.label.clone();
-            again.correlation_id = m.correlation_id;
-            again.app_specific = m.app_specific;
-            again.priority = m.priority;
-            again.delivery = m.delivery;
-            again.body_type = m.body_type;
+            let again = m.sender_copy();
             let tx = if self.queue.is_transactional() {
                 Tx::Single
             } else {

@@ -114,18 +114,7 @@ pub(super) async fn requeue_message(
     }
     caller.check(Right::Send, &dest.to_string())?;
     let to = state.qm.open_name(&dest)?;
-    let mut copy = Message::new(m.body.clone());
-    copy.label = m.label.clone();
-    copy.body_type = m.body_type;
-    copy.correlation_id = m.correlation_id;
-    copy.app_specific = m.app_specific;
-    copy.priority = m.priority;
-    copy.delivery = m.delivery;
-    copy.response_queue = m.response_queue.clone();
-    copy.admin_queue = m.admin_queue.clone();
-    copy.acknowledge = m.acknowledge;
-    copy.journal = m.journal;
-    copy.extension = m.extension.clone();
+    let copy = m.sender_copy();
     let id = engine(|| -> Result<MessageId, Error> {
         if m.is_transactional() && from.is_transactional() {
             let t = state.qm.begin();
