@@ -173,6 +173,12 @@ async fn messages_cross_between_system_messaging_and_the_rust_client() {
     m.label = "rust label".into();
     m.correlation_id = Some(got.id());
     qm.send(r".\private$\from_rust", m, Tx::Single).unwrap();
+    // Messages behind it: Mono's receive consumes, keeps the first and closes, and the ones
+    // pushed to it meanwhile come back with their abort counts untouched, as MSMQ leaves them.
+    for i in 0..20 {
+        let later = Message::new(format!("later {i}").into_bytes());
+        qm.send(r".\private$\from_rust", later, Tx::Single).unwrap();
+    }
     let out = mono(
         exe,
         addr,
@@ -183,5 +189,15 @@ async fn messages_cross_between_system_messaging_and_the_rust_client() {
         out.contains(&format!("ok received rust label {}", got.id())),
         "the correlation id arrives as MSMQ writes it:\n{out}"
     );
-    assert_eq!(qm.open(r".\private$\from_rust").unwrap().len().unwrap(), 0);
+    let rest = qm
+        .open(r".\private$\from_rust")
+        .unwrap()
+        .messages()
+        .unwrap();
+    assert_eq!(rest.len(), 20);
+    assert!(
+        rest.iter().all(|m| m.abort_count() == 0),
+        "a System.Messaging receive raised other messages' abort counts: {:?}",
+        rest.iter().map(|m| m.abort_count()).collect::<Vec<_>>()
+    );
 }

@@ -40,6 +40,7 @@ impl Delivery {
                 tx: None,
                 copy: Some(Box::new(self.msg)),
                 _permit: self.permit,
+                rolled_back: false,
             }
             .requeue(),
         }
@@ -55,13 +56,32 @@ pub(super) struct Held {
     /// again.
     copy: Option<Box<Message>>,
     _permit: Option<OwnedSemaphorePermit>,
+    /// Acknowledged in a `tx.select` transaction that was then rolled back: its receive was
+    /// part of an aborted transaction, whatever gives it back.
+    pub(super) rolled_back: bool,
 }
 
 impl Held {
     /// Gives the message back: its receive aborted (back at its place, abort count raised), or,
     /// from a non-transactional queue, sent again.
     pub(super) fn requeue(self) {
-        drop(self.tx);
+        self.give_back(true);
+    }
+
+    /// Gives the message back when its channel ends without an acknowledgement. For Mono's
+    /// provider (the 0-8 dialect) that is how System.Messaging peeks and receives by id: it
+    /// consumes and closes, and MSMQ raises no other message's abort count for those, so the
+    /// receive is released uncounted, unless an aborted transaction had acknowledged it.
+    pub(super) fn return_on_close(self, dialect: Dialect) {
+        let counted = dialect != Dialect::V08 || self.rolled_back;
+        self.give_back(counted);
+    }
+
+    fn give_back(self, counted: bool) {
+        match self.tx {
+            Some(t) if !counted => t.release(),
+            t => drop(t),
+        }
         if let Some(m) = self.copy {
             let again = m.sender_copy();
             let tx = if self.queue.is_transactional() {
@@ -160,6 +180,7 @@ impl Conn {
                             copy: (!transactional).then(|| Box::new(msg.clone())),
                             tx: held,
                             _permit: None,
+                            rolled_back: false,
                         },
                     );
                 }
@@ -205,6 +226,7 @@ impl Conn {
             copy: (!transactional && !d.no_ack).then(|| Box::new(d.msg.clone())),
             tx: d.held,
             _permit: d.permit,
+            rolled_back: false,
         };
         let ch = self.channels.get_mut(&d.channel).expect("checked above");
         ch.next_tag += 1;

@@ -54,8 +54,9 @@ impl Conn {
         }
         self.drain_deliveries();
         for (_, h) in std::mem::take(&mut ch.unacked) {
-            h.requeue();
+            h.return_on_close(self.dialect);
         }
+        // Acknowledged in a transaction that never committed: that transaction aborts.
         for (_, h) in std::mem::take(&mut ch.deferred) {
             h.requeue();
         }
@@ -489,8 +490,12 @@ impl Conn {
                     self.send(id, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
                 } else {
                     drop(t);
-                    // Acknowledgements rolled back: those deliveries are unacknowledged again.
-                    ch.unacked.extend(deferred);
+                    // Acknowledgements rolled back: those deliveries are unacknowledged again,
+                    // received in a transaction that aborted.
+                    ch.unacked.extend(deferred.into_iter().map(|(tag, mut h)| {
+                        h.rolled_back = true;
+                        (tag, h)
+                    }));
                     self.send(
                         id,
                         AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
