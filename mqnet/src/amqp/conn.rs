@@ -214,12 +214,6 @@ pub(crate) async fn serve(
     let end: Result<(), Failure> = loop {
         // One write for everything the frames already read and the deliveries already handed
         // over produce (a pipelining peer costs one system call per batch, not per frame).
-        for _ in 0..256 {
-            match conn.delivered.try_recv() {
-                Ok(d) => conn.deliver(d),
-                Err(_) => break,
-            }
-        }
         if !conn.out.is_empty() && (!reader.has_frame() || conn.out.len() >= 64 * 1024) {
             let out = std::mem::take(&mut conn.out);
             if wr.write_all(&out).await.is_err() {
@@ -259,7 +253,22 @@ pub(crate) async fn serve(
                     )),
                 }
             }
-            Some(d) = conn.delivered.recv() => conn.deliver(d),
+            Some(d) = conn.delivered.recv() => {
+                // Deliveries under a prefetch limit that are already waiting go out with it, in
+                // one write. A consumer without one (Mono's provider keeps the first delivery
+                // and cancels) gets one per turn, so the client's cancel is read before a burst
+                // it would only hand back.
+                let mut limited = d.is_limited();
+                conn.deliver(d);
+                for _ in 0..255 {
+                    if !limited {
+                        break;
+                    }
+                    let Ok(d) = conn.delivered.try_recv() else { break };
+                    limited = d.is_limited();
+                    conn.deliver(d);
+                }
+            }
             done = conn.unconfirmed.next(), if !conn.unconfirmed.is_empty() => conn.confirmed(done),
             _ = beat.tick(), if heartbeat.is_some() => {
                 let hb = heartbeat.unwrap_or_default();

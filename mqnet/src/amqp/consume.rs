@@ -29,6 +29,11 @@ pub(crate) struct Delivery {
 }
 
 impl Delivery {
+    /// Whether its consumer has a prefetch limit (`basic.qos`).
+    pub(crate) fn is_limited(&self) -> bool {
+        self.permit.is_some()
+    }
+
     /// Gives back a delivery nobody will see: a transactional receive is released, its message
     /// back at its place with its abort count unchanged (nobody saw it, so nothing aborted); a
     /// message already removed (non-transactional, or without acknowledgement) is sent again.
