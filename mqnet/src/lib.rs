@@ -33,6 +33,7 @@ pub mod http_action;
 pub mod names;
 pub mod proto;
 pub mod server;
+mod steps;
 pub mod tls;
 pub mod transfer;
 

@@ -19,12 +19,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use super::consume::Delivery;
-use super::durable::Unconfirmed;
 use super::methods::Channel;
 use super::wire::{self, Dialect, FrameReader, ReadError};
 use super::AmqpConfig;
 use crate::auth::Principal;
-use crate::server::blocking_hook;
+use crate::steps::{engine, UntilDurable};
 
 /// AMQP's reply codes (the specification's constants).
 pub(crate) mod code {
@@ -91,6 +90,9 @@ impl Failure {
     }
 }
 
+/// A publisher confirm owed: channel, and the sequence number it covers up to.
+pub(crate) type Confirm = (u16, u64);
+
 /// What a connection knows once it is open.
 pub(crate) struct Conn {
     pub(crate) qm: QueueManager,
@@ -108,8 +110,9 @@ pub(crate) struct Conn {
     /// Acknowledged receives not yet committed: committed together, as one transaction, once
     /// the frames that arrived together have run ([`Conn::settle`]).
     pub(crate) settling: Vec<mqcore::Transaction>,
-    /// Publishes logged but not yet durable, with the confirms they owe.
-    pub(crate) unconfirmed: Unconfirmed,
+    /// Steps logged but not yet durable (publishes, acknowledged receives), with the publisher
+    /// confirm each owes, if any.
+    pub(crate) unconfirmed: UntilDurable<Option<Confirm>>,
 }
 
 impl Conn {
@@ -455,7 +458,7 @@ async fn handshake(
         deliveries,
         delivered,
         settling: Vec::new(),
-        unconfirmed: Unconfirmed::default(),
+        unconfirmed: UntilDurable::default(),
     };
     Ok((conn, reader, heartbeat))
 }
@@ -532,38 +535,34 @@ impl Conn {
             return;
         };
         let commit = move || {
-            let mut alone = Vec::new();
             for t in txs {
                 if let Err(e) = first.absorb(&t) {
                     // Not expected (all are this queue manager's internal transactions): it
                     // commits on its own.
                     tracing::warn!(error = %e, "an acknowledged receive could not join the batch");
-                    alone.push(t);
+                    if let Err(e) = t.commit() {
+                        tracing::warn!(error = %e, "an acknowledged receive did not commit");
+                    }
                 }
             }
-            alone.push(first);
-            for t in alone {
-                if let Err(e) = t.commit() {
-                    tracing::warn!(error = %e, "acknowledged receives did not commit");
-                }
+            if let Err(e) = first.commit() {
+                tracing::warn!(error = %e, "acknowledged receives did not commit");
             }
         };
-        let ((), steps) = mqcore::step::deferred::collect(|| match blocking_hook() {
-            Some(hook) => mqcore::blocking::with_hook(hook, commit),
-            None => commit(),
-        });
+        let ((), steps) = engine(|| mqcore::step::deferred::collect(commit));
         self.owe(steps, None);
     }
 
     /// Sends the confirms of publishes now durable (a nack where the log failed), each covering
     /// every earlier publish of its channel.
-    pub(crate) fn confirmed(&mut self, done: Vec<((u16, u64), bool)>) {
+    pub(crate) fn confirmed(&mut self, done: Vec<(Option<Confirm>, mqcore::Result<()>)>) {
         // Confirms are cumulative: of a run of acks on one channel only the last goes out (a
         // pipelining publisher then reads one frame per batch, not one per publish).
         let mut acks: Vec<(u16, u64)> = Vec::new();
-        for ((id, seq), ok) in done {
+        for (confirm, result) in done {
+            let Some((id, seq)) = confirm else { continue };
             let pending = acks.iter().position(|&(c, _)| c == id);
-            if ok {
+            if result.is_ok() {
                 match pending {
                     Some(i) => acks[i].1 = seq,
                     None => acks.push((id, seq)),

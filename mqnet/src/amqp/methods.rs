@@ -48,7 +48,13 @@ impl Conn {
         let Some(mut ch) = self.channels.remove(&id) else {
             return;
         };
-        self.unconfirmed.forget_channel(id);
+        // Its logged publishes still finish, but owe no confirm: a channel opened later under
+        // the same number must not receive one.
+        for c in self.unconfirmed.items_mut() {
+            if c.is_some_and(|(ch, _)| ch == id) {
+                *c = None;
+            }
+        }
         for (_, c) in ch.consumers.drain() {
             c.stop().await;
         }

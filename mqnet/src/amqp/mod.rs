@@ -13,7 +13,6 @@
 
 mod conn;
 mod consume;
-mod durable;
 mod map;
 mod methods;
 mod publish;

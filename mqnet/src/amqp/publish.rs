@@ -8,11 +8,10 @@ use amq_protocol::types::ShortString;
 use mqcore::message::Message;
 use mqcore::{Queue, Tx};
 
-use super::conn::{code, Conn, Failure};
-use super::durable::Logged;
+use super::conn::{code, Confirm, Conn, Failure};
 use super::map;
 use crate::auth::Right;
-use crate::server::blocking_hook;
+use crate::steps::engine;
 
 /// MSMQ's largest message body (4 MB).
 const MAX_BODY: u64 = 4 * 1024 * 1024;
@@ -193,12 +192,12 @@ impl Conn {
     pub(crate) fn owe(
         &mut self,
         steps: Vec<mqcore::step::deferred::Deferred>,
-        confirm: Option<(u16, u64)>,
+        confirm: Option<Confirm>,
     ) {
         if steps.is_empty() && self.unconfirmed.is_empty() {
-            self.confirmed(confirm.map(|c| (c, true)).into_iter().collect());
+            self.confirmed(vec![(confirm, Ok(()))]);
         } else if !steps.is_empty() || confirm.is_some() {
-            self.unconfirmed.push(Logged { steps, confirm });
+            self.unconfirmed.push(steps, confirm);
         }
     }
 
@@ -231,10 +230,8 @@ impl Conn {
                 msgs.into_iter().map(|m| q.send(m, Tx::In(t))).collect()
             } else {
                 let arg = if transactional { Tx::Single } else { Tx::None };
-                let (results, logged) = mqcore::step::deferred::collect(|| match blocking_hook() {
-                    Some(hook) => mqcore::blocking::with_hook(hook, || q.send_batch(msgs, arg)),
-                    None => q.send_batch(msgs, arg),
-                });
+                let (results, logged) =
+                    engine(|| mqcore::step::deferred::collect(|| q.send_batch(msgs, arg)));
                 steps.extend(logged);
                 results
             };

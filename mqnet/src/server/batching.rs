@@ -6,12 +6,11 @@
 //! single-message transactions only on a local connection, so the remote-receive rule has
 //! nothing to refuse here.
 
-use std::collections::VecDeque;
-
 use mqcore::{Error, Message, Tx};
 
 use crate::auth::Right;
 use crate::proto::{Request, Response, Select, TxRef};
+use crate::steps::UntilDurable;
 
 use super::dispatch::Step;
 use super::session::{wait_head, Session};
@@ -22,64 +21,28 @@ pub(super) struct Held {
     replies: Vec<(u64, Response)>,
 }
 
-impl Held {
-    /// The step whose record the answers wait for: the batch's last.
-    fn last(&self) -> &mqcore::step::deferred::Deferred {
-        self.logged
-            .iter()
-            .max_by_key(|d| d.lsn())
-            .expect("a held batch logged something")
-    }
-
-    /// Publishes the steps (their records are durable, or the log failed) and gives the answers:
-    /// the replies, or the log's error for every one.
-    fn finish(self) -> Vec<(u64, Response)> {
-        match mqcore::step::deferred::finish_each(self.logged) {
-            Ok(()) => self.replies,
-            Err(e) => self
-                .replies
-                .into_iter()
-                .map(|(id, _)| (id, Response::error(&e)))
-                .collect(),
-        }
-    }
-}
-
-/// A connection's held answers, oldest first, and the wait for the oldest's record. The session
-/// task waits here itself, so the log writer's wake-up reaches the task that writes the answers,
-/// with no task or channel between.
+/// A connection's held answers, oldest first (`crate::steps::UntilDurable`).
 #[derive(Default)]
-pub(super) struct HeldAnswers {
-    queue: VecDeque<Held>,
-    front: Option<mqcore::step::deferred::Durability>,
-}
+pub(super) struct HeldAnswers(UntilDurable<Vec<(u64, Response)>>);
 
 impl HeldAnswers {
     pub(super) fn push(&mut self, h: Held) {
-        self.queue.push_back(h);
+        self.0.push(h.logged, h.replies);
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.0.is_empty()
     }
 
     /// Waits until the oldest held batch can be answered, then answers it and every later one
-    /// that can be too (their records are durable as well). Pending forever while none is held.
+    /// that can be too: the replies, or the log's error for every one. Pending forever while
+    /// none is held.
     pub(super) async fn next(&mut self, out: &mut Vec<(u64, Response)>) {
-        let Some(first) = self.queue.front() else {
-            return std::future::pending().await;
-        };
-        let front = self.front.get_or_insert_with(|| first.last().durable());
-        // A failure shows in `finish`.
-        let _ = front.await;
-        self.front = None;
-        // Records become durable in LSN order: a batch's last one speaks for the batch.
-        while let Some(h) = self.queue.front() {
-            if !h.last().is_durable() {
-                break;
+        for (replies, done) in self.0.next().await {
+            match done {
+                Ok(()) => out.extend(replies),
+                Err(e) => out.extend(replies.into_iter().map(|(id, _)| (id, Response::error(&e)))),
             }
-            let h = self.queue.pop_front().expect("looked at");
-            out.extend(h.finish());
         }
     }
 }

@@ -42,7 +42,6 @@ mod dispatch;
 mod session;
 mod wire;
 
-pub(crate) use session::blocking_hook;
 use session::serve;
 
 /// Limits and access control of a server. The defaults suit a server on loopback.

@@ -29,6 +29,7 @@ use super::batching::HeldAnswers;
 use super::dispatch::Step;
 use super::wire::{End, Rd, Wire, Wr};
 use super::{stopped_signal, Shared};
+use crate::steps::blocking_hook;
 
 /// Serves one connection from handshake to close.
 pub(super) async fn serve(
@@ -519,18 +520,6 @@ impl Session {
             )
         })
     }
-}
-
-/// How an engine call that waits for the disk gets off a runtime worker: on a multi-threaded
-/// runtime the worker's other connections move to another thread for the wait, and only a call
-/// that really waits pays for that (`mqcore::blocking`). A current-thread runtime cannot hand off;
-/// there the wait blocks the runtime, as any call would.
-pub(crate) fn blocking_hook() -> Option<mqcore::blocking::Hook> {
-    fn block_in_place(f: &mut dyn FnMut()) {
-        tokio::task::block_in_place(f)
-    }
-    let flavor = tokio::runtime::Handle::current().runtime_flavor();
-    (flavor == tokio::runtime::RuntimeFlavor::MultiThread).then_some(block_in_place as _)
 }
 
 /// A receive or peek of the first message that waits on its own task.

@@ -24,7 +24,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use base64::Engine as _;
-use mqcore::blocking::{with_hook, Hook, Hooked};
+use mqcore::blocking::Hooked;
 use mqcore::message::{Acknowledge, Delivery, JournalFlags};
 use mqcore::name::QueueRef;
 use mqcore::{
@@ -62,23 +62,9 @@ pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(act_on_outgoing))
 }
 
-/// The hook that moves a call that waits on the log off the runtime's thread (as the native
-/// server does); none on a current-thread runtime, where the call blocks as any would.
-pub(super) fn hook() -> Option<Hook> {
-    fn block_in_place(f: &mut dyn FnMut()) {
-        tokio::task::block_in_place(f)
-    }
-    let flavor = tokio::runtime::Handle::current().runtime_flavor();
-    (flavor == tokio::runtime::RuntimeFlavor::MultiThread).then_some(block_in_place as _)
-}
-
-/// Runs an engine call that may wait for the log.
-pub(super) fn engine<R>(f: impl FnOnce() -> R) -> R {
-    match hook() {
-        Some(h) => with_hook(h, f),
-        None => f(),
-    }
-}
+/// The hook that moves a call that waits on the log off the runtime's thread, and engine calls
+/// run under it: the same as the native server's.
+pub(super) use crate::steps::{blocking_hook as hook, engine};
 
 /// The queue a path segment names: a path or format name as is, a bare name as a private queue
 /// of this computer.
