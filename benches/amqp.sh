@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 #! The AMQP face beside RabbitMQ and beside mqemu's own protocol, in one run of `mqemu bench`:
-#! the same generator and the same AMQP client (amqprs: persistent publishes with publisher
-#! confirms, a consumer with prefetch and a manual ack per message) against a private RabbitMQ
-#! node and against mqemu's AMQP listener, and mqemu's native protocol (single-message
+#! the same generator and the same AMQP client (the generator's own pipelined one: persistent
+#! publishes with publisher confirms, a consumer with prefetch and a manual ack per message)
+#! against a private RabbitMQ node and against mqemu's AMQP listener, and mqemu's native protocol (single-message
 #! transactional sends and receives) on the same server; 1 KiB, window 100, three rounds.
 #! Every send and every removal is durable on all three. Prints each run, then the medians.
 #!

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
+use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{basic, connection, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
 use mqcore::QueueManager;
@@ -131,24 +131,14 @@ impl Conn {
         properties: basic::AMQPProperties,
         body: &[u8],
     ) {
-        let header = AMQPContentHeader {
-            class_id: 60,
-            body_size: body.len() as u64,
+        wire::encode_content(
+            channel,
             properties,
-        };
-        wire::encode(
-            &AMQPFrame::Header(channel, header),
+            body,
+            self.frame_max,
             self.dialect,
             &mut self.out,
         );
-        let chunk = (self.frame_max as usize).saturating_sub(8).max(1);
-        for part in body.chunks(chunk) {
-            wire::encode(
-                &AMQPFrame::Body(channel, part.to_vec()),
-                self.dialect,
-                &mut self.out,
-            );
-        }
     }
 }
 

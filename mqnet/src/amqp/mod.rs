@@ -16,7 +16,7 @@ mod consume;
 mod map;
 mod methods;
 mod publish;
-mod wire;
+pub mod wire;
 
 use std::future::Future;
 use std::io;

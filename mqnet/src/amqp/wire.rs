@@ -1,23 +1,25 @@
 //! AMQP's framing on a byte stream: the protocol header that opens a connection, frames read
 //! with their size checked before anything is buffered for them, and frames written. The frame
-//! and method codecs are amq-protocol's, generated from the specification.
+//! and method codecs are amq-protocol's, generated from the specification. Public because
+//! `mqemu bench`'s AMQP client frames its traffic with the same reader and writer.
 //!
 //! **Invariant:** a frame's declared size is checked against the negotiated `frame_max` from its
 //! 7-byte header, before its payload is awaited, so a peer cannot make the server hold more than
 //! one frame of its choosing.
 
-use amq_protocol::frame::{gen_frame, parse_frame, AMQPFrame, WriteContext};
+use amq_protocol::frame::{gen_frame, parse_frame, AMQPContentHeader, AMQPFrame, WriteContext};
+use amq_protocol::protocol::basic::AMQPProperties;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The protocol header of AMQP 0-9-1.
-pub(crate) const HEADER_0_9_1: [u8; 8] = *b"AMQP\x00\x00\x09\x01";
+pub const HEADER_0_9_1: [u8; 8] = *b"AMQP\x00\x00\x09\x01";
 /// The protocol header of AMQP 0-8, which Mono's bundled RabbitMQ client sends.
-pub(crate) const HEADER_0_8: [u8; 8] = *b"AMQP\x01\x01\x08\x00";
+pub const HEADER_0_8: [u8; 8] = *b"AMQP\x01\x01\x08\x00";
 
 /// Which protocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
+pub enum Dialect {
     /// AMQP 0-9-1.
     V091,
     /// AMQP 0-8: the same frames, `access.request`, and version fields 8.0.
@@ -26,7 +28,7 @@ pub(crate) enum Dialect {
 
 /// Why reading a frame stopped.
 #[derive(Debug)]
-pub(crate) enum ReadError {
+pub enum ReadError {
     /// The peer closed the connection between frames.
     Closed,
     /// The socket failed.
@@ -41,7 +43,7 @@ pub(crate) enum ReadError {
 /// Reads the 8-byte protocol header: `Ok(dialect)`, or `Err(true)` for another AMQP version
 /// (answered with ours, then closed, as the specification says) and `Err(false)` for bytes that
 /// are not AMQP at all.
-pub(crate) async fn read_header<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Dialect, bool> {
+pub async fn read_header<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Dialect, bool> {
     let mut h = [0u8; 8];
     if rd.read_exact(&mut h).await.is_err() {
         return Err(false);
@@ -55,16 +57,16 @@ pub(crate) async fn read_header<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Dial
 }
 
 /// Frames read from one connection.
-pub(crate) struct FrameReader {
+pub struct FrameReader {
     buf: BytesMut,
     /// The largest frame accepted, header and end octet included.
-    pub(crate) frame_max: u32,
+    pub frame_max: u32,
     /// The protocol the peer speaks; 0-8's methods are read as their 0-9-1 equivalents.
     dialect: Dialect,
 }
 
 impl FrameReader {
-    pub(crate) fn new(frame_max: u32, dialect: Dialect) -> FrameReader {
+    pub fn new(frame_max: u32, dialect: Dialect) -> FrameReader {
         FrameReader {
             buf: BytesMut::with_capacity(64 * 1024),
             frame_max,
@@ -73,15 +75,12 @@ impl FrameReader {
     }
 
     /// Whether a whole frame is already buffered (more work can be gathered before answering).
-    pub(crate) fn has_frame(&self) -> bool {
+    pub fn has_frame(&self) -> bool {
         self.buf.len() >= 7 && self.buf.len() >= 8 + declared(&self.buf) as usize
     }
 
     /// The next frame.
-    pub(crate) async fn next<R: AsyncRead + Unpin>(
-        &mut self,
-        rd: &mut R,
-    ) -> Result<AMQPFrame, ReadError> {
+    pub async fn next<R: AsyncRead + Unpin>(&mut self, rd: &mut R) -> Result<AMQPFrame, ReadError> {
         loop {
             if let Some(f) = self.decode()? {
                 return Ok(f);
@@ -142,7 +141,7 @@ fn declared(buf: &[u8]) -> u32 {
 }
 
 /// Appends `frame`'s bytes to `out`, written in the peer's dialect.
-pub(crate) fn encode(frame: &AMQPFrame, dialect: Dialect, out: &mut Vec<u8>) {
+pub fn encode(frame: &AMQPFrame, dialect: Dialect, out: &mut Vec<u8>) {
     let start = out.len();
     let w = std::mem::take(out);
     match gen_frame(frame)(WriteContext::from(w)) {
@@ -151,6 +150,28 @@ pub(crate) fn encode(frame: &AMQPFrame, dialect: Dialect, out: &mut Vec<u8>) {
     }
     if dialect == Dialect::V08 {
         to_0_8(out, start);
+    }
+}
+
+/// Appends a message's content: its header frame, then its body in frames that fit
+/// `frame_max`.
+pub fn encode_content(
+    channel: u16,
+    properties: AMQPProperties,
+    body: &[u8],
+    frame_max: u32,
+    dialect: Dialect,
+    out: &mut Vec<u8>,
+) {
+    let header = AMQPContentHeader {
+        class_id: 60,
+        body_size: body.len() as u64,
+        properties,
+    };
+    encode(&AMQPFrame::Header(channel, header), dialect, out);
+    let chunk = (frame_max as usize).saturating_sub(8).max(1);
+    for part in body.chunks(chunk) {
+        encode(&AMQPFrame::Body(channel, part.to_vec()), dialect, out);
     }
 }
 

@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 
 use mqnet::RemoteQueue;
 use serde_json::json;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::amqp::{
-    amqp_consumer, amqp_producer, open_amqp, open_amqp_producer, prepare_amqp, AmqpConn, Confirm,
+    amqp_consumer, amqp_producer, open_amqp, open_amqp_producer, prepare_amqp, AmqpConn,
 };
 use super::http::HttpTarget;
 use super::measure::{Latencies, Progress};
@@ -123,7 +122,7 @@ impl Drop for ProducerGone {
 /// A producer's connection, opened before the clock starts.
 enum ProducerConn {
     Mqemu(RemoteQueue),
-    Amqp(AmqpConn, mpsc::UnboundedReceiver<Confirm>),
+    Amqp(AmqpConn),
     Http(HttpTarget),
 }
 
@@ -181,10 +180,7 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
             Target::Mqemu {
                 addr, to: Some(to), ..
             } => ProducerConn::Mqemu(open_mqemu_through(addr, to, opts).await?),
-            Target::Amqp(t) => {
-                let (conn, confirms) = open_amqp_producer(t, publish_to).await?;
-                ProducerConn::Amqp(conn, confirms)
-            }
+            Target::Amqp(t) => ProducerConn::Amqp(open_amqp_producer(t, publish_to).await?),
             Target::Http(h) => ProducerConn::Http(h.clone()),
         });
     }
@@ -254,9 +250,7 @@ pub(super) async fn load(opts: &Options, target: &Target) -> mqemu::Result<f64> 
                 ProducerConn::Mqemu(q) => {
                     mqemu_producer(q, share, size, mode, window, &shared).await
                 }
-                ProducerConn::Amqp(c, confirms) => {
-                    amqp_producer(c, confirms, share, size, mode, window, &shared).await
-                }
+                ProducerConn::Amqp(c) => amqp_producer(c, share, size, mode, window, &shared).await,
                 ProducerConn::Http(h) => {
                     h.producer(queue.to_owned(), share, size, mode, window, shared.clone())
                         .await
