@@ -7,6 +7,7 @@
 //!   servers that hold their destination queues, exactly once and in order ([`transfer`]).
 //! - With feature `http`, [`http::HttpServer`] serves the same queue manager as a JSON API with
 //!   its OpenAPI document, health probes and Prometheus metrics.
+//! - [`mqqb`] decodes and encodes MS-MQQB, MSMQ's own binary protocol on TCP 1801.
 //! - [`frame`] and [`proto`] define the wire: length + crc32 frames holding postcard-encoded
 //!   requests and responses with request ids, so one connection pipelines many requests.
 //!
@@ -30,6 +31,7 @@ pub mod frame;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod http_action;
+pub mod mqqb;
 pub mod names;
 pub mod proto;
 pub mod server;

@@ -24,6 +24,7 @@ pub(crate) fn blocking_hook() -> Option<mqcore::blocking::Hook> {
 }
 
 /// Runs an engine call that may wait for the log, under [`blocking_hook`].
+#[cfg_attr(not(feature = "amqp"), allow(dead_code))] // the AMQP face's
 pub(crate) fn engine<R>(f: impl FnOnce() -> R) -> R {
     match blocking_hook() {
         Some(hook) => mqcore::blocking::with_hook(hook, f),
@@ -64,6 +65,7 @@ impl<T> UntilDurable<T> {
     }
 
     /// The items still held, oldest first.
+    #[cfg_attr(not(feature = "amqp"), allow(dead_code))] // the AMQP face's
     pub(crate) fn items_mut(&mut self) -> impl Iterator<Item = &mut T> {
         self.queue.iter_mut().map(|(_, item)| item)
     }
@@ -94,6 +96,7 @@ impl<T> UntilDurable<T> {
     }
 
     /// Waits for every item and releases them all, as `next` does.
+    #[cfg_attr(not(feature = "amqp"), allow(dead_code))] // the AMQP face's
     pub(crate) async fn drain(&mut self) -> Vec<(T, mqcore::Result<()>)> {
         let mut out = Vec::new();
         while !self.is_empty() {
