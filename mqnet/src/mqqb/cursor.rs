@@ -96,7 +96,7 @@ impl<'a> Reader<'a> {
         let at = self.pos;
         let bytes = self.take(len, field)?;
         let bad = |what: String| Malformed { what, at };
-        if len < 2 || len % 2 != 0 {
+        if len < 2 || !len.is_multiple_of(2) {
             return Err(bad(format!(
                 "{field} is {len} bytes, not a NUL-terminated UTF-16 string"
             )));
