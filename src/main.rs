@@ -10,8 +10,8 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::admin::{self, Conn};
 use commands::{
-    cluster, cluster_worker, crash_worker, netbench, ocf, recovery, serve, transfer_worker,
-    triggers,
+    capture, cluster, cluster_worker, crash_worker, netbench, ocf, recovery, serve,
+    transfer_worker, triggers,
 };
 
 /// mqemu: an MSMQ-compatible message queue.
@@ -53,6 +53,9 @@ enum Command {
     /// Manage MSMQ Triggers triggers (a queue, a processing type, rules) on a server.
     #[command(subcommand)]
     Trigger(triggers::TriggerCommand),
+    /// Read MSMQ's own binary protocol (MS-MQQB) captures.
+    #[command(subcommand)]
+    Capture(capture::CaptureCommand),
     /// Measure the engine in this process, or a server over the network (--target): producers
     /// send, consumers receive, from one queue.
     Bench(netbench::Options),
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         Command::Stats => admin::stats(conn),
         Command::Rule(r) => r.run(conn),
         Command::Trigger(t) => t.run(conn),
+        Command::Capture(c) => c.run(),
         Command::Bench(o) => netbench::run(o, conn),
         Command::BenchRecovery(o) => recovery::run(&o, conn.json),
         Command::CrashWorker(a) => crash_worker::run(&a),

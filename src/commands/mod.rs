@@ -2,6 +2,7 @@
 //! runs them.
 
 pub mod admin;
+pub mod capture;
 pub mod cluster;
 pub mod cluster_worker;
 pub mod crash_worker;
