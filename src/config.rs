@@ -22,6 +22,11 @@ pub struct Config {
     pub http: Option<String>,
     /// Address of the AMQP 0-9-1 listener (off when absent; docs/amqp.md).
     pub amqp: Option<String>,
+    /// Address of the MS-MQQB listener, MSMQ's own binary protocol (off when absent;
+    /// docs/mqqb.md).
+    pub mqqb: Option<String>,
+    /// Address answering MS-MQQB's UDP pings (off when absent).
+    pub mqqb_ping: Option<String>,
     /// Storage directory.
     pub data: Option<PathBuf>,
     /// Keep everything in memory.

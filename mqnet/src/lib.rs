@@ -26,6 +26,7 @@
 #[cfg(feature = "amqp")]
 pub mod amqp;
 pub mod auth;
+pub mod binary;
 pub mod client;
 pub mod frame;
 #[cfg(feature = "http")]

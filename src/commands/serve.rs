@@ -34,6 +34,15 @@ pub struct Options {
     /// configuration's `amqp`; docs/amqp.md].
     #[arg(long)]
     pub amqp: Option<String>,
+    /// Also accept MSMQ's own binary protocol (MS-MQQB), as Windows queue managers send it to
+    /// TCP 1801, on this address (127.0.0.1:1801, say) [default: off, or the configuration's
+    /// `mqqb`; docs/mqqb.md].
+    #[arg(long)]
+    pub mqqb: Option<String>,
+    /// Also answer MS-MQQB's UDP pings, which Windows versions before Vista send before they
+    /// connect, on this address (127.0.0.1:3527, say) [default: off, or `mqqb_ping`].
+    #[arg(long)]
+    pub mqqb_ping: Option<String>,
     /// Storage directory [default: ./mqemu-data].
     #[arg(long, conflicts_with = "in_memory")]
     pub data: Option<PathBuf>,
@@ -118,6 +127,8 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let opts_http = opts.http.or(config.http.clone());
     let opts_amqp = opts.amqp.or(config.amqp.clone());
+    let opts_mqqb = opts.mqqb.or(config.mqqb.clone());
+    let opts_mqqb_ping = opts.mqqb_ping.or(config.mqqb_ping.clone());
     let client_ca = opts
         .tls_client_ca
         .or_else(|| config.tls.as_ref().and_then(|t| t.client_ca.clone()));
@@ -154,6 +165,11 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
     if let Some(a) = &opts_amqp {
         // AMQP here has no TLS: only users keep it from being open.
         refuse_open("AMQP", a, open, allow_open)?;
+    }
+    // MS-MQQB carries no credentials (Windows checks senders' SIDs against Active Directory,
+    // which mqemu does not): beyond loopback it is open whatever users are configured.
+    for at in opts_mqqb.iter().chain(&opts_mqqb_ping) {
+        refuse_open("MS-MQQB, which has no credentials,", at, true, allow_open)?;
     }
     let compat: Compat = match opts.compat.or(config.compat.clone()) {
         Some(c) => c.parse()?,
@@ -293,6 +309,23 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
             Some(at) => Some(start_amqp(&at, &qm, &auth, stopper.clone()).await?),
             None => None,
         };
+        let mqqb = match opts_mqqb {
+            Some(at) => Some(start_mqqb(&at, &qm, stopper.clone()).await?),
+            None => None,
+        };
+        if let Some(at) = opts_mqqb_ping {
+            let socket = tokio::net::UdpSocket::bind(&at).await.map_err(|e| {
+                Error::new(
+                    ErrorCode::ServiceNotAvailable,
+                    format!("cannot answer MS-MQQB pings on {at}: {e}"),
+                )
+            })?;
+            if let Ok(bound) = socket.local_addr() {
+                println!("mqqb ping on {bound}");
+            }
+            let stopped = stopper.stopped();
+            tokio::spawn(mqnet::binary::answer_pings(socket, qm.guid(), stopped));
+        }
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("signal received: stopping");
@@ -314,6 +347,9 @@ pub fn run(opts: Options) -> mqemu::Result<()> {
         }
         if let Some(amqp) = amqp {
             let _ = amqp.await;
+        }
+        if let Some(mqqb) = mqqb {
+            let _ = mqqb.await;
         }
         transfer.stop();
         if let Some(t) = &triggers {
@@ -365,8 +401,6 @@ fn start_triggers(qm: &QueueManager, config: &Config) -> mqemu::Result<Triggers>
     Ok(t)
 }
 
-/// Reads the TLS certificate and key again at each SIGHUP: new connections get the renewed
-/// certificate, open ones keep theirs; a file that does not load leaves the old one in place.
 /// Starts the AMQP listener on `at`, stopped with the native server.
 async fn start_amqp(
     at: &str,
@@ -393,6 +427,28 @@ async fn start_amqp(
     Ok(tokio::spawn(amqp.run(stopper.stopped())))
 }
 
+/// Starts the MS-MQQB listener on `at`, stopped with the native server.
+async fn start_mqqb(
+    at: &str,
+    qm: &QueueManager,
+    stopper: mqnet::Stopper,
+) -> mqemu::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let config = mqnet::binary::MqqbConfig::default();
+    let mqqb = mqnet::binary::MqqbServer::bind(at, qm.clone(), config)
+        .await
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::ServiceNotAvailable,
+                format!("cannot listen for MS-MQQB on {at}: {e}"),
+            )
+        })?;
+    let bound = mqqb
+        .local_addr()
+        .map_err(|e| Error::new(ErrorCode::ServiceNotAvailable, e.to_string()))?;
+    println!("mqqb on {bound}");
+    Ok(tokio::spawn(mqqb.run(stopper.stopped())))
+}
+
 /// The port of `host:port` [default: the native protocol's].
 fn port_of(listen: &str) -> u16 {
     listen
@@ -401,6 +457,8 @@ fn port_of(listen: &str) -> u16 {
         .unwrap_or(mqnet::DEFAULT_PORT)
 }
 
+/// Reads the TLS certificate and key again at each SIGHUP: new connections get the renewed
+/// certificate, open ones keep theirs; a file that does not load leaves the old one in place.
 async fn reload_on_hangup(tls: mqnet::ServerTls) {
     #[cfg(unix)]
     {

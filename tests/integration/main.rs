@@ -12,6 +12,7 @@ mod console;
 mod crash;
 mod http;
 mod loom_models;
+mod mqqb;
 mod net;
 mod ocf;
 mod pacemaker;
