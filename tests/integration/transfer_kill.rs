@@ -197,18 +197,44 @@ fn outgoing_left(via: &str) -> Option<usize> {
 
 #[test]
 fn transfer_kill() {
-    let messages = env_or("MQEMU_TRANSFER_MESSAGES", 3000);
-    let kills_b = env_or("MQEMU_TRANSFER_KILLS", 6);
+    kill_run(Transport::Native, 3000, 6);
+}
+
+/// The same over MSMQ's binary protocol: alpha's outgoing queue for beta delivers through
+/// MS-MQQB (`[hosts] beta = "mqqb://..."`) to beta's `mqqb` listener, the proxy in between.
+/// CI runs a smaller sample; the same variables scale it.
+#[test]
+fn transfer_kill_over_mqqb() {
+    kill_run(Transport::Mqqb, 1500, 4);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Transport {
+    Native,
+    Mqqb,
+}
+
+fn kill_run(transport: Transport, messages: u64, kills: u64) {
+    let messages = env_or("MQEMU_TRANSFER_MESSAGES", messages);
+    let kills_b = env_or("MQEMU_TRANSFER_KILLS", kills);
     let kills_a = kills_b.div_ceil(2);
     let recoverable = messages / 10;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    let mqqb_port = free_port();
     let transfer = "[transfer]\nresend_ms = [20, 50, 100, 200]\nbatch = 64\nwindow = 4\n";
+    let (beta_address, beta_mqqb) = match transport {
+        Transport::Native => ("127.0.0.4".to_owned(), String::new()),
+        Transport::Mqqb => (
+            format!("mqqb://127.0.0.4:{mqqb_port}"),
+            format!("mqqb = \"127.0.0.3:{mqqb_port}\"\n"),
+        ),
+    };
     let mut alpha = ServerProc::new(
         dir.path(),
         "alpha",
         format!(
-            "name = \"alpha\"\nlisten = \"127.0.0.2:{port}\"\ndata = {:?}\n[hosts]\nbeta = \"127.0.0.4\"\n{transfer}",
+            "name = \"alpha\"\nlisten = \"127.0.0.2:{port}\"\ndata = {:?}\n[hosts]\nbeta = {beta_address:?}\n{transfer}",
             dir.path().join("alpha-data")
         ),
     );
@@ -217,12 +243,16 @@ fn transfer_kill() {
         dir.path(),
         "beta",
         format!(
-            "name = \"beta\"\nlisten = \"127.0.0.3:{port}\"\ndata = {beta_data:?}\n{transfer}\n\
+            "name = \"beta\"\nlisten = \"127.0.0.3:{port}\"\ndata = {beta_data:?}\n{beta_mqqb}{transfer}\n\
              [[queue]]\npath = '{ORDERS}'\ntransactional = true\n\n[[queue]]\npath = '{PLAIN}'\n"
         ),
     );
-    let listen: SocketAddr = format!("127.0.0.4:{port}").parse().unwrap();
-    let upstream: SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
+    let proxied = match transport {
+        Transport::Native => port,
+        Transport::Mqqb => mqqb_port,
+    };
+    let listen: SocketAddr = format!("127.0.0.4:{proxied}").parse().unwrap();
+    let upstream: SocketAddr = format!("127.0.0.3:{proxied}").parse().unwrap();
     let proxy = FaultyProxy::start_on(listen, upstream).unwrap();
     beta.start();
     alpha.start();
@@ -342,7 +372,7 @@ fn transfer_kill() {
     let rec_lost = rec_sent.iter().filter(|m| !copies.contains_key(m)).count();
     let rec_dups: usize = copies.values().map(|c| c - 1).sum();
     eprintln!(
-        "transfer kill test: {} transactional messages committed and acknowledged, {} delivered \
+        "transfer kill test ({transport:?}): {} transactional messages committed and acknowledged, {} delivered \
          ({unknown_delivered} from commits whose answer was lost); beta killed {killed_b} times, \
          alpha {killed_a} times (started {} and {} times), {cuts} proxy cuts planned, {} done; \
          lost {lost}, duplicated {duplicated}, reordered {reordered}, never tried {never_tried}. \

@@ -24,27 +24,12 @@ use mqcore::transfer::{arriving, Inbound, Origin, Seq, Verdict};
 use mqcore::{Message, QueueManager};
 use uuid::Uuid;
 
-use crate::mqqb::packet::{BaseHeader, SessionHeader, INFINITE};
+use super::{session_acks, Counts};
+use crate::mqqb::packet::{BaseHeader, INFINITE};
 use crate::mqqb::user::{user_flags, MessageProperties, QueueFormat, UserHeader, UserMessage};
 use crate::mqqb::{encode, Packet};
 
-/// A session's counts (MS-MQQB 3.1.1.3.1).
-#[derive(Debug, Default)]
-pub(super) struct Counts {
-    /// UserMessage packets received (MessageReceivedCount, 16 bits on the wire).
-    received: u16,
-    /// Recoverable ones received and stored.
-    recoverable_received: u32,
-    /// The last recoverable one a SessionAck flagged.
-    recoverable_acked: u32,
-    /// UserMessage packets sent (OrderAcks, FinalAcks).
-    sent: u16,
-    /// Recoverable ones sent (FinalAcks).
-    recoverable_sent: u16,
-}
-
-/// MQMSG_CLASS_ORDER_ACK.
-const ORDER_ACK: u16 = 0x00FF;
+use super::outbound::ORDER_ACK;
 /// The label of OrderAck and FinalAck packets (MS-MQQB 2.2.4, 2.2.5).
 const ORDERING_LABEL: &str = "QM Ordering Ack";
 /// Ordinals of the messages this queue manager sends on MS-MQQB sessions (acknowledgements).
@@ -128,45 +113,6 @@ pub(super) fn take(
     }
     session_acks(counts, window, out);
     Ok(())
-}
-
-/// SessionAcks for everything received, each flagging up to 32 recoverable messages stored
-/// since the last one (MS-MQQB 2.2.6, 3.1.5.8.7).
-fn session_acks(counts: &mut Counts, window: u16, out: &mut Vec<u8>) {
-    loop {
-        let pending = counts.recoverable_received - counts.recoverable_acked;
-        let flagged = pending.min(32);
-        let session = SessionHeader {
-            ack_sequence: counts.received,
-            recoverable_ack_sequence: match flagged {
-                0 => 0,
-                _ => (counts.recoverable_acked + 1) as u16,
-            },
-            recoverable_ack_flags: match flagged {
-                32 => u32::MAX,
-                n => (1u32 << n) - 1,
-            },
-            user_sequence: counts.sent,
-            recoverable_sequence: counts.recoverable_sent,
-            window_size: window,
-            reserved: 0,
-        };
-        counts.recoverable_acked += flagged;
-        encode(
-            &Packet::SessionAck {
-                base: BaseHeader::internal(crate::mqqb::packet::base_flags::SESSION),
-                internal: crate::mqqb::packet::InternalHeader::new(
-                    crate::mqqb::packet::InternalType::SessionAck,
-                    false,
-                ),
-                session,
-            },
-            out,
-        );
-        if counts.recoverable_received == counts.recoverable_acked {
-            return;
-        }
-    }
 }
 
 /// The engine's sequence key (source, sequence name, queue) and item for one message.

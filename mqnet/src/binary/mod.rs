@@ -9,8 +9,13 @@
 //! exactly once and in order with its sequence's durable state, and answers with the OrderAck
 //! (and, for a refusal, the FinalAck) the sender waits for. The packets are `crate::mqqb`'s.
 
+mod counts;
 mod inbound;
+pub(crate) mod outbound;
 mod session;
+
+pub(crate) use counts::{session_acks, Counts};
+pub(crate) use session::PacketReader;
 
 use std::future::Future;
 use std::io;

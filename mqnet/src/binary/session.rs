@@ -15,7 +15,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
-use super::inbound::{self, Counts};
+use super::inbound;
+use super::Counts;
 use super::MqqbConfig;
 use crate::mqqb::packet::{
     BaseHeader, ConnectionParameters, EstablishConnection, InternalHeader, InternalType, BASE_LEN,
@@ -34,7 +35,7 @@ pub(super) struct Context {
 
 /// Why reading a packet stopped.
 #[derive(Debug)]
-pub(super) enum ReadError {
+pub(crate) enum ReadError {
     /// The peer closed the connection between packets.
     Closed,
     Io(std::io::Error),
@@ -53,7 +54,7 @@ impl std::fmt::Display for ReadError {
 
 /// Packets read from one connection.
 #[derive(Default)]
-pub(super) struct PacketReader {
+pub(crate) struct PacketReader {
     buf: BytesMut,
 }
 
@@ -71,12 +72,12 @@ impl PacketReader {
     }
 
     /// Whether a whole packet is already buffered.
-    pub(super) fn has_packet(&self) -> bool {
+    pub(crate) fn has_packet(&self) -> bool {
         matches!(self.needed(), Ok(Some(n)) if self.buf.len() >= n)
     }
 
     /// The next whole packet.
-    pub(super) async fn next<R: AsyncRead + Unpin>(
+    pub(crate) async fn next<R: AsyncRead + Unpin>(
         &mut self,
         rd: &mut R,
     ) -> Result<Bytes, ReadError> {

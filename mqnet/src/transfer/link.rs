@@ -63,8 +63,12 @@ impl Link {
             .insert(sequence.to_ascii_lowercase(), n);
     }
 
+    /// Failed attempts in a row.
+    pub(super) fn failures(&self) -> u32 {
+        self.status().failures
+    }
+
     /// The destination answered: the failures in a row are over.
-    #[cfg(feature = "http")]
     pub(super) fn answered(&self) {
         let mut st = self.status();
         st.failures = 0;
@@ -162,6 +166,8 @@ impl Task {
                 || self.link.host.starts_with("https://")
             {
                 self.http_session().await
+            } else if let Some(address) = self.mqqb_address() {
+                self.mqqb_session(address).await
             } else {
                 self.native_session().await
             };
@@ -229,7 +235,7 @@ impl Task {
         ))
     }
 
-    fn set_connected(&self, connected: bool) {
+    pub(super) fn set_connected(&self, connected: bool) {
         let mut st = self.link.status();
         st.connected = connected;
         if connected {

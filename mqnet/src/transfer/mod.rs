@@ -10,6 +10,7 @@
 //! a transactional message.
 
 mod link;
+mod mqqb;
 #[cfg(feature = "http")]
 mod srmp;
 
