@@ -253,7 +253,7 @@ async fn the_handshake_answers_as_the_spec_says_and_refuses_another_queue_manage
     s.send(m).await;
     let (ack, _) = s.until_session_ack().await;
     assert_eq!(ack.ack_sequence, 1);
-    assert_eq!(ack.window_size, 64);
+    assert_eq!(ack.window_size, MqqbConfig::default().window);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

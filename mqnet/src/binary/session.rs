@@ -58,8 +58,8 @@ pub(crate) struct PacketReader {
     buf: BytesMut,
 }
 
-/// How much more room a read may take at once: a packet that declares 4 MiB gets it only as
-/// its bytes arrive.
+/// How much room a read takes at once: a packet that declares 4 MiB gets it only as its bytes
+/// arrive.
 const READ_CHUNK: usize = 64 * 1024;
 
 impl PacketReader {
@@ -88,8 +88,9 @@ impl PacketReader {
                     return Ok(self.buf.split_to(n).freeze());
                 }
             }
-            let want = needed.unwrap_or(BASE_LEN).saturating_sub(self.buf.len());
-            self.buf.reserve(want.clamp(BASE_LEN, READ_CHUNK));
+            // Room for what is on its way (a read takes every packet that arrived together,
+            // so they are stored and acknowledged together), never more than a chunk at once.
+            self.buf.reserve(READ_CHUNK);
             match rd.read_buf(&mut self.buf).await {
                 Ok(0) if self.buf.is_empty() => return Err(ReadError::Closed),
                 Ok(0) => {

@@ -101,15 +101,24 @@ impl<'a> Reader<'a> {
                 "{field} is {len} bytes, not a NUL-terminated UTF-16 string"
             )));
         }
-        let units: Vec<u16> = bytes
+        let units = bytes
             .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .collect();
-        let (last, text) = units.split_last().expect("len >= 2");
-        if *last != 0 {
+            .map(|c| u16::from_le_bytes([c[0], c[1]]));
+        if bytes[len - 2..] != [0, 0] {
             return Err(bad(format!("{field} does not end with a NUL character")));
         }
-        String::from_utf16(text).map_err(|_| bad(format!("{field} is not valid UTF-16")))
+        let body = &bytes[..len - 2];
+        if body.chunks_exact(2).all(|c| c[1] == 0 && c[0].is_ascii()) {
+            // Most names and labels are ASCII: one byte of each unit, no UTF-16 decoding.
+            let ascii: Vec<u8> = body.iter().step_by(2).copied().collect();
+            return String::from_utf8(ascii).map_err(|_| bad(format!("{field} is not ASCII")));
+        }
+        // Decoded straight into the string: one allocation.
+        let mut text = String::with_capacity(len / 2);
+        for c in char::decode_utf16(units.take(len / 2 - 1)) {
+            text.push(c.map_err(|_| bad(format!("{field} is not valid UTF-16")))?);
+        }
+        Ok(text)
     }
 }
 
