@@ -39,33 +39,40 @@ async fn serve(qm: QueueManager) -> (SocketAddr, tokio::sync::oneshot::Sender<()
 
 /// A sender's end of a session.
 struct Sender {
-    stream: TcpStream,
+    stream: Option<TcpStream>,
     next_id: u32,
 }
 
 impl Sender {
+    fn stream(&mut self) -> &mut TcpStream {
+        self.stream.as_mut().expect("a connected sender")
+    }
+
     async fn write(&mut self, p: Packet) {
         let mut out = Vec::new();
         encode(&p, &mut out);
-        self.stream.write_all(&out).await.unwrap();
+        self.stream().write_all(&out).await.unwrap();
     }
 
     /// The next packet, or None once the acceptor closed the connection.
     async fn read(&mut self) -> Option<Packet> {
         let mut head = [0u8; 16];
-        tokio::time::timeout(Duration::from_secs(10), self.stream.read_exact(&mut head))
+        tokio::time::timeout(Duration::from_secs(10), self.stream().read_exact(&mut head))
             .await
             .expect("an answer within 10 s")
             .ok()?;
         let mut bytes = vec![0; frame_len(&head).unwrap()];
         bytes[..16].copy_from_slice(&head);
-        self.stream.read_exact(&mut bytes[16..]).await.unwrap();
+        self.stream().read_exact(&mut bytes[16..]).await.unwrap();
         Some(decode(&bytes).unwrap())
     }
 
     async fn connect(addr: SocketAddr, server: Uuid) -> (Sender, Option<Packet>) {
         let stream = TcpStream::connect(addr).await.unwrap();
-        let mut s = Sender { stream, next_id: 1 };
+        let mut s = Sender {
+            stream: Some(stream),
+            next_id: 1,
+        };
         s.write(Packet::EstablishConnection {
             base: BaseHeader::internal(0),
             internal: InternalHeader::new(InternalType::EstablishConnection, false),
@@ -474,7 +481,7 @@ async fn a_malformed_packet_closes_only_its_own_session() {
     let m = s.message("q", "never stored");
     encode(&Packet::User(Box::new(m)), &mut out);
     out[4] = b'X'; // the signature
-    s.stream.write_all(&out).await.unwrap();
+    s.stream().write_all(&out).await.unwrap();
     assert!(s.read().await.is_none(), "closed");
     let mut s = Sender::open(addr).await;
     s.write(Packet::ConnectionParameters {
@@ -534,4 +541,133 @@ async fn pings_are_answered_with_the_cookie() {
     assert_eq!(answer.qm, guid);
     assert_eq!(answer.flags, packet::PING_RC, "RC echoed, RF clear");
     drop(stop);
+}
+
+/// Resident memory of this process, in bytes.
+fn resident() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Open descriptors of this process.
+fn descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Malformed sessions, each with what comes before its bad bytes: nothing, or a whole
+/// handshake.
+fn malformed_table() -> Vec<(bool, Vec<u8>)> {
+    let mut s = Sender {
+        stream: None,
+        next_id: 1,
+    };
+    let good = |m: UserMessage| {
+        let mut out = Vec::new();
+        encode(&Packet::User(Box::new(m)), &mut out);
+        out
+    };
+    let user = good(s.message("q", "body"));
+    let patch = |at: usize, bytes: &[u8]| {
+        let mut b = user.clone();
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        b
+    };
+    let ec = {
+        let mut out = Vec::new();
+        encode(
+            &Packet::EstablishConnection {
+                base: BaseHeader::internal(0),
+                internal: InternalHeader::new(InternalType::EstablishConnection, false),
+                header: EstablishConnection {
+                    client: SENDER,
+                    server: Uuid::nil(),
+                    timestamp: 1,
+                    operating_system: 0x0110,
+                    reserved: 0,
+                },
+            },
+            &mut out,
+        );
+        out
+    };
+    vec![
+        (false, b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        (false, user.clone()),       // a message before the handshake
+        (false, ec[..300].to_vec()), // cut inside EstablishConnection
+        (true, patch(0, &[0x11])),   // version
+        (true, patch(4, b"XIOR")),   // signature
+        (true, patch(8, &0x0040_0001u32.to_le_bytes())), // PacketSize past the limit
+        (true, patch(8, &19u32.to_le_bytes())), // PacketSize below a packet
+        (true, patch(8, &(user.len() as u32 - 4).to_le_bytes())), // shorter than its headers
+        (true, patch(64, &u16::MAX.to_le_bytes())), // the name's Count past the packet
+        (true, patch(64, &3u16.to_le_bytes())), // an odd Count
+        (true, ec.clone()),          // EstablishConnection again
+        (true, patch(60, &0u32.to_le_bytes())), // UserHeader.Flags: no properties
+        // A header declaring the 4 MiB maximum, then the connection ends.
+        (true, patch(8, &0x0040_0000u32.to_le_bytes())[..16].to_vec()),
+    ]
+}
+
+/// 10,000 malformed sessions, each closed on its own; the server keeps serving, and its
+/// memory and descriptors stay flat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_malformed_sessions_leave_memory_and_descriptors_flat() {
+    let qm = QueueManager::new();
+    qm.create_queue(r".\private$\q", QueueProps::default())
+        .unwrap();
+    let (addr, _stop) = serve(qm.clone()).await;
+    let table = malformed_table();
+    let run = |n: usize| {
+        let table = table.clone();
+        async move {
+            for i in 0..n {
+                let (handshake, bad) = &table[i % table.len()];
+                let mut stream = if *handshake {
+                    Sender::open(addr).await.stream.take().unwrap()
+                } else {
+                    TcpStream::connect(addr).await.unwrap()
+                };
+                let _ = stream.write_all(bad).await;
+                let _ = stream.shutdown().await;
+                let mut sink = Vec::new();
+                // The acceptor closes: the read ends (with nothing, or an error).
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut sink))
+                        .await
+                        .expect("the session is closed");
+            }
+        }
+    };
+    run(1000).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (rss, fds) = (resident(), descriptors());
+    run(10_000).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (rss_after, fds_after) = (resident(), descriptors());
+    eprintln!(
+        "10,000 malformed sessions: resident {} -> {} KiB, descriptors {fds} -> {fds_after}",
+        rss / 1024,
+        rss_after / 1024
+    );
+    assert!(
+        fds_after <= fds + 4,
+        "descriptors grew from {fds} to {fds_after}"
+    );
+    assert!(
+        rss_after <= rss + 8 * 1024 * 1024,
+        "resident memory grew from {rss} to {rss_after} bytes"
+    );
+    // Still serving, and nothing of the malformed sessions was stored.
+    let mut s = Sender::open(addr).await;
+    let m = s.message("q", "after all that");
+    s.send(m).await;
+    s.until_received(1).await;
+    let got = qm
+        .receive(r".\private$\q", Duration::ZERO, Tx::None)
+        .unwrap();
+    assert_eq!(&got.body[..], b"after all that");
+    assert!(qm
+        .receive(r".\private$\q", Duration::ZERO, Tx::None)
+        .is_err());
 }
