@@ -7,7 +7,9 @@
 //!   servers that hold their destination queues, exactly once and in order ([`transfer`]).
 //! - With feature `http`, [`http::HttpServer`] serves the same queue manager as a JSON API with
 //!   its OpenAPI document, health probes and Prometheus metrics.
-//! - [`mqqb`] decodes and encodes MS-MQQB, MSMQ's own binary protocol on TCP 1801.
+//! - [`mqqb`] decodes and encodes MS-MQQB, MSMQ's own binary protocol on TCP 1801;
+//!   [`binary::MqqbServer`] accepts Windows queue managers' sessions with it, and outgoing
+//!   queues to `mqqb://` hosts deliver over it.
 //! - [`frame`] and [`proto`] define the wire: length + crc32 frames holding postcard-encoded
 //!   requests and responses with request ids, so one connection pipelines many requests.
 //!

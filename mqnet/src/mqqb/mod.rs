@@ -9,9 +9,10 @@
 //!
 //! - [`packet`]: the BaseHeader that frames every packet ([`packet::frame_len`]), the internal
 //!   packets (EstablishConnection, ConnectionParameters, SessionAck) and the UDP ping.
-//! - [`user`]: the UserMessage packet and its headers.
+//! - [`user`]: the UserMessage packet and its headers (the rarer ones read in `optional`).
 
 mod cursor;
+mod optional;
 pub mod packet;
 pub mod user;
 
