@@ -32,6 +32,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("wal", wal),
     ("replay", replay),
     ("catalog", catalog),
+    ("mqqb", mqqb),
 ];
 
 /// Reads input as a socket would deliver it: the first byte chooses the read size. The frame
@@ -453,4 +454,36 @@ pub fn catalog(data: &[u8]) {
     if let Err(e) = mqcore::fuzzing::trigger_definitions(&qm) {
         assert_eq!(e.code(), ErrorCode::MessageStorageFailed, "{e}");
     }
+}
+
+/// An MS-MQQB packet from the network (the parser behind CVE-2023-21554 on Windows), decoded as
+/// the acceptor does: the framing read from the first 16 bytes never announces less than a
+/// BaseHeader and an InternalHeader nor more than the 4 MiB limit (a trailing SessionHeader
+/// aside); whatever decodes encodes to bytes that decode to the same packet (PacketSize and
+/// AllocationBodySize aside, which encoding recomputes); and a ping parses or is ignored.
+pub fn mqqb(data: &[u8]) {
+    use mqnet::mqqb::packet::{Ping, MAX_PACKET};
+    use mqnet::mqqb::{decode, encode, frame_len, Packet};
+    let _ = Ping::decode(data);
+    if let Some(head) = data.get(..16) {
+        if let Ok(n) = frame_len(head.try_into().expect("16 bytes")) {
+            assert!(
+                (20..=MAX_PACKET as usize + 16).contains(&n),
+                "frame length {n}"
+            );
+        }
+    }
+    let Ok(packet) = decode(data) else { return };
+    let normal = |p: Packet| match p {
+        Packet::User(mut m) => {
+            m.base.packet_size = 0;
+            m.properties.allocation_body_size = 0;
+            Packet::User(m)
+        }
+        other => other,
+    };
+    let mut again = Vec::new();
+    encode(&packet, &mut again);
+    let decoded = decode(&again).unwrap_or_else(|e| panic!("re-encoded packet refused: {e}"));
+    assert_eq!(normal(decoded), normal(packet));
 }

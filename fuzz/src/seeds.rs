@@ -37,6 +37,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         ],
         "replay" => log_records(),
         "catalog" => catalog_entries(),
+        "mqqb" => mqqb_packets(),
         other => panic!("no target {other}"),
     }
 }
@@ -337,4 +338,99 @@ fn catalog_entries() -> Vec<Vec<u8>> {
         }
     }
     vec![all]
+}
+
+/// The 8 packets of MS-MQQB 4.1 (the user message completed: the spec prints it cut short),
+/// and a user message with every optional header.
+fn mqqb_packets() -> Vec<Vec<u8>> {
+    use mqnet::mqqb::packet::{BaseHeader, SessionHeader};
+    use mqnet::mqqb::user::{
+        user_flags, DebugHeader, MessageProperties, MqfElement, MultiQueueFormat, QueueFormat,
+        SecurityHeader, SoapHeader, TransactionHeader, UserHeader, UserMessage,
+    };
+    use mqnet::mqqb::{encode, Packet};
+    let mut out: Vec<Vec<u8>> = include_str!("../../mqnet/tests/data/mqqb_4_1.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next())
+        .map(|h| {
+            (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
+                .collect()
+        })
+        .collect();
+    if let Some(m) = out.iter_mut().find(|p| p.len() == 1650) {
+        while m.len() < 2222 {
+            m.extend_from_slice(b"a\0");
+        }
+        m.extend_from_slice(&[0, 0]);
+    }
+    let g = uuid::Uuid::from_u128;
+    let m = UserMessage {
+        base: BaseHeader {
+            reserved: 0,
+            flags: 0,
+            packet_size: 0,
+            time_to_reach_queue: 60,
+        },
+        user: UserHeader {
+            source_qm: g(1),
+            destination_qm: g(2),
+            time_to_be_received: 120,
+            sent_time: 1_796_000_000,
+            message_id: 9,
+            flags: user_flags::RECOVERABLE | user_flags::JOURNAL_NEGATIVE,
+            destination: QueueFormat::PrivateOnDestination(4),
+            admin: QueueFormat::Direct(r"TCP:10.0.0.1\private$\admin".into()),
+            response: QueueFormat::Private { qm: g(3), id: 7 },
+            connector_type: Some(g(4)),
+        },
+        transaction: Some(TransactionHeader {
+            flags: 0x0D,
+            sequence_id: 0x0000_0005_0000_0001,
+            sequence_number: 2,
+            previous_number: 1,
+            connector_qm: Some(g(5)),
+        }),
+        security: Some(SecurityHeader {
+            flags: 1,
+            sender_id: vec![1, 1, 0, 0, 0, 0, 0, 5, 18, 0, 0, 0],
+            ..SecurityHeader::default()
+        }),
+        properties: MessageProperties {
+            ack_flags: 0x0F,
+            label: "every header".into(),
+            extension: vec![1, 2, 3],
+            body: b"body".to_vec(),
+            ..MessageProperties::default()
+        },
+        debug: Some(DebugHeader {
+            flags: 1,
+            reserved: 0,
+            queue: Some(g(6)),
+        }),
+        soap: Some(SoapHeader {
+            header: "<h/>".into(),
+            body: "<b/>".into(),
+        }),
+        multi_queue: Some(MultiQueueFormat {
+            destinations: vec![
+                MqfElement::Direct(r"OS:a\q".into()),
+                MqfElement::Public(g(7)),
+            ],
+            admin: vec![MqfElement::Private { qm: g(8), id: 1 }],
+            response: vec![MqfElement::DistributionList(g(9))],
+            signature: vec![5; 3],
+        }),
+        session: Some(SessionHeader {
+            ack_sequence: 1,
+            window_size: 64,
+            ..SessionHeader::default()
+        }),
+    };
+    let mut bytes = Vec::new();
+    encode(&Packet::User(Box::new(m)), &mut bytes);
+    out.push(bytes);
+    out
 }
