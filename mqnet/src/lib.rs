@@ -34,6 +34,7 @@ pub mod frame;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod http_action;
+mod listen;
 pub mod mqqb;
 pub mod names;
 pub mod proto;

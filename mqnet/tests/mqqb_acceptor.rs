@@ -12,8 +12,7 @@ use mqcore::message::{Acknowledge, Delivery, JournalFlags, MessageClass, Message
 use mqcore::{QueueManager, QueueProps, Tx};
 use mqnet::binary::{answer_pings, MqqbConfig, MqqbServer};
 use mqnet::mqqb::packet::{
-    self, BaseHeader, ConnectionParameters, EstablishConnection, InternalHeader, InternalType,
-    Ping, SessionHeader,
+    self, BaseHeader, ConnectionParameters, EstablishConnection, Ping, SessionHeader,
 };
 use mqnet::mqqb::user::{
     user_flags, MessageProperties, QueueFormat, TransactionHeader, UserHeader, UserMessage,
@@ -73,17 +72,16 @@ impl Sender {
             stream: Some(stream),
             next_id: 1,
         };
-        s.write(Packet::EstablishConnection {
-            base: BaseHeader::internal(0),
-            internal: InternalHeader::new(InternalType::EstablishConnection, false),
-            header: EstablishConnection {
+        s.write(Packet::establish_connection(
+            EstablishConnection {
                 client: SENDER,
                 server,
                 timestamp: 501_140_046,
                 operating_system: 0x0310,
                 reserved: 0,
             },
-        })
+            false,
+        ))
         .await;
         let answer = s.read().await;
         (s, answer)
@@ -93,16 +91,15 @@ impl Sender {
     async fn open(addr: SocketAddr) -> Sender {
         let (mut s, answer) = Sender::connect(addr, Uuid::nil()).await;
         assert!(matches!(answer, Some(Packet::EstablishConnection { .. })));
-        s.write(Packet::ConnectionParameters {
-            base: BaseHeader::internal(0),
-            internal: InternalHeader::new(InternalType::ConnectionParameters, false),
-            params: ConnectionParameters {
+        s.write(Packet::connection_parameters(
+            ConnectionParameters {
                 recoverable_ack_timeout: 1496,
                 ack_timeout: 120_000,
                 reserved: 0,
                 window_size: 64,
             },
-        })
+            false,
+        ))
         .await;
         assert!(matches!(
             s.read().await,
@@ -113,14 +110,14 @@ impl Sender {
 
     fn message(&mut self, queue: &str, body: &str) -> UserMessage {
         self.next_id += 1;
-        UserMessage {
-            base: BaseHeader {
+        UserMessage::new(
+            BaseHeader {
                 reserved: 0,
                 flags: 3,
                 packet_size: 0,
                 time_to_reach_queue: INFINITE_TTRQ,
             },
-            user: UserHeader {
+            UserHeader {
                 source_qm: SENDER,
                 destination_qm: Uuid::nil(),
                 time_to_be_received: packet::INFINITE,
@@ -132,20 +129,14 @@ impl Sender {
                 response: QueueFormat::None,
                 connector_type: None,
             },
-            transaction: None,
-            security: None,
-            properties: MessageProperties {
+            MessageProperties {
                 label: format!("label {body}"),
                 body_type: 8,
                 body: body.as_bytes().to_vec(),
                 allocation_body_size: body.len() as u32,
                 ..MessageProperties::default()
             },
-            debug: None,
-            soap: None,
-            multi_queue: None,
-            session: None,
-        }
+        )
     }
 
     fn transactional(&mut self, queue: &str, body: &str, seq: (u64, u32, u32)) -> UserMessage {
@@ -484,16 +475,15 @@ async fn a_malformed_packet_closes_only_its_own_session() {
     s.stream().write_all(&out).await.unwrap();
     assert!(s.read().await.is_none(), "closed");
     let mut s = Sender::open(addr).await;
-    s.write(Packet::ConnectionParameters {
-        base: BaseHeader::internal(0),
-        internal: InternalHeader::new(InternalType::ConnectionParameters, false),
-        params: ConnectionParameters {
+    s.write(Packet::connection_parameters(
+        ConnectionParameters {
             recoverable_ack_timeout: 1496,
             ack_timeout: 120_000,
             reserved: 0,
             window_size: 64,
         },
-    })
+        false,
+    ))
     .await;
     assert!(
         s.read().await.is_none(),
@@ -576,17 +566,16 @@ fn malformed_table() -> Vec<(bool, Vec<u8>)> {
     let ec = {
         let mut out = Vec::new();
         encode(
-            &Packet::EstablishConnection {
-                base: BaseHeader::internal(0),
-                internal: InternalHeader::new(InternalType::EstablishConnection, false),
-                header: EstablishConnection {
+            &Packet::establish_connection(
+                EstablishConnection {
                     client: SENDER,
                     server: Uuid::nil(),
                     timestamp: 1,
                     operating_system: 0x0110,
                     reserved: 0,
                 },
-            },
+                false,
+            ),
             &mut out,
         );
         out

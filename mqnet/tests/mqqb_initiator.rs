@@ -11,8 +11,7 @@ use std::time::Duration;
 use mqcore::message::{Delivery, MessageClass};
 use mqcore::{Message, QueueManager, Tx};
 use mqnet::mqqb::packet::{
-    base_flags, BaseHeader, ConnectionParameters, EstablishConnection, InternalHeader,
-    InternalType, SessionHeader, INFINITE,
+    BaseHeader, ConnectionParameters, EstablishConnection, SessionHeader, INFINITE,
 };
 use mqnet::mqqb::user::{user_flags, MessageProperties, QueueFormat, UserHeader, UserMessage};
 use mqnet::mqqb::{decode, encode, frame_len, Packet};
@@ -54,14 +53,13 @@ async fn accept(listener: &TcpListener) -> TcpStream {
     assert_eq!(header.operating_system & 0xFF, 0x10);
     write(
         &mut s,
-        Packet::EstablishConnection {
-            base: BaseHeader::internal(0),
-            internal: InternalHeader::new(InternalType::EstablishConnection, false),
-            header: EstablishConnection {
+        Packet::establish_connection(
+            EstablishConnection {
                 server: ACCEPTOR,
                 ..header
             },
-        },
+            false,
+        ),
     )
     .await;
     let Packet::ConnectionParameters { params, .. } = read(&mut s).await else {
@@ -69,14 +67,13 @@ async fn accept(listener: &TcpListener) -> TcpStream {
     };
     write(
         &mut s,
-        Packet::ConnectionParameters {
-            base: BaseHeader::internal(0),
-            internal: InternalHeader::new(InternalType::ConnectionParameters, false),
-            params: ConnectionParameters {
+        Packet::connection_parameters(
+            ConnectionParameters {
                 window_size: 64,
                 ..params
             },
-        },
+            false,
+        ),
     )
     .await;
     s
@@ -85,19 +82,15 @@ async fn accept(listener: &TcpListener) -> TcpStream {
 async fn session_ack(s: &mut TcpStream, received: u16, first: u16, flags: u32, sent: u16) {
     write(
         s,
-        Packet::SessionAck {
-            base: BaseHeader::internal(base_flags::SESSION),
-            internal: InternalHeader::new(InternalType::SessionAck, false),
-            session: SessionHeader {
-                ack_sequence: received,
-                recoverable_ack_sequence: first,
-                recoverable_ack_flags: flags,
-                user_sequence: sent,
-                recoverable_sequence: 0,
-                window_size: 64,
-                reserved: 0,
-            },
-        },
+        Packet::session_ack(SessionHeader {
+            ack_sequence: received,
+            recoverable_ack_sequence: first,
+            recoverable_ack_flags: flags,
+            user_sequence: sent,
+            recoverable_sequence: 0,
+            window_size: 64,
+            reserved: 0,
+        }),
     )
     .await;
 }
@@ -108,14 +101,14 @@ fn ordering(class: u16, sequence_id: u64, number: u32, recoverable: bool) -> Pac
     body.extend_from_slice(&number.to_le_bytes());
     body.extend_from_slice(&(number - 1).to_le_bytes());
     body.extend_from_slice(&[0; 20]);
-    Packet::User(Box::new(UserMessage {
-        base: BaseHeader {
+    Packet::User(Box::new(UserMessage::new(
+        BaseHeader {
             reserved: 0,
             flags: 0,
             packet_size: 0,
             time_to_reach_queue: INFINITE,
         },
-        user: UserHeader {
+        UserHeader {
             source_qm: ACCEPTOR,
             destination_qm: Uuid::nil(),
             time_to_be_received: INFINITE,
@@ -131,19 +124,13 @@ fn ordering(class: u16, sequence_id: u64, number: u32, recoverable: bool) -> Pac
             response: QueueFormat::None,
             connector_type: None,
         },
-        transaction: None,
-        security: None,
-        properties: MessageProperties {
+        MessageProperties {
             class,
             label: "QM Ordering Ack".into(),
             body,
             ..MessageProperties::default()
         },
-        debug: None,
-        soap: None,
-        multi_queue: None,
-        session: None,
-    }))
+    )))
 }
 
 fn outgoing(qm: &QueueManager) -> usize {

@@ -14,14 +14,14 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 fn user(destination: QueueFormat) -> UserMessage {
-    UserMessage {
-        base: BaseHeader {
+    UserMessage::new(
+        BaseHeader {
             reserved: 0,
             flags: 3,
             packet_size: 0,
             time_to_reach_queue: 345_600,
         },
-        user: UserHeader {
+        UserHeader {
             source_qm: Uuid::from_u128(0x1234),
             destination_qm: Uuid::nil(),
             time_to_be_received: u32::MAX,
@@ -33,18 +33,12 @@ fn user(destination: QueueFormat) -> UserMessage {
             response: QueueFormat::None,
             connector_type: None,
         },
-        transaction: None,
-        security: None,
-        properties: MessageProperties {
+        MessageProperties {
             label: "L".into(),
             body: b"body".to_vec(),
             ..MessageProperties::default()
         },
-        debug: None,
-        soap: None,
-        multi_queue: None,
-        session: None,
-    }
+    )
 }
 
 fn bytes_of(m: &UserMessage) -> Vec<u8> {

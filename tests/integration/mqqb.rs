@@ -7,10 +7,7 @@ use std::net::{TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use mqnet::mqqb::packet::{
-    BaseHeader, ConnectionParameters, EstablishConnection, InternalHeader, InternalType, Ping,
-    INFINITE,
-};
+use mqnet::mqqb::packet::{BaseHeader, ConnectionParameters, EstablishConnection, Ping, INFINITE};
 use mqnet::mqqb::user::{user_flags, MessageProperties, QueueFormat, UserHeader, UserMessage};
 use mqnet::mqqb::{decode, encode, frame_len, Packet};
 use uuid::Uuid;
@@ -88,17 +85,16 @@ fn serve_accepts_msmq_binary_protocol_and_answers_pings() {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write(
         &mut s,
-        Packet::EstablishConnection {
-            base: BaseHeader::internal(0),
-            internal: InternalHeader::new(InternalType::EstablishConnection, false),
-            header: EstablishConnection {
+        Packet::establish_connection(
+            EstablishConnection {
                 client: Uuid::from_u128(1),
                 server: Uuid::nil(),
                 timestamp: 1,
                 operating_system: 0x0110,
                 reserved: 0,
             },
-        },
+            false,
+        ),
     );
     let Packet::EstablishConnection { header, .. } = read(&mut s) else {
         panic!("no EstablishConnection answer")
@@ -106,16 +102,15 @@ fn serve_accepts_msmq_binary_protocol_and_answers_pings() {
     assert_eq!(header.server, answer.qm, "the same queue manager GUID");
     write(
         &mut s,
-        Packet::ConnectionParameters {
-            base: BaseHeader::internal(0),
-            internal: InternalHeader::new(InternalType::ConnectionParameters, false),
-            params: ConnectionParameters {
+        Packet::connection_parameters(
+            ConnectionParameters {
                 recoverable_ack_timeout: 1496,
                 ack_timeout: 120_000,
                 reserved: 0,
                 window_size: 64,
             },
-        },
+            false,
+        ),
     );
     assert!(matches!(read(&mut s), Packet::ConnectionParameters { .. }));
     let sent = std::time::SystemTime::now()
@@ -124,14 +119,14 @@ fn serve_accepts_msmq_binary_protocol_and_answers_pings() {
         .as_secs() as u32;
     write(
         &mut s,
-        Packet::User(Box::new(UserMessage {
-            base: BaseHeader {
+        Packet::User(Box::new(UserMessage::new(
+            BaseHeader {
                 reserved: 0,
                 flags: 3,
                 packet_size: 0,
                 time_to_reach_queue: INFINITE,
             },
-            user: UserHeader {
+            UserHeader {
                 source_qm: Uuid::from_u128(1),
                 destination_qm: Uuid::nil(),
                 time_to_be_received: INFINITE,
@@ -143,18 +138,12 @@ fn serve_accepts_msmq_binary_protocol_and_answers_pings() {
                 response: QueueFormat::None,
                 connector_type: None,
             },
-            transaction: None,
-            security: None,
-            properties: MessageProperties {
+            MessageProperties {
                 label: "hello from MS-MQQB".into(),
                 body: b"binary body".to_vec(),
                 ..MessageProperties::default()
             },
-            debug: None,
-            soap: None,
-            multi_queue: None,
-            session: None,
-        })),
+        ))),
     );
     let Packet::SessionAck { session, .. } = read(&mut s) else {
         panic!("no SessionAck")

@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use mqcore::QueueManager;
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::Semaphore;
 
 use crate::auth::Auth;
 
@@ -91,33 +90,15 @@ impl AmqpServer {
     /// Serves until `stop` completes; connections then close (their unacknowledged deliveries
     /// go back to their queues).
     pub async fn run(self, stop: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
-        let (quit_tx, quit) = tokio::sync::watch::channel(false);
-        let slots = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
-        tokio::pin!(stop);
-        loop {
-            let permit = tokio::select! {
-                () = &mut stop => break,
-                p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            };
-            let (stream, peer) = tokio::select! {
-                () = &mut stop => break,
-                a = self.listener.accept() => match a {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "AMQP accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
-            let (qm, config, quit) = (self.qm.clone(), self.config.clone(), quit.clone());
-            tokio::spawn(async move {
-                conn::serve(stream, peer, qm, config, quit).await;
-                drop(permit);
-            });
-        }
-        let _ = quit_tx.send(true);
+        let (qm, config) = (&self.qm, &self.config);
+        crate::listen::serve_connections(
+            &self.listener,
+            config.max_connections,
+            "AMQP",
+            stop,
+            |stream, peer, quit| conn::serve(stream, peer, qm.clone(), config.clone(), quit),
+        )
+        .await;
         Ok(())
     }
 }

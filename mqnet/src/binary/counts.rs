@@ -1,7 +1,7 @@
 //! A session's counts in both directions (MS-MQQB 3.1.1.3.1) and the SessionAck packets that
 //! report them, the same for an accepted session and an initiated one.
 
-use crate::mqqb::packet::{base_flags, BaseHeader, InternalHeader, InternalType, SessionHeader};
+use crate::mqqb::packet::SessionHeader;
 use crate::mqqb::{encode, Packet};
 
 /// A session's counts (MS-MQQB 3.1.1.3.1).
@@ -41,14 +41,7 @@ pub(crate) fn session_acks(counts: &mut Counts, window: u16, out: &mut Vec<u8>) 
             reserved: 0,
         };
         counts.recoverable_acked += flagged;
-        encode(
-            &Packet::SessionAck {
-                base: BaseHeader::internal(base_flags::SESSION),
-                internal: InternalHeader::new(InternalType::SessionAck, false),
-                session,
-            },
-            out,
-        );
+        encode(&Packet::session_ack(session), out);
         if counts.recoverable_received == counts.recoverable_acked {
             return;
         }

@@ -246,14 +246,14 @@ fn ordering_message(
     let sent = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as u32);
-    UserMessage {
-        base: BaseHeader {
+    UserMessage::new(
+        BaseHeader {
             reserved: 0,
             flags: 0,
             packet_size: 0,
             time_to_reach_queue: INFINITE,
         },
-        user: UserHeader {
+        UserHeader {
             source_qm: guid,
             destination_qm: Uuid::nil(),
             time_to_be_received: INFINITE,
@@ -269,20 +269,14 @@ fn ordering_message(
             response: QueueFormat::None,
             connector_type: None,
         },
-        transaction: None,
-        security: None,
-        properties: MessageProperties {
+        MessageProperties {
             class,
             label: ORDERING_LABEL.into(),
             allocation_body_size: body.len() as u32,
             body,
             ..MessageProperties::default()
         },
-        debug: None,
-        soap: None,
-        multi_queue: None,
-        session: None,
-    }
+    )
 }
 
 /// An OrderAck: every message of sequence `sequence_id` up to `number` is taken (accepted or

@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use mqcore::QueueManager;
 use tokio::net::{TcpListener, ToSocketAddrs, UdpSocket};
-use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::mqqb::packet::{Ping, PING_LEN};
@@ -94,45 +93,30 @@ impl MqqbServer {
 
     /// Serves until `stop` completes; open sessions then close.
     pub async fn run(self, stop: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
-        let (quit_tx, quit) = tokio::sync::watch::channel(false);
-        let slots = Arc::new(Semaphore::new(self.config.max_sessions.max(1)));
-        tokio::pin!(stop);
-        loop {
-            let permit = tokio::select! {
-                () = &mut stop => break,
-                p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            };
-            let (stream, peer) = tokio::select! {
-                () = &mut stop => break,
-                a = self.listener.accept() => match a {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "MS-MQQB accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
+        crate::listen::serve_connections(
+            &self.listener,
+            self.config.max_sessions,
+            "MS-MQQB",
+            stop,
+            |stream, peer, mut quit| {
+                let ctx = session::Context {
+                    qm: self.qm.clone(),
+                    config: self.config.clone(),
+                    guid: self.guid,
+                    peer,
+                };
+                async move {
+                    tokio::select! {
+                        r = session::serve(stream, &ctx) => match r {
+                            Ok(()) => tracing::debug!(%peer, "MS-MQQB session ended"),
+                            Err(why) => tracing::info!(%peer, %why, "MS-MQQB session closed"),
+                        },
+                        _ = quit.wait_for(|q| *q) => {}
                     }
-                },
-            };
-            let _ = stream.set_nodelay(true);
-            let ctx = session::Context {
-                qm: self.qm.clone(),
-                config: self.config.clone(),
-                guid: self.guid,
-                peer,
-            };
-            let mut quit = quit.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    r = session::serve(stream, &ctx) => match r {
-                        Ok(()) => tracing::debug!(%peer, "MS-MQQB session ended"),
-                        Err(why) => tracing::info!(%peer, %why, "MS-MQQB session closed"),
-                    },
-                    _ = quit.wait_for(|q| *q) => {}
                 }
-                drop(permit);
-            });
-        }
-        let _ = quit_tx.send(true);
+            },
+        )
+        .await;
         Ok(())
     }
 }

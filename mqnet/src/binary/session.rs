@@ -18,10 +18,7 @@ use uuid::Uuid;
 use super::inbound;
 use super::Counts;
 use super::MqqbConfig;
-use crate::mqqb::packet::{
-    BaseHeader, ConnectionParameters, EstablishConnection, InternalHeader, InternalType, BASE_LEN,
-    EC_LEN,
-};
+use crate::mqqb::packet::{ConnectionParameters, EstablishConnection, BASE_LEN, EC_LEN};
 use crate::mqqb::{decode, encode, frame_len, Malformed, Packet};
 
 /// What a session needs of its server.
@@ -185,10 +182,8 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let ours = request.server == ctx.guid || request.server.is_nil();
     let mut out = Vec::with_capacity(EC_LEN);
     encode(
-        &Packet::EstablishConnection {
-            base: BaseHeader::internal(0),
-            internal: InternalHeader::new(InternalType::EstablishConnection, !ours),
-            header: EstablishConnection {
+        &Packet::establish_connection(
+            EstablishConnection {
                 client: request.client,
                 server: ctx.guid,
                 timestamp: request.timestamp,
@@ -196,7 +191,8 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 operating_system: 0x0010 | (request.operating_system & 0x0100),
                 reserved: 0,
             },
-        },
+            !ours,
+        ),
         &mut out,
     );
     wr.write_all(&out).await.map_err(|e| e.to_string())?;
@@ -213,16 +209,15 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     };
     out.clear();
     encode(
-        &Packet::ConnectionParameters {
-            base: BaseHeader::internal(0),
-            internal: InternalHeader::new(InternalType::ConnectionParameters, false),
-            params: ConnectionParameters {
+        &Packet::connection_parameters(
+            ConnectionParameters {
                 recoverable_ack_timeout: params.recoverable_ack_timeout,
                 ack_timeout: params.ack_timeout,
                 reserved: 0,
                 window_size: ctx.config.window,
             },
-        },
+            false,
+        ),
         &mut out,
     );
     wr.write_all(&out).await.map_err(|e| e.to_string())?;

@@ -275,6 +275,35 @@ pub enum Packet {
     User(Box<UserMessage>),
 }
 
+impl Packet {
+    /// An EstablishConnection packet, as Windows frames internal packets (priority 3).
+    pub fn establish_connection(header: EstablishConnection, refused: bool) -> Packet {
+        Packet::EstablishConnection {
+            base: BaseHeader::internal(0),
+            internal: InternalHeader::new(InternalType::EstablishConnection, refused),
+            header,
+        }
+    }
+
+    /// A ConnectionParameters packet.
+    pub fn connection_parameters(params: ConnectionParameters, refused: bool) -> Packet {
+        Packet::ConnectionParameters {
+            base: BaseHeader::internal(0),
+            internal: InternalHeader::new(InternalType::ConnectionParameters, refused),
+            params,
+        }
+    }
+
+    /// A stand-alone SessionAck packet.
+    pub fn session_ack(session: SessionHeader) -> Packet {
+        Packet::SessionAck {
+            base: BaseHeader::internal(base_flags::SESSION),
+            internal: InternalHeader::new(InternalType::SessionAck, false),
+            session,
+        }
+    }
+}
+
 /// Decodes one whole packet, as [`frame_len`] delimited it. Every field is checked against the
 /// bytes present; an internal packet of the wrong size, an unknown packet type, or headers
 /// that do not fit are [`Malformed`].

@@ -258,6 +258,21 @@ pub struct UserMessage {
 }
 
 impl UserMessage {
+    /// A message with only the headers every one has; the optional ones are absent.
+    pub fn new(base: BaseHeader, user: UserHeader, properties: MessageProperties) -> UserMessage {
+        UserMessage {
+            base,
+            user,
+            transaction: None,
+            security: None,
+            properties,
+            debug: None,
+            soap: None,
+            multi_queue: None,
+            session: None,
+        }
+    }
+
     /// Reads the headers after `base`; `r` covers the whole packet (its SessionHeader too).
     pub(crate) fn read(base: BaseHeader, r: &mut Reader<'_>) -> Result<UserMessage, Malformed> {
         let start = r.pos();

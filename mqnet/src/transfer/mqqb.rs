@@ -22,10 +22,7 @@ use uuid::Uuid;
 use super::link::{settle, End, Task};
 use crate::binary::outbound::{ordering_ack, sequence_id, user_message, OrderingAck};
 use crate::binary::{session_acks, Counts, PacketReader};
-use crate::mqqb::packet::{
-    BaseHeader, ConnectionParameters, EstablishConnection, InternalHeader, InternalType,
-    SessionHeader,
-};
+use crate::mqqb::packet::{ConnectionParameters, EstablishConnection, SessionHeader};
 use crate::mqqb::user::user_flags;
 use crate::mqqb::{decode, encode, Packet};
 
@@ -423,31 +420,22 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     wr: &mut W,
     own: Uuid,
 ) -> Result<u16, Error> {
-    let mut out = Vec::new();
     let timestamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u32);
-    encode(
-        &Packet::EstablishConnection {
-            base: BaseHeader::internal(0),
-            internal: InternalHeader::new(InternalType::EstablishConnection, false),
-            header: EstablishConnection {
-                client: own,
-                // A direct format name: the acceptor's GUID is not known.
-                server: Uuid::nil(),
-                timestamp,
-                // RE, and SE: no ping was sent first.
-                operating_system: 0x0110,
-                reserved: 0,
-            },
+    let request = Packet::establish_connection(
+        EstablishConnection {
+            client: own,
+            // A direct format name: the acceptor's GUID is not known.
+            server: Uuid::nil(),
+            timestamp,
+            // RE, and SE: no ping was sent first.
+            operating_system: 0x0110,
+            reserved: 0,
         },
-        &mut out,
+        false,
     );
-    wr.write_all(&out)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let answer = reader.next(rd).await.map_err(|e| failed(e.to_string()))?;
-    match decode(&answer).map_err(|e| failed(e.to_string()))? {
+    match exchange(reader, rd, wr, &request).await? {
         Packet::EstablishConnection { internal, .. } if internal.refused() => {
             return Err(failed("the MS-MQQB receiver refused the session"))
         }
@@ -458,25 +446,16 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             ))
         }
     }
-    out.clear();
-    encode(
-        &Packet::ConnectionParameters {
-            base: BaseHeader::internal(0),
-            internal: InternalHeader::new(InternalType::ConnectionParameters, false),
-            params: ConnectionParameters {
-                recoverable_ack_timeout: 500,
-                ack_timeout: 120_000,
-                reserved: 0,
-                window_size: WINDOW,
-            },
+    let request = Packet::connection_parameters(
+        ConnectionParameters {
+            recoverable_ack_timeout: 500,
+            ack_timeout: 120_000,
+            reserved: 0,
+            window_size: WINDOW,
         },
-        &mut out,
+        false,
     );
-    wr.write_all(&out)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let answer = reader.next(rd).await.map_err(|e| failed(e.to_string()))?;
-    match decode(&answer).map_err(|e| failed(e.to_string()))? {
+    match exchange(reader, rd, wr, &request).await? {
         Packet::ConnectionParameters { internal, .. } if internal.refused() => {
             Err(failed("the MS-MQQB receiver refused the session"))
         }
@@ -485,6 +464,22 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             "the MS-MQQB receiver did not answer ConnectionParameters",
         )),
     }
+}
+
+/// Sends `request` and reads the packet that answers it.
+async fn exchange<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    reader: &mut PacketReader,
+    rd: &mut R,
+    wr: &mut W,
+    request: &Packet,
+) -> Result<Packet, Error> {
+    let mut out = Vec::new();
+    encode(request, &mut out);
+    wr.write_all(&out)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let answer = reader.next(rd).await.map_err(|e| failed(e.to_string()))?;
+    decode(&answer).map_err(|e| failed(e.to_string()))
 }
 
 #[cfg(test)]
