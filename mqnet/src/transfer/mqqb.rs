@@ -103,7 +103,7 @@ impl Task {
         mut rd: R,
         mut wr: W,
         mut reader: PacketReader,
-        window: u16,
+        mut window: u16,
     ) -> End {
         let mut counts = Counts::default();
         let (mut sent_total, mut recoverable_total) = (0u64, 0u64);
@@ -240,6 +240,8 @@ impl Task {
             while let Some(bytes) = next {
                 match decode(&bytes) {
                     Ok(Packet::SessionAck { session, .. }) => {
+                        // An acceptor short of memory lowers its window (MS-MQQB <15>).
+                        window = session.window_size.max(1);
                         take_session_ack(
                             &session,
                             sent_total,
