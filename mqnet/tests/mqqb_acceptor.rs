@@ -660,3 +660,47 @@ async fn ten_thousand_malformed_sessions_leave_memory_and_descriptors_flat() {
         .receive(r".\private$\q", Duration::ZERO, Tx::None)
         .is_err());
 }
+
+/// A sender that names the queue by its number on this computer (DQ 3, `PRIVATE=` in MSMQ's
+/// format names) reaches it; a number that is no queue here, or another computer's GUID, is
+/// refused with NACK_BAD_DST_Q, transactional or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_queues_by_number_are_found_and_unknown_ones_refused() {
+    let qm = QueueManager::new();
+    qm.create_queue(r".\private$\numbered", QueueProps::transactional())
+        .unwrap();
+    let id = qm.queue_info(r".\private$\numbered").unwrap().id;
+    let (addr, _stop) = serve(qm.clone()).await;
+    let mut s = Sender::open(addr).await;
+    let seq = 0x0000_0009_0000_0001;
+    let mut by_number = s.transactional("ignored", "by number", (seq, 1, 0));
+    by_number.user.destination = QueueFormat::PrivateOnDestination(id);
+    by_number.user.destination_qm = qm.guid();
+    // Its administration queue on the sender's computer, by number there.
+    by_number.user.admin = QueueFormat::PrivateOnSource(7);
+    s.send(by_number).await;
+    let mut unknown = s.transactional("ignored", "no such number", (seq, 1, 0));
+    unknown.user.destination = QueueFormat::PrivateOnDestination(id + 100);
+    unknown.user.destination_qm = qm.guid();
+    s.send(unknown).await;
+    let mut elsewhere = s.transactional("ignored", "another computer", (seq, 1, 0));
+    elsewhere.user.destination = QueueFormat::PrivateOnDestination(id);
+    elsewhere.user.destination_qm = Uuid::from_u128(42);
+    s.send(elsewhere).await;
+    let users = s.until_received(3).await;
+    let finals: Vec<u16> = users
+        .iter()
+        .map(|u| u.properties.class)
+        .filter(|c| *c != 0x00FF)
+        .collect();
+    assert_eq!(finals, [MessageClass::NACK_BAD_DST_Q.0; 2], "{users:?}");
+    let got = qm
+        .receive(r".\private$\numbered", Duration::ZERO, Tx::Single)
+        .unwrap();
+    assert_eq!(&got.body[..], b"by number");
+    let admin = got.admin_queue.as_ref().unwrap().to_string().to_lowercase();
+    assert_eq!(admin, format!("private={}\\00000007", SENDER.hyphenated()));
+    assert!(qm
+        .receive(r".\private$\numbered", Duration::ZERO, Tx::Single)
+        .is_err());
+}
