@@ -704,3 +704,47 @@ async fn private_queues_by_number_are_found_and_unknown_ones_refused() {
         .receive(r".\private$\numbered", Duration::ZERO, Tx::Single)
         .is_err());
 }
+
+/// A message whose time to reach queue ran out on its way is ignored, as MS-MQMQ 2.2.19.1
+/// says; a transactional one's number is consumed (so the next can follow) and the sender gets
+/// a FinalAck with NACK_REACH_QUEUE_TIMEOUT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_expired_on_their_way_are_not_stored() {
+    let qm = QueueManager::new();
+    qm.create_queue(r".\private$\plain", QueueProps::default())
+        .unwrap();
+    qm.create_queue(r".\private$\tx", QueueProps::transactional())
+        .unwrap();
+    let (addr, _stop) = serve(qm.clone()).await;
+    let mut s = Sender::open(addr).await;
+    let mut late = s.message("plain", "too late");
+    late.user.sent_time = now() - 100;
+    late.base.time_to_reach_queue = 10;
+    s.send(late).await;
+    let seq = 0x0000_000A_0000_0001;
+    let mut late_tx = s.transactional("tx", "too late", (seq, 1, 0));
+    late_tx.user.sent_time = now() - 100;
+    late_tx.base.time_to_reach_queue = 10;
+    s.send(late_tx).await;
+    let mut on_time = s.transactional("tx", "on time", (seq, 2, 1));
+    on_time.base.time_to_reach_queue = 10;
+    s.send(on_time).await;
+    let users = s.until_received(3).await;
+    let finals: Vec<&UserMessage> = users
+        .iter()
+        .filter(|u| u.properties.class != 0x00FF)
+        .collect();
+    assert_eq!(finals.len(), 1, "{users:?}");
+    assert_eq!(
+        finals[0].properties.class,
+        MessageClass::NACK_REACH_QUEUE_TIMEOUT.0
+    );
+    assert_eq!(order_ack(users.last().unwrap()).1, 2);
+    assert!(qm
+        .receive(r".\private$\plain", Duration::ZERO, Tx::None)
+        .is_err());
+    let got = qm
+        .receive(r".\private$\tx", Duration::ZERO, Tx::Single)
+        .unwrap();
+    assert_eq!(&got.body[..], b"on time");
+}

@@ -73,6 +73,16 @@ pub(super) fn take(
                     acks.push(final_ack(guid, peer, m, class.0));
                     order = Some(tx.sequence_id);
                 }
+                // Expired on its way (see below): its number is consumed, the sender told.
+                Verdict::Withdrawn => {
+                    acks.push(final_ack(
+                        guid,
+                        peer,
+                        m,
+                        MessageClass::NACK_REACH_QUEUE_TIMEOUT.0,
+                    ));
+                    order = Some(tx.sequence_id);
+                }
                 _ => order = Some(tx.sequence_id),
             }
         }
@@ -83,6 +93,7 @@ pub(super) fn take(
         }
         Ok(())
     };
+    let now = qm.clock().now().0 / 1000;
     for m in users {
         counts.received = counts.received.wrapping_add(1);
         if m.properties.class == ORDER_ACK {
@@ -90,7 +101,21 @@ pub(super) fn take(
             // none on the session, so it only counts.
             continue;
         }
-        let (key, item) = inbound(guid, &m);
+        // Time to reach queue ran out on the way: ignored (MS-MQMQ 2.2.19.1), though counted
+        // as handled so the sender lets it go; a transactional one's number is consumed.
+        let expired = m.base.time_to_reach_queue != INFINITE
+            && now.saturating_sub(u64::from(m.user.sent_time))
+                > u64::from(m.base.time_to_reach_queue);
+        if expired && m.transaction.is_none() {
+            if m.user.flags & user_flags::RECOVERABLE != 0 {
+                stored_recoverable += 1;
+            }
+            continue;
+        }
+        let (key, mut item) = inbound(guid, &m);
+        if expired {
+            item.msg = None;
+        }
         if run_key.as_ref() != Some(&key) {
             if let Some(k) = &run_key {
                 flush(&mut run, k, &mut acks, &mut stored_recoverable)?;
