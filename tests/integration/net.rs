@@ -249,6 +249,99 @@ async fn pipelined_requests_on_one_connection() {
     s.stop().await;
 }
 
+/// Reads answers off one raw connection, keeping what a read brought beyond the first frame.
+struct Answers {
+    st: TcpStream,
+    buf: BytesMut,
+}
+
+impl Answers {
+    async fn next(&mut self) -> (u64, Response) {
+        loop {
+            if let Some(f) = mqnet::frame::decode(&mut self.buf, 1 << 24).unwrap() {
+                let env: proto::Envelope<Response> = proto::decode(&f).unwrap();
+                return (env.id, env.body);
+            }
+            let n = tokio::time::timeout(Duration::from_secs(5), self.st.read_buf(&mut self.buf))
+                .await
+                .expect("the server answers")
+                .unwrap();
+            assert_ne!(n, 0, "the server closed the connection");
+        }
+    }
+}
+
+/// Pipelined receives that find the queue empty wait as one waiter: each message that comes goes
+/// to the oldest of them, in order, and the rest time out together. Once for receives without a
+/// transaction, once for single-message transactional ones of a local application.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_receives_on_an_empty_queue_wait_as_one() {
+    let (s, c) = open_server().await;
+    for (queue, tx, local) in [
+        (Q, proto::TxRef::None, false),
+        (TXQ, proto::TxRef::Single, true),
+    ] {
+        let mut st = raw(&s.addr()).await;
+        if local {
+            st.write_all(&proto::frame(2, &Request::Local))
+                .await
+                .unwrap();
+            let (id, r) = read_answer(&mut st).await.unwrap();
+            assert_eq!((id, matches!(r, Response::Done)), (2, true), "{r:?}");
+        }
+        // Ten receives in one write, so the server reads them as one run.
+        let ids: Vec<u64> = (10..20).collect();
+        let mut out = Vec::new();
+        for &id in &ids {
+            let req = Request::Receive {
+                queue: queue.into(),
+                select: proto::Select::Head,
+                timeout_ms: 1500,
+                tx,
+            };
+            out.extend_from_slice(&proto::frame(id, &req));
+        }
+        st.write_all(&out).await.unwrap();
+        s.waiting_on(queue, 1).await;
+        let q = s.qm.open(queue).unwrap();
+        assert_eq!(q.waiting().unwrap(), 1, "ten receives, one waiter");
+
+        let sender = c.open(queue).await.unwrap();
+        let send_tx = if local { Tx::Single } else { Tx::None };
+        for i in 0..3 {
+            sender
+                .send(Message::new(format!("m{i}")), send_tx)
+                .await
+                .unwrap();
+        }
+        let mut answers = Answers {
+            st,
+            buf: BytesMut::new(),
+        };
+        // The oldest requests get the messages, in the order they were sent.
+        for (i, &want) in ids[..3].iter().enumerate() {
+            let (id, r) = answers.next().await;
+            assert_eq!(id, want);
+            let Response::Message(m) = r else {
+                panic!("{r:?}")
+            };
+            assert_eq!(body(&m), format!("m{i}"));
+        }
+        // The other seven time out.
+        for &want in &ids[3..] {
+            let (id, r) = answers.next().await;
+            assert_eq!(id, want);
+            let Response::Error { code, .. } = r else {
+                panic!("{r:?}")
+            };
+            assert_eq!(ErrorCode::from_hresult(code), Some(ErrorCode::IoTimeout));
+        }
+        assert!(q.is_empty().unwrap());
+        assert_eq!(q.waiting().unwrap(), 0);
+    }
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_aborts_its_transactions() {
     let (s, c) = open_server().await;

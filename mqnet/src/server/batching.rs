@@ -6,14 +6,19 @@
 //! single-message transactions only on a local connection, so the remote-receive rule has
 //! nothing to refuse here.
 
-use mqcore::{Error, Message, Tx};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use mqcore::step::deferred::{finish_all, Collecting};
+use mqcore::{Error, Message, Queue, Tx, INFINITE};
 
 use crate::auth::Right;
-use crate::proto::{Request, Response, Select, TxRef};
+use crate::proto::{timeout_from_wire, Request, Response, Select, TxRef};
 use crate::steps::UntilDurable;
 
 use super::dispatch::Step;
-use super::session::{wait_head, Session};
+use super::session::{shutting_down, wait_head, Session};
+use super::stopped_signal;
 
 /// Answers held until the log records of the steps that gave them are durable.
 pub(super) struct Held {
@@ -209,13 +214,86 @@ impl Session {
         };
         let mut out = Vec::with_capacity(reqs.len());
         let mut got = got.into_iter();
+        // Requests the queue had no message for, in order: each run of them with one timeout
+        // waits as one waiter.
+        let mut misses: Vec<(u64, u64)> = Vec::new();
         for (id, timeout_ms) in reqs {
-            let step = match got.next() {
-                Some(m) => Step::Reply(Response::Message(Box::new(m))),
-                None => wait_head(q.clone(), timeout_ms, None, true, self.stop.clone()),
+            match got.next() {
+                Some(m) => out.push((id, Step::Reply(Response::Message(Box::new(m))))),
+                None => misses.push((id, timeout_ms)),
+            }
+        }
+        for run in misses.chunk_by(|a, b| a.1 == b.1) {
+            let (id, timeout_ms) = run[0];
+            let step = if run.len() == 1 {
+                wait_head(q.clone(), timeout_ms, None, true, self.stop.clone())
+            } else {
+                let ids = run.iter().map(|&(id, _)| id).collect();
+                self.wait_run(q.clone(), ids, timeout_ms, single)
             };
             out.push((id, step));
         }
         out
+    }
+
+    /// Pipelined receives of this connection that found `q` empty, waiting as one: when a
+    /// message comes, the run takes it and as many more as the queue holds (one per request) in
+    /// one step, so one log record and one answer write serve them all; the rest wait on until
+    /// their common timeout. Waiting one task per request instead made every message a record, a
+    /// sync and a write of its own whenever the consumer had caught up.
+    ///
+    /// Shutdown ends the wait (a message already handed to it goes back), but never a step that
+    /// has taken messages: their removal is logged, so their answers go out.
+    fn wait_run(&self, q: Queue, ids: Vec<u64>, timeout_ms: u64, single: bool) -> Step {
+        let done = self.done.clone();
+        let mut stop = self.stop.clone();
+        let clock = self.shared.qm.clock().clone();
+        Step::Answers(Box::pin(async move {
+            let timeout = timeout_from_wire(timeout_ms);
+            let until = (timeout != INFINITE).then(|| {
+                let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+                clock.now().0.saturating_add(ms)
+            });
+            let mut left: VecDeque<u64> = ids.into();
+            while !left.is_empty() {
+                let wait = match until {
+                    None => INFINITE,
+                    Some(t) => Duration::from_millis(t.saturating_sub(clock.now().0)),
+                };
+                let (q, more) = (&q, left.len() - 1);
+                let take = Box::pin(async move {
+                    let mut got = vec![q.receive_async(wait, Tx::None).await?];
+                    // In the same step as the first, so in its log record. Failing here only
+                    // leaves the rest waiting.
+                    let tx = if single { Tx::Single } else { Tx::None };
+                    if let Ok(rest) = q.receive_batch(more, tx) {
+                        got.extend(rest);
+                    }
+                    Ok::<_, Error>(got)
+                });
+                let (r, logged) = tokio::select! {
+                    got = Collecting::new(take) => got,
+                    _ = stopped_signal(&mut stop) => {
+                        for id in left {
+                            let _ = done.send((id, Response::error(&shutting_down())));
+                        }
+                        return;
+                    }
+                };
+                match finish_all(logged).await.and(r) {
+                    Ok(got) => {
+                        for m in got {
+                            let id = left.pop_front().expect("at most one message per request");
+                            let _ = done.send((id, Response::Message(Box::new(m))));
+                        }
+                    }
+                    Err(e) => {
+                        for id in left.drain(..) {
+                            let _ = done.send((id, Response::error(&e)));
+                        }
+                    }
+                }
+            }
+        }))
     }
 }

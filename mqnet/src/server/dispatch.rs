@@ -33,6 +33,9 @@ pub(super) enum Step {
     Wait(Waiting),
     /// An answer that has to wait inside a blocking engine call (cursors).
     Block(Box<dyn FnOnce() -> Response + Send>),
+    /// Waits that answer for themselves, on the connection's channel of finished waits: a run of
+    /// pipelined receives that found the queue empty ([`super::batching`]).
+    Answers(Pin<Box<dyn Future<Output = ()> + Send>>),
 }
 
 impl Session {

@@ -238,7 +238,8 @@ pub(super) struct Session {
     next_handle: u64,
     waits: JoinSet<()>,
     held: HeldAnswers,
-    done: mpsc::UnboundedSender<(u64, Response)>,
+    /// Answers of finished waits, sent by the tasks in `waits`.
+    pub(super) done: mpsc::UnboundedSender<(u64, Response)>,
     pub(super) stop: watch::Receiver<bool>,
 }
 
@@ -352,6 +353,13 @@ impl Session {
                     self.waits.spawn(async move {
                         let _ = done.send((id, fut.await));
                     });
+                }
+                Step::Answers(fut) => {
+                    let fut = match hook {
+                        Some(hook) => Box::pin(mqcore::blocking::Hooked::new(hook, fut)),
+                        None => fut,
+                    };
+                    self.waits.spawn(fut);
                 }
                 Step::Block(f) => {
                     let done = self.done.clone();
@@ -575,7 +583,7 @@ fn local_peer(peer: SocketAddr) -> Result<(), Error> {
     ))
 }
 
-fn shutting_down() -> Error {
+pub(super) fn shutting_down() -> Error {
     Error::new(
         ErrorCode::ServiceNotAvailable,
         "the server is shutting down",
