@@ -10,7 +10,20 @@ use super::{
 impl fmt::Display for QueueName {
     /// Writes the canonical text of the name, which parses back to an equal name.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.repr {
+        f.write_str(self.as_text())
+    }
+}
+
+/// Writes the canonical text of `name` into `out` ([`QueueName::as_text`] keeps it).
+pub(super) fn write_canonical(name: &QueueName, out: &mut impl fmt::Write) -> fmt::Result {
+    write!(out, "{}", Canonical(name))
+}
+
+struct Canonical<'a>(&'a QueueName);
+
+impl fmt::Display for Canonical<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0.repr {
             Repr::Path { computer, target } => {
                 write!(f, "{computer}\\")?;
                 write_part(f, target, '\\', ('\\', JOURNAL_PATH_SUFFIX))

@@ -68,7 +68,7 @@ pub(super) fn parse_format(input: &str, body: &str) -> Result<QueueName> {
             "`{kind}=` is not a format name type; expected DIRECT=, PRIVATE=, PUBLIC= or MACHINE="
         )));
     };
-    Ok(QueueName { repr })
+    Ok(QueueName::from_repr(repr))
 }
 
 /// Splits `text` at its first `;` into the part before and the suffix after.

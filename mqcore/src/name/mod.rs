@@ -259,10 +259,55 @@ pub enum QueueRef<'a> {
 /// [`QueueName::parse_path`], which accepts path names only. Equality and hashing ignore
 /// ASCII case in names and keywords, as MSMQ does, but a path name never equals a format
 /// name, even one for the same queue: resolving names to queues is the engine's job.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 pub struct QueueName {
     /// The parsed name, with names kept in their original spelling.
     repr: Repr,
+    /// The canonical text, made the first time it is asked for: a message carries its
+    /// destination (and response and administration queues) into every log record and every
+    /// answer, and formatting the name afresh each time cost the server more than the send.
+    /// Shared, so a clone (every message sent to a queue clones its name) copies no text.
+    text: std::sync::OnceLock<std::sync::Arc<str>>,
+}
+
+impl QueueName {
+    fn from_repr(repr: Repr) -> QueueName {
+        QueueName {
+            repr,
+            text: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The canonical text (what `Display` writes), made once.
+    pub fn as_text(&self) -> &str {
+        self.text.get_or_init(|| {
+            let mut s = String::new();
+            display::write_canonical(self, &mut s).expect("a String takes any text");
+            std::sync::Arc::from(s)
+        })
+    }
+}
+
+impl PartialEq for QueueName {
+    fn eq(&self, other: &QueueName) -> bool {
+        self.repr == other.repr
+    }
+}
+
+impl Eq for QueueName {}
+
+impl std::hash::Hash for QueueName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.repr.hash(state);
+    }
+}
+
+impl std::fmt::Debug for QueueName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueName")
+            .field("repr", &self.repr)
+            .finish()
+    }
 }
 
 /// The kinds of queue name, each with exactly the parts it can carry.
@@ -457,16 +502,14 @@ impl QueueName {
     /// A part that breaks the grammar (say a `;` in `name`) gives a name whose text does not
     /// parse back to it. Use [`QueueName::try_private`] for names from outside.
     pub fn private(computer: &str, name: &str) -> QueueName {
-        QueueName {
-            repr: Repr::Path {
-                computer: computer.to_owned(),
-                target: QueuePart::Named {
-                    scope: Scope::Private,
-                    name: name.to_owned(),
-                    suffix: Suffix::None,
-                },
+        QueueName::from_repr(Repr::Path {
+            computer: computer.to_owned(),
+            target: QueuePart::Named {
+                scope: Scope::Private,
+                name: name.to_owned(),
+                suffix: Suffix::None,
             },
-        }
+        })
     }
 
     /// Like [`QueueName::private`], but checks the computer name and queue name against
@@ -510,7 +553,7 @@ impl serde::Serialize for QueueName {
         &self,
         serializer: S,
     ) -> std::result::Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(self.as_text())
     }
 }
 

@@ -45,12 +45,10 @@ pub(super) fn parse_path_text(input: &str) -> Result<QueueName> {
         }
         _ => return Err(ctx.err("the path name has too many `\\`-separated parts")),
     };
-    Ok(QueueName {
-        repr: Repr::Path {
-            computer: computer.to_owned(),
-            target,
-        },
-    })
+    Ok(QueueName::from_repr(Repr::Path {
+        computer: computer.to_owned(),
+        target,
+    }))
 }
 
 /// The refusal of a path-name part that follows the queue name but is not `JOURNAL$`.

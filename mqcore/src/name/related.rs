@@ -40,7 +40,7 @@ impl QueueName {
                 )
             }
         };
-        Ok(QueueName { repr })
+        Ok(QueueName::from_repr(repr))
     }
 
     /// The name of this queue's journal, in the same kind of name.
@@ -75,7 +75,7 @@ impl QueueName {
             },
             Repr::Machine { .. } => self.repr.clone(),
         };
-        QueueName { repr }
+        QueueName::from_repr(repr)
     }
 
     /// The code this kind of name is refused with.
