@@ -26,6 +26,9 @@ use super::session::{wait_head, OpenCursor, Session};
 pub(super) type Waiting = Pin<Box<dyn Future<Output = Response> + Send>>;
 
 /// What running a request gives.
+// A step lives only from `Session::step` to its caller, one at a time: boxing the answer to
+// shrink it would cost an allocation for every reply.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Step {
     /// The answer, now.
     Reply(Response),
