@@ -179,6 +179,27 @@ mod tests {
     fn a_stale_owner_is_fenced_by_a_take_over_and_writes_nothing() {
         let (sim, disk) = sim();
         let dir = Path::new("/vs1/msmq/storage");
+        let read = |path: &Path| sim.read_file(path).unwrap();
+        fenced_by_a_take_over(disk, dir, read, |dir| sim.list(dir).unwrap()[0].clone());
+    }
+
+    /// The same on the real file system, `take_over` writing the epoch through a file of its own.
+    #[test]
+    fn a_stale_owner_on_real_files_is_fenced_by_a_take_over() {
+        let root = tempfile::tempdir().unwrap();
+        let disk: Arc<dyn Disk> = Arc::new(crate::storage::disk::FileDisk);
+        let dir = root.path().join("vs1/msmq/storage");
+        let read = |path: &Path| std::fs::read(path).unwrap();
+        let first = |dir: &Path| disk.list(dir).unwrap()[0].clone();
+        fenced_by_a_take_over(disk.clone(), &dir, read, first);
+    }
+
+    fn fenced_by_a_take_over(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        read: impl Fn(&Path) -> Vec<u8>,
+        first_segment: impl Fn(&Path) -> PathBuf,
+    ) {
         let owner = Ownership::acquire(disk.clone(), dir).unwrap();
         let wal_dir = dir.join("wal");
         let options = WalOptions {
@@ -197,13 +218,13 @@ mod tests {
         // The cluster moves the virtual server: the new owner raises the epoch.
         let theirs = take_over(&*disk, dir).unwrap();
         assert_eq!(theirs, 2);
-        let segment = sim.list(&wal_dir).unwrap()[0].clone();
-        let before = sim.read_file(&segment).unwrap();
+        let segment = first_segment(&wal_dir);
+        let before = read(&segment);
         assert!(matches!(
             wal.append(1, b"stale"),
             Err(WalError::Fenced { ours: 1, theirs: 2 })
         ));
-        assert_eq!(sim.read_file(&segment).unwrap(), before);
+        assert_eq!(read(&segment), before);
         drop(wal);
         let (_, records) = Wal::open(
             disk,
