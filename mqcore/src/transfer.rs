@@ -227,7 +227,7 @@ impl OutgoingQueue {
     /// The name the receiver keeps this sequence under (case aside), and the destination
     /// queue's name its messages carry there: the destination's format name.
     pub fn sequence(&self) -> &str {
-        &self.out.name_text
+        self.out.name.as_text()
     }
 
     /// The computer name or address of the destination queue manager (lower case).

@@ -407,7 +407,7 @@ pub enum Response {
     /// A list of queues.
     Queues(Vec<QueueInfo>),
     /// One queue.
-    Queue(QueueInfo),
+    Queue(Box<QueueInfo>),
     /// A count.
     Count(u64),
     /// A transaction's id on this connection.

@@ -14,12 +14,8 @@ impl fmt::Display for QueueName {
     }
 }
 
-/// Writes the canonical text of `name` into `out` ([`QueueName::as_text`] keeps it).
-pub(super) fn write_canonical(name: &QueueName, out: &mut impl fmt::Write) -> fmt::Result {
-    write!(out, "{}", Canonical(name))
-}
-
-struct Canonical<'a>(&'a QueueName);
+/// Formats the canonical text of a name afresh; [`QueueName::as_text`] keeps what it gives.
+pub(super) struct Canonical<'a>(pub(super) &'a QueueName);
 
 impl fmt::Display for Canonical<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

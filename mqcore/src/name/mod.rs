@@ -265,7 +265,8 @@ pub struct QueueName {
     repr: Repr,
     /// The canonical text, made the first time it is asked for: a message carries its
     /// destination (and response and administration queues) into every log record and every
-    /// answer, and formatting the name afresh each time cost the server more than the send.
+    /// answer, and formatting the name afresh each time was about 4% of the server's time under
+    /// the durable pipelined bench (docs/performance.md).
     /// Shared, so a clone (every message sent to a queue clones its name) copies no text.
     text: std::sync::OnceLock<std::sync::Arc<str>>,
 }
@@ -280,11 +281,8 @@ impl QueueName {
 
     /// The canonical text (what `Display` writes), made once.
     pub fn as_text(&self) -> &str {
-        self.text.get_or_init(|| {
-            let mut s = String::new();
-            display::write_canonical(self, &mut s).expect("a String takes any text");
-            std::sync::Arc::from(s)
-        })
+        self.text
+            .get_or_init(|| display::Canonical(self).to_string().into())
     }
 }
 

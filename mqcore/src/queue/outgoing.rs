@@ -94,8 +94,6 @@ pub(crate) struct Outgoing {
     /// The lower-case format name: the store's name in the log, and the sequence's name at the
     /// receiver.
     pub(crate) key: String,
-    /// The format name as written (what the receiver's messages carry as their destination).
-    pub(crate) name_text: String,
     /// The computer name or address the destination queue manager is reached at (lower case).
     pub(crate) host: String,
     /// The destination queue's name on its own queue manager (`.\private$\orders`).
@@ -115,7 +113,6 @@ impl Outgoing {
     ) -> Outgoing {
         Outgoing {
             key: name.to_string().to_ascii_lowercase(),
-            name_text: name.to_string(),
             name: Arc::new(name),
             host,
             remote_path,

@@ -220,6 +220,11 @@ mod tests {
         assert_eq!(theirs, 2);
         let segment = first_segment(&wal_dir);
         let before = read(&segment);
+        assert!(
+            before.windows(4).any(|w| w == b"mine"),
+            "{} holds the first record",
+            segment.display()
+        );
         assert!(matches!(
             wal.append(1, b"stale"),
             Err(WalError::Fenced { ours: 1, theirs: 2 })

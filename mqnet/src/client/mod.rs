@@ -219,7 +219,7 @@ impl Client {
     pub async fn queue_info(&self, name: &str) -> Result<QueueInfo, Error> {
         let name = localize(name)?;
         match self.request(Request::QueueInfo { name }).await? {
-            Response::Queue(q) => Ok(q),
+            Response::Queue(q) => Ok(*q),
             other => Err(unexpected(&other)),
         }
     }

@@ -26,9 +26,6 @@ use super::session::{wait_head, OpenCursor, Session};
 pub(super) type Waiting = Pin<Box<dyn Future<Output = Response> + Send>>;
 
 /// What running a request gives.
-// A step lives only from `Session::step` to its caller, one at a time: boxing the answer to
-// shrink it would cost an allocation for every reply.
-#[allow(clippy::large_enum_variant)]
 pub(super) enum Step {
     /// The answer, now.
     Reply(Response),
@@ -93,7 +90,7 @@ impl Session {
             Request::CreateQueue { path, props } => {
                 self.check(Right::Admin, &path)?;
                 let q = qm.create_queue(&path, props)?;
-                Response::Queue(qm.queue_info(&q.name().to_string())?)
+                Response::Queue(Box::new(qm.queue_info(q.name().as_text())?))
             }
             Request::DeleteQueue { name } => {
                 self.check(Right::Admin, &name)?;
@@ -111,7 +108,7 @@ impl Session {
             ),
             Request::QueueInfo { name } => {
                 self.allowed(None, &queue_key(&name), &name)?;
-                Response::Queue(qm.queue_info(&name)?)
+                Response::Queue(Box::new(qm.queue_info(&name)?))
             }
             Request::SetQueueProps { name, update } => {
                 self.check(Right::Admin, &name)?;
