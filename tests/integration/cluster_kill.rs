@@ -565,10 +565,24 @@ pub(crate) fn stopped_owner(c: Cluster) {
     c.flow(20);
     let (victim, token, pid) = c.owner_proc();
     let pid_s = pid.to_string();
+    // Stopped while holding the cluster directory's lock (a few microseconds of each of its
+    // heartbeats), the owner would stall every node until resumed, as the directory documents,
+    // and no challenger could take over while this waits for one: the test holds the lock
+    // itself around the stop, so the owner is stopped outside it. (etcd has no such lock.)
+    let dir_lock = c.dir().join("cluster.lock");
+    let held = dir_lock.exists().then(|| {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&dir_lock)
+            .unwrap();
+        f.lock().unwrap();
+        f
+    });
     Command::new("kill")
         .args(["-STOP", &pid_s])
         .status()
         .unwrap();
+    drop(held);
     // A challenger takes the group over; the stopped owner still holds the address, so the new
     // owner's MSMQ resource waits (OnlinePending) until the old one lets go.
     crate::support::eventually("a challenger holds VS1", || {
