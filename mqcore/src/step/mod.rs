@@ -40,6 +40,10 @@ impl Inner {
     pub(crate) fn run(self: &Arc<Self>, f: impl FnOnce(&mut Step)) -> Result<Lsn> {
         let mut step = self.step();
         f(&mut step);
+        if step.is_empty() {
+            // Most express receives change nothing durable: not even moving the step on.
+            return Ok(0);
+        }
         self.apply(step)
     }
 

@@ -6,6 +6,8 @@
 //! locked. Locks are taken in the order state, then inbox (a send that takes the inbox alone
 //! releases it before it locks the state).
 
+#[cfg(not(all(test, loom)))]
+use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 
 use crossbeam_utils::CachePadded;
@@ -57,7 +59,7 @@ pub(crate) struct Store {
     inbox: CachePadded<Mutex<Inbox>>,
     /// Boxes of received messages, emptied, for the next sends to fill (see [`Store::boxed`]).
     #[cfg(not(all(test, loom)))]
-    boxes: crossbeam_queue::ArrayQueue<Box<Message>>,
+    boxes: crossbeam_queue::ArrayQueue<Box<MaybeUninit<Message>>>,
     /// Bumped by every send and publish: a receiver about to wait spins on it rather than on
     /// the locks, which the producer it waits for needs (a hint only: the wait's correctness
     /// rests on the hand-off under the state lock).
@@ -359,19 +361,33 @@ impl Store {
     /// (docs/performance.md, "The in-process hot path").
     pub(crate) fn boxed(&self, msg: Message) -> Box<Message> {
         #[cfg(not(all(test, loom)))]
-        if let Some(mut b) = self.boxes.pop() {
-            *b = msg;
-            return b;
+        if let Some(b) = self.boxes.pop() {
+            return Box::write(b, msg);
         }
         Box::new(msg)
     }
 
-    /// The message out of its box, the box kept for [`Store::boxed`] while there is room.
-    pub(crate) fn unbox(&self, mut b: Box<Message>) -> Message {
-        let msg = std::mem::take(&mut *b);
-        #[cfg(not(all(test, loom)))]
-        let _ = self.boxes.push(b);
+    /// The message out of its box, the box kept for [`Store::boxed`] while there is room. The
+    /// box is kept uninitialised: emptying it by `mem::take` wrote a default message into it,
+    /// and filling it dropped that default, a few hundred bytes each way for every message.
+    #[cfg(not(all(test, loom)))]
+    pub(crate) fn unbox(&self, b: Box<Message>) -> Message {
+        let raw = Box::into_raw(b);
+        // Safety: `raw` is the unique pointer of a live, initialised `Box<Message>`; the read
+        // moves the message out, and nothing reads it through `raw` again.
+        let msg = unsafe { std::ptr::read(raw) };
+        // Safety: `MaybeUninit<Message>` has the layout of `Message`, so the allocation is freed
+        // (or refilled by `boxed`) with the layout it was made with, and an uninitialised
+        // `MaybeUninit` is never read: its message was moved out above and is not dropped here.
+        let empty = unsafe { Box::from_raw(raw.cast::<MaybeUninit<Message>>()) };
+        let _ = self.boxes.push(empty);
         msg
+    }
+
+    /// The message out of its box (the loom models keep no spare boxes).
+    #[cfg(all(test, loom))]
+    pub(crate) fn unbox(&self, b: Box<Message>) -> Message {
+        *b
     }
 
     fn arrived(&self) {
