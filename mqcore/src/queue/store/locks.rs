@@ -371,6 +371,7 @@ impl Store {
     /// box is kept uninitialised: emptying it by `mem::take` wrote a default message into it,
     /// and filling it dropped that default, a few hundred bytes each way for every message.
     #[cfg(not(all(test, loom)))]
+    #[inline]
     pub(crate) fn unbox(&self, b: Box<Message>) -> Message {
         let raw = Box::into_raw(b);
         // Safety: `raw` is the unique pointer of a live, initialised `Box<Message>`; the read
