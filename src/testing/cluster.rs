@@ -196,17 +196,23 @@ impl TestCluster {
                 return v;
             }
             if Instant::now() >= deadline {
-                let views: Vec<_> = self.nodes().values().map(|n| n.view()).collect();
-                let records: Vec<_> = self
-                    .config
-                    .groups
-                    .iter()
-                    .map(|g| (g.name.clone(), self.coord.record(&g.name).ok()))
-                    .collect();
-                panic!("timed out waiting for {what}\nnodes: {views:#?}\nrecords: {records:#?}");
+                panic!("timed out waiting for {what}\n{}", self.describe());
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// What each node runs and each group's record, for a failure to say where the cluster
+    /// stood.
+    pub fn describe(&self) -> String {
+        let views: Vec<_> = self.nodes().values().map(|n| n.view()).collect();
+        let records: Vec<_> = self
+            .config
+            .groups
+            .iter()
+            .map(|g| (g.name.clone(), self.coord.record(&g.name).ok()))
+            .collect();
+        format!("nodes: {views:#?}\nrecords: {records:#?}")
     }
 
     /// A client of the virtual server or node `name`, found through the cluster's registry.

@@ -362,7 +362,12 @@ depends_on = ["VS2-Name", "VS2-Disk"]
     }
     c.move_group("VS2", Some("NODE2")).unwrap();
     c.wait_online_on("VS2", "NODE2");
-    assert_eq!(c.owner("VS1").as_deref(), Some("NODE1"));
+    assert_eq!(
+        c.owner("VS1").as_deref(),
+        Some("NODE1"),
+        "VS1 is not online on NODE1 after VS2 moved\n{}",
+        c.describe()
+    );
     for (vs, body) in [("VS1", "one"), ("VS2", "two")] {
         let client = c.connect(vs).unwrap();
         assert_eq!(
