@@ -35,27 +35,23 @@ impl Inner {
         tx: Tx<'_>,
     ) -> Result<MessageId> {
         let quota = self.check_send(q, &msg, tx.is_transactional())?;
-        match tx {
-            Tx::None if !self.logs_first(&msg) => {
-                // Boxed first and stamped in its box: a `Message` is a few hundred bytes, and
-                // moving it through every call below was a third of the in-process hot path
-                // (docs/performance.md, "The in-process hot path").
-                let mut msg = q.store.boxed(msg);
-                self.stamp_sent(&mut msg, q.path.clone(), false);
-                let id = msg.id;
-                self.arrive_boxed(q, msg, quota)?;
-                Ok(id)
-            }
-            tx => {
-                let msg = self.stamp_as_sent(msg, q.path.clone(), tx.is_transactional());
-                let id = msg.id;
-                match tx {
-                    Tx::None => self.arrive(q, msg, quota)?,
-                    tx => self.in_tx(tx, |t| self.stage(q, msg, t))?,
-                }
-                Ok(id)
-            }
+        if matches!(tx, Tx::None) && !self.logs_first(&msg) {
+            // Boxed first and stamped in its box: a `Message` is a few hundred bytes, and moving
+            // it through every call below was a third of the in-process hot path
+            // (docs/performance.md, "The in-process hot path").
+            let mut msg = q.store.boxed(msg);
+            self.stamp_sent(&mut msg, q.path.clone(), false);
+            let id = msg.id;
+            self.arrive_boxed(q, msg, quota)?;
+            return Ok(id);
         }
+        let msg = self.stamp_as_sent(msg, q.path.clone(), tx.is_transactional());
+        let id = msg.id;
+        match tx {
+            Tx::None => self.arrive(q, msg, quota)?,
+            tx => self.in_tx(tx, |t| self.stage(q, msg, t))?,
+        }
+        Ok(id)
     }
 
     /// Runs `stage` in `tx`'s transaction: a new internal one, committed at once, for
