@@ -112,7 +112,7 @@ impl Outgoing {
         ready: Arc<ReadyHook>,
     ) -> Outgoing {
         Outgoing {
-            key: name.to_string().to_ascii_lowercase(),
+            key: name.as_text().to_ascii_lowercase(),
             name: Arc::new(name),
             host,
             remote_path,
