@@ -21,8 +21,10 @@
 //! the revision of that write. Releasing, renewing and unregistering a name compare the token
 //! first, so a stale owner can change nothing its successor wrote.
 
+use std::future::Future;
+use std::io::ErrorKind;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
@@ -39,6 +41,11 @@ use crate::error::{ClusterError, Result};
 /// quarter of the lease), so that a renewal can be tried again, through another member, before
 /// the lease runs out.
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often one request is sent again after the member it went to refused the connection.
+/// The client's balancer picks a member at random and keeps a dead one among its choices, so
+/// with one member of three down each try has a one-in-three chance of meeting it.
+const MAX_TRIES: u32 = 16;
 
 /// A node's heartbeat key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,11 +77,11 @@ struct NameEntry {
     token: u64,
 }
 
-/// This process's etcd session: its lease and the stream that renews it.
+/// This process's etcd session: its lease and the stream that renews it (none after a renewal
+/// on it failed; the next renewal opens a new one).
 struct Session {
     id: i64,
-    keeper: LeaseKeeper,
-    stream: LeaseKeepAliveStream,
+    stream: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
 }
 
 /// The etcd coordination store.
@@ -85,10 +92,36 @@ pub struct EtcdCoordination {
     ttl: i64,
     timeout: Duration,
     session: Mutex<Option<Session>>,
+    /// Whether the session's renewals for grants since the last heartbeat succeeded (the last
+    /// one's outcome); `None` if there were none.
+    unseen_renewal: Mutex<Option<bool>>,
 }
 
 fn etcd_error(e: etcd_client::Error) -> ClusterError {
     ClusterError::Coordination(format!("etcd: {e}"))
+}
+
+/// Whether the request behind `e` never reached a member: its connection was refused or could not
+/// be made. Such a request is always safe to send again; one that failed later (a timeout, a
+/// reset, an answer from etcd) may have been applied, so it is not.
+fn never_sent(e: &etcd_client::Error) -> bool {
+    let etcd_client::Error::GRpcStatus(status) = e else {
+        return false;
+    };
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::AddrNotAvailable
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+            );
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
@@ -140,7 +173,28 @@ impl EtcdCoordination {
             ttl: lease.as_secs_f64().ceil().max(1.0) as i64,
             timeout,
             session: Mutex::new(None),
+            unseen_renewal: Mutex::new(None),
         })
+    }
+
+    /// Runs one request on the client, sending it again while the member it went to refused the
+    /// connection (the balancer then picks among the members again), for at most one request
+    /// timeout and [`MAX_TRIES`] tries.
+    fn request<T, F, Fut>(&self, mut op: F) -> Result<T>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let mut tries = 1;
+        loop {
+            match self.rt.block_on(op(self.client.clone())) {
+                Err(e) if never_sent(&e) && tries < MAX_TRIES && Instant::now() < deadline => {
+                    tries += 1;
+                }
+                result => return result.map_err(etcd_error),
+            }
+        }
     }
 
     fn key(&self, rest: &str) -> String {
@@ -153,8 +207,7 @@ impl EtcdCoordination {
 
     /// A key's value, mod revision and lease; `None` if absent.
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, i64, i64)>> {
-        let mut c = self.client.clone();
-        let resp = self.rt.block_on(c.get(key, None)).map_err(etcd_error)?;
+        let resp = self.request(|mut c| async move { c.get(key, None).await })?;
         Ok(resp
             .kvs()
             .first()
@@ -162,11 +215,9 @@ impl EtcdCoordination {
     }
 
     fn get_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        let mut c = self.client.clone();
-        let resp = self
-            .rt
-            .block_on(c.get(prefix, Some(GetOptions::new().with_prefix())))
-            .map_err(etcd_error)?;
+        let resp = self.request(|mut c| async move {
+            c.get(prefix, Some(GetOptions::new().with_prefix())).await
+        })?;
         Ok(resp
             .kvs()
             .iter()
@@ -179,73 +230,77 @@ impl EtcdCoordination {
 
     /// Runs a transaction; whether its comparisons held, and its revision.
     fn txn(&self, when: Vec<Compare>, then: Vec<TxnOp>) -> Result<(bool, i64)> {
-        let mut c = self.client.clone();
-        let resp = self
-            .rt
-            .block_on(c.txn(Txn::new().when(when).and_then(then)))
-            .map_err(etcd_error)?;
+        let txn = Txn::new().when(when).and_then(then);
+        let resp = self.request(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })?;
         let revision = resp.header().map_or(0, |h| h.revision());
         Ok((resp.succeeded(), revision))
     }
 
-    /// This process's session lease, renewed now (a new one if the last expired). Returns its id.
+    /// This process's session lease, renewed now for a grant (the outcome is kept for the next
+    /// heartbeat, which then need not renew it again). Returns its id.
     fn renew_session(&self) -> Result<i64> {
+        let renewed = self.renew_lease();
+        *self
+            .unseen_renewal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(renewed.is_ok());
+        renewed
+    }
+
+    /// This process's session lease, renewed now (a new one only once etcd says the last one
+    /// expired). Returns its id.
+    fn renew_lease(&self) -> Result<i64> {
         let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(mut s) = session.take() {
-            // A stream that failed once is never read again: a late answer to the request that
-            // timed out would pass for a renewal etcd never received.
-            match self.keep_alive(&mut s) {
-                Ok(true) => {
-                    let id = s.id;
-                    *session = Some(s);
-                    return Ok(id);
-                }
-                // Expired: what was attached to it is gone; a new session starts below.
-                Ok(false) => {}
-                // The stream's member went away, or is slow: renew the same lease through a new
-                // stream (which the client sends to a member that answers). If that fails too,
-                // the lease may be gone (etcd refuses a keep-alive of an expired lease): the
-                // next call starts a new session.
-                Err(_) => {
-                    let mut c = self.client.clone();
-                    let (keeper, stream) = self
-                        .rt
-                        .block_on(c.lease_keep_alive(s.id))
-                        .map_err(etcd_error)?;
-                    let mut s = Session {
-                        id: s.id,
-                        keeper,
-                        stream,
-                    };
-                    if self.keep_alive(&mut s)? {
-                        let id = s.id;
-                        *session = Some(s);
-                        return Ok(id);
+        if let Some(s) = session.as_mut() {
+            // Two tries: on the stream the last renewal used, then (if that one failed) on a new
+            // stream, which the client sends to a member that answers.
+            for last in [false, true] {
+                match self.keep_alive(s) {
+                    Ok(true) => return Ok(s.id),
+                    // Expired: what was attached to it is gone; a new session starts below.
+                    Ok(false) => break,
+                    // The stream's member went away, or etcd is electing a leader. The lease
+                    // itself is kept: only etcd's answer that it expired ends it, for a new
+                    // lease would lose every key attached to this one, the owner keys of the
+                    // groups this node runs among them. A stream that failed once is never read
+                    // again: a late answer to the request that timed out would pass for a
+                    // renewal etcd never received.
+                    Err(e) => {
+                        s.stream = None;
+                        if last {
+                            return Err(e);
+                        }
                     }
                 }
             }
         }
-        let mut c = self.client.clone();
         let ttl = self.ttl;
-        let s = self
-            .rt
-            .block_on(async move {
-                let id = c.lease_grant(ttl, None).await?.id();
-                let (keeper, stream) = c.lease_keep_alive(id).await?;
-                Ok::<_, etcd_client::Error>(Session { id, keeper, stream })
-            })
-            .map_err(etcd_error)?;
-        let id = s.id;
-        *session = Some(s);
+        let id = self
+            .request(|mut c| async move { c.lease_grant(ttl, None).await })?
+            .id();
+        // Granted with its full TTL; its stream opens at the first renewal.
+        *session = Some(Session { id, stream: None });
         Ok(id)
     }
 
-    /// One renewal on the session's stream: whether the lease is still alive.
+    /// One renewal of the session's lease, on its stream (a new stream if it has none): whether
+    /// the lease is still alive.
     fn keep_alive(&self, s: &mut Session) -> Result<bool> {
+        let (keeper, stream) = match &mut s.stream {
+            Some(ks) => ks,
+            None => {
+                let id = s.id;
+                let ks = self.request(|mut c| async move { c.lease_keep_alive(id).await })?;
+                s.stream.insert(ks)
+            }
+        };
         let timeout = self.timeout;
         self.rt.block_on(async {
-            s.keeper.keep_alive().await.map_err(etcd_error)?;
-            match tokio::time::timeout(timeout, s.stream.message()).await {
+            keeper.keep_alive().await.map_err(etcd_error)?;
+            match tokio::time::timeout(timeout, stream.message()).await {
                 Ok(Ok(Some(r))) => Ok(r.ttl() > 0),
                 Ok(Ok(None)) => Err(ClusterError::Coordination(
                     "etcd: the keep-alive stream ended".into(),
@@ -282,31 +337,52 @@ impl EtcdCoordination {
 
 impl Coordination for EtcdCoordination {
     fn heartbeat(&self, node: &str) -> Result<()> {
-        let lease = self.renew_session()?;
-        let mut c = self.client.clone();
+        // The keeper renews its groups first, each renewal renewing the session: one renewal a
+        // beat is enough, and during an election (when every renewal waits out its timeout) a
+        // second one would only delay the next renewal of the groups.
+        let unseen = self
+            .unseen_renewal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let lease = match (unseen, self.session_id()) {
+            (Some(true), Some(id)) => id,
+            (Some(false), _) => {
+                return Err(ClusterError::Coordination(
+                    "etcd: the session's lease was not renewed this beat".into(),
+                ))
+            }
+            _ => self.renew_lease()?,
+        };
         let value = encode(&NodeKey {
             node: node.to_owned(),
             wall_ms: wall_ms(),
             pid: std::process::id(),
         });
         let key = self.key(&format!("nodes/{}", node.to_ascii_lowercase()));
-        self.rt
-            .block_on(c.put(key, value, Some(PutOptions::new().with_lease(lease))))
-            .map_err(etcd_error)?;
+        self.request(|mut c| {
+            let (key, value) = (key.clone(), value.clone());
+            async move {
+                c.put(key, value, Some(PutOptions::new().with_lease(lease)))
+                    .await
+            }
+        })?;
         Ok(())
     }
 
     fn leave(&self, node: &str) -> Result<()> {
-        let mut c = self.client.clone();
         let key = self.key(&format!("nodes/{}", node.to_ascii_lowercase()));
-        self.rt.block_on(c.delete(key, None)).map_err(etcd_error)?;
+        self.request(|mut c| {
+            let key = key.clone();
+            async move { c.delete(key, None).await }
+        })?;
         if let Some(s) = self
             .session
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
         {
-            let _ = self.rt.block_on(c.lease_revoke(s.id));
+            let _ = self.request(|mut c| async move { c.lease_revoke(s.id).await });
         }
         Ok(())
     }
@@ -441,15 +517,15 @@ impl Coordination for EtcdCoordination {
     }
 
     fn register_name(&self, name: &str, address: &str, token: u64) -> Result<()> {
-        let mut c = self.client.clone();
         let key = self.key(&format!("names/{}", name.to_ascii_lowercase()));
         let value = encode(&NameEntry {
             address: address.to_owned(),
             token,
         });
-        self.rt
-            .block_on(c.put(key, value, None))
-            .map_err(etcd_error)?;
+        self.request(|mut c| {
+            let (key, value) = (key.clone(), value.clone());
+            async move { c.put(key, value, None).await }
+        })?;
         Ok(())
     }
 
@@ -505,12 +581,13 @@ impl Coordination for EtcdCoordination {
     }
 
     fn publish_status(&self, node: &str, status: &serde_json::Value) -> Result<()> {
-        let mut c = self.client.clone();
         let key = self.key(&format!("status/{}", node.to_ascii_lowercase()));
+        let value = encode(status);
         let options = self.session_id().map(|l| PutOptions::new().with_lease(l));
-        self.rt
-            .block_on(c.put(key, encode(status), options))
-            .map_err(etcd_error)?;
+        self.request(|mut c| {
+            let (key, value, options) = (key.clone(), value.clone(), options.clone());
+            async move { c.put(key, value, options).await }
+        })?;
         Ok(())
     }
 

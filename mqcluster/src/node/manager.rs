@@ -17,14 +17,14 @@ use super::worker::Worker;
 use super::{spawn, GroupView, Hosted, NodeView, Shared};
 
 impl Shared {
-    /// The keeper: beat, renew, advance each lease's validity.
+    /// The keeper: renew, beat, advance each lease's validity. The groups' leases are renewed
+    /// first: a store whose renewals also renew the node (etcd's session) then beats without
+    /// another round trip, so a slow store (an etcd election) delays the next renewal by one
+    /// request, not two.
     pub(super) fn keep(self: Arc<Self>) {
         let trusted = self.config.timing.lease() - self.config.timing.margin();
         while !self.dead.load(Ordering::SeqCst) {
             let started = self.now_ns();
-            if let Err(e) = self.coord.heartbeat(&self.name) {
-                tracing::warn!(error = %e, "heartbeat failed");
-            }
             let hosted: Vec<Arc<Hosted>> = self.hosted().values().cloned().collect();
             for h in hosted {
                 let t0 = self.now_ns();
@@ -42,6 +42,9 @@ impl Shared {
                         tracing::warn!(group = %h.def.name, error = %e, "renewing the lease failed")
                     }
                 }
+            }
+            if let Err(e) = self.coord.heartbeat(&self.name) {
+                tracing::warn!(error = %e, "heartbeat failed");
             }
             if self.stopping.load(Ordering::SeqCst) && self.hosted().is_empty() {
                 let _ = self.coord.leave(&self.name);

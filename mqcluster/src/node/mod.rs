@@ -2,7 +2,7 @@
 //! groups nobody owns, and one worker per group it hosts.
 //!
 //! Threads, so that slow work never delays a lease renewal:
-//! - the *keeper* beats and renews the leases of hosted groups every heartbeat, and advances
+//! - the *keeper* renews the leases of hosted groups and beats every heartbeat, and advances
 //!   each group's "valid until" (renewal start + lease - margin, on this node's monotonic clock);
 //! - the *manager* places groups (acquires those this node is the best live candidate for) and
 //!   publishes the node's status;
