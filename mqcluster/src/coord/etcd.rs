@@ -92,8 +92,10 @@ pub struct EtcdCoordination {
     ttl: i64,
     timeout: Duration,
     session: Mutex<Option<Session>>,
-    /// Whether the session's renewals for grants since the last heartbeat succeeded (the last
-    /// one's outcome); `None` if there were none.
+    /// Whether the session's renewals for grants (acquisitions on the manager's thread, renewals
+    /// on the keeper's) since the last heartbeat succeeded, as the last one's outcome; `None` if
+    /// there were none. A failed one makes the heartbeat fail without a renewal of its own: the
+    /// next beat tries again, well within the node's lease.
     unseen_renewal: Mutex<Option<bool>>,
 }
 
