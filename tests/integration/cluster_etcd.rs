@@ -169,7 +169,8 @@ impl Drop for Etcd {
 /// A two-node cluster file whose nodes coordinate through `url`. A heartbeat of 200 ms and a
 /// lease of 10 of them (2 s, trusted for 1.5 s): an etcd leader election and a client moving to
 /// another member must fit in what the owner trusts after its last renewal. The election timeout
-/// here is 250 ms, but electing and committing took up to 700 ms on a busy 2-core machine; the
+/// here is 250 ms, but with a 1 s lease (750 ms trusted) one run on this 2-core machine saw the
+/// owner's renewals go unanswered for 960 ms between two that succeeded, and it was fenced; the
 /// ratio of lease to election timeout (8) is near WSFC's 5 s against etcd's default 1 s.
 fn cluster_file(url: &str, address: &str) -> String {
     format!("coordinator = \"{url}\"\n")

@@ -42,9 +42,9 @@ use crate::error::{ClusterError, Result};
 /// the lease runs out.
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How often one request is sent again after the member it went to refused the connection.
-/// The client's balancer picks a member at random and keeps a dead one among its choices, so
-/// with one member of three down each try has a one-in-three chance of meeting it.
+/// The most tries of one request whose connection a member refused. The client's balancer
+/// picks among the members at random and keeps a dead one among its choices, so with one member
+/// of three down a try meets it about one time in three.
 const MAX_TRIES: u32 = 16;
 
 /// A node's heartbeat key.
