@@ -569,6 +569,10 @@ pub(crate) fn stopped_owner(c: Cluster) {
     // heartbeats), the owner would stall every node until resumed, as the directory documents,
     // and no challenger could take over while this waits for one: the test holds the lock
     // itself around the stop, so the owner is stopped outside it. (etcd has no such lock.)
+    // The lock is let go only once every thread of the owner has stopped: a thread waiting for
+    // the lock when the signal came, but not yet run, would otherwise wake to find it free, take
+    // it, and only then stop (seen in CI; on Linux a sleeping flock checks for the lock before it
+    // checks for a signal).
     let dir_lock = c.dir().join("cluster.lock");
     let held = dir_lock.exists().then(|| {
         let f = std::fs::OpenOptions::new()
@@ -582,6 +586,9 @@ pub(crate) fn stopped_owner(c: Cluster) {
         .args(["-STOP", &pid_s])
         .status()
         .unwrap();
+    crate::support::eventually("every thread of the owner stopped", || {
+        all_threads_stopped(pid)
+    });
     drop(held);
     // A challenger takes the group over; the stopped owner still holds the address, so the new
     // owner's MSMQ resource waits (OnlinePending) until the old one lets go.
@@ -610,4 +617,20 @@ pub(crate) fn stopped_owner(c: Cluster) {
     let counts = c.finish();
     eprintln!("stopped owner: {counts}");
     counts.assert_exact();
+}
+
+/// Whether every thread of process `pid` is stopped by a signal (state `T` in
+/// `/proc/PID/task/TID/stat`): `kill` returns once the signal is sent, before the threads stop.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses and may hold any byte.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T" || state == "t")
+        })
+    })
 }
