@@ -2,6 +2,7 @@
 //! rolls and concurrent committers.
 
 use std::any::Any;
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -817,4 +818,58 @@ fn a_first_segment_cut_before_its_first_record_is_corruption() {
         Err(e) => panic!("wrong error: {e}"),
         Ok((_, recovered)) => panic!("opened from record {:?}", recovered.first().map(|r| r.lsn)),
     }
+}
+
+/// Records the order its wakers are woken in.
+struct WakeOrder {
+    name: &'static str,
+    log: Arc<Mutex<Vec<&'static str>>>,
+}
+
+impl std::task::Wake for WakeOrder {
+    fn wake(self: Arc<Self>) {
+        self.log.lock().unwrap().push(self.name);
+    }
+}
+
+#[test]
+fn async_committers_that_ask_to_go_first_are_woken_first() {
+    let gate = Arc::new(Gate::default());
+    let disk: Arc<dyn Disk> = Arc::new(GatedDisk {
+        inner: Arc::new(SimDisk::new()),
+        gate: gate.clone(),
+    });
+    let (wal, _) = Wal::open(disk, &dir(), 1, fixed_epoch(1), WalOptions::default()).unwrap();
+    let wal = Arc::new(wal);
+    // The writer stops inside the first record's sync, so both futures wait for it.
+    gate.close();
+    let lsn = wal.submit(3, b"one record for both").unwrap();
+    gate.wait_until_held();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut waits = [
+        ("plain", wal.durable(lsn)),
+        ("first", wal.durable(lsn).woken_first()),
+    ];
+    // The plain one begins to wait first: without the request, it would be woken first.
+    for (name, wait) in &mut waits {
+        let waker = std::task::Waker::from(Arc::new(WakeOrder {
+            name,
+            log: log.clone(),
+        }));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let pending = std::pin::Pin::new(wait).poll(&mut cx).is_pending();
+        assert!(
+            pending,
+            "{name}: the record is not durable while its sync is held"
+        );
+    }
+    gate.open();
+    wal.wait(lsn).unwrap();
+    for _ in 0..1000 {
+        if log.lock().unwrap().len() == 2 {
+            break;
+        }
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(*log.lock().unwrap(), ["first", "plain"]);
 }

@@ -36,8 +36,16 @@ pub(crate) fn engine<R>(f: impl FnOnce() -> R) -> R {
 /// the wait for the oldest's record. The connection's own task waits here, so the log writer's
 /// wake-up reaches the task that answers, with no task or channel between.
 pub(crate) struct UntilDurable<T> {
-    queue: VecDeque<(Vec<Deferred>, T)>,
+    queue: VecDeque<Entry<T>>,
     front: Option<Durability>,
+}
+
+/// An item held, the steps it depends on, and whether its wait goes first
+/// ([`Durability::woken_first`]).
+struct Entry<T> {
+    steps: Vec<Deferred>,
+    item: T,
+    first: bool,
 }
 
 impl<T> Default for UntilDurable<T> {
@@ -57,7 +65,21 @@ fn last(steps: &[Deferred]) -> Option<&Deferred> {
 
 impl<T> UntilDurable<T> {
     pub(crate) fn push(&mut self, steps: Vec<Deferred>, item: T) {
-        self.queue.push_back((steps, item));
+        self.queue.push_back(Entry {
+            steps,
+            item,
+            first: false,
+        });
+    }
+
+    /// [`UntilDurable::push`] for an item whose wait is woken ahead of the others of its sync
+    /// ([`Durability::woken_first`]): answers that hand messages out.
+    pub(crate) fn push_first(&mut self, steps: Vec<Deferred>, item: T) {
+        self.queue.push_back(Entry {
+            steps,
+            item,
+            first: true,
+        });
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -67,7 +89,7 @@ impl<T> UntilDurable<T> {
     /// The items still held, oldest first.
     #[cfg_attr(not(feature = "amqp"), allow(dead_code))] // the AMQP face's
     pub(crate) fn items_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.queue.iter_mut().map(|(_, item)| item)
+        self.queue.iter_mut().map(|e| &mut e.item)
     }
 
     /// Waits until the oldest item's record is durable, then publishes its steps and those of
@@ -75,22 +97,30 @@ impl<T> UntilDurable<T> {
     /// steps held (the log's error otherwise). Pending forever while nothing is held; cancelled,
     /// it keeps its wait for the next call.
     pub(crate) async fn next(&mut self) -> Vec<(T, mqcore::Result<()>)> {
-        let Some((steps, _)) = self.queue.front() else {
+        let Some(front) = self.queue.front() else {
             return std::future::pending().await;
         };
-        if let Some(l) = last(steps) {
-            let front = self.front.get_or_insert_with(|| l.durable());
+        if let Some(l) = last(&front.steps) {
+            let first = front.first;
+            let front = self.front.get_or_insert_with(|| {
+                let durable = l.durable();
+                if first {
+                    durable.woken_first()
+                } else {
+                    durable
+                }
+            });
             // A failure shows in `finish_each`.
             let _ = front.await;
         }
         self.front = None;
         let mut out = Vec::new();
-        while let Some((steps, _)) = self.queue.front() {
-            if !last(steps).is_none_or(Deferred::is_durable) {
+        while let Some(e) = self.queue.front() {
+            if !last(&e.steps).is_none_or(Deferred::is_durable) {
                 break;
             }
-            let (steps, item) = self.queue.pop_front().expect("looked at");
-            out.push((item, deferred::finish_each(steps)));
+            let e = self.queue.pop_front().expect("looked at");
+            out.push((e.item, deferred::finish_each(e.steps)));
         }
         out
     }

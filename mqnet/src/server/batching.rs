@@ -24,6 +24,8 @@ use super::stopped_signal;
 pub(super) struct Held {
     logged: Vec<mqcore::step::deferred::Deferred>,
     replies: Vec<(u64, Response)>,
+    /// The replies hand messages out: their wait goes first (`UntilDurable::push_first`).
+    receives: bool,
 }
 
 /// A connection's held answers, oldest first (`crate::steps::UntilDurable`).
@@ -32,7 +34,11 @@ pub(super) struct HeldAnswers(UntilDurable<Vec<(u64, Response)>>);
 
 impl HeldAnswers {
     pub(super) fn push(&mut self, h: Held) {
-        self.0.push(h.logged, h.replies);
+        if h.receives {
+            self.0.push_first(h.logged, h.replies);
+        } else {
+            self.0.push(h.logged, h.replies);
+        }
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -99,6 +105,7 @@ impl Session {
                         held.push(Held {
                             logged,
                             replies: replies.collect(),
+                            receives: false,
                         });
                     }
                 }
@@ -140,7 +147,11 @@ impl Session {
                             waiting => out.push((id, waiting)),
                         }
                     }
-                    held.push(Held { logged, replies });
+                    held.push(Held {
+                        logged,
+                        replies,
+                        receives: true,
+                    });
                 }
                 Request::Transfer {
                     source,
@@ -161,6 +172,7 @@ impl Session {
                         held.push(Held {
                             logged,
                             replies: vec![(id, reply)],
+                            receives: false,
                         });
                     }
                 }

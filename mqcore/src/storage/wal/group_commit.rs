@@ -33,11 +33,11 @@ pub(super) struct Shared {
     pub(super) waiting: Mutex<()>,
     /// Wakes committers when the durable LSN moves (or the log fails); paired with `waiting`.
     pub(super) durable: Condvar,
-    /// Async committers ([`Wal::durable`]): the LSN each waits for and its waker, woken by the
-    /// writer after each sync (all of them when the log fails).
+    /// Async committers ([`Wal::durable`]), woken by the writer after each sync (all of them
+    /// when the log fails).
     ///
     /// [`Wal::durable`]: super::Wal::durable
-    pub(super) wakers: Mutex<Vec<(Lsn, Waker)>>,
+    pub(super) wakers: Mutex<Vec<AsyncWaiter>>,
     /// Held while the free segment ([`FREE_SEGMENT`](super::segments::FREE_SEGMENT)) is put in place or taken, which compaction
     /// and the spare's thread both do.
     pub(super) free: Mutex<()>,
@@ -99,8 +99,17 @@ impl Failure {
     }
 }
 
+/// An async committer: the LSN it waits for, whether it goes first ([`Durability::woken_first`]),
+/// and its waker.
+pub(super) struct AsyncWaiter {
+    lsn: Lsn,
+    first: bool,
+    waker: Waker,
+}
+
 impl Shared {
-    /// Wakes the async committers whose record is durable, or all of them when the log failed.
+    /// Wakes the async committers whose record is durable, or all of them when the log failed:
+    /// those that asked to go first, then the others, each in the order they began to wait.
     fn wake_async(&self, failed: bool) {
         let to = self.durable_to.load(Ordering::Acquire);
         let woken: Vec<Waker> = {
@@ -109,13 +118,16 @@ impl Shared {
                 return;
             }
             let mut woken = Vec::new();
-            w.retain(|(lsn, waker)| {
-                let done = failed || *lsn <= to;
+            let mut after = Vec::new();
+            w.retain(|a| {
+                let done = failed || a.lsn <= to;
                 if done {
-                    woken.push(waker.clone());
+                    let to = if a.first { &mut woken } else { &mut after };
+                    to.push(a.waker.clone());
                 }
                 !done
             });
+            woken.append(&mut after);
             woken
         };
         for w in woken {
@@ -180,6 +192,18 @@ impl Shared {
 pub struct Durability {
     pub(super) shared: Arc<Shared>,
     pub(super) lsn: Lsn,
+    pub(super) first: bool,
+}
+
+impl Durability {
+    /// Resolves ahead of the waiters of the same sync that did not ask for it. The server asks
+    /// it for receives: a consumer answered first after a sync sends its next requests first,
+    /// so the consumer of a pipelined flow is less often a sync behind its producer (a backlog
+    /// that forms does not drain by itself; docs/performance.md).
+    pub fn woken_first(mut self) -> Durability {
+        self.first = true;
+        self
+    }
 }
 
 impl std::fmt::Debug for Durability {
@@ -203,8 +227,12 @@ impl Future for Durability {
                 .wakers
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            w.retain(|(_, waker)| !waker.will_wake(cx.waker()));
-            w.push((self.lsn, cx.waker().clone()));
+            w.retain(|a| !a.waker.will_wake(cx.waker()));
+            w.push(AsyncWaiter {
+                lsn: self.lsn,
+                first: self.first,
+                waker: cx.waker().clone(),
+            });
         }
         // The writer may have synced (and looked at the wakers) between the first look and the
         // registration: look again, now that a later sync is sure to see this waker.

@@ -334,6 +334,7 @@ impl Wal {
         Durability {
             shared: self.shared.clone(),
             lsn,
+            first: false,
         }
     }
 
