@@ -47,6 +47,9 @@ const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// of three down a try meets it about one time in three.
 const MAX_TRIES: u32 = 16;
 
+/// The pause before a read is sent again after etcd answered that it is unavailable.
+const UNAVAILABLE_PAUSE: Duration = Duration::from_millis(25);
+
 /// A node's heartbeat key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct NodeKey {
@@ -126,6 +129,25 @@ fn never_sent(e: &etcd_client::Error) -> bool {
     false
 }
 
+/// Whether a read that failed with `e` may get its answer from another try: the member did not
+/// answer in time (one that has just restarted holds reads until it has caught up with the
+/// leader) or was unavailable (an election). A read changes nothing, so sending it again is
+/// always safe.
+fn read_again(e: &etcd_client::Error) -> bool {
+    never_sent(e)
+        || matches!(e, etcd_client::Error::GRpcStatus(status) if matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+        ))
+}
+
+/// Whether etcd itself answered that it cannot serve now ("leader changed" during an election).
+fn unavailable(e: &etcd_client::Error) -> bool {
+    !never_sent(e)
+        && matches!(e, etcd_client::Error::GRpcStatus(status)
+            if status.code() == tonic::Code::Unavailable)
+}
+
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes)
         .map_err(|e| ClusterError::Coordination(format!("etcd: a value is not ours: {e}")))
@@ -182,16 +204,48 @@ impl EtcdCoordination {
     /// Runs one request on the client, sending it again while the member it went to refused the
     /// connection (the balancer then picks among the members again), for at most one request
     /// timeout and [`MAX_TRIES`] tries.
-    fn request<T, F, Fut>(&self, mut op: F) -> Result<T>
+    fn request<T, F, Fut>(&self, op: F) -> Result<T>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
-        let deadline = Instant::now() + self.timeout;
+        self.try_until(op, never_sent, self.timeout)
+    }
+
+    /// [`EtcdCoordination::request`] for a read, which is also sent again when a member did not
+    /// answer in time or was unavailable ([`read_again`]), within two request timeouts: a read
+    /// that met a member still catching up then gets its answer from another one instead of
+    /// failing (seen when a quorum came back: a client's name lookup failed).
+    fn read<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        self.try_until(op, read_again, self.timeout * 2)
+    }
+
+    /// Runs `op` until it succeeds, fails in a way `again` does not accept, or has had
+    /// [`MAX_TRIES`] tries or `budget`.
+    fn try_until<T, F, Fut>(
+        &self,
+        mut op: F,
+        again: fn(&etcd_client::Error) -> bool,
+        budget: Duration,
+    ) -> Result<T>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let deadline = Instant::now() + budget;
         let mut tries = 1;
         loop {
             match self.rt.block_on(op(self.client.clone())) {
-                Err(e) if never_sent(&e) && tries < MAX_TRIES && Instant::now() < deadline => {
+                Err(e) if again(&e) && tries < MAX_TRIES && Instant::now() < deadline => {
+                    if unavailable(&e) {
+                        // etcd answered at once that it cannot serve now (a leader election):
+                        // a moment's pause, not a burst of tries that get the same answer.
+                        std::thread::sleep(UNAVAILABLE_PAUSE.min(deadline - Instant::now()));
+                    }
                     tries += 1;
                 }
                 result => return result.map_err(etcd_error),
@@ -209,7 +263,7 @@ impl EtcdCoordination {
 
     /// A key's value, mod revision and lease; `None` if absent.
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, i64, i64)>> {
-        let resp = self.request(|mut c| async move { c.get(key, None).await })?;
+        let resp = self.read(|mut c| async move { c.get(key, None).await })?;
         Ok(resp
             .kvs()
             .first()
@@ -217,7 +271,7 @@ impl EtcdCoordination {
     }
 
     fn get_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        let resp = self.request(|mut c| async move {
+        let resp = self.read(|mut c| async move {
             c.get(prefix, Some(GetOptions::new().with_prefix())).await
         })?;
         Ok(resp
