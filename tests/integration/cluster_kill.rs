@@ -571,8 +571,8 @@ pub(crate) fn stopped_owner(c: Cluster) {
     // itself around the stop, so the owner is stopped outside it. (etcd has no such lock.)
     // The lock is let go only once every thread of the owner has stopped: a thread waiting for
     // the lock when the signal came, but not yet run, would otherwise wake to find it free, take
-    // it, and only then stop (seen in CI; on Linux a sleeping flock checks for the lock before it
-    // checks for a signal).
+    // it, and only then stop (on Linux a woken flock looks for the lock before it looks for a
+    // signal; the likely cause of a CI run in which no challenger ever took over).
     let dir_lock = c.dir().join("cluster.lock");
     let held = dir_lock.exists().then(|| {
         let f = std::fs::OpenOptions::new()
@@ -619,8 +619,8 @@ pub(crate) fn stopped_owner(c: Cluster) {
     counts.assert_exact();
 }
 
-/// Whether every thread of process `pid` is stopped by a signal (state `T` in
-/// `/proc/PID/task/TID/stat`): `kill` returns once the signal is sent, before the threads stop.
+/// Whether every thread of process `pid` is stopped (state `T` in `/proc/PID/task/TID/stat`, or
+/// `t` under a tracer): `kill` returns once the signal is sent, before the threads stop.
 fn all_threads_stopped(pid: u32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return false;

@@ -122,8 +122,8 @@ impl Shared {
             w.retain(|a| {
                 let done = failed || a.lsn <= to;
                 if done {
-                    let to = if a.first { &mut woken } else { &mut after };
-                    to.push(a.waker.clone());
+                    let list = if a.first { &mut woken } else { &mut after };
+                    list.push(a.waker.clone());
                 }
                 !done
             });
