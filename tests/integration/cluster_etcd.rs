@@ -85,6 +85,13 @@ impl Etcd {
         self.members[i] = Some(child);
     }
 
+    /// Sends `signal` (`-STOP`, `-CONT`) to member `i`.
+    fn signal_member(&self, i: usize, signal: &str) {
+        let pid = self.members[i].as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     fn kill_member(&mut self, i: usize) {
         if let Some(mut c) = self.members[i].take() {
             let _ = c.kill();
@@ -238,6 +245,18 @@ fn quorum_loss_stops_the_owner_and_no_other_node_takes_over() {
     let vs1 = c.connect("VS1").unwrap();
     vs1.create_queue(Q, QueueProps::transactional()).unwrap();
     vs1.send(Q, Message::new("one"), Tx::Single).unwrap();
+
+    // A follower that stops answering (SIGSTOP: its connections stay open): every read goes
+    // through, for one that waits out its timeout on the stopped member is sent to another, and
+    // the client's pings soon drop that member's connection. (Without the pings, a read failed
+    // with a timeout in each of seven runs.)
+    let stopped = (0..3).find(|&i| i != etcd.leader()).unwrap();
+    etcd.signal_member(stopped, "-STOP");
+    for _ in 0..15 {
+        c.coordination().holder("VS1").unwrap();
+    }
+    etcd.signal_member(stopped, "-CONT");
+    assert_eq!(c.owner("VS1").as_deref(), Some(owner.as_str()));
 
     // One member of three lost, a follower: a quorum remains, nothing changes. Every request
     // goes through: one that meets the dead member is sent to another (the client's balancer

@@ -131,13 +131,16 @@ fn never_sent(e: &etcd_client::Error) -> bool {
 
 /// Whether a read that failed with `e` may get its answer from another try: the member did not
 /// answer in time (one that has just restarted holds reads until it has caught up with the
-/// leader) or was unavailable (an election). A read changes nothing, so sending it again is
-/// always safe.
+/// leader), was unavailable (an election), or its connection broke (`Unknown`: a transport
+/// error). A read changes nothing, so sending it again is always safe.
 fn read_again(e: &etcd_client::Error) -> bool {
     never_sent(e)
         || matches!(e, etcd_client::Error::GRpcStatus(status) if matches!(
             status.code(),
-            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+            tonic::Code::Unavailable
+                | tonic::Code::Cancelled
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Unknown
         ))
 }
 
@@ -186,7 +189,13 @@ impl EtcdCoordination {
         let timeout = (lease / 4).clamp(Duration::from_millis(100), MAX_REQUEST_TIMEOUT);
         let options = ConnectOptions::new()
             .with_connect_timeout(timeout)
-            .with_timeout(timeout);
+            .with_timeout(timeout)
+            // HTTP/2 pings at the request timeout: a member that stops answering (paused, its
+            // connections still open) loses its connection within two timeouts, so the balancer
+            // stops choosing it; without them it kept being chosen and every try it got waited
+            // out the whole timeout (`quorum_loss_stops_the_owner...`'s stopped follower).
+            .with_keep_alive(timeout, timeout)
+            .with_keep_alive_while_idle(true);
         let client = rt
             .block_on(Client::connect(endpoints, Some(options)))
             .map_err(etcd_error)?;
@@ -213,15 +222,17 @@ impl EtcdCoordination {
     }
 
     /// [`EtcdCoordination::request`] for a read, which is also sent again when a member did not
-    /// answer in time or was unavailable ([`read_again`]), within two request timeouts: a read
-    /// that met a member still catching up then gets its answer from another one instead of
-    /// failing (seen when a quorum came back: a client's name lookup failed).
+    /// answer in time, was unavailable or its connection broke ([`read_again`]), within three
+    /// request timeouts (the pings drop a silent member's connection within two): a read that
+    /// met a member still catching up, or one that stopped answering, then gets its answer from
+    /// another one instead of failing (seen when a quorum came back: a client's name lookup
+    /// failed).
     fn read<T, F, Fut>(&self, op: F) -> Result<T>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
-        self.try_until(op, read_again, self.timeout * 2)
+        self.try_until(op, read_again, self.timeout * 3)
     }
 
     /// Runs `op` until it succeeds, fails in a way `again` does not accept, or has had
